@@ -1,0 +1,167 @@
+//! Wire types shared by the kernel programs (`agent-ebpf`) and the userspace agent.
+//!
+//! Rules (see STYLE): fixed-width integers and byte arrays only, no `bool`, no enums,
+//! padding written out as fields, and a compile-time size assertion beside each type.
+//! Userspace never transmutes ring-buffer bytes into these types without checking the
+//! length and the `kind` field first (see `agent/src/decode.rs`).
+#![no_std]
+
+/// Roles of a process in the `TRACED` map.
+pub const ROLE_ROOT: u32 = 1; // a Redis server (or a `-p` target)
+pub const ROLE_CHILD: u32 = 2; // a fork child of a root: its session
+
+/// Event kinds on the session ring buffer (`PROC_EVENTS`, low rate, wakes userspace).
+pub const EV_FORK: u32 = 1;
+pub const EV_EXIT: u32 = 2;
+pub const EV_FORK_RET: u32 = 3;
+pub const EV_EXEC: u32 = 4;
+pub const EV_TITLE: u32 = 5;
+/// Event kinds on the hot ring buffer (`HOT_EVENTS`, submitted without wakeup).
+pub const EV_COW: u32 = 10;
+
+/// Index into the per-CPU `DROPS` array: reserves that failed, per ring buffer.
+pub const DROP_HOT: u32 = 0;
+pub const DROP_PROC: u32 = 1;
+pub const DROP_SLOTS: u32 = 2;
+
+/// `CowEvent::flags` bits.
+pub const COW_FLAG_CHILD: u32 = 1; // the copy was made by the session child
+pub const COW_FLAG_ZERO: u32 = 2; // a write to the shared zero page (a zero-filled allocation)
+
+/// Byte length of the process title captured at `exit_group`.
+pub const TITLE_LEN: usize = 64;
+pub const COMM_LEN: usize = 16;
+
+/// Exact copy-on-write counters. Kept in maps and updated with atomic adds,
+/// so a full ring buffer never changes them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CowCounters {
+    /// Write faults on present pages (`error_code & 3 == 3`): copies + reuses + zero fills.
+    pub wp_faults: u64,
+    /// Copies whose new page was order 0 (4 KiB).
+    pub copies_4k: u64,
+    /// Copies whose new page was order 9 (2 MiB on x86-64).
+    pub copies_2m: u64,
+    /// Copies of any other order.
+    pub copies_other: u64,
+    /// Bytes of all copies (`4096 << order` each).
+    pub copy_bytes: u64,
+    /// Write faults on the shared zero page, which allocate a zeroed page.
+    pub zero_fills: u64,
+}
+const _: () = assert!(core::mem::size_of::<CowCounters>() == 48);
+
+impl CowCounters {
+    pub const fn copies(&self) -> u64 {
+        self.copies_4k + self.copies_2m + self.copies_other
+    }
+    /// Faults that neither copied nor zero-filled: the page was already exclusive.
+    pub const fn reuses(&self) -> u64 {
+        self.wp_faults.saturating_sub(self.copies() + self.zero_fills)
+    }
+}
+
+/// Value of the `TRACED` map, keyed by tgid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracedProc {
+    pub role: u32,
+    /// For a root: the tgid of its newest session child (0 when none was forked).
+    pub newest_child: u32,
+    /// For a child: its root's tgid.
+    pub parent_tgid: u32,
+    pub _pad: u32,
+    /// Every COW fault of this process, inside a session or not.
+    pub total: CowCounters,
+}
+const _: () = assert!(core::mem::size_of::<TracedProc>() == 64);
+
+/// Value of the `SESSIONS` map, keyed by the child's tgid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionState {
+    pub parent_tgid: u32,
+    /// The root's newest session child when this one was forked: the chain the
+    /// fault handler walks to find the newest *live* session (see `fault.rs`).
+    pub prev_child: u32,
+    /// Set to 1 when the child exits; the entry lives on until userspace reaps it.
+    pub exited: u32,
+    pub _pad: u32,
+    pub fork_ts_ns: u64,
+    /// Copies made by the parent and charged to this session.
+    pub parent: CowCounters,
+    /// Copies made by the child itself.
+    pub child: CowCounters,
+}
+const _: () = assert!(core::mem::size_of::<SessionState>() == 120);
+
+/// Pending write-protect fault of a thread, in the `PENDING` map keyed by tid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PendingFault {
+    pub addr: u64,
+    pub tgid: u32,
+    /// Session (child tgid) the fault is charged to, 0 for none.
+    pub session: u32,
+    /// 1 when the faulting process is the session child.
+    pub child_side: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<PendingFault>() == 24);
+
+/// Event on the session ring buffer.
+///
+/// * `EV_FORK`: `pid` = child tgid, `ppid` = parent tgid, `tid` = forking thread.
+/// * `EV_FORK_RET`: the parent's clone/fork syscall returned `pid`; `value` = latency ns.
+/// * `EV_EXIT`: `pid` exited; `value` = raw wait status (`task_struct::exit_code`);
+///   `ppid` = its root for a session child, else 0; `cow_a` = its process totals,
+///   `cow_b`/`cow_c` = the session's parent/child counters for a child.
+/// * `EV_EXEC`: `pid` exec'd a Redis-like binary and is now traced (auto mode).
+/// * `EV_TITLE`: the process title of session child `pid`, read at `exit_group`;
+///   `value` = length of the argv area (only that many bytes of `title` are argv).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProcEvent {
+    pub kind: u32,
+    pub pid: u32,
+    pub ppid: u32,
+    pub tid: u32,
+    pub ts_ns: u64,
+    pub value: u64,
+    pub comm: [u8; COMM_LEN],
+    pub title: [u8; TITLE_LEN],
+    pub cow_a: CowCounters,
+    pub cow_b: CowCounters,
+    pub cow_c: CowCounters,
+}
+const _: () = assert!(core::mem::size_of::<ProcEvent>() == 256);
+
+/// Event on the hot ring buffer: one COW copy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CowEvent {
+    pub kind: u32,
+    pub pid: u32,
+    pub tid: u32,
+    pub order: u32,
+    pub ts_ns: u64,
+    pub addr: u64,
+    /// Session (child tgid) the copy is charged to, 0 for none.
+    pub session: u32,
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<CowEvent>() == 40);
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: all of these are `repr(C)`, made only of integers and byte arrays, with
+    // padding written out; every bit pattern is valid.
+    unsafe impl aya::Pod for CowCounters {}
+    unsafe impl aya::Pod for TracedProc {}
+    unsafe impl aya::Pod for SessionState {}
+    unsafe impl aya::Pod for PendingFault {}
+    unsafe impl aya::Pod for ProcEvent {}
+    unsafe impl aya::Pod for CowEvent {}
+}

@@ -1,0 +1,276 @@
+//! Process life cycle: fork opens a session, exit closes it, exec of a Redis binary
+//! starts tracing it, and the parent's clone/fork syscall is timed.
+use agent_common::{
+    CowCounters, ProcEvent, SessionState, TracedProc, COMM_LEN, DROP_PROC, EV_EXEC, EV_EXIT,
+    EV_FORK, EV_FORK_RET, EV_TITLE, ROLE_CHILD, ROLE_ROOT, TITLE_LEN,
+};
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::{bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_user_buf},
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
+};
+use aya_log_ebpf::debug;
+
+use crate::{
+    maps::{
+        AGENT_TGID, AUTO_REDIS, FORK_START, OFF_MM_ARG_END, OFF_MM_ARG_START, OFF_TASK_EXIT_CODE, OFF_TASK_MM,
+        OFF_TASK_PID, OFF_TASK_TGID, PROC_EVENTS, SESSIONS, TRACED,
+    },
+    util::{current_ids, global, now_ns, read_field, reserve},
+};
+
+const ZERO_COW: CowCounters = CowCounters {
+    wp_faults: 0,
+    copies_4k: 0,
+    copies_2m: 0,
+    copies_other: 0,
+    copy_bytes: 0,
+    zero_fills: 0,
+};
+
+#[inline(always)]
+fn emit(kind: u32, pid: u32, ppid: u32, tid: u32, value: u64) {
+    emit_with(kind, pid, ppid, tid, value, (ZERO_COW, ZERO_COW, ZERO_COW));
+}
+
+/// Emit a session event. `cow` = (`cow_a`, `cow_b`, `cow_c`), see `ProcEvent`.
+#[inline(always)]
+fn emit_with(
+    kind: u32,
+    pid: u32,
+    ppid: u32,
+    tid: u32,
+    value: u64,
+    cow: (CowCounters, CowCounters, CowCounters),
+) {
+    let Some(mut e) = reserve::<ProcEvent>(&PROC_EVENTS, DROP_PROC) else {
+        return;
+    };
+    e.write(ProcEvent {
+        kind,
+        pid,
+        ppid,
+        tid,
+        ts_ns: now_ns(),
+        value,
+        comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
+        title: [0u8; TITLE_LEN],
+        cow_a: cow.0,
+        cow_b: cow.1,
+        cow_c: cow.2,
+    });
+    // Submitted with a wakeup: these events are rare and the agent wants them promptly.
+    e.submit(0);
+}
+
+/// Hook: `tp_btf/sched_process_fork`,
+/// `TP_PROTO(struct task_struct *parent, struct task_struct *child)`
+/// (include/trace/events/sched.h; BTF-enabled tracepoints since 5.5).
+/// Runs in the parent, inside `copy_process`, once the child is set up. Fires for new
+/// threads too; those have `child->pid != child->tgid` and are skipped.
+#[btf_tracepoint(function = "sched_process_fork")]
+pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
+    let _ = try_fork(&ctx);
+    0
+}
+
+fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    let (parent_tgid, tid) = current_ids();
+    let root = TRACED.get_ptr_mut(&parent_tgid).ok_or(0)?;
+    if unsafe { (*root).role } != ROLE_ROOT {
+        // Children of session children are not sessions of their own.
+        return Ok(());
+    }
+    let child: *const u8 = ctx.arg(1);
+    let pid: i32 = read_field(child, global(&OFF_TASK_PID))?;
+    let tgid: i32 = read_field(child, global(&OFF_TASK_TGID))?;
+    if pid != tgid {
+        return Ok(()); // a new thread of the parent, not a new process
+    }
+    let child_tgid = tgid as u32;
+    let mut prev = unsafe { (*root).newest_child };
+    if prev == child_tgid {
+        prev = 0; // pid reuse of a reaped child: never link a session to itself
+    }
+    let state = SessionState {
+        parent_tgid,
+        prev_child: prev,
+        exited: 0,
+        _pad: 0,
+        fork_ts_ns: now_ns(),
+        parent: ZERO_COW,
+        child: ZERO_COW,
+    };
+    SESSIONS.insert(&child_tgid, &state, 0)?;
+    let traced = TracedProc {
+        role: ROLE_CHILD,
+        newest_child: 0,
+        parent_tgid,
+        _pad: 0,
+        total: ZERO_COW,
+    };
+    TRACED.insert(&child_tgid, &traced, 0)?;
+    unsafe { core::ptr::write_volatile(&mut (*root).newest_child, child_tgid) };
+    emit(EV_FORK, child_tgid, parent_tgid, tid, 0);
+    debug!(ctx, "fork: session {} -> {}", parent_tgid, child_tgid);
+    Ok(())
+}
+
+/// Hook: `tp_btf/sched_process_exit`, `TP_PROTO(struct task_struct *p, ...)`
+/// (6.16+ adds `bool group_dead`, which is not used, so older kernels work too).
+/// Runs in the exiting task after `exit_mm()`. Like libbpf-tools' exitsnoop, only the
+/// thread-group leader's exit counts as the process exit.
+#[btf_tracepoint(function = "sched_process_exit")]
+pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
+    let _ = try_exit(&ctx);
+    0
+}
+
+fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    let (tgid, tid) = current_ids();
+    if tgid != tid {
+        return Ok(());
+    }
+    let proc = unsafe { *TRACED.get(&tgid).ok_or(0)? };
+    let task: *const u8 = ctx.arg(0);
+    // `exit_code` holds the wait(2) status: (code << 8) or the killing signal.
+    let code: i32 = read_field(task, global(&OFF_TASK_EXIT_CODE)).unwrap_or(-1);
+    let mut session = (ZERO_COW, ZERO_COW);
+    let mut ppid = 0;
+    if proc.role == ROLE_CHILD {
+        ppid = proc.parent_tgid;
+        if let Some(s) = SESSIONS.get_ptr_mut(&tgid) {
+            unsafe {
+                core::ptr::write_volatile(&mut (*s).exited, 1);
+                session = ((*s).parent, (*s).child);
+            }
+        }
+    }
+    // Removed here, not by userspace, so a reused pid is never traced by mistake.
+    let _ = TRACED.remove(&tgid);
+    let cow = (proc.total, session.0, session.1);
+    emit_with(EV_EXIT, tgid, ppid, tid, code as u32 as u64, cow);
+    debug!(ctx, "exit: {} code {}", tgid, code);
+    Ok(())
+}
+
+/// Hook: `tracepoint/syscalls/sys_enter_{clone,clone3,fork,vfork}`. The record holds
+/// `int __syscall_nr` at offset 8 and the arguments from offset 16 (see
+/// /sys/kernel/tracing/events/syscalls/sys_enter_clone/format). Only the entry time is kept.
+#[tracepoint]
+pub fn fork_enter(_ctx: TracePointContext) -> u32 {
+    let (tgid, tid) = current_ids();
+    if TRACED.get_ptr(&tgid).is_some() {
+        let _ = FORK_START.insert(&tid, &now_ns(), 0);
+    }
+    0
+}
+
+/// Hook: `tracepoint/syscalls/sys_exit_{clone,clone3,fork,vfork}`: `long ret` at offset 16.
+/// In the parent, `ret` is the child's pid; the latency is what Redis reports as
+/// `latest_fork_usec` (it times the `fork()` call).
+#[tracepoint]
+pub fn fork_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_fork_exit(&ctx);
+    0
+}
+
+fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    let (tgid, tid) = current_ids();
+    let start = unsafe { *FORK_START.get(&tid).ok_or(0)? };
+    let _ = FORK_START.remove(&tid);
+    let ret: i64 = unsafe { ctx.read_at(16).map_err(|e| e as i64)? };
+    if ret > 0 {
+        emit(EV_FORK_RET, ret as u32, tgid, tid, now_ns().saturating_sub(start));
+    }
+    Ok(())
+}
+
+/// Hook: `tracepoint/sched/sched_process_exec`. After exec the task's comm is the new
+/// binary's name (set in `begin_new_exec`), so in auto mode a Redis server started after
+/// cowtrace is picked up here, before it can fork.
+#[tracepoint]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let _ = try_exec(&ctx);
+    0
+}
+
+fn is_redis_comm(c: &[u8; COMM_LEN]) -> bool {
+    const REDIS: &[u8] = b"redis-server\0";
+    const VALKEY: &[u8] = b"valkey-server\0";
+    c.starts_with(REDIS) || c.starts_with(VALKEY)
+}
+
+fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
+    if global(&AUTO_REDIS) == 0 {
+        return Ok(());
+    }
+    let (tgid, tid) = current_ids();
+    if tgid == global(&AGENT_TGID) {
+        return Ok(());
+    }
+    let comm = bpf_get_current_comm().map_err(|e| e as i64)?;
+    if !is_redis_comm(&comm) {
+        return Ok(());
+    }
+    let traced = TracedProc {
+        role: ROLE_ROOT,
+        newest_child: 0,
+        parent_tgid: 0,
+        _pad: 0,
+        total: ZERO_COW,
+    };
+    if TRACED.insert(&tgid, &traced, BPF_NOEXIST as u64).is_ok() {
+        emit(EV_EXEC, tgid, 0, tid, 0);
+        debug!(ctx, "exec: tracing redis {}", tgid);
+    }
+    Ok(())
+}
+
+/// Hook: `tracepoint/syscalls/sys_enter_exit_group`. A session child is about to exit
+/// and its memory is still mapped, so its process title (Redis rewrites argv in place
+/// with setproctitle, without a syscall) can be read from `mm->arg_start`. This is the
+/// classification fallback for children that exit before userspace reads /proc.
+#[tracepoint]
+pub fn exit_group_enter(_ctx: TracePointContext) -> u32 {
+    let _ = try_title();
+    0
+}
+
+fn try_title() -> Result<(), i64> {
+    let (tgid, tid) = current_ids();
+    let proc = unsafe { TRACED.get(&tgid).ok_or(0)? };
+    if proc.role != ROLE_CHILD {
+        return Ok(());
+    }
+    let ppid = proc.parent_tgid;
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    let mm: u64 = read_field(task, global(&OFF_TASK_MM))?;
+    if mm == 0 {
+        return Ok(());
+    }
+    let arg_start: u64 = read_field(mm as *const u8, global(&OFF_MM_ARG_START))?;
+    let arg_end: u64 = read_field(mm as *const u8, global(&OFF_MM_ARG_END))?;
+    let mut e = reserve::<ProcEvent>(&PROC_EVENTS, DROP_PROC).ok_or(0)?;
+    e.write(ProcEvent {
+        kind: EV_TITLE,
+        pid: tgid,
+        ppid,
+        tid,
+        ts_ns: now_ns(),
+        // The argv area's length: the 64 bytes read may run on into the environment.
+        value: arg_end.saturating_sub(arg_start),
+        comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
+        title: [0u8; TITLE_LEN],
+        cow_a: ZERO_COW,
+        cow_b: ZERO_COW,
+        cow_c: ZERO_COW,
+    });
+    let ev = e.as_mut_ptr();
+    unsafe {
+        let _ = bpf_probe_read_user_buf(arg_start as *const u8, &mut (*ev).title);
+    }
+    e.submit(0);
+    Ok(())
+}

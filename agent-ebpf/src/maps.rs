@@ -1,0 +1,65 @@
+//! Maps and load-time settings shared by the programs.
+use agent_common::{PendingFault, SessionState, TracedProc, DROP_SLOTS};
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+};
+
+/// Traced processes: Redis servers (or `-p` targets) and their session children.
+/// A plain hash, not LRU: an evicted entry would silently stop tracing a process.
+#[map]
+pub static TRACED: HashMap<u32, TracedProc> = HashMap::with_max_entries(16384, 0);
+
+/// Fork sessions keyed by child tgid; reaped by userspace after the exit event.
+#[map]
+pub static SESSIONS: HashMap<u32, SessionState> = HashMap::with_max_entries(8192, 0);
+
+/// The last write-protect fault of each traced thread, until its page allocation or its
+/// next fault. LRU, so a thread that dies with a pending fault cannot leak an entry.
+#[map]
+pub static PENDING: LruHashMap<u32, PendingFault> = LruHashMap::with_max_entries(16384, 0);
+
+/// Entry time of a traced thread's clone/fork syscall, keyed by tid.
+#[map]
+pub static FORK_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
+
+/// Session events: forks, exits, titles. Low rate; submitted with a wakeup.
+#[map]
+pub static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// COW copy events. Submitted with `BPF_RB_NO_WAKEUP`; userspace drains on a timer
+/// (a wakeup per event made each COW fault 3.6x slower here, see KERNEL-NOTES).
+/// Size is set by userspace at load time.
+#[map]
+pub static HOT_EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
+
+/// Per-CPU count of failed ring-buffer reserves (index `DROP_*`).
+#[map]
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
+
+// Load-time settings (`EbpfLoader::set_global`). Read with `util::global`, which uses a
+// volatile read so the compiler cannot fold the zero initialiser into the code.
+
+/// tgid of the agent itself, never traced.
+#[unsafe(no_mangle)]
+pub static AGENT_TGID: u32 = 0;
+/// 1: start tracing every process that execs `redis-server` or `valkey-server`.
+#[unsafe(no_mangle)]
+pub static AUTO_REDIS: u32 = 0;
+/// Force a wakeup of the hot ring once this many bytes wait in it.
+#[unsafe(no_mangle)]
+pub static HOT_WAKE_BYTES: u64 = 1 << 20;
+/// Field offsets read from the running kernel's BTF by userspace (`agent/src/btf.rs`);
+/// the poor man's CO-RE. 0 means "not known": the feature that needs it is skipped.
+#[unsafe(no_mangle)]
+pub static OFF_TASK_PID: u32 = 0;
+#[unsafe(no_mangle)]
+pub static OFF_TASK_TGID: u32 = 0;
+#[unsafe(no_mangle)]
+pub static OFF_TASK_EXIT_CODE: u32 = 0;
+#[unsafe(no_mangle)]
+pub static OFF_TASK_MM: u32 = 0;
+#[unsafe(no_mangle)]
+pub static OFF_MM_ARG_START: u32 = 0;
+#[unsafe(no_mangle)]
+pub static OFF_MM_ARG_END: u32 = 0;

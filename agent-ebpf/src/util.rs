@@ -1,0 +1,67 @@
+//! Small helpers used by every program.
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    maps::RingBuf,
+};
+
+use crate::maps::DROPS;
+
+/// Read a load-time global. The volatile read keeps the value from being constant-folded.
+#[inline(always)]
+pub fn global<T: Copy>(v: &'static T) -> T {
+    unsafe { core::ptr::read_volatile(v) }
+}
+
+/// (tgid, tid) of the current task.
+#[inline(always)]
+pub fn current_ids() -> (u32, u32) {
+    let id = bpf_get_current_pid_tgid();
+    ((id >> 32) as u32, id as u32)
+}
+
+#[inline(always)]
+pub fn now_ns() -> u64 {
+    // CLOCK_MONOTONIC, the clock userspace converts from.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// Atomic add on a counter in a map value shared by all CPUs. The BPF target has no
+/// `AtomicU64::fetch_add` (only atomic load/store), so use the intrinsic, which LLVM
+/// lowers to the BPF atomic add instruction (`lock *(u64 *)(r1 + 0) += r2`).
+#[inline(always)]
+pub fn add(counter: *mut u64, v: u64) {
+    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, v) };
+}
+
+/// Read a field at a BTF-derived byte offset from a kernel struct pointer.
+#[inline(always)]
+pub fn read_field<T>(base: *const u8, off: u32) -> Result<T, i64> {
+    if off == 0 {
+        return Err(-1);
+    }
+    unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const T).map_err(|e| e as i64) }
+}
+
+/// Count one failed reserve in slot `slot` of `DROPS`.
+#[inline(always)]
+pub fn count_drop(slot: u32) {
+    if let Some(p) = DROPS.get_ptr_mut(slot) {
+        // Per-CPU value: no other CPU writes it, a plain add is enough.
+        unsafe { *p += 1 };
+    }
+}
+
+/// Reserve a `T` in `ring`, or count a drop in `slot`.
+#[inline(always)]
+pub fn reserve<T: 'static>(
+    ring: &RingBuf,
+    slot: u32,
+) -> Option<aya_ebpf::maps::ring_buf::RingBufEntry<T>> {
+    let e = ring.reserve::<T>(0);
+    if e.is_none() {
+        count_drop(slot);
+    }
+    e
+}

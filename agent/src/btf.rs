@@ -1,0 +1,170 @@
+//! Kernel struct field offsets read from the running kernel's BTF.
+//!
+//! aya-ebpf programs written in Rust get no CO-RE relocations, so a program that must
+//! read `task_struct::exit_code` cannot hard-code its offset: it changes with the kernel
+//! version and config. The agent looks the offsets up here and hands them to the
+//! programs as load-time globals (`OFF_*` in agent-ebpf/src/maps.rs).
+use std::path::{Path, PathBuf};
+
+use btf_rs::{Btf, BtfType, Type};
+use thiserror::Error;
+
+/// Where the kernel exposes its BTF. `COWTRACE_BTF` overrides it (used by tests to
+/// simulate a kernel without BTF).
+pub fn btf_path() -> PathBuf {
+    std::env::var_os("COWTRACE_BTF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux"))
+}
+
+#[derive(Debug, Error)]
+pub enum BtfError {
+    #[error(
+        "kernel BTF not found at {0}: cowtrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y \
+         (most distribution kernels since 5.4 have it)"
+    )]
+    Missing(PathBuf),
+    #[error("cannot parse kernel BTF at {path}: {msg}")]
+    Parse { path: PathBuf, msg: String },
+    #[error("kernel BTF has no `struct {strukt}` with a member `{member}`")]
+    NoMember { strukt: String, member: String },
+}
+
+/// Byte offsets the kernel programs need.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_exit_code: u32,
+    pub task_mm: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+}
+
+pub struct KernelBtf {
+    btf: Btf,
+    pub path: PathBuf,
+}
+
+impl KernelBtf {
+    pub fn open(path: &Path) -> Result<Self, BtfError> {
+        if !path.exists() {
+            return Err(BtfError::Missing(path.to_path_buf()));
+        }
+        let btf = Btf::from_file(path)
+            .map_err(|e| BtfError::Parse { path: path.to_path_buf(), msg: e.to_string() })?;
+        Ok(Self { btf, path: path.to_path_buf() })
+    }
+
+    pub fn offsets(&self) -> Result<KernelOffsets, BtfError> {
+        Ok(KernelOffsets {
+            task_pid: self.member_offset("task_struct", "pid")?,
+            task_tgid: self.member_offset("task_struct", "tgid")?,
+            task_exit_code: self.member_offset("task_struct", "exit_code")?,
+            task_mm: self.member_offset("task_struct", "mm")?,
+            mm_arg_start: self.member_offset("mm_struct", "arg_start")?,
+            mm_arg_end: self.member_offset("mm_struct", "arg_end")?,
+        })
+    }
+
+    /// True when the kernel has the BTF-enabled tracepoint `name` (`btf_trace_<name>`).
+    pub fn has_btf_tracepoint(&self, name: &str) -> bool {
+        self.btf.resolve_ids_by_name(&format!("btf_trace_{name}")).is_ok_and(|v| !v.is_empty())
+    }
+
+    /// True when BTF describes a function `name` (fentry/kprobe candidates).
+    pub fn has_function(&self, name: &str) -> bool {
+        self.btf
+            .resolve_types_by_name(name)
+            .is_ok_and(|v| v.iter().any(|t| matches!(t, Type::Func(_))))
+    }
+
+    /// Byte offset of `member` in `struct strukt`, looking inside anonymous struct and
+    /// union members (task_struct keeps many fields in them).
+    pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
+        let not_found =
+            || BtfError::NoMember { strukt: strukt.to_string(), member: member.to_string() };
+        let types = self.btf.resolve_types_by_name(strukt).map_err(|_| not_found())?;
+        for t in &types {
+            if let Type::Struct(s) = t
+                && let Some(bits) = self.find_in(s, member, 0, 0)
+            {
+                return Ok(bits / 8);
+            }
+        }
+        Err(not_found())
+    }
+
+    fn find_in(&self, s: &btf_rs::Struct, member: &str, base_bits: u32, depth: u32) -> Option<u32> {
+        if depth > 8 {
+            return None;
+        }
+        for m in &s.members {
+            let name = self.btf.resolve_name(m).unwrap_or_default();
+            let bits = base_bits + m.bit_offset();
+            if name == member {
+                return Some(bits);
+            }
+            if name.is_empty()
+                && let Some(inner) = self.struct_of(m)
+                && let Some(found) = self.find_in(&inner, member, bits, depth + 1)
+            {
+                return Some(found);
+            }
+        }
+        None
+    }
+
+    /// The struct or union a member's type resolves to, through typedefs and qualifiers.
+    fn struct_of(&self, m: &dyn BtfType) -> Option<btf_rs::Struct> {
+        let mut t = self.btf.resolve_chained_type(m).ok()?;
+        for _ in 0..8 {
+            t = match t {
+                Type::Struct(s) | Type::Union(s) => return Some(s),
+                Type::Typedef(x) => self.btf.resolve_chained_type(&x).ok()?,
+                Type::Const(x) => self.btf.resolve_chained_type(&x).ok()?,
+                Type::Volatile(x) => self.btf.resolve_chained_type(&x).ok()?,
+                _ => return None,
+            };
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_btf_is_a_clear_error() {
+        let e = KernelBtf::open(Path::new("/nonexistent/vmlinux")).err().unwrap();
+        assert!(matches!(e, BtfError::Missing(_)));
+        assert!(e.to_string().contains("CONFIG_DEBUG_INFO_BTF"));
+    }
+
+    #[test]
+    fn garbage_btf_is_a_parse_error() {
+        let dir = std::env::temp_dir().join(format!("cowtrace-btf-{}", std::process::id()));
+        std::fs::write(&dir, b"not btf at all").unwrap();
+        let e = KernelBtf::open(&dir).err().unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert!(matches!(e, BtfError::Parse { .. }), "{e}");
+    }
+
+    /// Reads the running kernel's BTF when there is one (every machine this project
+    /// runs on has it; the root tests check that cowtrace refuses to start without it).
+    #[test]
+    fn offsets_of_running_kernel_are_sane() {
+        let path = Path::new("/sys/kernel/btf/vmlinux");
+        if !path.exists() {
+            panic!("this test needs /sys/kernel/btf/vmlinux (kernel BTF)");
+        }
+        let btf = KernelBtf::open(path).unwrap();
+        let o = btf.offsets().unwrap();
+        assert!(o.task_pid > 0 && o.task_tgid == o.task_pid + 4, "{o:?}");
+        assert!(o.task_exit_code > 0 && o.task_mm > 0 && o.mm_arg_start > 0, "{o:?}");
+        assert!(btf.has_btf_tracepoint("sched_process_fork"));
+        assert!(!btf.has_btf_tracepoint("no_such_tracepoint"));
+        assert!(btf.member_offset("task_struct", "no_such_field").is_err());
+    }
+}

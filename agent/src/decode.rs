@@ -1,0 +1,155 @@
+//! Ring-buffer bytes to typed events: pure, checked, never panics.
+use agent_common::{
+    CowEvent, ProcEvent, EV_COW, EV_EXEC, EV_EXIT, EV_FORK, EV_FORK_RET, EV_TITLE,
+};
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("{what}: expected at least {expected} bytes, got {got}")]
+    BadLength { what: &'static str, expected: usize, got: usize },
+    #[error("{what}: unknown event kind {kind}")]
+    UnknownKind { what: &'static str, kind: u32 },
+}
+
+/// A session-ring event, checked.
+#[derive(Clone, Copy, Debug)]
+pub enum ProcMsg {
+    Fork(ProcEvent),
+    ForkRet(ProcEvent),
+    Exit(ProcEvent),
+    Exec(ProcEvent),
+    Title(ProcEvent),
+}
+
+/// Read a `T` from the front of `bytes` after checking the length. `T` must be a
+/// plain-old-data wire type from `agent-common` (every bit pattern valid).
+fn read_pod<T: aya::Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    let expected = std::mem::size_of::<T>();
+    if bytes.len() < expected {
+        return Err(DecodeError::BadLength { what, expected, got: bytes.len() });
+    }
+    // SAFETY: length checked above; `T: Pod` so any bytes are a valid `T`;
+    // `read_unaligned` because ring-buffer records are only 8-byte aligned.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+pub fn decode_proc(bytes: &[u8]) -> Result<ProcMsg, DecodeError> {
+    const WHAT: &str = "session event";
+    let ev: ProcEvent = read_pod(bytes, WHAT)?;
+    Ok(match ev.kind {
+        EV_FORK => ProcMsg::Fork(ev),
+        EV_FORK_RET => ProcMsg::ForkRet(ev),
+        EV_EXIT => ProcMsg::Exit(ev),
+        EV_EXEC => ProcMsg::Exec(ev),
+        EV_TITLE => ProcMsg::Title(ev),
+        kind => return Err(DecodeError::UnknownKind { what: WHAT, kind }),
+    })
+}
+
+pub fn decode_cow(bytes: &[u8]) -> Result<CowEvent, DecodeError> {
+    const WHAT: &str = "cow event";
+    let ev: CowEvent = read_pod(bytes, WHAT)?;
+    if ev.kind != EV_COW {
+        return Err(DecodeError::UnknownKind { what: WHAT, kind: ev.kind });
+    }
+    Ok(ev)
+}
+
+/// Bytes of a wire value, as the kernel writes them (for tests and fixtures).
+pub fn to_bytes<T: aya::Pod>(v: &T) -> Vec<u8> {
+    // SAFETY: `T: Pod` has no padding bytes of undefined value (padding is explicit).
+    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+        .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_common::CowCounters;
+
+    fn proc_event(kind: u32) -> ProcEvent {
+        ProcEvent {
+            kind,
+            pid: 42,
+            ppid: 7,
+            tid: 7,
+            ts_ns: 123,
+            value: 456,
+            comm: *b"redis-server\0\0\0\0",
+            title: [0; 64],
+            cow_a: CowCounters { wp_faults: 3, copies_4k: 2, ..Default::default() },
+            cow_b: CowCounters::default(),
+            cow_c: CowCounters { copy_bytes: 8192, ..Default::default() },
+        }
+    }
+
+    #[test]
+    fn proc_round_trip() {
+        for kind in [EV_FORK, EV_FORK_RET, EV_EXIT, EV_EXEC, EV_TITLE] {
+            let bytes = to_bytes(&proc_event(kind));
+            let msg = decode_proc(&bytes).unwrap();
+            let ev = match msg {
+                ProcMsg::Fork(e) | ProcMsg::ForkRet(e) | ProcMsg::Exit(e) | ProcMsg::Exec(e)
+                | ProcMsg::Title(e) => e,
+            };
+            assert_eq!((ev.kind, ev.pid, ev.ppid, ev.ts_ns, ev.value), (kind, 42, 7, 123, 456));
+            assert_eq!(ev.cow_a.copies_4k, 2);
+            assert_eq!(ev.cow_c.copy_bytes, 8192);
+        }
+    }
+
+    #[test]
+    fn cow_round_trip() {
+        let ev = CowEvent { kind: EV_COW, pid: 1, tid: 2, order: 9, ts_ns: 5, addr: 0x7f00, session: 3, flags: 1 };
+        assert_eq!(decode_cow(&to_bytes(&ev)).unwrap(), ev);
+    }
+
+    #[test]
+    fn short_input_is_an_error() {
+        let bytes = to_bytes(&proc_event(EV_FORK));
+        for len in [0, 1, 8, bytes.len() - 1] {
+            assert!(matches!(decode_proc(&bytes[..len]), Err(DecodeError::BadLength { .. })));
+        }
+        assert_eq!(
+            decode_cow(&[0u8; 39]),
+            Err(DecodeError::BadLength { what: "cow event", expected: 40, got: 39 })
+        );
+    }
+
+    #[test]
+    fn unknown_kind_is_an_error() {
+        let bytes = to_bytes(&proc_event(99));
+        assert!(matches!(decode_proc(&bytes), Err(DecodeError::UnknownKind { kind: 99, .. })));
+        let mut cow = to_bytes(&CowEvent { kind: EV_FORK, ..Default::default() });
+        assert!(decode_cow(&cow).is_err());
+        cow[0] = EV_COW as u8;
+        assert!(decode_cow(&cow).is_ok());
+    }
+
+    #[test]
+    fn longer_input_is_accepted() {
+        // The kernel may round records up; extra trailing bytes are ignored.
+        let mut bytes = to_bytes(&proc_event(EV_EXIT));
+        bytes.extend_from_slice(&[0xAA; 8]);
+        assert!(matches!(decode_proc(&bytes), Ok(ProcMsg::Exit(_))));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        // A tiny deterministic generator; no dependency needed for this.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for len in 0..600 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = decode_proc(&bytes);
+            let _ = decode_cow(&bytes);
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Loading and attaching the kernel programs. Thin: every decision it needs is made by
+//! the pure modules; what it does is named in its errors.
+use std::path::Path;
+
+use agent_common::{ROLE_ROOT, TracedProc};
+use aya::{
+    Btf, Ebpf, EbpfLoader, Endianness,
+    maps::{HashMap as BpfHashMap, MapData},
+    programs::{BtfTracePoint, FEntry, KProbe, ProgramError, TracePoint, UProbe},
+};
+use thiserror::Error;
+
+use crate::btf::{BtfError, KernelBtf, KernelOffsets, btf_path};
+
+/// The kernel object, built by agent/build.rs with aya-build.
+static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent"));
+
+/// tp_btf hooks (program name = tracepoint name) that cowtrace cannot run without.
+pub const BTF_TRACEPOINTS: [&str; 4] =
+    ["sched_process_fork", "sched_process_exit", "page_fault_user", "mm_page_alloc"];
+/// Classic tracepoints: (program, category, names...).
+const TRACEPOINTS: [(&str, &str, &[&str]); 4] = [
+    ("fork_enter", "syscalls", &["sys_enter_clone", "sys_enter_clone3", "sys_enter_fork", "sys_enter_vfork"]),
+    ("fork_exit", "syscalls", &["sys_exit_clone", "sys_exit_clone3", "sys_exit_fork", "sys_exit_vfork"]),
+    ("sched_process_exec", "sched", &["sched_process_exec"]),
+    ("exit_group_enter", "syscalls", &["sys_enter_exit_group"]),
+];
+
+pub const COW_METHOD: &str = "tracepoint";
+pub const COW_HOOKS: &str = "tp_btf/page_fault_user + tp_btf/mm_page_alloc";
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Btf(#[from] BtfError),
+    #[error(
+        "tracefs is not mounted at /sys/kernel/tracing and mounting it failed ({0}); \
+         mount it with `mount -t tracefs nodev /sys/kernel/tracing`"
+    )]
+    Tracefs(std::io::Error),
+    #[error("cannot load the BPF object: {0}{hint}", hint = perm_hint(.0))]
+    Load(#[source] aya::EbpfError),
+    #[error("program `{name}` ({hook}) failed to {step}: {source}{hint}", hint = perm_hint(source))]
+    Program { name: String, hook: String, step: &'static str, #[source] source: ProgramError },
+    #[error("map `{0}` missing from the BPF object (build mismatch: rebuild cowtrace)")]
+    MissingMap(&'static str),
+    #[error("map `{name}`: {source}")]
+    Map { name: &'static str, #[source] source: aya::maps::MapError },
+}
+
+fn perm_hint(e: &dyn std::error::Error) -> &'static str {
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if s.contains("Operation not permitted") || s.contains("EPERM") || s.contains("os error 1)") {
+            return "; run cowtrace as root (or with CAP_BPF + CAP_PERFMON)";
+        }
+        cur = err.source();
+    }
+    ""
+}
+
+pub struct LoadOptions {
+    /// Trace every process that execs redis-server/valkey-server.
+    pub auto_redis: bool,
+    /// Size of the COW event ring buffer (a power of two, multiple of the page size).
+    pub hot_ring_bytes: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { auto_redis: true, hot_ring_bytes: 8 << 20 }
+    }
+}
+
+pub struct Probes {
+    pub ebpf: Ebpf,
+    pub offsets: KernelOffsets,
+}
+
+/// Mount tracefs if it is not there (classic tracepoints are found through it).
+pub fn ensure_tracefs() -> Result<(), LoadError> {
+    let events = Path::new("/sys/kernel/tracing/events");
+    if events.exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return Ok(());
+    }
+    let r = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            c"/sys/kernel/tracing".as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(LoadError::Tracefs(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Load the object with this host's settings and attach every required program.
+pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
+    let path = btf_path();
+    let kbtf = KernelBtf::open(&path)?;
+    let offsets = kbtf.offsets()?;
+    ensure_tracefs()?;
+    let btf = Btf::parse_file(&path, Endianness::default())
+        .map_err(|e| BtfError::Parse { path: path.clone(), msg: e.to_string() })?;
+    let agent_tgid = std::process::id();
+    let auto = u32::from(opts.auto_redis);
+    let wake = u64::from(opts.hot_ring_bytes / 2);
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .override_global("AGENT_TGID", &agent_tgid, true)
+        .override_global("AUTO_REDIS", &auto, true)
+        .override_global("HOT_WAKE_BYTES", &wake, true)
+        .override_global("OFF_TASK_PID", &offsets.task_pid, true)
+        .override_global("OFF_TASK_TGID", &offsets.task_tgid, true)
+        .override_global("OFF_TASK_EXIT_CODE", &offsets.task_exit_code, true)
+        .override_global("OFF_TASK_MM", &offsets.task_mm, true)
+        .override_global("OFF_MM_ARG_START", &offsets.mm_arg_start, true)
+        .override_global("OFF_MM_ARG_END", &offsets.mm_arg_end, true)
+        .map_max_entries("HOT_EVENTS", opts.hot_ring_bytes)
+        .load(OBJ)
+        .map_err(LoadError::Load)?;
+
+    // Process-life hooks first, so no fork is missed between the /proc scan and attach.
+    for name in ["sched_process_fork", "sched_process_exit"] {
+        attach_btf(&mut ebpf, &btf, name)?;
+    }
+    for (prog, category, names) in TRACEPOINTS {
+        let p: &mut TracePoint = program(&mut ebpf, prog, category)?;
+        p.load().map_err(|source| prog_err(prog, category, "load", source))?;
+        let mut attached = 0;
+        for name in names {
+            // clone3/vfork may be missing on some architectures: skip those quietly,
+            // but at least one hook of each family must attach.
+            if !Path::new("/sys/kernel/tracing/events").join(category).join(name).exists()
+                && !Path::new("/sys/kernel/debug/tracing/events").join(category).join(name).exists()
+            {
+                continue;
+            }
+            p.attach(category, name)
+                .map_err(|source| prog_err(prog, &format!("{category}/{name}"), "attach", source))?;
+            attached += 1;
+        }
+        if attached == 0 {
+            return Err(prog_err(
+                prog,
+                category,
+                "attach",
+                ProgramError::UnexpectedProgramType,
+            ));
+        }
+    }
+    for name in ["page_fault_user", "mm_page_alloc"] {
+        attach_btf(&mut ebpf, &btf, name)?;
+    }
+    Ok(Probes { ebpf, offsets })
+}
+
+fn prog_err(name: &str, hook: &str, step: &'static str, source: ProgramError) -> LoadError {
+    LoadError::Program { name: name.to_string(), hook: hook.to_string(), step, source }
+}
+
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str, hook: &str) -> Result<&'a mut T, LoadError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    let p = ebpf.program_mut(name).ok_or_else(|| {
+        prog_err(name, hook, "be found", ProgramError::UnexpectedProgramType)
+    })?;
+    p.try_into().map_err(|source| prog_err(name, hook, "be found", source))
+}
+
+fn attach_btf(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<(), LoadError> {
+    let hook = format!("tp_btf/{name}");
+    let p: &mut BtfTracePoint = program(ebpf, name, &hook)?;
+    p.load(name, btf).map_err(|source| prog_err(name, &hook, "load", source))?;
+    p.attach().map_err(|source| prog_err(name, &hook, "attach", source))?;
+    Ok(())
+}
+
+/// Start tracing `tgid` as a root (a Redis server or a `-p` target).
+pub fn add_root(traced: &mut BpfHashMap<MapData, u32, TracedProc>, tgid: u32) -> Result<(), LoadError> {
+    let v = TracedProc { role: ROLE_ROOT, ..Default::default() };
+    // NOEXIST: the exec hook may have added it already, with sessions linked to it.
+    match traced.insert(tgid, v, 1 /* BPF_NOEXIST */) {
+        Ok(()) => Ok(()),
+        Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        Err(source) => Err(LoadError::Map { name: "TRACED", source }),
+    }
+}
+
+/// What an optional attach type does on this kernel: `ok` or the kernel's refusal.
+#[derive(Debug, Clone)]
+pub struct ProbeResult {
+    pub kind: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Try the optional attach types with empty programs, then unload them.
+pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf) -> Vec<ProbeResult> {
+    let mut out = Vec::new();
+    let r = (|| -> Result<(), String> {
+        let p: &mut FEntry = ebpf.program_mut("probe_fentry").ok_or("missing")?.try_into().map_err(|e: ProgramError| e.to_string())?;
+        p.load("do_wp_page", btf).map_err(|e| chain(&e))?;
+        let id = p.attach().map_err(|e| chain(&e))?;
+        let _ = p.detach(id);
+        Ok(())
+    })();
+    out.push(result("fentry", r));
+    let r = (|| -> Result<(), String> {
+        let p: &mut KProbe = ebpf.program_mut("probe_kprobe").ok_or("missing")?.try_into().map_err(|e: ProgramError| e.to_string())?;
+        p.load().map_err(|e| chain(&e))?;
+        let id = p.attach("do_wp_page", 0).map_err(|e| chain(&e))?;
+        let _ = p.detach(id);
+        Ok(())
+    })();
+    out.push(result("kprobe", r));
+    let r = (|| -> Result<(), String> {
+        let p: &mut UProbe = ebpf.program_mut("probe_uprobe").ok_or("missing")?.try_into().map_err(|e: ProgramError| e.to_string())?;
+        p.load().map_err(|e| chain(&e))?;
+        let id = p
+            .attach("getpid", "libc", aya::programs::uprobe::UProbeScope::CallingProcess)
+            .map_err(|e| chain(&e))?;
+        let _ = p.detach(id);
+        Ok(())
+    })();
+    out.push(result("uprobe", r));
+    out
+}
+
+fn result(kind: &'static str, r: Result<(), String>) -> ProbeResult {
+    match r {
+        Ok(()) => ProbeResult { kind, ok: true, detail: "ok".into() },
+        Err(detail) => ProbeResult { kind, ok: false, detail },
+    }
+}
+
+/// An error and its causes on one line.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let cs = c.to_string();
+        if !s.contains(&cs) {
+            s.push_str(": ");
+            s.push_str(&cs);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+pub fn parse_btf(path: &Path) -> Result<Btf, BtfError> {
+    Btf::parse_file(path, Endianness::default())
+        .map_err(|e| BtfError::Parse { path: path.to_path_buf(), msg: e.to_string() })
+}

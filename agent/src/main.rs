@@ -1,0 +1,126 @@
+//! `cowtrace`: the command line. Parses flags, checks privileges, runs the loop.
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+use cowtrace::{
+    check, privileges,
+    runner::{self, Output, RunConfig},
+    trace::TraceWriter,
+};
+
+const EXAMPLES: &str = "\
+Examples:
+  sudo cowtrace                          # watch every Redis/Valkey server on this host
+  sudo cowtrace watch -p 1234 -d 60      # watch one server for a minute
+  sudo cowtrace record -o save.jsonl     # record sessions to JSON Lines until Ctrl-C
+  sudo cowtrace record -o - -d 30 | jq . # stream a 30 s trace to stdout
+  sudo cowtrace check                    # what this host allows";
+
+#[derive(Parser)]
+#[command(
+    name = "cowtrace",
+    version,
+    about = "Attribute Redis fork (BGSAVE, AOF rewrite) copy-on-write memory to the fork that caused it",
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    /// `watch` options, when no subcommand is given.
+    #[command(flatten)]
+    watch: WatchArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print a line per fork session as it starts and ends (the default).
+    #[command(after_help = EXAMPLES)]
+    Watch(WatchArgs),
+    /// Record fork sessions to a JSON Lines trace.
+    #[command(after_help = EXAMPLES)]
+    Record(RecordArgs),
+    /// Say what this host allows (privileges, BTF, attach types, THP, Redis) and exit
+    /// non-zero when cowtrace cannot run.
+    Check,
+}
+
+#[derive(Args, Clone)]
+struct Targets {
+    /// Trace only this process and its fork children (repeatable). Default: every
+    /// redis-server and valkey-server on the host, including ones started later.
+    #[arg(short = 'p', long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Stop after this many seconds.
+    #[arg(short = 'd', long, value_name = "SECONDS", value_parser = positive_secs)]
+    duration: Option<Duration>,
+    /// Output interval (samples, flushes), in seconds.
+    #[arg(short = 'i', long, value_name = "SECONDS", default_value = "1", value_parser = positive_secs)]
+    interval: Duration,
+}
+
+#[derive(Args, Clone)]
+struct WatchArgs {
+    #[command(flatten)]
+    targets: Targets,
+}
+
+#[derive(Args)]
+struct RecordArgs {
+    /// Trace file to write (`-` for stdout). New files are created with mode 0600.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: PathBuf,
+    /// Also write one line per COW copy (large; off by default).
+    #[arg(long)]
+    events: bool,
+    #[command(flatten)]
+    targets: Targets,
+}
+
+fn positive_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !v.is_finite() || v <= 0.0 {
+        return Err(format!("`{s}` must be a positive number of seconds"));
+    }
+    Duration::try_from_secs_f64(v).map_err(|e| format!("`{s}`: {e}"))
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Some(Cmd::Check) => {
+            let items = check::run();
+            print!("{}", check::render(&items));
+            return if check::can_run(&items) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        }
+        Some(Cmd::Record(r)) => run_with(r.targets, Some((r.output, r.events))),
+        Some(Cmd::Watch(w)) => run_with(w.targets, None),
+        None => run_with(cli.watch.targets, None),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cowtrace: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_with(t: Targets, record: Option<(PathBuf, bool)>) -> anyhow::Result<()> {
+    if let Err(msg) = privileges::require() {
+        anyhow::bail!(msg);
+    }
+    // Open the output before anything is attached, so a bad path fails first.
+    let (output, events) = match record {
+        Some((path, events)) => (Output::Trace(TraceWriter::open(&path)?), events),
+        None => (Output::Watch, false),
+    };
+    let cfg = RunConfig { pids: t.pids, duration: t.duration, interval: t.interval, output, events };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the event loop: {e}"))?;
+    rt.block_on(runner::run(cfg))?;
+    Ok(())
+}

@@ -1,0 +1,549 @@
+//! The event loop: ring buffers through `AsyncFd`, a 100 ms sampling tick, the output
+//! interval, signals and the duration timer. It moves data between the kernel maps and
+//! the pure modules; the rules live in `session`, `reap` and `record`.
+use std::{
+    collections::{HashMap, HashSet},
+    io::Write as _,
+    time::Duration,
+};
+
+use agent_common::{CowCounters, DROP_HOT, DROP_PROC, SessionState, TracedProc};
+use anyhow::{Context as _, Result, bail};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+    time::{MissedTickBehavior, interval},
+};
+
+use crate::{
+    decode::{ProcMsg, decode_cow, decode_proc},
+    loader::{self, COW_HOOKS, COW_METHOD, LoadError, LoadOptions},
+    output, procfs,
+    reap::{ReapAction, plan},
+    record::{
+        Attach, CowEventRecord, End, FORMAT_NAME, FORMAT_VERSION, Meta, Record, SessionEnd,
+    },
+    session::Tracker,
+    trace::TraceWriter,
+};
+
+/// How often the exact counters are sampled (the timeline's resolution).
+pub const TICK: Duration = Duration::from_millis(100);
+
+pub enum Output {
+    /// Lines for a person on stdout.
+    Watch,
+    /// JSON Lines to a file or stdout.
+    Trace(TraceWriter),
+}
+
+pub struct RunConfig {
+    /// Empty: every Redis/Valkey server on the host, now and later.
+    pub pids: Vec<u32>,
+    pub duration: Option<Duration>,
+    pub interval: Duration,
+    pub output: Output,
+    /// Write one line per COW copy (`record --events`).
+    pub events: bool,
+}
+
+/// What a run ended with, for the exit status and the tests.
+pub struct RunSummary {
+    pub sessions: u64,
+    pub lost_events: u64,
+    pub reason: String,
+}
+
+struct State {
+    tracker: Tracker,
+    traced: BpfHashMap<MapData, u32, TracedProc>,
+    sessions: BpfHashMap<MapData, u32, SessionState>,
+    drops: PerCpuArray<MapData, u64>,
+    output: Output,
+    events: bool,
+    start_ns: u64,
+    ends: Vec<SessionEnd>,
+    /// Roots alive (pid mode ends when all of them and their sessions are gone).
+    roots: HashSet<u32>,
+    pid_mode: bool,
+    /// Sessions whose end was recorded; their kernel entries may be reaped.
+    done: HashSet<u32>,
+    /// Exited sessions seen in the map before their exit event (lost-event fallback).
+    exited_seen: HashMap<u32, u64>,
+    decode_errors: u64,
+    cow_events: u64,
+}
+
+impl State {
+    fn emit(&mut self, rec: Record) -> Result<()> {
+        if let Record::SessionEnd(e) = &rec {
+            self.ends.push(e.clone());
+        }
+        match &mut self.output {
+            Output::Trace(w) => w.write(&rec)?,
+            Output::Watch => {
+                if let Some(line) = output::watch_line(&rec, self.start_ns) {
+                    let mut out = std::io::stdout().lock();
+                    // A closed stdout (`| head`) ends the run quietly, never a panic.
+                    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+                        bail!(BrokenPipe);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn emit_all(&mut self, recs: Vec<Record>) -> Result<()> {
+        recs.into_iter().try_for_each(|r| self.emit(r))
+    }
+
+    fn broken_pipe(&self) -> bool {
+        matches!(&self.output, Output::Trace(w) if w.broken_pipe)
+    }
+
+    fn on_proc(&mut self, msg: ProcMsg) -> Result<()> {
+        match msg {
+            ProcMsg::Fork(ev) => {
+                self.tracker.on_fork(&ev);
+                if let Some(rss) = procfs::rss_bytes(ev.ppid) {
+                    self.tracker.set_parent_rss(ev.pid, rss);
+                }
+                self.classify(procfs::monotonic_ns());
+            }
+            ProcMsg::ForkRet(ev) => self.tracker.on_fork_ret(&ev),
+            ProcMsg::Title(ev) => {
+                let parent = procfs::cmdline(ev.ppid);
+                let parent = (!parent.is_empty()).then_some(parent);
+                self.tracker.on_title(&ev, parent.as_deref());
+            }
+            ProcMsg::Exit(ev) => {
+                if ev.ppid != 0 {
+                    let recs = self.tracker.on_exit(&ev);
+                    self.done.insert(ev.pid);
+                    self.exited_seen.remove(&ev.pid);
+                    self.emit_all(recs)?;
+                } else {
+                    self.roots.remove(&ev.pid);
+                    log::info!("traced process {} exited", ev.pid);
+                }
+            }
+            ProcMsg::Exec(ev) => {
+                self.roots.insert(ev.pid);
+                log::info!("tracing new Redis server pid {}", ev.pid);
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the title of every unclassified child from /proc.
+    fn classify(&mut self, now: u64) {
+        for (child, parent) in self.tracker.unclassified() {
+            let c = procfs::cmdline(child);
+            let p = procfs::cmdline(parent);
+            self.tracker.observe_cmdline(child, &c, &p, now);
+        }
+    }
+
+    fn drain_proc(&mut self, rb: &mut RingBuf<MapData>) -> Result<()> {
+        while let Some(item) = rb.next() {
+            match decode_proc(&item) {
+                Ok(msg) => {
+                    drop(item);
+                    self.on_proc(msg)?;
+                }
+                Err(e) => {
+                    self.decode_errors += 1;
+                    log::warn!("dropping a bad session record: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drain_hot(&mut self, rb: &mut RingBuf<MapData>) -> Result<()> {
+        while let Some(item) = rb.next() {
+            let ev = match decode_cow(&item) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    self.decode_errors += 1;
+                    log::warn!("dropping a bad COW record: {e}");
+                    continue;
+                }
+            };
+            drop(item);
+            self.cow_events += 1;
+            if self.events
+                && let Output::Trace(w) = &mut self.output
+            {
+                let rec = CowEventRecord {
+                    kind: "cow",
+                    session: self.tracker.get(ev.session).map(|s| s.id),
+                    ts_ns: ev.ts_ns,
+                    pid: ev.pid,
+                    tid: ev.tid,
+                    addr: ev.addr,
+                    order: ev.order,
+                    side: if ev.flags & agent_common::COW_FLAG_CHILD != 0 { "child" } else { "parent" },
+                };
+                w.write(&rec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every 100 ms: exact counters into the timelines, titles, starts, reaping.
+    fn tick(&mut self) -> Result<()> {
+        let now = procfs::monotonic_ns();
+        self.classify(now);
+        let live: Vec<u32> = self.tracker.live().map(|s| s.child_pid).collect();
+        for child in live {
+            if let Ok(st) = self.sessions.get(&child, 0) {
+                self.tracker.on_counters(child, now, st.parent, st.child);
+                if st.exited != 0 {
+                    self.lost_exit_fallback(child, &st, now)?;
+                }
+            }
+        }
+        let starts = self.tracker.ready_starts(now);
+        self.emit_all(starts)?;
+        self.reap();
+        Ok(())
+    }
+
+    /// The kernel marked `child` exited but its exit event has not arrived: after a
+    /// grace period (the event may simply be in flight), end the session from the map.
+    fn lost_exit_fallback(&mut self, child: u32, st: &SessionState, now: u64) -> Result<()> {
+        let first = *self.exited_seen.entry(child).or_insert(now);
+        if now.saturating_sub(first) < 1_000_000_000 {
+            return Ok(());
+        }
+        log::warn!("exit event of session child {child} was lost; ending it from the kernel counters");
+        let ev = agent_common::ProcEvent {
+            kind: agent_common::EV_EXIT,
+            pid: child,
+            ppid: st.parent_tgid,
+            tid: child,
+            ts_ns: now,
+            value: u32::MAX as u64, // unknown status
+            comm: [0; 16],
+            title: [0; 64],
+            cow_a: CowCounters::default(),
+            cow_b: st.parent,
+            cow_c: st.child,
+        };
+        let recs = self.tracker.on_exit(&ev);
+        self.done.insert(child);
+        self.exited_seen.remove(&child);
+        self.emit_all(recs)
+    }
+
+    fn reap(&mut self) {
+        if self.done.is_empty() {
+            return;
+        }
+        let snapshot: Vec<(u32, SessionState)> = self.sessions.iter().filter_map(Result::ok).collect();
+        let mut newest = HashMap::new();
+        for (_, s) in &snapshot {
+            if let Ok(root) = self.traced.get(&s.parent_tgid, 0) {
+                newest.insert(s.parent_tgid, root.newest_child);
+            }
+        }
+        for action in plan(&snapshot, &newest, &self.done) {
+            match action {
+                ReapAction::Delete(pid) => {
+                    let _ = self.sessions.remove(&pid);
+                    self.done.remove(&pid);
+                }
+                ReapAction::SetPrev { session, prev } => {
+                    if let Ok(mut st) = self.sessions.get(&session, 0) {
+                        st.prev_child = prev;
+                        // BPF_EXIST: never resurrect an entry deleted meanwhile.
+                        let _ = self.sessions.insert(session, st, 2 /* BPF_EXIST */);
+                    }
+                }
+            }
+        }
+        // Recorded sessions no longer in the map (overwritten by pid reuse) are done.
+        let present: HashSet<u32> = snapshot.iter().map(|(k, _)| *k).collect();
+        self.done.retain(|p| present.contains(p));
+    }
+
+    fn drops(&self) -> (u64, u64) {
+        let sum = |i: u32| self.drops.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
+        (sum(DROP_HOT), sum(DROP_PROC))
+    }
+
+    fn targets_gone(&self) -> bool {
+        self.pid_mode && self.roots.is_empty() && self.tracker.live().next().is_none()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("output closed")]
+struct BrokenPipe;
+
+/// Register a BPF fd owner (ring buffer, logger) with the event loop.
+fn register<T: std::os::fd::AsRawFd>(inner: T) -> Result<AsyncFd<T>> {
+    // SAFETY: `inner` owns its fd and keeps it open for as long as the AsyncFd lives.
+    unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("cannot poll a BPF ring buffer: {}", e.into_parts().1))
+}
+
+fn take_map(ebpf: &mut aya::Ebpf, name: &'static str) -> Result<aya::maps::Map, LoadError> {
+    ebpf.take_map(name).ok_or(LoadError::MissingMap(name))
+}
+
+/// Check every `-p` pid before anything is loaded; returns their tgids.
+pub fn resolve_pids(pids: &[u32]) -> Result<Vec<u32>> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for &pid in pids {
+        let Some(tgid) = procfs::tgid_of(pid) else {
+            bail!("no process with pid {pid} (-p {pid}): check the pid with `pgrep redis-server`");
+        };
+        if tgid == me {
+            bail!("-p {pid} is cowtrace itself; cowtrace never traces its own process");
+        }
+        if !out.contains(&tgid) {
+            out.push(tgid);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
+    let pid_mode = !cfg.pids.is_empty();
+    let pids = resolve_pids(&cfg.pids)?;
+    let t0 = std::time::Instant::now();
+    let probes = loader::load(&LoadOptions { auto_redis: !pid_mode, ..Default::default() })?;
+    let mut ebpf = probes.ebpf;
+
+    // Kernel-side logs (aya-log) show with RUST_LOG=debug.
+    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(l) => Some(register(l)?),
+        Err(e) => {
+            log::debug!("kernel logs unavailable: {e}");
+            None
+        }
+    };
+
+    let mut traced: BpfHashMap<MapData, u32, TracedProc> =
+        BpfHashMap::try_from(take_map(&mut ebpf, "TRACED")?).map_err(|source| LoadError::Map { name: "TRACED", source })?;
+    let sessions = BpfHashMap::try_from(take_map(&mut ebpf, "SESSIONS")?)
+        .map_err(|source| LoadError::Map { name: "SESSIONS", source })?;
+    let drops = PerCpuArray::try_from(take_map(&mut ebpf, "DROPS")?)
+        .map_err(|source| LoadError::Map { name: "DROPS", source })?;
+    let proc_rb = RingBuf::try_from(take_map(&mut ebpf, "PROC_EVENTS")?)
+        .map_err(|source| LoadError::Map { name: "PROC_EVENTS", source })?;
+    let hot_rb = RingBuf::try_from(take_map(&mut ebpf, "HOT_EVENTS")?)
+        .map_err(|source| LoadError::Map { name: "HOT_EVENTS", source })?;
+
+    // Roots: the -p targets, or every Redis server running now (the exec hook, already
+    // attached, catches the ones that start later).
+    let roots: Vec<u32> = if pid_mode {
+        pids.clone()
+    } else {
+        procfs::find_redis(std::path::Path::new("/proc")).iter().map(|p| p.pid).collect()
+    };
+    for &pid in &roots {
+        loader::add_root(&mut traced, pid)?;
+    }
+    for &pid in &pids {
+        // A -p target that exited while we were loading must not go unnoticed.
+        if procfs::tgid_of(pid).is_none() {
+            bail!("process {pid} (-p {pid}) exited before cowtrace attached");
+        }
+    }
+    let attach_ms = t0.elapsed().as_millis();
+
+    let start_ns = procfs::monotonic_ns();
+    let mut st = State {
+        tracker: Tracker::new(),
+        traced,
+        sessions,
+        drops,
+        output: cfg.output,
+        events: cfg.events,
+        start_ns,
+        ends: Vec::new(),
+        roots: roots.iter().copied().collect(),
+        pid_mode,
+        done: HashSet::new(),
+        exited_seen: HashMap::new(),
+        decode_errors: 0,
+        cow_events: 0,
+    };
+
+    let meta = Meta {
+        format: FORMAT_NAME,
+        version: FORMAT_VERSION,
+        cowtrace_version: env!("CARGO_PKG_VERSION"),
+        host: procfs::hostname(),
+        kernel: procfs::kernel_release(),
+        attach: Attach {
+            method: COW_METHOD,
+            fork: "tp_btf/sched_process_fork",
+            exit: "tp_btf/sched_process_exit",
+            fork_latency: "tracepoint/syscalls/sys_{enter,exit}_{clone,clone3,fork,vfork}",
+            cow: COW_HOOKS,
+            fentry: "not used".into(),
+            kprobe: "not used".into(),
+        },
+        targets: if pid_mode { "pids" } else { "auto" },
+        pids: roots.clone(),
+        start_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        start_ts_ns: start_ns,
+        interval_ms: cfg.interval.as_millis() as u64,
+        page_size: procfs::page_size(),
+    };
+    match &mut st.output {
+        Output::Trace(w) => {
+            w.write(&Record::Meta(meta))?;
+            w.flush()?;
+        }
+        Output::Watch => {
+            let who = if pid_mode {
+                format!("pid {}", roots.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
+            } else if roots.is_empty() {
+                "no Redis server running yet; waiting for one to start".to_string()
+            } else {
+                format!("Redis server(s) {}", roots.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
+            };
+            let _ = writeln!(std::io::stdout(), "cowtrace {}: watching {who} (attached in {attach_ms} ms; Ctrl-C to stop)", env!("CARGO_PKG_VERSION"));
+        }
+    }
+    log::info!("attached in {attach_ms} ms");
+
+    let mut proc_fd = register(proc_rb)?;
+    let mut hot_fd = register(hot_rb)?;
+    let mut logger = logger;
+    let mut tick = interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut out_tick = interval(cfg.interval);
+    out_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    out_tick.tick().await; // the first tick is immediate
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let deadline = tokio::time::sleep(cfg.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    tokio::pin!(deadline);
+
+    let reason: String = loop {
+        let step: Result<Option<&str>> = tokio::select! {
+            g = proc_fd.readable_mut() => {
+                let mut g = g?;
+                let r = st.drain_proc(g.get_inner_mut());
+                g.clear_ready();
+                r.map(|()| None)
+            }
+            g = hot_fd.readable_mut() => {
+                let mut g = g?;
+                let r = st.drain_hot(g.get_inner_mut());
+                g.clear_ready();
+                r.map(|()| None)
+            }
+            g = async { logger.as_mut().unwrap().readable_mut().await }, if logger.is_some() => {
+                let mut g = g?;
+                g.get_inner_mut().flush();
+                g.clear_ready();
+                Ok(None)
+            }
+            _ = tick.tick() => {
+                // The COW ring is submitted without wakeups: drain it here.
+                (|| {
+                    st.drain_proc(proc_fd.get_mut())?;
+                    st.drain_hot(hot_fd.get_mut())?;
+                    st.tick()?;
+                    Ok(st.targets_gone().then_some("targets-exited"))
+                })()
+            }
+            _ = out_tick.tick() => {
+                let now = procfs::monotonic_ns();
+                (|| {
+                    if let Output::Trace(_) = st.output {
+                        let samples = st.tracker.samples(now);
+                        st.emit_all(samples)?;
+                    }
+                    if let Output::Trace(w) = &mut st.output {
+                        w.flush()?;
+                    }
+                    Ok(None)
+                })()
+            }
+            _ = sigint.recv() => Ok(Some("signal")),
+            _ = sigterm.recv() => Ok(Some("signal")),
+            _ = sighup.recv() => Ok(Some("signal")),
+            _ = &mut deadline => Ok(Some("duration")),
+        };
+        match step {
+            Ok(Some(r)) => break r.to_string(),
+            Ok(None) if st.broken_pipe() => break "output-closed".to_string(),
+            Ok(None) => {}
+            Err(e) if e.is::<BrokenPipe>() => break "output-closed".to_string(),
+            Err(e) => {
+                // Still end the trace properly, then report the error.
+                let _ = finish(&mut st, &mut proc_fd, &mut hot_fd, "error");
+                return Err(e);
+            }
+        }
+    };
+    let summary = finish(&mut st, &mut proc_fd, &mut hot_fd, &reason)?;
+    drop(ebpf); // detaches every program
+    Ok(summary)
+}
+
+/// Drain what is left, close open sessions, write `end`, print the summary.
+fn finish(
+    st: &mut State,
+    proc_fd: &mut AsyncFd<RingBuf<MapData>>,
+    hot_fd: &mut AsyncFd<RingBuf<MapData>>,
+    reason: &str,
+) -> Result<RunSummary> {
+    let quiet = reason == "output-closed";
+    let r = (|| -> Result<()> {
+        st.drain_proc(proc_fd.get_mut())?;
+        st.drain_hot(hot_fd.get_mut())?;
+        st.tick()?;
+        Ok(())
+    })();
+    if let Err(e) = r
+        && !e.is::<BrokenPipe>()
+    {
+        log::warn!("while finishing: {e:#}");
+    }
+    let now = procfs::monotonic_ns();
+    let recs = st.tracker.finish(now);
+    // Read the closing counters of still-open sessions happened in tick() above.
+    let _ = st.emit_all(recs);
+    let (hot, proc_) = st.drops();
+    let end = End {
+        sessions: st.tracker.opened,
+        lost_events: hot + proc_,
+        lost_cow_events: hot,
+        lost_session_events: proc_,
+        decode_errors: st.decode_errors,
+        ts_ns: now,
+        duration_ms: now.saturating_sub(st.start_ns) / 1_000_000,
+        reason: reason.to_string(),
+    };
+    if let Output::Trace(w) = &mut st.output {
+        w.write(&Record::End(end.clone()))?;
+        w.flush()?;
+    }
+    if !quiet {
+        let text = output::summary(&st.ends, &end);
+        match st.output {
+            // The trace may be on stdout: the summary goes to stderr.
+            Output::Trace(_) => eprint!("{text}"),
+            Output::Watch => {
+                let _ = write!(std::io::stdout(), "{text}");
+            }
+        }
+    }
+    log::debug!("{} COW events drained", st.cow_events);
+    Ok(RunSummary { sessions: end.sessions, lost_events: end.lost_events, reason: end.reason })
+}

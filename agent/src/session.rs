@@ -1,0 +1,389 @@
+//! Fork sessions: the pure state machine that turns kernel events into session records.
+//!
+//! The runner feeds it decoded events, the kernel counters it samples, and what it reads
+//! from /proc; it returns the records to write. No I/O here, so every rule is unit-tested.
+use std::collections::BTreeMap;
+
+use agent_common::{CowCounters, ProcEvent};
+
+use crate::{
+    classify::{SessionKind, TITLE_GRACE_NS, classify_title, printable, title_is_set},
+    record::{CowSummary, Record, Sample, SessionEnd, SessionStart, split_wait_status},
+    timeline::Timeline,
+};
+
+/// `session_start` waits this long for the fork latency (the parent's syscall exit
+/// follows the fork event by microseconds; this only matters if that event was lost).
+const FORK_RET_WAIT_NS: u64 = 1_000_000_000;
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: u64,
+    pub parent_pid: u32,
+    pub child_pid: u32,
+    pub fork_ts_ns: u64,
+    pub kind: Option<SessionKind>,
+    pub title: Option<String>,
+    pub fork_us: Option<f64>,
+    pub parent_rss: Option<u64>,
+    pub started: bool,
+    pub parent: CowCounters,
+    pub child: CowCounters,
+    pub timeline: Timeline,
+    last_sample_pages: u64,
+    last_sample_ts: u64,
+}
+
+impl Session {
+    pub fn pages(&self) -> u64 {
+        (self.parent.copy_bytes + self.child.copy_bytes) / 4096
+    }
+
+    fn kind_or_fork(&self) -> SessionKind {
+        self.kind.unwrap_or(SessionKind::Fork)
+    }
+
+    fn start_record(&mut self) -> Record {
+        self.started = true;
+        Record::SessionStart(SessionStart {
+            session: self.id,
+            parent_pid: self.parent_pid,
+            child_pid: self.child_pid,
+            kind: self.kind_or_fork(),
+            ts_ns: self.fork_ts_ns,
+            fork_us: self.fork_us,
+            title: self.title.clone(),
+            parent_rss_bytes: self.parent_rss,
+        })
+    }
+
+    fn end_record(&self, ts_ns: u64, status: i64, complete: bool) -> Record {
+        let (exit_code, exit_signal) =
+            if complete { split_wait_status(status) } else { (None, None) };
+        Record::SessionEnd(SessionEnd {
+            session: self.id,
+            parent_pid: self.parent_pid,
+            child_pid: self.child_pid,
+            kind: self.kind_or_fork(),
+            ts_ns,
+            duration_ms: ts_ns.saturating_sub(self.fork_ts_ns) / 1_000_000,
+            exit_code,
+            exit_signal,
+            complete,
+            cow: CowSummary::new(&self.parent, &self.child, self.parent_rss, &self.timeline),
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Tracker {
+    next_id: u64,
+    live: BTreeMap<u32, Session>,
+    /// Sessions ended so far.
+    pub ended: u64,
+    /// Sessions started (ids handed out) so far.
+    pub opened: u64,
+}
+
+impl Tracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = &Session> {
+        self.live.values()
+    }
+
+    pub fn get(&self, child: u32) -> Option<&Session> {
+        self.live.get(&child)
+    }
+
+    /// `EV_FORK`: a traced parent forked `ev.pid`.
+    pub fn on_fork(&mut self, ev: &ProcEvent) {
+        self.next_id += 1;
+        self.opened += 1;
+        let s = Session {
+            id: self.next_id,
+            parent_pid: ev.ppid,
+            child_pid: ev.pid,
+            fork_ts_ns: ev.ts_ns,
+            kind: None,
+            title: None,
+            fork_us: None,
+            parent_rss: None,
+            started: false,
+            parent: CowCounters::default(),
+            child: CowCounters::default(),
+            timeline: Timeline::new(ev.ts_ns),
+            last_sample_pages: 0,
+            last_sample_ts: ev.ts_ns,
+        };
+        // A pid can only be reused after its previous owner exited, and the exit event
+        // came first on the same ring, so nothing live is overwritten here.
+        self.live.insert(ev.pid, s);
+    }
+
+    /// `EV_FORK_RET`: the parent's fork syscall returned `ev.pid` after `ev.value` ns.
+    pub fn on_fork_ret(&mut self, ev: &ProcEvent) {
+        if let Some(s) = self.live.get_mut(&ev.pid)
+            && s.parent_pid == ev.ppid
+        {
+            s.fork_us = Some((ev.value as f64 / 100.0).round() / 10.0);
+        }
+    }
+
+    pub fn set_parent_rss(&mut self, child: u32, bytes: u64) {
+        if let Some(s) = self.live.get_mut(&child) {
+            s.parent_rss.get_or_insert(bytes);
+        }
+    }
+
+    /// Children that still need a title (the runner reads their /proc cmdline).
+    pub fn unclassified(&self) -> Vec<(u32, u32)> {
+        self.live.values().filter(|s| s.kind.is_none()).map(|s| (s.child_pid, s.parent_pid)).collect()
+    }
+
+    /// What /proc says the child's and parent's command lines are, at `now_ns`.
+    pub fn observe_cmdline(&mut self, child: u32, child_cmd: &[u8], parent_cmd: &[u8], now_ns: u64) {
+        let Some(s) = self.live.get_mut(&child) else { return };
+        if s.kind.is_some() {
+            return;
+        }
+        if title_is_set(child_cmd, parent_cmd) {
+            s.kind = Some(classify_title(child_cmd));
+            s.title = Some(printable(child_cmd));
+        } else if now_ns.saturating_sub(s.fork_ts_ns) > TITLE_GRACE_NS {
+            s.kind = Some(SessionKind::Fork);
+        }
+    }
+
+    /// `EV_TITLE`: the kernel read the child's title as it called `exit_group`.
+    pub fn on_title(&mut self, ev: &ProcEvent, parent_cmd: Option<&[u8]>) {
+        let Some(s) = self.live.get_mut(&ev.pid) else { return };
+        if s.kind.is_some() {
+            return;
+        }
+        let len = (ev.value as usize).min(ev.title.len());
+        let title = &ev.title[..len];
+        let kind = classify_title(title);
+        // The kernel read at most 64 bytes: compare with as much of the parent's cmdline.
+        let own = parent_cmd.is_none_or(|p| title_is_set(title, &p[..p.len().min(len)]));
+        if kind != SessionKind::Fork || own {
+            s.title = Some(printable(title));
+        }
+        s.kind = Some(kind);
+    }
+
+    /// Exact counters read from the kernel's `SESSIONS` map at `ts_ns`.
+    pub fn on_counters(&mut self, child: u32, ts_ns: u64, parent: CowCounters, child_c: CowCounters) {
+        if let Some(s) = self.live.get_mut(&child) {
+            s.parent = parent;
+            s.child = child_c;
+            let pages = s.pages();
+            s.timeline.observe(ts_ns, pages);
+        }
+    }
+
+    /// `session_start` records that are ready: the kind is known and so is the fork
+    /// latency (or it is overdue).
+    pub fn ready_starts(&mut self, now_ns: u64) -> Vec<Record> {
+        let mut out = Vec::new();
+        for s in self.live.values_mut() {
+            if !s.started
+                && s.kind.is_some()
+                && (s.fork_us.is_some() || now_ns.saturating_sub(s.fork_ts_ns) > FORK_RET_WAIT_NS)
+            {
+                out.push(s.start_record());
+            }
+        }
+        out
+    }
+
+    /// One `sample` record per started live session.
+    pub fn samples(&mut self, now_ns: u64) -> Vec<Record> {
+        let mut out = Vec::new();
+        for s in self.live.values_mut().filter(|s| s.started) {
+            let pages = s.pages();
+            let delta = pages.saturating_sub(s.last_sample_pages);
+            let dt = now_ns.saturating_sub(s.last_sample_ts).max(1);
+            out.push(Record::Sample(Sample {
+                session: s.id,
+                ts_ns: now_ns,
+                elapsed_ms: now_ns.saturating_sub(s.fork_ts_ns) / 1_000_000,
+                cow_pages: pages,
+                cow_bytes: s.parent.copy_bytes + s.child.copy_bytes,
+                parent_pages: s.parent.copy_bytes / 4096,
+                child_pages: s.child.copy_bytes / 4096,
+                cow_pages_delta: delta,
+                cow_pages_per_s: (delta as f64 * 1e9 / dt as f64).round(),
+            }));
+            s.last_sample_pages = pages;
+            s.last_sample_ts = now_ns;
+        }
+        out
+    }
+
+    /// `EV_EXIT` of a session child: its final counters travel in the event.
+    /// Returns the records to write (a late `session_start`, then `session_end`).
+    pub fn on_exit(&mut self, ev: &ProcEvent) -> Vec<Record> {
+        let Some(mut s) = self.live.remove(&ev.pid) else { return Vec::new() };
+        s.parent = ev.cow_b;
+        s.child = ev.cow_c;
+        let pages = s.pages();
+        s.timeline.observe(ev.ts_ns, pages);
+        s.kind.get_or_insert(SessionKind::Fork);
+        let mut out = Vec::new();
+        if !s.started {
+            out.push(s.start_record());
+        }
+        out.push(s.end_record(ev.ts_ns, ev.value as u32 as i32 as i64, true));
+        self.ended += 1;
+        out
+    }
+
+    /// End of the run: close every live session as incomplete.
+    pub fn finish(&mut self, now_ns: u64) -> Vec<Record> {
+        let mut out = Vec::new();
+        for (_, mut s) in std::mem::take(&mut self.live) {
+            s.kind.get_or_insert(SessionKind::Fork);
+            if !s.started {
+                out.push(s.start_record());
+            }
+            out.push(s.end_record(now_ns, -1, false));
+            self.ended += 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_common::{EV_EXIT, EV_FORK, EV_FORK_RET, EV_TITLE};
+
+    fn ev(kind: u32, pid: u32, ppid: u32, ts: u64, value: u64) -> ProcEvent {
+        ProcEvent {
+            kind,
+            pid,
+            ppid,
+            tid: ppid,
+            ts_ns: ts,
+            value,
+            comm: [0; 16],
+            title: [0; 64],
+            cow_a: CowCounters::default(),
+            cow_b: CowCounters::default(),
+            cow_c: CowCounters::default(),
+        }
+    }
+
+    fn title(t: &[u8]) -> [u8; 64] {
+        let mut b = [0u8; 64];
+        b[..t.len()].copy_from_slice(t);
+        b
+    }
+
+    #[test]
+    fn bgsave_session_life() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 200, 100, 1_000, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 200, 100, 1_500, 1_234_567));
+        // Title not set yet: nothing to start.
+        t.observe_cmdline(200, b"redis-server *:6379", b"redis-server *:6379", 2_000);
+        assert!(t.ready_starts(2_000).is_empty());
+        t.observe_cmdline(200, b"redis-rdb-bgsave *:6379", b"redis-server *:6379", 3_000);
+        t.set_parent_rss(200, 1 << 30);
+        let starts = t.ready_starts(3_000);
+        assert_eq!(starts.len(), 1);
+        let Record::SessionStart(s) = &starts[0] else { panic!() };
+        assert_eq!((s.session, s.parent_pid, s.child_pid, s.kind), (1, 100, 200, SessionKind::RdbBgsave));
+        assert_eq!(s.fork_us, Some(1234.6));
+        assert!(t.ready_starts(4_000).is_empty(), "started once");
+
+        let mut exit = ev(EV_EXIT, 200, 100, 2_000_001_000, 0);
+        exit.cow_b = CowCounters { copies_4k: 10, copy_bytes: 40960, wp_faults: 12, ..Default::default() };
+        exit.cow_c = CowCounters { copies_4k: 2, copy_bytes: 8192, wp_faults: 2, ..Default::default() };
+        let out = t.on_exit(&exit);
+        assert_eq!(out.len(), 1);
+        let Record::SessionEnd(e) = &out[0] else { panic!() };
+        assert_eq!((e.exit_code, e.exit_signal, e.duration_ms), (Some(0), None, 2000));
+        assert_eq!((e.cow.pages, e.cow.parent_pages, e.cow.child_pages, e.cow.reuse_faults), (12, 10, 2, 2));
+        assert_eq!(e.cow.pct_of_parent_rss, Some(0.0));
+        assert_eq!(t.live().count(), 0);
+        assert_eq!((t.opened, t.ended), (1, 1));
+    }
+
+    #[test]
+    fn child_that_never_retitles_is_a_plain_fork() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 7, 6, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 7, 6, 10, 50_000));
+        t.observe_cmdline(7, b"cowload", b"cowload", 1_000);
+        assert!(t.ready_starts(1_000).is_empty());
+        t.observe_cmdline(7, b"cowload", b"cowload", TITLE_GRACE_NS + 1);
+        let Record::SessionStart(s) = &t.ready_starts(TITLE_GRACE_NS + 1)[0] else { panic!() };
+        assert_eq!(s.kind, SessionKind::Fork);
+    }
+
+    #[test]
+    fn short_child_is_classified_from_the_kernel_title_and_killed_status() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 9, 8, 0, 0));
+        let mut te = ev(EV_TITLE, 9, 8, 5, 0);
+        te.title = title(b"redis-aof-rewrite *:1");
+        te.value = 21;
+        t.on_title(&te, None);
+        let out = t.on_exit(&ev(EV_EXIT, 9, 8, 10, 9));
+        assert_eq!(out.len(), 2, "start then end");
+        let Record::SessionStart(s) = &out[0] else { panic!() };
+        assert_eq!(s.kind, SessionKind::AofRewrite);
+        assert_eq!(s.title.as_deref(), Some("redis-aof-rewrite *:1"));
+        assert_eq!(s.fork_us, None);
+        let Record::SessionEnd(e) = &out[1] else { panic!() };
+        assert_eq!((e.exit_code, e.exit_signal), (None, Some(9)));
+    }
+
+    #[test]
+    fn kernel_title_is_cut_at_the_argv_length_and_compared_with_the_parent() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 9, 8, 0, 0));
+        let mut te = ev(EV_TITLE, 9, 8, 5, 0);
+        // argv "python3 t.py" (13 bytes with NULs) followed by the environment.
+        te.title = title(b"python3\0t.py\0HOME=/root\0");
+        te.value = 13;
+        t.on_title(&te, Some(b"python3\0t.py\0"));
+        let Record::SessionStart(s) = &t.on_exit(&ev(EV_EXIT, 9, 8, 10, 0))[0] else { panic!() };
+        assert_eq!((s.kind, s.title.as_deref()), (SessionKind::Fork, None));
+    }
+
+    #[test]
+    fn exit_of_unknown_pid_is_ignored_and_forkret_must_match_parent() {
+        let mut t = Tracker::new();
+        assert!(t.on_exit(&ev(EV_EXIT, 1, 0, 0, 0)).is_empty());
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 5, 999, 1, 1000));
+        assert_eq!(t.get(5).unwrap().fork_us, None);
+    }
+
+    #[test]
+    fn samples_carry_deltas_and_finish_closes_incomplete() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
+        t.observe_cmdline(5, b"redis-rdb-bgsave", b"redis-server", 2);
+        assert_eq!(t.ready_starts(2).len(), 1);
+        let c = |p| CowCounters { copies_4k: p, copy_bytes: p * 4096, ..Default::default() };
+        t.on_counters(5, 500_000_000, c(100), c(0));
+        let Record::Sample(s) = &t.samples(1_000_000_000)[0] else { panic!() };
+        assert_eq!((s.cow_pages, s.cow_pages_delta, s.cow_pages_per_s), (100, 100, 100.0));
+        t.on_counters(5, 1_500_000_000, c(300), c(1));
+        let Record::Sample(s) = &t.samples(2_000_000_000)[0] else { panic!() };
+        assert_eq!((s.cow_pages, s.cow_pages_delta, s.parent_pages, s.child_pages), (301, 201, 300, 1));
+        let out = t.finish(3_000_000_000);
+        let Record::SessionEnd(e) = &out[0] else { panic!() };
+        assert!(!e.complete);
+        assert_eq!((e.exit_code, e.exit_signal, e.cow.pages), (None, None, 301));
+        assert_eq!(e.cow.timeline_pages[5], 100);
+        assert_eq!(e.cow.timeline_pages[15], 201);
+    }
+}

@@ -1,0 +1,115 @@
+//! COW timeline: pages copied per fixed-width bucket, from cumulative counter samples.
+//!
+//! The agent samples the exact in-kernel counters every 100 ms, so the timeline never
+//! depends on ring-buffer events (which may be dropped). The bucket width doubles
+//! whenever the series would exceed [`MAX_BUCKETS`], so memory stays bounded for saves
+//! that run for hours.
+use serde::Serialize;
+
+pub const BUCKET_NS: u64 = 100_000_000;
+pub const MAX_BUCKETS: usize = 4096;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Timeline {
+    start_ns: u64,
+    bucket_ns: u64,
+    buckets: Vec<u64>,
+    last_total: u64,
+}
+
+impl Timeline {
+    pub fn new(start_ns: u64) -> Self {
+        Self { start_ns, bucket_ns: BUCKET_NS, buckets: Vec::new(), last_total: 0 }
+    }
+
+    /// Record that `total` pages had been copied by time `ts_ns` (cumulative, from the
+    /// kernel counters). The pages added since the last call go in `ts_ns`'s bucket.
+    pub fn observe(&mut self, ts_ns: u64, total: u64) {
+        let delta = total.saturating_sub(self.last_total);
+        self.last_total = self.last_total.max(total);
+        let mut idx = (ts_ns.saturating_sub(self.start_ns) / self.bucket_ns) as usize;
+        while idx >= MAX_BUCKETS {
+            self.halve();
+            idx = (ts_ns.saturating_sub(self.start_ns) / self.bucket_ns) as usize;
+        }
+        if self.buckets.len() <= idx {
+            self.buckets.resize(idx + 1, 0);
+        }
+        self.buckets[idx] += delta;
+    }
+
+    /// Merge pairs of buckets, doubling the width.
+    fn halve(&mut self) {
+        self.buckets = self.buckets.chunks(2).map(|c| c.iter().sum()).collect();
+        self.bucket_ns *= 2;
+    }
+
+    pub fn bucket_ms(&self) -> u64 {
+        self.bucket_ns / 1_000_000
+    }
+
+    pub fn buckets(&self) -> &[u64] {
+        &self.buckets
+    }
+
+    pub fn total(&self) -> u64 {
+        self.last_total
+    }
+
+    /// The busiest bucket: (pages per second, ms after start of that bucket).
+    pub fn peak(&self) -> (f64, u64) {
+        let mut best = (0u64, 0usize);
+        for (i, &v) in self.buckets.iter().enumerate() {
+            if v > best.0 {
+                best = (v, i);
+            }
+        }
+        let secs = self.bucket_ns as f64 / 1e9;
+        (best.0 as f64 / secs, best.1 as u64 * self.bucket_ms())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deltas_land_in_their_buckets() {
+        let mut t = Timeline::new(1_000);
+        t.observe(1_000 + 50_000_000, 10);
+        t.observe(1_000 + 150_000_000, 25);
+        t.observe(1_000 + 450_000_000, 25);
+        t.observe(1_000 + 460_000_000, 40);
+        assert_eq!(t.buckets(), &[10, 15, 0, 0, 15]);
+        assert_eq!(t.total(), 40);
+        let (rate, at) = t.peak();
+        assert!((rate - 150.0).abs() < 1e-9);
+        assert_eq!(at, 100);
+    }
+
+    #[test]
+    fn counters_never_go_backwards() {
+        let mut t = Timeline::new(0);
+        t.observe(0, 10);
+        t.observe(BUCKET_NS, 5); // a stale read must not subtract
+        t.observe(2 * BUCKET_NS, 12);
+        assert_eq!(t.buckets(), &[10, 0, 2]);
+    }
+
+    #[test]
+    fn width_doubles_to_stay_bounded() {
+        let mut t = Timeline::new(0);
+        for i in 0..(3 * MAX_BUCKETS as u64) {
+            t.observe(i * BUCKET_NS, i + 1);
+        }
+        assert!(t.buckets().len() <= MAX_BUCKETS);
+        assert_eq!(t.bucket_ms(), 400);
+        assert_eq!(t.buckets().iter().sum::<u64>(), 3 * MAX_BUCKETS as u64);
+    }
+
+    #[test]
+    fn empty_timeline_has_zero_peak() {
+        let t = Timeline::new(0);
+        assert_eq!(t.peak(), (0.0, 0));
+    }
+}
