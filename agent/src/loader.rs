@@ -65,11 +65,13 @@ pub struct LoadOptions {
     pub auto_redis: bool,
     /// Size of the COW event ring buffer (a power of two, multiple of the page size).
     pub hot_ring_bytes: u32,
+    /// Force a wakeup once this many bytes wait in the COW ring (default: half of it).
+    pub hot_wake_bytes: Option<u64>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { auto_redis: true, hot_ring_bytes: 8 << 20 }
+        Self { auto_redis: true, hot_ring_bytes: 8 << 20, hot_wake_bytes: None }
     }
 }
 
@@ -109,7 +111,7 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         .map_err(|e| BtfError::Parse { path: path.clone(), msg: e.to_string() })?;
     let agent_tgid = std::process::id();
     let auto = u32::from(opts.auto_redis);
-    let wake = u64::from(opts.hot_ring_bytes / 2);
+    let wake = opts.hot_wake_bytes.unwrap_or(u64::from(opts.hot_ring_bytes / 2));
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .override_global("AGENT_TGID", &agent_tgid, true)

@@ -15,7 +15,46 @@ pub enum Record {
     SessionStart(SessionStart),
     Sample(Sample),
     SessionEnd(SessionEnd),
+    Process(ProcessRecord),
     End(End),
+}
+
+/// Totals of one traced Redis process (or `-p` target) over the whole run, inside
+/// sessions or not; written when it exits or when the run ends.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    pub comm: String,
+    pub exited: bool,
+    pub ts_ns: u64,
+    pub cow: ProcessCow,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessCow {
+    pub pages: u64,
+    pub bytes: u64,
+    pub copies_4k: u64,
+    pub copies_2m: u64,
+    pub copies_other: u64,
+    pub reuse_faults: u64,
+    pub zero_fills: u64,
+    pub wp_faults: u64,
+}
+
+impl From<&CowCounters> for ProcessCow {
+    fn from(c: &CowCounters) -> Self {
+        Self {
+            pages: c.copy_bytes / 4096,
+            bytes: c.copy_bytes,
+            copies_4k: c.copies_4k,
+            copies_2m: c.copies_2m,
+            copies_other: c.copies_other,
+            reuse_faults: c.reuses(),
+            zero_fills: c.zero_fills,
+            wp_faults: c.wp_faults,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -22,7 +22,8 @@ use crate::{
     output, procfs,
     reap::{ReapAction, plan},
     record::{
-        Attach, CowEventRecord, End, FORMAT_NAME, FORMAT_VERSION, Meta, Record, SessionEnd,
+        Attach, CowEventRecord, End, FORMAT_NAME, FORMAT_VERSION, Meta, ProcessRecord, Record,
+        SessionEnd,
     },
     session::Tracker,
     trace::TraceWriter,
@@ -127,6 +128,14 @@ impl State {
                 } else {
                     self.roots.remove(&ev.pid);
                     log::info!("traced process {} exited", ev.pid);
+                    let comm = String::from_utf8_lossy(&ev.comm).trim_end_matches('\0').to_string();
+                    self.emit(Record::Process(ProcessRecord {
+                        pid: ev.pid,
+                        comm,
+                        exited: true,
+                        ts_ns: ev.ts_ns,
+                        cow: (&ev.cow_a).into(),
+                    }))?;
                 }
             }
             ProcMsg::Exec(ev) => {
@@ -317,7 +326,21 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
     let pid_mode = !cfg.pids.is_empty();
     let pids = resolve_pids(&cfg.pids)?;
     let t0 = std::time::Instant::now();
-    let probes = loader::load(&LoadOptions { auto_redis: !pid_mode, ..Default::default() })?;
+    // COWTRACE_HOT_RING_BYTES (a power of two >= 4096) sizes the COW event ring; the
+    // tests make it tiny to prove that totals stay exact when events are dropped.
+    let mut opts = LoadOptions { auto_redis: !pid_mode, ..Default::default() };
+    if let Some(v) = std::env::var("COWTRACE_HOT_RING_BYTES").ok().and_then(|v| v.parse::<u32>().ok()) {
+        if !v.is_power_of_two() || v < 4096 {
+            bail!("COWTRACE_HOT_RING_BYTES={v}: must be a power of two of at least 4096");
+        }
+        opts.hot_ring_bytes = v;
+    }
+    // COWTRACE_HOT_WAKE_BYTES: the fill level that forces a wakeup (tests set it above
+    // the ring size so that only the 100 ms timer drains it, and events must drop).
+    if let Some(v) = std::env::var("COWTRACE_HOT_WAKE_BYTES").ok().and_then(|v| v.parse::<u64>().ok()) {
+        opts.hot_wake_bytes = Some(v);
+    }
+    let probes = loader::load(&opts)?;
     let mut ebpf = probes.ebpf;
 
     // Kernel-side logs (aya-log) show with RUST_LOG=debug.
@@ -519,6 +542,20 @@ fn finish(
     let recs = st.tracker.finish(now);
     // Read the closing counters of still-open sessions happened in tick() above.
     let _ = st.emit_all(recs);
+    let mut roots: Vec<u32> = st.roots.iter().copied().collect();
+    roots.sort_unstable();
+    for pid in roots {
+        if let Ok(t) = st.traced.get(&pid, 0) {
+            let rec = ProcessRecord {
+                pid,
+                comm: procfs::comm(pid).unwrap_or_default(),
+                exited: false,
+                ts_ns: now,
+                cow: (&t.total).into(),
+            };
+            let _ = st.emit(Record::Process(rec));
+        }
+    }
     let (hot, proc_) = st.drops();
     let end = End {
         sessions: st.tracker.opened,

@@ -1,0 +1,296 @@
+//! Shared harness of the root integration tests: the cowtrace binary, the `cowload`
+//! ground-truth workload, a throwaway redis-server, and trace parsing.
+//!
+//! Every test here is `#[ignore = "root ..."]`, so a plain `cargo test` (no root) skips
+//! them visibly; `cargo xtask test` runs them with `--ignored` as root and fails if any
+//! did not run. A missing precondition (root, BTF, redis-server) panics: never a pass.
+#![allow(dead_code)]
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "root integration test needs root: run `cargo xtask test` as root");
+    assert!(
+        Path::new("/sys/kernel/btf/vmlinux").exists(),
+        "root integration test needs kernel BTF at /sys/kernel/btf/vmlinux"
+    );
+}
+
+pub fn cowtrace() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cowtrace"))
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("cowtrace-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `cowtrace record` running in the background.
+pub struct Recorder {
+    child: Option<Child>,
+    pub path: PathBuf,
+}
+
+impl Recorder {
+    /// Start `cowtrace record -o DIR/trace.jsonl ARGS` and wait until it has attached
+    /// (the meta line is written after every program is attached).
+    pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let path = dir.join("trace.jsonl");
+        let mut cmd = cowtrace();
+        cmd.arg("record").arg("-o").arg(&path).args(args).stdout(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn cowtrace");
+        let mut r = Self { child: Some(child), path };
+        let t0 = Instant::now();
+        loop {
+            if std::fs::read_to_string(&r.path).is_ok_and(|s| s.contains("\"type\":\"meta\"")) {
+                return r;
+            }
+            if let Some(status) = r.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("cowtrace record exited before attaching: {status}");
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "cowtrace did not attach within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGINT, wait for a clean exit, parse the trace.
+    pub fn stop(mut self) -> Trace {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let status = wait_timeout(&mut child, Duration::from_secs(30));
+        assert!(status.success(), "cowtrace record exited with {status}");
+        Trace::read(&self.path)
+    }
+
+    /// Wait for cowtrace to stop by itself (all -p targets exited, or -d).
+    pub fn wait(mut self, limit: Duration) -> Trace {
+        let mut child = self.child.take().unwrap();
+        let status = wait_timeout(&mut child, limit);
+        assert!(status.success(), "cowtrace record exited with {status}");
+        Trace::read(&self.path)
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process {} did not exit within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A parsed trace.
+pub struct Trace {
+    pub lines: Vec<Value>,
+}
+
+impl Trace {
+    pub fn read(path: &Path) -> Self {
+        let text = std::fs::read_to_string(path).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad trace line {l:?}: {e}")))
+            .collect();
+        assert_eq!(lines.first().map(|l| l["type"].clone()), Some("meta".into()), "first line is meta");
+        assert_eq!(lines.last().map(|l| l["type"].clone()), Some("end".into()), "last line is end");
+        Self { lines }
+    }
+    pub fn of_type(&self, t: &str) -> Vec<&Value> {
+        self.lines.iter().filter(|l| l["type"] == t).collect()
+    }
+    pub fn ends(&self) -> Vec<&Value> {
+        self.of_type("session_end")
+    }
+    pub fn end_of_child(&self, child: u64) -> &Value {
+        let e = self.ends().into_iter().filter(|e| e["child_pid"] == child).collect::<Vec<_>>();
+        assert_eq!(e.len(), 1, "one session_end for child {child}: {:#?}", self.lines);
+        e[0]
+    }
+    pub fn process(&self, pid: u64) -> &Value {
+        self.of_type("process").into_iter().find(|p| p["pid"] == pid).unwrap_or_else(|| panic!("no process record for {pid}"))
+    }
+    pub fn end(&self) -> &Value {
+        self.lines.last().unwrap()
+    }
+}
+
+pub fn cowload_path() -> PathBuf {
+    // Integration tests live in target/<profile>/deps; examples in target/<profile>/examples.
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join("examples").join("cowload");
+    assert!(p.exists(), "{} missing: `cargo test` builds it from agent/examples/cowload.rs", p.display());
+    p
+}
+
+/// The ground-truth workload, stopped at its `ready` line.
+pub struct Workload {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    pub pid: u32,
+}
+
+impl Workload {
+    pub fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(cowload_path())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn cowload");
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let pid = line
+            .strip_prefix("ready ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("cowload said {line:?}, expected `ready PID`"));
+        Self { child, stdin, stdout, pid }
+    }
+
+    /// Let it run, wait for it, return its final JSON line.
+    pub fn go(mut self) -> Value {
+        let mut stdin = self.stdin.take().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        drop(stdin);
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let status = wait_timeout(&mut self.child, Duration::from_secs(120));
+        assert!(status.success(), "cowload failed: {status}");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("cowload result {line:?}: {e}"))
+    }
+}
+
+pub fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not an unsigned integer: {v}"))
+}
+
+/// A throwaway redis-server on a unix socket in its own directory.
+pub struct Redis {
+    pub child: Child,
+    pub dir: TempDir,
+    pub sock: PathBuf,
+}
+
+impl Redis {
+    pub fn start(extra: &[&str]) -> Self {
+        assert!(
+            Command::new("redis-server").arg("--version").output().is_ok(),
+            "redis-server not installed: run `cargo xtask setup`"
+        );
+        let dir = TempDir::new("redis");
+        let sock = dir.path().join("redis.sock");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--save", "", "--daemonize", "no", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&sock)
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--logfile")
+            .arg(dir.path().join("redis.log"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let r = Self { child, dir, sock };
+        let t0 = Instant::now();
+        while r.cli(&["PING"]).trim() != "PONG" {
+            assert!(t0.elapsed() < Duration::from_secs(10), "redis-server did not answer PING");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli").arg("-s").arg(&self.sock).args(args).output().expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    pub fn info_field(&self, section: &str, field: &str) -> Option<String> {
+        let info = self.cli(&["INFO", section]);
+        info.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+    }
+
+    /// Load `n` keys of `size` bytes with redis-benchmark.
+    pub fn fill(&self, n: u64, size: u64) {
+        let st = Command::new("redis-benchmark")
+            .arg("-s")
+            .arg(&self.sock)
+            .args(["-t", "set", "-P", "16", "-q"])
+            .args(["-r", &n.to_string(), "-n", &n.to_string(), "-d", &size.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-benchmark");
+        assert!(st.success());
+    }
+
+    pub fn wait_field(&self, section: &str, field: &str, value: &str) {
+        let t0 = Instant::now();
+        while self.info_field(section, field).as_deref() != Some(value) {
+            assert!(t0.elapsed() < Duration::from_secs(60), "{field} never became {value}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

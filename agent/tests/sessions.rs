@@ -1,0 +1,160 @@
+//! Root tests: fork sessions of a `-p` process, and the errors a user can hit.
+mod common;
+use common::*;
+
+use std::time::Duration;
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn fork_of_traced_pid_is_one_session_that_ends() {
+    require_root();
+    let dir = TempDir::new("fork");
+    let w = Workload::spawn(&["--mode", "parent-writes", "--mib", "4", "--pages", "16"]);
+    let pid = w.pid.to_string();
+    let rec = Recorder::start(dir.path(), &["-p", &pid], &[]);
+    let result = w.go();
+    // All -p targets exited: cowtrace stops by itself.
+    let trace = rec.wait(Duration::from_secs(20));
+    let child = u(&result["children"][0]);
+    let starts = trace.of_type("session_start");
+    assert_eq!(starts.len(), 1, "{:#?}", trace.lines);
+    let s = starts[0];
+    assert_eq!((u(&s["parent_pid"]), u(&s["child_pid"])), (w_pid(&pid), child));
+    assert_eq!(s["kind"], "fork");
+    assert!(s["fork_us"].as_f64().unwrap() > 0.0, "fork latency measured: {s}");
+    let e = trace.end_of_child(child);
+    assert_eq!(e["session"], s["session"]);
+    assert_eq!((e["exit_code"].as_i64(), e["exit_signal"].as_i64()), (Some(0), None));
+    assert_eq!(e["complete"], true);
+    let end = trace.end();
+    assert_eq!((u(&end["sessions"]), end["reason"].as_str()), (1, Some("targets-exited")));
+    let meta = &trace.lines[0];
+    assert_eq!((meta["format"].as_str(), u(&meta["version"])), (Some("cowtrace"), 1));
+    assert_eq!(meta["attach"]["method"], "tracepoint");
+}
+
+fn w_pid(s: &str) -> u64 {
+    s.parse().unwrap()
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn sigkilled_child_ends_with_signal_9() {
+    require_root();
+    let dir = TempDir::new("kill");
+    // A traced shell whose child sleeps until killed.
+    let mut sh = std::process::Command::new("sh")
+        .args(["-c", "read x; sleep 30 & echo $! ; wait"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = sh.id().to_string();
+    let rec = Recorder::start(dir.path(), &["-p", &pid], &[]);
+    use std::io::{BufRead, Write};
+    sh.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(sh.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let child: i32 = line.trim().parse().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    unsafe { libc::kill(child, libc::SIGKILL) };
+    assert!(wait_timeout(&mut sh, Duration::from_secs(10)).success());
+    let trace = rec.wait(Duration::from_secs(20));
+    let e = trace.end_of_child(child as u64);
+    assert_eq!((e["exit_code"].as_i64(), e["exit_signal"].as_i64()), (None, Some(9)), "{e}");
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn missing_pid_is_named() {
+    require_root();
+    // pid_max is at most 2^22: this pid cannot exist.
+    let out = cowtrace().args(["record", "-o", "/dev/null", "-p", "4999999"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no process with pid 4999999"), "{err}");
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn without_privileges_says_what_to_do() {
+    require_root();
+    let out = cowtrace().args(["watch", "-d", "1"]).env("COWTRACE_AS_UNPRIVILEGED", "1").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run it with sudo") && err.contains("CAP_BPF + CAP_PERFMON"), "{err}");
+    // A real unprivileged user, when one exists: setpriv drops to nobody.
+    if std::process::Command::new("setpriv").arg("--version").output().is_ok() {
+        let out = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+            .arg(env!("CARGO_BIN_EXE_cowtrace"))
+            .args(["watch", "-d", "1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("CAP_BPF + CAP_PERFMON"));
+    }
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn no_btf_is_a_clear_error_and_check_fails() {
+    require_root();
+    let out = cowtrace().args(["watch", "-d", "1"]).env("COWTRACE_BTF", "/nonexistent/vmlinux").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kernel BTF not found at /nonexistent/vmlinux"), "{err}");
+    let out = cowtrace().arg("check").env("COWTRACE_BTF", "/nonexistent/vmlinux").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cannot run"));
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn check_reports_this_host() {
+    require_root();
+    let out = cowtrace().arg("check").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for want in ["privileges", "BTF", "tracepoint", "tp_btf", "fentry", "kprobe", "uprobe", "THP", "overcommit", "Redis", "can run"] {
+        assert!(text.contains(want), "check output lacks {want}: {text}");
+    }
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn unwritable_output_fails_before_attaching() {
+    require_root();
+    let out = cowtrace().args(["record", "-o", "/nonexistent-dir/t.jsonl", "-d", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot open trace output /nonexistent-dir/t.jsonl"), "{err}");
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn bad_flag_values_are_usage_errors() {
+    require_root();
+    for args in [["watch", "-d", "-1"], ["watch", "-i", "0"], ["watch", "-d", "soon"]] {
+        let out = cowtrace().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn sigterm_ends_the_trace_cleanly() {
+    require_root();
+    let dir = TempDir::new("term");
+    let path = dir.path().join("t.jsonl");
+    let mut child = cowtrace().args(["record", "-o"]).arg(&path).spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !std::fs::read_to_string(&path).is_ok_and(|s| s.contains("meta")) {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(wait_timeout(&mut child, Duration::from_secs(10)).success());
+    let t = Trace::read(&path);
+    assert_eq!(t.end()["reason"], "signal");
+}
