@@ -16,8 +16,12 @@ pub const EV_EXIT: u32 = 2;
 pub const EV_FORK_RET: u32 = 3;
 pub const EV_EXEC: u32 = 4;
 pub const EV_TITLE: u32 = 5;
+pub const EV_RENAME: u32 = 6;
 /// Event kinds on the hot ring buffer (`HOT_EVENTS`, submitted without wakeup).
 pub const EV_COW: u32 = 10;
+pub const EV_WRITE: u32 = 11;
+pub const EV_FSYNC: u32 = 12;
+pub const EV_DISK: u32 = 13;
 
 /// Index into the per-CPU `DROPS` array: reserves that failed, per ring buffer.
 pub const DROP_HOT: u32 = 0;
@@ -28,6 +32,8 @@ pub const DROP_SLOTS: u32 = 2;
 pub const COW_FLAG_CHILD: u32 = 1; // the copy was made by the session child
 pub const COW_FLAG_ZERO: u32 = 2; // a write to the shared zero page (a zero-filled allocation)
 
+/// Byte length of a file name kept by the kernel side (a dentry name or a rename path).
+pub const NAME_LEN: usize = 64;
 /// Byte length of the process title captured at `exit_group`.
 pub const TITLE_LEN: usize = 64;
 pub const COMM_LEN: usize = 16;
@@ -74,8 +80,28 @@ pub struct TracedProc {
     pub _pad: u32,
     /// Every COW fault of this process, inside a session or not.
     pub total: CowCounters,
+    /// Every regular-file write, sync and block I/O of this process.
+    pub io: IoCounters,
 }
-const _: () = assert!(core::mem::size_of::<TracedProc>() == 64);
+const _: () = assert!(core::mem::size_of::<TracedProc>() == 128);
+
+/// Exact disk-write counters. Times are sums of latencies in ns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// write/pwrite64/writev/pwritev/pwritev2 calls on regular files, and bytes written.
+    pub write_calls: u64,
+    pub write_bytes: u64,
+    pub write_ns: u64,
+    /// fsync/fdatasync/sync_file_range calls.
+    pub fsync_calls: u64,
+    pub fsync_ns: u64,
+    /// Block requests (issue to complete) for inodes this process wrote.
+    pub disk_ios: u64,
+    pub disk_bytes: u64,
+    pub disk_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<IoCounters>() == 64);
 
 /// Value of the `SESSIONS` map, keyed by the child's tgid.
 #[repr(C)]
@@ -93,8 +119,85 @@ pub struct SessionState {
     pub parent: CowCounters,
     /// Copies made by the child itself.
     pub child: CowCounters,
+    /// The child's file writes, syncs and the block I/O of the files it wrote.
+    pub io: IoCounters,
 }
-const _: () = assert!(core::mem::size_of::<SessionState>() == 120);
+const _: () = assert!(core::mem::size_of::<SessionState>() == 184);
+
+/// Key of the `FILES` map: one file written by one process of one session.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    /// Session (child tgid), 0 for a write outside any session.
+    pub session: u32,
+    pub tgid: u32,
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+const _: () = assert!(core::mem::size_of::<FileKey>() == 24);
+
+/// Value of the `FILES` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileStat {
+    pub bytes: u64,
+    pub calls: u64,
+    /// The file's name (dentry, no directory) at its first write.
+    pub name: [u8; NAME_LEN],
+}
+const _: () = assert!(core::mem::size_of::<FileStat>() == 80);
+
+/// Key of `INODE_OWNER`: which session last wrote an inode, so its block I/O, issued
+/// later by a kworker or by `fsync`, is charged back to that session.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InodeKey {
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+const _: () = assert!(core::mem::size_of::<InodeKey>() == 16);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InodeOwner {
+    pub session: u32,
+    pub tgid: u32,
+}
+const _: () = assert!(core::mem::size_of::<InodeOwner>() == 8);
+
+/// Kernel struct field offsets, from the running kernel's BTF (see agent/src/btf.rs),
+/// set as one load-time global. The agent refuses to load if any is missing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offsets {
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_exit_code: u32,
+    pub task_mm: u32,
+    pub task_files: u32,
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    pub files_fdt: u32,
+    pub fdtable_fd: u32,
+    pub fdtable_max_fds: u32,
+    pub file_inode: u32,
+    pub file_dentry: u32, // f_path + path.dentry
+    pub dentry_name: u32, // d_name + qstr.name
+    pub inode_mode: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+    pub rq_data_len: u32,
+    pub rq_bio: u32,
+    pub bio_io_vec: u32,
+    pub bvec_page: u32,
+    pub page_mapping: u32,
+    pub mapping_host: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<Offsets>() == 96);
 
 /// Pending write-protect fault of a thread, in the `PENDING` map keyed by tid.
 #[repr(C)]
@@ -134,8 +237,46 @@ pub struct ProcEvent {
     pub cow_a: CowCounters,
     pub cow_b: CowCounters,
     pub cow_c: CowCounters,
+    /// `EV_EXIT`: the session's I/O counters (child), or the root's process totals.
+    pub io: IoCounters,
 }
-const _: () = assert!(core::mem::size_of::<ProcEvent>() == 256);
+const _: () = assert!(core::mem::size_of::<ProcEvent>() == 320);
+
+/// Event on the session ring: a session child (or root) renamed `old` to `new`
+/// (`rename`, `renameat`, `renameat2`; paths as passed, truncated to NAME_LEN).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct RenameEvent {
+    pub kind: u32,
+    pub pid: u32,
+    /// Session (child tgid) or 0.
+    pub session: u32,
+    pub tid: u32,
+    pub ts_ns: u64,
+    pub old: [u8; NAME_LEN],
+    pub new: [u8; NAME_LEN],
+}
+const _: () = assert!(core::mem::size_of::<RenameEvent>() == 152);
+
+/// Event on the hot ring buffer: one write (`EV_WRITE`), sync (`EV_FSYNC`) or block
+/// request (`EV_DISK`) of a traced process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoEvent {
+    pub kind: u32,
+    pub pid: u32,
+    pub tid: u32,
+    /// Session (child tgid) or 0.
+    pub session: u32,
+    pub ts_ns: u64,
+    pub latency_ns: u64,
+    pub bytes: u64,
+    pub ino: u64,
+    pub dev: u32,
+    /// The file descriptor (writes and syncs), or -1 cast (block requests).
+    pub fd: u32,
+}
+const _: () = assert!(core::mem::size_of::<IoEvent>() == 56);
 
 /// Event on the hot ring buffer: one COW copy.
 #[repr(C)]
@@ -164,4 +305,12 @@ mod user {
     unsafe impl aya::Pod for PendingFault {}
     unsafe impl aya::Pod for ProcEvent {}
     unsafe impl aya::Pod for CowEvent {}
+    unsafe impl aya::Pod for IoCounters {}
+    unsafe impl aya::Pod for FileKey {}
+    unsafe impl aya::Pod for FileStat {}
+    unsafe impl aya::Pod for InodeKey {}
+    unsafe impl aya::Pod for InodeOwner {}
+    unsafe impl aya::Pod for Offsets {}
+    unsafe impl aya::Pod for RenameEvent {}
+    unsafe impl aya::Pod for IoEvent {}
 }

@@ -1,7 +1,7 @@
 //! Process life cycle: fork opens a session, exit closes it, exec of a Redis binary
 //! starts tracing it, and the parent's clone/fork syscall is timed.
 use agent_common::{
-    CowCounters, ProcEvent, SessionState, TracedProc, COMM_LEN, DROP_PROC, EV_EXEC, EV_EXIT,
+    CowCounters, IoCounters, ProcEvent, SessionState, TracedProc, COMM_LEN, DROP_PROC, EV_EXEC, EV_EXIT,
     EV_FORK, EV_FORK_RET, EV_TITLE, ROLE_CHILD, ROLE_ROOT, TITLE_LEN,
 };
 use aya_ebpf::{
@@ -14,13 +14,24 @@ use aya_log_ebpf::debug;
 
 use crate::{
     maps::{
-        AGENT_TGID, AUTO_REDIS, FORK_START, OFF_MM_ARG_END, OFF_MM_ARG_START, OFF_TASK_EXIT_CODE, OFF_TASK_MM,
-        OFF_TASK_PID, OFF_TASK_TGID, PROC_EVENTS, SESSIONS, TRACED,
+        AGENT_TGID, AUTO_REDIS, FORK_START, PROC_EVENTS, SESSIONS, TRACED,
     },
+    off,
     util::{current_ids, global, now_ns, read_field, reserve},
 };
 
-const ZERO_COW: CowCounters = CowCounters {
+pub const ZERO_IO: IoCounters = IoCounters {
+    write_calls: 0,
+    write_bytes: 0,
+    write_ns: 0,
+    fsync_calls: 0,
+    fsync_ns: 0,
+    disk_ios: 0,
+    disk_bytes: 0,
+    disk_ns: 0,
+};
+
+pub const ZERO_COW: CowCounters = CowCounters {
     wp_faults: 0,
     copies_4k: 0,
     copies_2m: 0,
@@ -31,7 +42,7 @@ const ZERO_COW: CowCounters = CowCounters {
 
 #[inline(always)]
 fn emit(kind: u32, pid: u32, ppid: u32, tid: u32, value: u64) {
-    emit_with(kind, pid, ppid, tid, value, (ZERO_COW, ZERO_COW, ZERO_COW));
+    emit_with(kind, pid, ppid, tid, value, (ZERO_COW, ZERO_COW, ZERO_COW), ZERO_IO);
 }
 
 /// Emit a session event. `cow` = (`cow_a`, `cow_b`, `cow_c`), see `ProcEvent`.
@@ -43,6 +54,7 @@ fn emit_with(
     tid: u32,
     value: u64,
     cow: (CowCounters, CowCounters, CowCounters),
+    io: IoCounters,
 ) {
     let Some(mut e) = reserve::<ProcEvent>(&PROC_EVENTS, DROP_PROC) else {
         return;
@@ -59,6 +71,7 @@ fn emit_with(
         cow_a: cow.0,
         cow_b: cow.1,
         cow_c: cow.2,
+        io,
     });
     // Submitted with a wakeup: these events are rare and the agent wants them promptly.
     e.submit(0);
@@ -83,8 +96,8 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let child: *const u8 = ctx.arg(1);
-    let pid: i32 = read_field(child, global(&OFF_TASK_PID))?;
-    let tgid: i32 = read_field(child, global(&OFF_TASK_TGID))?;
+    let pid: i32 = read_field(child, off!(task_pid))?;
+    let tgid: i32 = read_field(child, off!(task_tgid))?;
     if pid != tgid {
         return Ok(()); // a new thread of the parent, not a new process
     }
@@ -101,6 +114,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         fork_ts_ns: now_ns(),
         parent: ZERO_COW,
         child: ZERO_COW,
+        io: ZERO_IO,
     };
     SESSIONS.insert(&child_tgid, &state, 0)?;
     let traced = TracedProc {
@@ -109,6 +123,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         parent_tgid,
         _pad: 0,
         total: ZERO_COW,
+        io: ZERO_IO,
     };
     TRACED.insert(&child_tgid, &traced, 0)?;
     unsafe { core::ptr::write_volatile(&mut (*root).newest_child, child_tgid) };
@@ -135,8 +150,9 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let proc = unsafe { *TRACED.get(&tgid).ok_or(0)? };
     let task: *const u8 = ctx.arg(0);
     // `exit_code` holds the wait(2) status: (code << 8) or the killing signal.
-    let code: i32 = read_field(task, global(&OFF_TASK_EXIT_CODE)).unwrap_or(-1);
+    let code: i32 = read_field(task, off!(task_exit_code)).unwrap_or(-1);
     let mut session = (ZERO_COW, ZERO_COW);
+    let mut io = proc.io;
     let mut ppid = 0;
     if proc.role == ROLE_CHILD {
         ppid = proc.parent_tgid;
@@ -144,13 +160,14 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
             unsafe {
                 core::ptr::write_volatile(&mut (*s).exited, 1);
                 session = ((*s).parent, (*s).child);
+                io = (*s).io;
             }
         }
     }
     // Removed here, not by userspace, so a reused pid is never traced by mistake.
     let _ = TRACED.remove(&tgid);
     let cow = (proc.total, session.0, session.1);
-    emit_with(EV_EXIT, tgid, ppid, tid, code as u32 as u64, cow);
+    emit_with(EV_EXIT, tgid, ppid, tid, code as u32 as u64, cow, io);
     debug!(ctx, "exit: {} code {}", tgid, code);
     Ok(())
 }
@@ -220,6 +237,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
         parent_tgid: 0,
         _pad: 0,
         total: ZERO_COW,
+        io: ZERO_IO,
     };
     if TRACED.insert(&tgid, &traced, BPF_NOEXIST as u64).is_ok() {
         emit(EV_EXEC, tgid, 0, tid, 0);
@@ -246,12 +264,12 @@ fn try_title() -> Result<(), i64> {
     }
     let ppid = proc.parent_tgid;
     let task = unsafe { bpf_get_current_task() } as *const u8;
-    let mm: u64 = read_field(task, global(&OFF_TASK_MM))?;
+    let mm: u64 = read_field(task, off!(task_mm))?;
     if mm == 0 {
         return Ok(());
     }
-    let arg_start: u64 = read_field(mm as *const u8, global(&OFF_MM_ARG_START))?;
-    let arg_end: u64 = read_field(mm as *const u8, global(&OFF_MM_ARG_END))?;
+    let arg_start: u64 = read_field(mm as *const u8, off!(mm_arg_start))?;
+    let arg_end: u64 = read_field(mm as *const u8, off!(mm_arg_end))?;
     let mut e = reserve::<ProcEvent>(&PROC_EVENTS, DROP_PROC).ok_or(0)?;
     e.write(ProcEvent {
         kind: EV_TITLE,
@@ -266,6 +284,7 @@ fn try_title() -> Result<(), i64> {
         cow_a: ZERO_COW,
         cow_b: ZERO_COW,
         cow_c: ZERO_COW,
+        io: ZERO_IO,
     });
     let ev = e.as_mut_ptr();
     unsafe {

@@ -9,11 +9,13 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod block;
 mod fault;
 mod fork;
 mod maps;
 mod probe;
 mod util;
+mod write;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -1,5 +1,8 @@
 //! Maps and load-time settings shared by the programs.
-use agent_common::{PendingFault, SessionState, TracedProc, DROP_SLOTS};
+use agent_common::{
+    FileKey, FileStat, InodeKey, InodeOwner, Offsets, PendingFault, SessionState, TracedProc,
+    DROP_SLOTS,
+};
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
@@ -49,17 +52,67 @@ pub static AUTO_REDIS: u32 = 0;
 /// Force a wakeup of the hot ring once this many bytes wait in it.
 #[unsafe(no_mangle)]
 pub static HOT_WAKE_BYTES: u64 = 1 << 20;
-/// Field offsets read from the running kernel's BTF by userspace (`agent/src/btf.rs`);
-/// the poor man's CO-RE. 0 means "not known": the feature that needs it is skipped.
+/// Field offsets read from the running kernel's BTF by userspace (`agent/src/btf.rs`):
+/// the poor man's CO-RE. Read one field with `off!(name)`.
 #[unsafe(no_mangle)]
-pub static OFF_TASK_PID: u32 = 0;
-#[unsafe(no_mangle)]
-pub static OFF_TASK_TGID: u32 = 0;
-#[unsafe(no_mangle)]
-pub static OFF_TASK_EXIT_CODE: u32 = 0;
-#[unsafe(no_mangle)]
-pub static OFF_TASK_MM: u32 = 0;
-#[unsafe(no_mangle)]
-pub static OFF_MM_ARG_START: u32 = 0;
-#[unsafe(no_mangle)]
-pub static OFF_MM_ARG_END: u32 = 0;
+pub static OFFSETS: Offsets = Offsets {
+    task_pid: 0,
+    task_tgid: 0,
+    task_exit_code: 0,
+    task_mm: 0,
+    task_files: 0,
+    mm_arg_start: 0,
+    mm_arg_end: 0,
+    files_fdt: 0,
+    fdtable_fd: 0,
+    fdtable_max_fds: 0,
+    file_inode: 0,
+    file_dentry: 0,
+    dentry_name: 0,
+    inode_mode: 0,
+    inode_ino: 0,
+    inode_sb: 0,
+    sb_dev: 0,
+    rq_data_len: 0,
+    rq_bio: 0,
+    bio_io_vec: 0,
+    bvec_page: 0,
+    page_mapping: 0,
+    mapping_host: 0,
+    _pad: 0,
+};
+
+/// Files written by traced processes: exact bytes and calls per (session, file).
+/// LRU: a host that writes millions of files loses the oldest file rows, never totals.
+#[map]
+pub static FILES: LruHashMap<FileKey, FileStat> = LruHashMap::with_max_entries(16384, 0);
+
+/// Which session last wrote each inode (see `block.rs`).
+#[map]
+pub static INODE_OWNER: LruHashMap<InodeKey, InodeOwner> = LruHashMap::with_max_entries(16384, 0);
+
+/// Entry of a write or sync syscall of a traced thread, keyed by tid.
+#[map]
+pub static SYSCALL_START: LruHashMap<u32, SyscallStart> = LruHashMap::with_max_entries(16384, 0);
+
+/// Block requests being serviced for a session, keyed by `struct request *`.
+#[map]
+pub static RQ_START: LruHashMap<u64, RqStart> = LruHashMap::with_max_entries(16384, 0);
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallStart {
+    pub ts_ns: u64,
+    pub fd: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RqStart {
+    pub ts_ns: u64,
+    pub owner: InodeOwner,
+    pub key: InodeKey,
+    /// Bytes not yet completed (a request may complete in parts).
+    pub remaining: u64,
+}

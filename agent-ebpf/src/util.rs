@@ -35,10 +35,20 @@ pub fn add(counter: *mut u64, v: u64) {
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, v) };
 }
 
+/// The BTF-derived offset of one kernel struct field (see `maps::OFFSETS`).
+#[macro_export]
+macro_rules! off {
+    ($field:ident) => {
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!($crate::maps::OFFSETS.$field)) }
+    };
+}
+
 /// Read a field at a BTF-derived byte offset from a kernel struct pointer.
 #[inline(always)]
 pub fn read_field<T>(base: *const u8, off: u32) -> Result<T, i64> {
-    if off == 0 {
+    // Userspace refuses to load when any offset is missing, so every offset is valid
+    // here (several are legitimately 0, e.g. `inode.i_mode`).
+    if base.is_null() {
         return Err(-1);
     }
     unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const T).map_err(|e| e as i64) }

@@ -105,10 +105,13 @@ fn parse_args() -> Result<Args, String> {
         }
         let val = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let num = || -> Result<usize, String> {
-            val.parse::<usize>().map_err(|_| format!("{flag}: not a number: {val}"))
+            val.parse::<usize>()
+                .map_err(|_| format!("{flag}: not a number: {val}"))
         };
         match flag.as_str() {
-            "--mode" => mode = Some(Mode::parse(&val).ok_or_else(|| format!("unknown mode {val}"))?),
+            "--mode" => {
+                mode = Some(Mode::parse(&val).ok_or_else(|| format!("unknown mode {val}"))?)
+            }
             "--mib" => a.mib = num()?,
             "--pages" => a.pages = Some(num()?),
             "--children" => a.children = num()?,
@@ -133,7 +136,10 @@ fn parse_args() -> Result<Args, String> {
     }
     let total_pages = a.mib * MIB / page_size();
     if a.pages.is_some_and(|k| k > total_pages) {
-        return Err(format!("--pages is more than the {total_pages} pages of {} MiB", a.mib));
+        return Err(format!(
+            "--pages is more than the {total_pages} pages of {} MiB",
+            a.mib
+        ));
     }
     if a.mode == Mode::SharedFile && a.huge {
         return Err("--huge is for anonymous memory, not shared-file".into());
@@ -244,7 +250,10 @@ impl Gate {
         if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
             return Err(os_err("pipe"));
         }
-        Ok(Gate { rfd: fds[0], wfd: fds[1] })
+        Ok(Gate {
+            rfd: fds[0],
+            wfd: fds[1],
+        })
     }
 
     /// In a child: drop our copy of the write end (or EOF would never come), block until
@@ -342,10 +351,15 @@ fn run(a: &Args) -> Res<String> {
     // SAFETY: getpid cannot fail.
     let me = unsafe { libc::getpid() };
     println!("ready {me}");
-    std::io::stdout().flush().map_err(|e| format!("stdout: {e}"))?;
+    std::io::stdout()
+        .flush()
+        .map_err(|e| format!("stdout: {e}"))?;
     // Block until the test has attached the tracer and says "go" (EOF also proceeds).
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|e| format!("stdin: {e}"))?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("stdin: {e}"))?;
 
     // Children still to be waited for, and those already reaped (both are reported).
     let mut children = Vec::new();
@@ -426,7 +440,13 @@ fn shared_region(path: &str, mib: usize, ps: usize) -> Res<Region> {
     let len = mib * MIB;
     let c = cstr(path)?;
     // SAFETY: plain syscalls with a valid NUL-terminated path.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC, 0o644) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC,
+            0o644,
+        )
+    };
     if fd < 0 {
         return Err(os_err(&format!("open {path}")));
     }
@@ -436,14 +456,25 @@ fn shared_region(path: &str, mib: usize, ps: usize) -> Res<Region> {
     }
     // SAFETY: a new shared mapping of our file.
     let p = unsafe {
-        libc::mmap(ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
     };
     // SAFETY: the mapping keeps the file referenced; the fd is no longer needed.
     unsafe { libc::close(fd) };
     if p == libc::MAP_FAILED {
         return Err(os_err(&format!("mmap {path}")));
     }
-    let r = Region { base: p.cast(), len, ps };
+    let r = Region {
+        base: p.cast(),
+        len,
+        ps,
+    };
     r.write_pages(r.pages(), 1);
     Ok(r)
 }
@@ -475,7 +506,13 @@ fn child_file_write(dir: &str, bytes: usize, chunk: usize, buf: &[u8]) -> ! {
         fail("path")
     };
     // SAFETY (all syscalls below): valid paths, our own fd, buf outlives the calls.
-    let fd = unsafe { libc::open(temp.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC, 0o644) };
+    let fd = unsafe {
+        libc::open(
+            temp.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+            0o644,
+        )
+    };
     if fd < 0 {
         fail("open temp file");
     }

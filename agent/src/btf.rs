@@ -30,16 +30,7 @@ pub enum BtfError {
     NoMember { strukt: String, member: String },
 }
 
-/// Byte offsets the kernel programs need.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelOffsets {
-    pub task_pid: u32,
-    pub task_tgid: u32,
-    pub task_exit_code: u32,
-    pub task_mm: u32,
-    pub mm_arg_start: u32,
-    pub mm_arg_end: u32,
-}
+pub use agent_common::Offsets as KernelOffsets;
 
 pub struct KernelBtf {
     btf: Btf,
@@ -56,14 +47,35 @@ impl KernelBtf {
         Ok(Self { btf, path: path.to_path_buf() })
     }
 
+    /// Every offset the kernel programs read. All are required: a kernel that lacks
+    /// one is reported by name rather than traced wrongly.
     pub fn offsets(&self) -> Result<KernelOffsets, BtfError> {
+        let m = |s: &str, f: &str| self.member_offset(s, f);
         Ok(KernelOffsets {
-            task_pid: self.member_offset("task_struct", "pid")?,
-            task_tgid: self.member_offset("task_struct", "tgid")?,
-            task_exit_code: self.member_offset("task_struct", "exit_code")?,
-            task_mm: self.member_offset("task_struct", "mm")?,
-            mm_arg_start: self.member_offset("mm_struct", "arg_start")?,
-            mm_arg_end: self.member_offset("mm_struct", "arg_end")?,
+            task_pid: m("task_struct", "pid")?,
+            task_tgid: m("task_struct", "tgid")?,
+            task_exit_code: m("task_struct", "exit_code")?,
+            task_mm: m("task_struct", "mm")?,
+            task_files: m("task_struct", "files")?,
+            mm_arg_start: m("mm_struct", "arg_start")?,
+            mm_arg_end: m("mm_struct", "arg_end")?,
+            files_fdt: m("files_struct", "fdt")?,
+            fdtable_fd: m("fdtable", "fd")?,
+            fdtable_max_fds: m("fdtable", "max_fds")?,
+            file_inode: m("file", "f_inode")?,
+            file_dentry: m("file", "f_path")? + m("path", "dentry")?,
+            dentry_name: m("dentry", "d_name")? + m("qstr", "name")?,
+            inode_mode: m("inode", "i_mode")?,
+            inode_ino: m("inode", "i_ino")?,
+            inode_sb: m("inode", "i_sb")?,
+            sb_dev: m("super_block", "s_dev")?,
+            rq_data_len: m("request", "__data_len")?,
+            rq_bio: m("request", "bio")?,
+            bio_io_vec: m("bio", "bi_io_vec")?,
+            bvec_page: m("bio_vec", "bv_page")?,
+            page_mapping: m("page", "mapping")?,
+            mapping_host: m("address_space", "host")?,
+            _pad: 0,
         })
     }
 
@@ -163,6 +175,13 @@ mod tests {
         let o = btf.offsets().unwrap();
         assert!(o.task_pid > 0 && o.task_tgid == o.task_pid + 4, "{o:?}");
         assert!(o.task_exit_code > 0 && o.task_mm > 0 && o.mm_arg_start > 0, "{o:?}");
+        assert_eq!(o.mm_arg_end, o.mm_arg_start + 8, "{o:?}");
+        // Offsets that are 0 by layout on x86-64 6.x: fdtable.max_fds, bio_vec.bv_page,
+        // address_space.host, inode.i_mode. Every other one must be found non-zero.
+        assert!(o.task_files > 0 && o.files_fdt > 0 && o.fdtable_fd > 0 && o.file_inode > 0, "{o:?}");
+        assert!(o.file_dentry > 0 && o.dentry_name > 0 && o.inode_ino > 0 && o.inode_sb > 0, "{o:?}");
+        assert!(o.sb_dev > 0 && o.rq_data_len > 0 && o.rq_bio > 0 && o.bio_io_vec > 0, "{o:?}");
+        assert!(o.page_mapping > 0, "{o:?}");
         assert!(btf.has_btf_tracepoint("sched_process_fork"));
         assert!(!btf.has_btf_tracepoint("no_such_tracepoint"));
         assert!(btf.member_offset("task_struct", "no_such_field").is_err());

@@ -1,6 +1,7 @@
 //! Ring-buffer bytes to typed events: pure, checked, never panics.
 use agent_common::{
-    CowEvent, ProcEvent, EV_COW, EV_EXEC, EV_EXIT, EV_FORK, EV_FORK_RET, EV_TITLE,
+    CowEvent, IoEvent, ProcEvent, RenameEvent, EV_COW, EV_DISK, EV_EXEC, EV_EXIT, EV_FORK,
+    EV_FORK_RET, EV_FSYNC, EV_RENAME, EV_TITLE, EV_WRITE,
 };
 use thiserror::Error;
 
@@ -20,6 +21,41 @@ pub enum ProcMsg {
     Exit(ProcEvent),
     Exec(ProcEvent),
     Title(ProcEvent),
+    Rename(RenameEvent),
+}
+
+impl ProcMsg {
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            ProcMsg::Fork(e) | ProcMsg::ForkRet(e) | ProcMsg::Exit(e) | ProcMsg::Exec(e) | ProcMsg::Title(e) => e.ts_ns,
+            ProcMsg::Rename(e) => e.ts_ns,
+        }
+    }
+}
+
+impl HotMsg {
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            HotMsg::Cow(e) => e.ts_ns,
+            HotMsg::Io(e) => e.ts_ns,
+        }
+    }
+}
+
+/// A hot-ring event, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HotMsg {
+    Cow(CowEvent),
+    Io(IoEvent),
+}
+
+/// The `kind` field every record starts with.
+fn kind_of(bytes: &[u8], what: &'static str) -> Result<u32, DecodeError> {
+    let k: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(DecodeError::BadLength { what, expected: 4, got: bytes.len() })?;
+    Ok(u32::from_ne_bytes(k))
 }
 
 /// Read a `T` from the front of `bytes` after checking the length. `T` must be a
@@ -36,6 +72,9 @@ fn read_pod<T: aya::Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeEr
 
 pub fn decode_proc(bytes: &[u8]) -> Result<ProcMsg, DecodeError> {
     const WHAT: &str = "session event";
+    if kind_of(bytes, WHAT)? == EV_RENAME {
+        return Ok(ProcMsg::Rename(read_pod(bytes, "rename event")?));
+    }
     let ev: ProcEvent = read_pod(bytes, WHAT)?;
     Ok(match ev.kind {
         EV_FORK => ProcMsg::Fork(ev),
@@ -54,6 +93,15 @@ pub fn decode_cow(bytes: &[u8]) -> Result<CowEvent, DecodeError> {
         return Err(DecodeError::UnknownKind { what: WHAT, kind: ev.kind });
     }
     Ok(ev)
+}
+
+pub fn decode_hot(bytes: &[u8]) -> Result<HotMsg, DecodeError> {
+    const WHAT: &str = "hot event";
+    match kind_of(bytes, WHAT)? {
+        EV_COW => decode_cow(bytes).map(HotMsg::Cow),
+        EV_WRITE | EV_FSYNC | EV_DISK => Ok(HotMsg::Io(read_pod(bytes, "io event")?)),
+        kind => Err(DecodeError::UnknownKind { what: WHAT, kind }),
+    }
 }
 
 /// Bytes of a wire value, as the kernel writes them (for tests and fixtures).
@@ -81,6 +129,7 @@ mod tests {
             cow_a: CowCounters { wp_faults: 3, copies_4k: 2, ..Default::default() },
             cow_b: CowCounters::default(),
             cow_c: CowCounters { copy_bytes: 8192, ..Default::default() },
+            io: Default::default(),
         }
     }
 
@@ -92,6 +141,7 @@ mod tests {
             let ev = match msg {
                 ProcMsg::Fork(e) | ProcMsg::ForkRet(e) | ProcMsg::Exit(e) | ProcMsg::Exec(e)
                 | ProcMsg::Title(e) => e,
+                ProcMsg::Rename(_) => panic!("not a rename"),
             };
             assert_eq!((ev.kind, ev.pid, ev.ppid, ev.ts_ns, ev.value), (kind, 42, 7, 123, 456));
             assert_eq!(ev.cow_a.copies_4k, 2);
@@ -136,6 +186,27 @@ mod tests {
     }
 
     #[test]
+    fn hot_ring_carries_cow_and_io() {
+        let io = IoEvent { kind: EV_WRITE, pid: 1, tid: 1, session: 2, ts_ns: 3, latency_ns: 4, bytes: 5, ino: 6, dev: 7, fd: 8 };
+        assert_eq!(decode_hot(&to_bytes(&io)), Ok(HotMsg::Io(io)));
+        let cow = CowEvent { kind: EV_COW, ..Default::default() };
+        assert_eq!(decode_hot(&to_bytes(&cow)), Ok(HotMsg::Cow(cow)));
+        assert!(matches!(decode_hot(&to_bytes(&io)[..55]), Err(DecodeError::BadLength { .. })));
+        assert!(matches!(decode_hot(&[1, 2]), Err(DecodeError::BadLength { expected: 4, .. })));
+        let bad = IoEvent { kind: 77, ..io };
+        assert!(matches!(decode_hot(&to_bytes(&bad)), Err(DecodeError::UnknownKind { kind: 77, .. })));
+    }
+
+    #[test]
+    fn rename_on_the_session_ring() {
+        let mut r = RenameEvent { kind: EV_RENAME, pid: 1, session: 1, tid: 1, ts_ns: 2, old: [0; 64], new: [0; 64] };
+        r.old[..3].copy_from_slice(b"a.t");
+        let bytes = to_bytes(&r);
+        assert!(matches!(decode_proc(&bytes), Ok(ProcMsg::Rename(e)) if e.old[..3] == *b"a.t"));
+        assert!(matches!(decode_proc(&bytes[..100]), Err(DecodeError::BadLength { what: "rename event", .. })));
+    }
+
+    #[test]
     fn random_bytes_never_panic() {
         // A tiny deterministic generator; no dependency needed for this.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -150,6 +221,7 @@ mod tests {
                 .collect();
             let _ = decode_proc(&bytes);
             let _ = decode_cow(&bytes);
+            let _ = decode_hot(&bytes);
         }
     }
 }

@@ -7,6 +7,8 @@ pub mod btf;
 pub mod check;
 pub mod classify;
 pub mod decode;
+pub mod files;
+pub mod hist;
 pub mod loader;
 pub mod output;
 pub mod privileges;

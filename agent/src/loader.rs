@@ -16,18 +16,46 @@ use crate::btf::{BtfError, KernelBtf, KernelOffsets, btf_path};
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent"));
 
 /// tp_btf hooks (program name = tracepoint name) that cowtrace cannot run without.
-pub const BTF_TRACEPOINTS: [&str; 4] =
-    ["sched_process_fork", "sched_process_exit", "page_fault_user", "mm_page_alloc"];
-/// Classic tracepoints: (program, category, names...).
-const TRACEPOINTS: [(&str, &str, &[&str]); 4] = [
+pub const BTF_TRACEPOINTS: [&str; 6] = [
+    "sched_process_fork",
+    "sched_process_exit",
+    "page_fault_user",
+    "mm_page_alloc",
+    "block_rq_issue",
+    "block_rq_complete",
+];
+/// Classic tracepoints: (program, category, names...). A name missing on this kernel
+/// (clone3 or vfork on some architectures) is skipped; each program needs one.
+const TRACEPOINTS: [(&str, &str, &[&str]); 8] = [
     ("fork_enter", "syscalls", &["sys_enter_clone", "sys_enter_clone3", "sys_enter_fork", "sys_enter_vfork"]),
     ("fork_exit", "syscalls", &["sys_exit_clone", "sys_exit_clone3", "sys_exit_fork", "sys_exit_vfork"]),
     ("sched_process_exec", "sched", &["sched_process_exec"]),
     ("exit_group_enter", "syscalls", &["sys_enter_exit_group"]),
+    (
+        "fd_syscall_enter",
+        "syscalls",
+        &[
+            "sys_enter_write",
+            "sys_enter_pwrite64",
+            "sys_enter_writev",
+            "sys_enter_pwritev",
+            "sys_enter_pwritev2",
+            "sys_enter_fsync",
+            "sys_enter_fdatasync",
+            "sys_enter_sync_file_range",
+        ],
+    ),
+    ("write_exit", "syscalls", &["sys_exit_write", "sys_exit_pwrite64", "sys_exit_writev", "sys_exit_pwritev", "sys_exit_pwritev2"]),
+    ("fsync_exit", "syscalls", &["sys_exit_fsync", "sys_exit_fdatasync", "sys_exit_sync_file_range"]),
+    ("rename_enter", "syscalls", &["sys_enter_rename"]),
 ];
+/// renameat and renameat2 share a record layout different from rename's.
+const RENAMEAT: (&str, &str, &[&str]) = ("renameat_enter", "syscalls", &["sys_enter_renameat", "sys_enter_renameat2"]);
 
 pub const COW_METHOD: &str = "tracepoint";
 pub const COW_HOOKS: &str = "tp_btf/page_fault_user + tp_btf/mm_page_alloc";
+pub const WRITE_HOOKS: &str = "tracepoint/syscalls/sys_{enter,exit}_{write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,sync_file_range,rename,renameat,renameat2}";
+pub const DISK_HOOKS: &str = "tp_btf/block_rq_issue + tp_btf/block_rq_complete (bio page -> inode)";
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -40,7 +68,7 @@ pub enum LoadError {
     Tracefs(std::io::Error),
     #[error("cannot load the BPF object: {0}{hint}", hint = perm_hint(.0))]
     Load(#[source] aya::EbpfError),
-    #[error("program `{name}` ({hook}) failed to {step}: {source}{hint}", hint = perm_hint(source))]
+    #[error("program `{name}` ({hook}) failed to {step}: {}{hint}", shorten_verifier_log(&source.to_string()), hint = perm_hint(source))]
     Program { name: String, hook: String, step: &'static str, #[source] source: ProgramError },
     #[error("map `{0}` missing from the BPF object (build mismatch: rebuild cowtrace)")]
     MissingMap(&'static str),
@@ -117,12 +145,7 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         .override_global("AGENT_TGID", &agent_tgid, true)
         .override_global("AUTO_REDIS", &auto, true)
         .override_global("HOT_WAKE_BYTES", &wake, true)
-        .override_global("OFF_TASK_PID", &offsets.task_pid, true)
-        .override_global("OFF_TASK_TGID", &offsets.task_tgid, true)
-        .override_global("OFF_TASK_EXIT_CODE", &offsets.task_exit_code, true)
-        .override_global("OFF_TASK_MM", &offsets.task_mm, true)
-        .override_global("OFF_MM_ARG_START", &offsets.mm_arg_start, true)
-        .override_global("OFF_MM_ARG_END", &offsets.mm_arg_end, true)
+        .override_global("OFFSETS", &offsets, true)
         .map_max_entries("HOT_EVENTS", opts.hot_ring_bytes)
         .load(OBJ)
         .map_err(LoadError::Load)?;
@@ -131,7 +154,7 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
     for name in ["sched_process_fork", "sched_process_exit"] {
         attach_btf(&mut ebpf, &btf, name)?;
     }
-    for (prog, category, names) in TRACEPOINTS {
+    for (prog, category, names) in TRACEPOINTS.into_iter().chain([RENAMEAT]) {
         let p: &mut TracePoint = program(&mut ebpf, prog, category)?;
         p.load().map_err(|source| prog_err(prog, category, "load", source))?;
         let mut attached = 0;
@@ -156,13 +179,28 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
             ));
         }
     }
-    for name in ["page_fault_user", "mm_page_alloc"] {
+    for name in ["page_fault_user", "mm_page_alloc", "block_rq_issue", "block_rq_complete"] {
         attach_btf(&mut ebpf, &btf, name)?;
     }
     Ok(Probes { ebpf, offsets })
 }
 
+/// Keep a verifier log readable in an error message: its first line and its last 12.
+pub fn shorten_verifier_log(msg: &str) -> String {
+    let lines: Vec<&str> = msg.lines().collect();
+    if lines.len() <= 16 {
+        return msg.to_string();
+    }
+    let mut out = lines[0].to_string();
+    out.push_str(&format!("\n  ... ({} verifier lines omitted; RUST_LOG=debug shows them all)\n", lines.len() - 13));
+    out.push_str(&lines[lines.len() - 12..].join("\n"));
+    out
+}
+
 fn prog_err(name: &str, hook: &str, step: &'static str, source: ProgramError) -> LoadError {
+    if let ProgramError::LoadError { verifier_log, .. } = &source {
+        log::debug!("verifier log of {name}:\n{verifier_log}");
+    }
     LoadError::Program { name: name.to_string(), hook: hook.to_string(), step, source }
 }
 

@@ -43,7 +43,7 @@ pub fn watch_line(rec: &Record, start_ns: u64) -> Option<String> {
             s.parent_rss_bytes.map_or(String::new(), |r| format!(", parent RSS {}", fmt_bytes(r))),
         )),
         Record::SessionEnd(e) => Some(format!(
-            "{} END   session {} {:<11} child {} after {:.2}s, {}: COW {} ({} pages: parent {}, child {}){}, reuse faults {}",
+            "{} END   session {} {:<11} child {} after {:.2}s, {}: COW {} ({} pages: parent {}, child {}){}, reuse faults {}; wrote {} in {} file(s), {} fsync, disk {}",
             rel(e.ts_ns, start_ns),
             e.session,
             e.kind.as_str(),
@@ -56,6 +56,10 @@ pub fn watch_line(rec: &Record, start_ns: u64) -> Option<String> {
             e.cow.child_pages,
             e.cow.pct_of_parent_rss.map_or(String::new(), |p| format!(" = {p:.1}% of parent RSS")),
             e.cow.reuse_faults,
+            fmt_bytes(e.writes.bytes),
+            e.writes.files.len(),
+            e.fsync.calls,
+            fmt_bytes(e.disk.bytes),
         )),
         _ => None,
     }
@@ -72,7 +76,7 @@ pub fn summary(ends: &[SessionEnd], end: &End) -> String {
     ));
     for e in ends {
         s.push_str(&format!(
-            "  session {:>3} {:<11} parent {:>7} child {:>7} {:>8.2}s  COW {:>10} ({:>6} pages{})  {}\n",
+            "  session {:>3} {:<11} parent {:>7} child {:>7} {:>8.2}s  COW {:>10} ({:>6} pages{})  wrote {:>10}  disk {:>10}  {}\n",
             e.session,
             e.kind.as_str(),
             e.parent_pid,
@@ -81,6 +85,8 @@ pub fn summary(ends: &[SessionEnd], end: &End) -> String {
             fmt_bytes(e.cow.bytes),
             e.cow.pages,
             e.cow.pct_of_parent_rss.map_or(String::new(), |p| format!(", {p:.1}% of RSS")),
+            fmt_bytes(e.writes.bytes),
+            fmt_bytes(e.disk.bytes),
             exit_text(e),
         ));
     }
@@ -100,7 +106,8 @@ mod tests {
     use super::*;
     use crate::{
         classify::SessionKind,
-        record::{CowSummary, SessionStart},
+        hist::Quantiles,
+        record::{CowSummary, DiskSummary, FsyncSummary, SessionStart, WritesSummary},
         timeline::Timeline,
     };
     use agent_common::CowCounters;
@@ -118,6 +125,9 @@ mod tests {
             exit_signal: None,
             complete: true,
             cow: CowSummary::new(&p, &CowCounters::default(), Some(4 << 20), &Timeline::new(0)),
+            writes: WritesSummary { calls: 3, bytes: 3 << 20, files: vec![], latency_us: Quantiles::default(), size_bytes: Quantiles::default() },
+            fsync: FsyncSummary { calls: 1, total_ms: 1.0, latency_us: Quantiles::default() },
+            disk: DiskSummary { bytes: 3 << 20, ios: 3, latency_us: Quantiles::default() },
         }
     }
 

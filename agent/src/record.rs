@@ -1,9 +1,9 @@
 //! The JSON Lines records cowtrace writes (format documented in docs/trace-format.md).
 //! Adding fields is free; renaming or removing one bumps [`FORMAT_VERSION`].
-use agent_common::CowCounters;
+use agent_common::{CowCounters, IoCounters};
 use serde::Serialize;
 
-use crate::{classify::SessionKind, timeline::Timeline};
+use crate::{classify::SessionKind, files::FileRow, hist::Quantiles, timeline::Timeline};
 
 pub const FORMAT_NAME: &str = "cowtrace";
 pub const FORMAT_VERSION: u32 = 1;
@@ -28,6 +28,7 @@ pub struct ProcessRecord {
     pub exited: bool,
     pub ts_ns: u64,
     pub cow: ProcessCow,
+    pub io: ProcessIo,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -83,6 +84,8 @@ pub struct Attach {
     pub exit: &'static str,
     pub fork_latency: &'static str,
     pub cow: &'static str,
+    pub writes: &'static str,
+    pub disk: &'static str,
     /// Optional precise paths that were probed, and what the kernel said.
     pub fentry: String,
     pub kprobe: String,
@@ -113,6 +116,10 @@ pub struct Sample {
     /// Pages copied since the previous sample of this session, and the rate.
     pub cow_pages_delta: u64,
     pub cow_pages_per_s: f64,
+    /// Bytes the child wrote to files, and block I/O bytes of those files, in the
+    /// interval since the previous sample.
+    pub write_bytes: u64,
+    pub disk_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,6 +135,58 @@ pub struct SessionEnd {
     /// False when the trace ended while the child was still running.
     pub complete: bool,
     pub cow: CowSummary,
+    pub writes: WritesSummary,
+    pub fsync: FsyncSummary,
+    pub disk: DiskSummary,
+}
+
+/// The child's writes to regular files (sockets and pipes are not counted).
+/// `calls` and `bytes` are exact (kernel counters); the histograms come from events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WritesSummary {
+    pub calls: u64,
+    pub bytes: u64,
+    pub files: Vec<FileRow>,
+    pub latency_us: Quantiles,
+    pub size_bytes: Quantiles,
+}
+
+/// fsync, fdatasync and sync_file_range calls of the child.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FsyncSummary {
+    pub calls: u64,
+    pub total_ms: f64,
+    pub latency_us: Quantiles,
+}
+
+/// Block requests carrying pages of the files the child wrote, whoever issued them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiskSummary {
+    pub bytes: u64,
+    pub ios: u64,
+    pub latency_us: Quantiles,
+}
+
+/// Regular-file I/O totals of a process.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProcessIo {
+    pub write_calls: u64,
+    pub write_bytes: u64,
+    pub fsync_calls: u64,
+    pub disk_ios: u64,
+    pub disk_bytes: u64,
+}
+
+impl From<&IoCounters> for ProcessIo {
+    fn from(c: &IoCounters) -> Self {
+        Self {
+            write_calls: c.write_calls,
+            write_bytes: c.write_bytes,
+            fsync_calls: c.fsync_calls,
+            disk_ios: c.disk_ios,
+            disk_bytes: c.disk_bytes,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -270,6 +329,9 @@ mod tests {
             exit_signal: None,
             complete: true,
             cow: s,
+            writes: WritesSummary { calls: 0, bytes: 0, files: vec![], latency_us: Quantiles::default(), size_bytes: Quantiles::default() },
+            fsync: FsyncSummary { calls: 0, total_ms: 0.0, latency_us: Quantiles::default() },
+            disk: DiskSummary { bytes: 0, ios: 0, latency_us: Quantiles::default() },
         }))
         .unwrap();
         assert!(json.starts_with(r#"{"type":"session_end","session":1,"#), "{json}");

@@ -7,7 +7,9 @@ use std::{
     time::Duration,
 };
 
-use agent_common::{CowCounters, DROP_HOT, DROP_PROC, SessionState, TracedProc};
+use agent_common::{
+    CowCounters, DROP_HOT, DROP_PROC, EV_WRITE, FileKey, FileStat, SessionState, TracedProc,
+};
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use tokio::{
@@ -17,15 +19,15 @@ use tokio::{
 };
 
 use crate::{
-    decode::{ProcMsg, decode_cow, decode_proc},
-    loader::{self, COW_HOOKS, COW_METHOD, LoadError, LoadOptions},
+    decode::{HotMsg, ProcMsg, decode_hot, decode_proc},
+    loader::{self, COW_HOOKS, COW_METHOD, DISK_HOOKS, LoadError, LoadOptions, WRITE_HOOKS},
     output, procfs,
     reap::{ReapAction, plan},
     record::{
         Attach, CowEventRecord, End, FORMAT_NAME, FORMAT_VERSION, Meta, ProcessRecord, Record,
         SessionEnd,
     },
-    session::Tracker,
+    session::{KernelFile, Tracker},
     trace::TraceWriter,
 };
 
@@ -60,6 +62,7 @@ struct State {
     tracker: Tracker,
     traced: BpfHashMap<MapData, u32, TracedProc>,
     sessions: BpfHashMap<MapData, u32, SessionState>,
+    files: BpfHashMap<MapData, FileKey, FileStat>,
     drops: PerCpuArray<MapData, u64>,
     output: Output,
     events: bool,
@@ -108,6 +111,11 @@ impl State {
         match msg {
             ProcMsg::Fork(ev) => {
                 self.tracker.on_fork(&ev);
+                // The child shares the parent's working directory: where relative
+                // file names (Redis's temp-PID.rdb) live.
+                if let Ok(cwd) = std::fs::read_link(format!("/proc/{}/cwd", ev.ppid)) {
+                    self.tracker.set_cwd(ev.pid, cwd.to_string_lossy().into_owned());
+                }
                 if let Some(rss) = procfs::rss_bytes(ev.ppid) {
                     self.tracker.set_parent_rss(ev.pid, rss);
                 }
@@ -119,9 +127,11 @@ impl State {
                 let parent = (!parent.is_empty()).then_some(parent);
                 self.tracker.on_title(&ev, parent.as_deref());
             }
+            ProcMsg::Rename(ev) => self.tracker.on_rename(&ev),
             ProcMsg::Exit(ev) => {
                 if ev.ppid != 0 {
-                    let recs = self.tracker.on_exit(&ev);
+                    let files = take_files(&mut self.files, ev.pid);
+                    let recs = self.tracker.on_exit(&ev, &files);
                     self.done.insert(ev.pid);
                     self.exited_seen.remove(&ev.pid);
                     self.emit_all(recs)?;
@@ -135,6 +145,7 @@ impl State {
                         exited: true,
                         ts_ns: ev.ts_ns,
                         cow: (&ev.cow_a).into(),
+                        io: (&ev.io).into(),
                     }))?;
                 }
             }
@@ -155,48 +166,71 @@ impl State {
         }
     }
 
-    fn drain_proc(&mut self, rb: &mut RingBuf<MapData>) -> Result<()> {
-        while let Some(item) = rb.next() {
+    /// Read both rings and handle their events in time order: a child's writes on the
+    /// hot ring come after its fork and before its exit on the session ring, and the
+    /// session must exist (and not yet be closed) when they are counted.
+    fn drain(&mut self, proc_rb: &mut RingBuf<MapData>, hot_rb: &mut RingBuf<MapData>) -> Result<()> {
+        let mut procs: Vec<ProcMsg> = Vec::new();
+        while let Some(item) = proc_rb.next() {
             match decode_proc(&item) {
-                Ok(msg) => {
-                    drop(item);
-                    self.on_proc(msg)?;
-                }
+                Ok(m) => procs.push(m),
                 Err(e) => {
                     self.decode_errors += 1;
                     log::warn!("dropping a bad session record: {e}");
                 }
             }
         }
+        let mut hots: Vec<HotMsg> = Vec::new();
+        while let Some(item) = hot_rb.next() {
+            match decode_hot(&item) {
+                Ok(m) => hots.push(m),
+                Err(e) => {
+                    self.decode_errors += 1;
+                    log::warn!("dropping a bad event record: {e}");
+                }
+            }
+        }
+        let mut hots = hots.into_iter().peekable();
+        for p in procs {
+            while let Some(h) = hots.next_if(|h| h.ts_ns() <= p.ts_ns()) {
+                self.on_hot(h)?;
+            }
+            self.on_proc(p)?;
+        }
+        for h in hots {
+            self.on_hot(h)?;
+        }
         Ok(())
     }
 
-    fn drain_hot(&mut self, rb: &mut RingBuf<MapData>) -> Result<()> {
-        while let Some(item) = rb.next() {
-            let ev = match decode_cow(&item) {
-                Ok(ev) => ev,
-                Err(e) => {
-                    self.decode_errors += 1;
-                    log::warn!("dropping a bad COW record: {e}");
-                    continue;
+    fn on_hot(&mut self, msg: HotMsg) -> Result<()> {
+        match msg {
+            HotMsg::Cow(ev) => {
+                self.cow_events += 1;
+                if self.events
+                    && let Output::Trace(w) = &mut self.output
+                {
+                    let rec = CowEventRecord {
+                        kind: "cow",
+                        session: self.tracker.get(ev.session).map(|s| s.id),
+                        ts_ns: ev.ts_ns,
+                        pid: ev.pid,
+                        tid: ev.tid,
+                        addr: ev.addr,
+                        order: ev.order,
+                        side: if ev.flags & agent_common::COW_FLAG_CHILD != 0 { "child" } else { "parent" },
+                    };
+                    w.write(&rec)?;
                 }
-            };
-            drop(item);
-            self.cow_events += 1;
-            if self.events
-                && let Output::Trace(w) = &mut self.output
-            {
-                let rec = CowEventRecord {
-                    kind: "cow",
-                    session: self.tracker.get(ev.session).map(|s| s.id),
-                    ts_ns: ev.ts_ns,
-                    pid: ev.pid,
-                    tid: ev.tid,
-                    addr: ev.addr,
-                    order: ev.order,
-                    side: if ev.flags & agent_common::COW_FLAG_CHILD != 0 { "child" } else { "parent" },
-                };
-                w.write(&rec)?;
+            }
+            HotMsg::Io(ev) => {
+                if ev.kind == EV_WRITE
+                    && self.tracker.wants_fd_path(ev.session, ev.ino)
+                    && let Some(p) = fd_path(ev.pid, ev.fd, ev.ino)
+                {
+                    self.tracker.note_fd_path(ev.session, ev.ino, p);
+                }
+                self.tracker.on_io(&ev);
             }
         }
         Ok(())
@@ -209,7 +243,7 @@ impl State {
         let live: Vec<u32> = self.tracker.live().map(|s| s.child_pid).collect();
         for child in live {
             if let Ok(st) = self.sessions.get(&child, 0) {
-                self.tracker.on_counters(child, now, st.parent, st.child);
+                self.tracker.on_counters(child, now, st.parent, st.child, st.io);
                 if st.exited != 0 {
                     self.lost_exit_fallback(child, &st, now)?;
                 }
@@ -241,8 +275,10 @@ impl State {
             cow_a: CowCounters::default(),
             cow_b: st.parent,
             cow_c: st.child,
+            io: st.io,
         };
-        let recs = self.tracker.on_exit(&ev);
+        let files = take_files(&mut self.files, child);
+        let recs = self.tracker.on_exit(&ev, &files);
         self.done.insert(child);
         self.exited_seen.remove(&child);
         self.emit_all(recs)
@@ -287,6 +323,40 @@ impl State {
     fn targets_gone(&self) -> bool {
         self.pid_mode && self.roots.is_empty() && self.tracker.live().next().is_none()
     }
+}
+
+/// Remove and return the `FILES` rows of `session`.
+fn take_files(files: &mut BpfHashMap<MapData, FileKey, FileStat>, session: u32) -> Vec<KernelFile> {
+    let rows: Vec<(FileKey, FileStat)> =
+        files.iter().filter_map(Result::ok).filter(|(k, _)| k.session == session).collect();
+    let mut out: Vec<KernelFile> = Vec::new();
+    for (k, v) in rows {
+        let _ = files.remove(&k);
+        let end = v.name.iter().position(|&c| c == 0).unwrap_or(v.name.len());
+        let name = String::from_utf8_lossy(&v.name[..end]).into_owned();
+        // The same inode written by the child under one name: one row.
+        match out.iter_mut().find(|f| f.ino == k.ino) {
+            Some(f) => {
+                f.bytes += v.bytes;
+                f.calls += v.calls;
+            }
+            None => out.push(KernelFile { ino: k.ino, name, bytes: v.bytes, calls: v.calls }),
+        }
+    }
+    out
+}
+
+/// The path of `pid`'s open `fd`, if it still refers to inode `ino`.
+fn fd_path(pid: u32, fd: u32, ino: u64) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let link = format!("/proc/{pid}/fd/{fd}");
+    let meta = std::fs::metadata(&link).ok()?;
+    if meta.ino() != ino {
+        return None;
+    }
+    let p = std::fs::read_link(&link).ok()?;
+    let p = p.to_string_lossy();
+    (!p.ends_with(" (deleted)")).then(|| p.into_owned())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -356,6 +426,8 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
         BpfHashMap::try_from(take_map(&mut ebpf, "TRACED")?).map_err(|source| LoadError::Map { name: "TRACED", source })?;
     let sessions = BpfHashMap::try_from(take_map(&mut ebpf, "SESSIONS")?)
         .map_err(|source| LoadError::Map { name: "SESSIONS", source })?;
+    let files = BpfHashMap::try_from(take_map(&mut ebpf, "FILES")?)
+        .map_err(|source| LoadError::Map { name: "FILES", source })?;
     let drops = PerCpuArray::try_from(take_map(&mut ebpf, "DROPS")?)
         .map_err(|source| LoadError::Map { name: "DROPS", source })?;
     let proc_rb = RingBuf::try_from(take_map(&mut ebpf, "PROC_EVENTS")?)
@@ -386,6 +458,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
         tracker: Tracker::new(),
         traced,
         sessions,
+        files,
         drops,
         output: cfg.output,
         events: cfg.events,
@@ -411,6 +484,8 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
             exit: "tp_btf/sched_process_exit",
             fork_latency: "tracepoint/syscalls/sys_{enter,exit}_{clone,clone3,fork,vfork}",
             cow: COW_HOOKS,
+            writes: WRITE_HOOKS,
+            disk: DISK_HOOKS,
             fentry: "not used".into(),
             kprobe: "not used".into(),
         },
@@ -459,13 +534,15 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
         let step: Result<Option<&str>> = tokio::select! {
             g = proc_fd.readable_mut() => {
                 let mut g = g?;
-                let r = st.drain_proc(g.get_inner_mut());
+                // Events of a session on the hot ring precede its exit: drain them first,
+                // so the session's histograms are complete when it is closed.
+                let r = st.drain(g.get_inner_mut(), hot_fd.get_mut());
                 g.clear_ready();
                 r.map(|()| None)
             }
             g = hot_fd.readable_mut() => {
                 let mut g = g?;
-                let r = st.drain_hot(g.get_inner_mut());
+                let r = st.drain(proc_fd.get_mut(), g.get_inner_mut());
                 g.clear_ready();
                 r.map(|()| None)
             }
@@ -478,8 +555,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
             _ = tick.tick() => {
                 // The COW ring is submitted without wakeups: drain it here.
                 (|| {
-                    st.drain_proc(proc_fd.get_mut())?;
-                    st.drain_hot(hot_fd.get_mut())?;
+                    st.drain(proc_fd.get_mut(), hot_fd.get_mut())?;
                     st.tick()?;
                     Ok(st.targets_gone().then_some("targets-exited"))
                 })()
@@ -528,8 +604,7 @@ fn finish(
 ) -> Result<RunSummary> {
     let quiet = reason == "output-closed";
     let r = (|| -> Result<()> {
-        st.drain_proc(proc_fd.get_mut())?;
-        st.drain_hot(hot_fd.get_mut())?;
+        st.drain(proc_fd.get_mut(), hot_fd.get_mut())?;
         st.tick()?;
         Ok(())
     })();
@@ -539,7 +614,8 @@ fn finish(
         log::warn!("while finishing: {e:#}");
     }
     let now = procfs::monotonic_ns();
-    let recs = st.tracker.finish(now);
+    let files = &mut st.files;
+    let recs = st.tracker.finish(now, |pid| take_files(files, pid));
     // Read the closing counters of still-open sessions happened in tick() above.
     let _ = st.emit_all(recs);
     let mut roots: Vec<u32> = st.roots.iter().copied().collect();
@@ -552,6 +628,7 @@ fn finish(
                 exited: false,
                 ts_ns: now,
                 cow: (&t.total).into(),
+                io: (&t.io).into(),
             };
             let _ = st.emit(Record::Process(rec));
         }

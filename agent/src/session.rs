@@ -2,15 +2,43 @@
 //!
 //! The runner feeds it decoded events, the kernel counters it samples, and what it reads
 //! from /proc; it returns the records to write. No I/O here, so every rule is unit-tested.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use agent_common::{CowCounters, ProcEvent};
+use agent_common::{CowCounters, EV_DISK, EV_FSYNC, EV_WRITE, IoCounters, IoEvent, ProcEvent, RenameEvent};
 
 use crate::{
     classify::{SessionKind, TITLE_GRACE_NS, classify_title, printable, title_is_set},
-    record::{CowSummary, Record, Sample, SessionEnd, SessionStart, split_wait_status},
+    files::{FileRow, resolve},
+    hist::Hist,
+    record::{
+        CowSummary, DiskSummary, FsyncSummary, Record, Sample, SessionEnd, SessionStart,
+        WritesSummary, split_wait_status,
+    },
     timeline::Timeline,
 };
+
+/// A file row as the kernel's `FILES` map holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelFile {
+    pub ino: u64,
+    pub name: String,
+    pub bytes: u64,
+    pub calls: u64,
+}
+
+/// Latency and size histograms of one session, fed from ring-buffer events.
+#[derive(Debug, Clone, Default)]
+pub struct IoHists {
+    pub write_lat_us: Hist,
+    pub write_size: Hist,
+    pub fsync_lat_us: Hist,
+    pub disk_lat_us: Hist,
+}
+
+fn c_str(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
 
 /// `session_start` waits this long for the fork latency (the parent's syscall exit
 /// follows the fork event by microseconds; this only matters if that event was lost).
@@ -30,8 +58,16 @@ pub struct Session {
     pub parent: CowCounters,
     pub child: CowCounters,
     pub timeline: Timeline,
+    pub io: IoCounters,
+    pub hists: IoHists,
+    /// Paths of written files, from /proc/PID/fd while they were open, by inode.
+    pub fd_paths: HashMap<u64, String>,
+    pub renames: Vec<(String, String)>,
+    /// The writer's working directory (relative names are resolved against it).
+    pub cwd: Option<String>,
     last_sample_pages: u64,
     last_sample_ts: u64,
+    last_sample_io: IoCounters,
 }
 
 impl Session {
@@ -57,9 +93,19 @@ impl Session {
         })
     }
 
-    fn end_record(&self, ts_ns: u64, status: i64, complete: bool) -> Record {
+    fn end_record(&self, ts_ns: u64, status: i64, complete: bool, files: &[KernelFile]) -> Record {
         let (exit_code, exit_signal) =
             if complete { split_wait_status(status) } else { (None, None) };
+        let mut rows: Vec<FileRow> = files
+            .iter()
+            .map(|f| {
+                let (path, renamed_to) =
+                    resolve(&f.name, self.fd_paths.get(&f.ino).map(String::as_str), &self.renames, self.cwd.as_deref());
+                FileRow { path, renamed_to, bytes: f.bytes, calls: f.calls }
+            })
+            .collect();
+        rows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
+        let io = &self.io;
         Record::SessionEnd(SessionEnd {
             session: self.id,
             parent_pid: self.parent_pid,
@@ -71,6 +117,23 @@ impl Session {
             exit_signal,
             complete,
             cow: CowSummary::new(&self.parent, &self.child, self.parent_rss, &self.timeline),
+            writes: WritesSummary {
+                calls: io.write_calls,
+                bytes: io.write_bytes,
+                files: rows,
+                latency_us: self.hists.write_lat_us.quantiles(),
+                size_bytes: self.hists.write_size.quantiles(),
+            },
+            fsync: FsyncSummary {
+                calls: io.fsync_calls,
+                total_ms: (io.fsync_ns as f64 / 1e4).round() / 100.0,
+                latency_us: self.hists.fsync_lat_us.quantiles(),
+            },
+            disk: DiskSummary {
+                bytes: io.disk_bytes,
+                ios: io.disk_ios,
+                latency_us: self.hists.disk_lat_us.quantiles(),
+            },
         })
     }
 }
@@ -115,8 +178,14 @@ impl Tracker {
             parent: CowCounters::default(),
             child: CowCounters::default(),
             timeline: Timeline::new(ev.ts_ns),
+            io: IoCounters::default(),
+            hists: IoHists::default(),
+            fd_paths: HashMap::new(),
+            renames: Vec::new(),
+            cwd: None,
             last_sample_pages: 0,
             last_sample_ts: ev.ts_ns,
+            last_sample_io: IoCounters::default(),
         };
         // A pid can only be reused after its previous owner exited, and the exit event
         // came first on the same ring, so nothing live is overwritten here.
@@ -129,6 +198,44 @@ impl Tracker {
             && s.parent_pid == ev.ppid
         {
             s.fork_us = Some((ev.value as f64 / 100.0).round() / 10.0);
+        }
+    }
+
+    pub fn set_cwd(&mut self, child: u32, cwd: String) {
+        if let Some(s) = self.live.get_mut(&child) {
+            s.cwd.get_or_insert(cwd);
+        }
+    }
+
+    /// A write, sync or block request charged to a session: feeds its histograms.
+    pub fn on_io(&mut self, ev: &IoEvent) {
+        let Some(s) = self.live.get_mut(&ev.session) else { return };
+        let us = ev.latency_ns / 1000;
+        match ev.kind {
+            EV_WRITE => {
+                s.hists.write_lat_us.record(us);
+                s.hists.write_size.record(ev.bytes);
+            }
+            EV_FSYNC => s.hists.fsync_lat_us.record(us),
+            EV_DISK => s.hists.disk_lat_us.record(us),
+            _ => {}
+        }
+    }
+
+    /// True when the path of `ino` written by `session` is not known yet.
+    pub fn wants_fd_path(&self, session: u32, ino: u64) -> bool {
+        self.live.get(&session).is_some_and(|s| !s.fd_paths.contains_key(&ino))
+    }
+
+    pub fn note_fd_path(&mut self, session: u32, ino: u64, path: String) {
+        if let Some(s) = self.live.get_mut(&session) {
+            s.fd_paths.entry(ino).or_insert(path);
+        }
+    }
+
+    pub fn on_rename(&mut self, ev: &RenameEvent) {
+        if let Some(s) = self.live.get_mut(&ev.session) {
+            s.renames.push((c_str(&ev.old), c_str(&ev.new)));
         }
     }
 
@@ -175,10 +282,11 @@ impl Tracker {
     }
 
     /// Exact counters read from the kernel's `SESSIONS` map at `ts_ns`.
-    pub fn on_counters(&mut self, child: u32, ts_ns: u64, parent: CowCounters, child_c: CowCounters) {
+    pub fn on_counters(&mut self, child: u32, ts_ns: u64, parent: CowCounters, child_c: CowCounters, io: IoCounters) {
         if let Some(s) = self.live.get_mut(&child) {
             s.parent = parent;
             s.child = child_c;
+            s.io = io;
             let pages = s.pages();
             s.timeline.observe(ts_ns, pages);
         }
@@ -216,19 +324,24 @@ impl Tracker {
                 child_pages: s.child.copy_bytes / 4096,
                 cow_pages_delta: delta,
                 cow_pages_per_s: (delta as f64 * 1e9 / dt as f64).round(),
+                write_bytes: s.io.write_bytes.saturating_sub(s.last_sample_io.write_bytes),
+                disk_bytes: s.io.disk_bytes.saturating_sub(s.last_sample_io.disk_bytes),
             }));
             s.last_sample_pages = pages;
             s.last_sample_ts = now_ns;
+            s.last_sample_io = s.io;
         }
         out
     }
 
-    /// `EV_EXIT` of a session child: its final counters travel in the event.
+    /// `EV_EXIT` of a session child: its final counters travel in the event; `files`
+    /// are its rows of the kernel's `FILES` map.
     /// Returns the records to write (a late `session_start`, then `session_end`).
-    pub fn on_exit(&mut self, ev: &ProcEvent) -> Vec<Record> {
+    pub fn on_exit(&mut self, ev: &ProcEvent, files: &[KernelFile]) -> Vec<Record> {
         let Some(mut s) = self.live.remove(&ev.pid) else { return Vec::new() };
         s.parent = ev.cow_b;
         s.child = ev.cow_c;
+        s.io = ev.io;
         let pages = s.pages();
         s.timeline.observe(ev.ts_ns, pages);
         s.kind.get_or_insert(SessionKind::Fork);
@@ -236,20 +349,21 @@ impl Tracker {
         if !s.started {
             out.push(s.start_record());
         }
-        out.push(s.end_record(ev.ts_ns, ev.value as u32 as i32 as i64, true));
+        out.push(s.end_record(ev.ts_ns, ev.value as u32 as i32 as i64, true, files));
         self.ended += 1;
         out
     }
 
-    /// End of the run: close every live session as incomplete.
-    pub fn finish(&mut self, now_ns: u64) -> Vec<Record> {
+    /// End of the run: close every live session as incomplete. `files_of` gives each
+    /// session's rows of the kernel's `FILES` map.
+    pub fn finish(&mut self, now_ns: u64, mut files_of: impl FnMut(u32) -> Vec<KernelFile>) -> Vec<Record> {
         let mut out = Vec::new();
-        for (_, mut s) in std::mem::take(&mut self.live) {
+        for (pid, mut s) in std::mem::take(&mut self.live) {
             s.kind.get_or_insert(SessionKind::Fork);
             if !s.started {
                 out.push(s.start_record());
             }
-            out.push(s.end_record(now_ns, -1, false));
+            out.push(s.end_record(now_ns, -1, false, &files_of(pid)));
             self.ended += 1;
         }
         out
@@ -274,6 +388,7 @@ mod tests {
             cow_a: CowCounters::default(),
             cow_b: CowCounters::default(),
             cow_c: CowCounters::default(),
+            io: IoCounters::default(),
         }
     }
 
@@ -303,14 +418,42 @@ mod tests {
         let mut exit = ev(EV_EXIT, 200, 100, 2_000_001_000, 0);
         exit.cow_b = CowCounters { copies_4k: 10, copy_bytes: 40960, wp_faults: 12, ..Default::default() };
         exit.cow_c = CowCounters { copies_4k: 2, copy_bytes: 8192, wp_faults: 2, ..Default::default() };
-        let out = t.on_exit(&exit);
+        let files = [KernelFile { ino: 5, name: "temp-200.rdb".into(), bytes: 100, calls: 2 }];
+        exit.io = IoCounters { write_calls: 2, write_bytes: 100, fsync_calls: 1, disk_bytes: 4096, disk_ios: 1, ..Default::default() };
+        let mut rn = RenameEvent { kind: 6, pid: 200, session: 200, tid: 200, ts_ns: 9, old: [0; 64], new: [0; 64] };
+        rn.old[..12].copy_from_slice(b"temp-200.rdb");
+        rn.new[..8].copy_from_slice(b"dump.rdb");
+        t.on_rename(&rn);
+        t.set_cwd(200, "/data".into());
+        let out = t.on_exit(&exit, &files);
         assert_eq!(out.len(), 1);
         let Record::SessionEnd(e) = &out[0] else { panic!() };
         assert_eq!((e.exit_code, e.exit_signal, e.duration_ms), (Some(0), None, 2000));
         assert_eq!((e.cow.pages, e.cow.parent_pages, e.cow.child_pages, e.cow.reuse_faults), (12, 10, 2, 2));
         assert_eq!(e.cow.pct_of_parent_rss, Some(0.0));
+        assert_eq!((e.writes.calls, e.writes.bytes, e.fsync.calls, e.disk.bytes, e.disk.ios), (2, 100, 1, 4096, 1));
+        assert_eq!(e.writes.files[0].path, "/data/temp-200.rdb");
+        assert_eq!(e.writes.files[0].renamed_to.as_deref(), Some("/data/dump.rdb"));
         assert_eq!(t.live().count(), 0);
         assert_eq!((t.opened, t.ended), (1, 1));
+    }
+
+    #[test]
+    fn io_events_feed_the_session_histograms() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 7, 6, 0, 0));
+        let w = |kind, lat, bytes| IoEvent { kind, session: 7, latency_ns: lat, bytes, ..Default::default() };
+        t.on_io(&w(EV_WRITE, 5_000, 8192));
+        t.on_io(&w(EV_WRITE, 7_000, 4096));
+        t.on_io(&w(EV_FSYNC, 2_000_000, 0));
+        t.on_io(&w(EV_DISK, 300_000, 65536));
+        t.on_io(&IoEvent { session: 99, ..w(EV_WRITE, 1, 1) }); // not a live session
+        let s = t.get(7).unwrap();
+        assert_eq!((s.hists.write_lat_us.len(), s.hists.fsync_lat_us.len(), s.hists.disk_lat_us.len()), (2, 1, 1));
+        assert_eq!(s.hists.write_size.quantiles().max, 8192);
+        assert!(t.wants_fd_path(7, 1));
+        t.note_fd_path(7, 1, "/x".into());
+        assert!(!t.wants_fd_path(7, 1));
     }
 
     #[test]
@@ -333,7 +476,7 @@ mod tests {
         te.title = title(b"redis-aof-rewrite *:1");
         te.value = 21;
         t.on_title(&te, None);
-        let out = t.on_exit(&ev(EV_EXIT, 9, 8, 10, 9));
+        let out = t.on_exit(&ev(EV_EXIT, 9, 8, 10, 9), &[]);
         assert_eq!(out.len(), 2, "start then end");
         let Record::SessionStart(s) = &out[0] else { panic!() };
         assert_eq!(s.kind, SessionKind::AofRewrite);
@@ -352,14 +495,14 @@ mod tests {
         te.title = title(b"python3\0t.py\0HOME=/root\0");
         te.value = 13;
         t.on_title(&te, Some(b"python3\0t.py\0"));
-        let Record::SessionStart(s) = &t.on_exit(&ev(EV_EXIT, 9, 8, 10, 0))[0] else { panic!() };
+        let Record::SessionStart(s) = &t.on_exit(&ev(EV_EXIT, 9, 8, 10, 0), &[])[0] else { panic!() };
         assert_eq!((s.kind, s.title.as_deref()), (SessionKind::Fork, None));
     }
 
     #[test]
     fn exit_of_unknown_pid_is_ignored_and_forkret_must_match_parent() {
         let mut t = Tracker::new();
-        assert!(t.on_exit(&ev(EV_EXIT, 1, 0, 0, 0)).is_empty());
+        assert!(t.on_exit(&ev(EV_EXIT, 1, 0, 0, 0), &[]).is_empty());
         t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
         t.on_fork_ret(&ev(EV_FORK_RET, 5, 999, 1, 1000));
         assert_eq!(t.get(5).unwrap().fork_us, None);
@@ -373,13 +516,14 @@ mod tests {
         t.observe_cmdline(5, b"redis-rdb-bgsave", b"redis-server", 2);
         assert_eq!(t.ready_starts(2).len(), 1);
         let c = |p| CowCounters { copies_4k: p, copy_bytes: p * 4096, ..Default::default() };
-        t.on_counters(5, 500_000_000, c(100), c(0));
+        t.on_counters(5, 500_000_000, c(100), c(0), IoCounters { write_bytes: 10, ..Default::default() });
         let Record::Sample(s) = &t.samples(1_000_000_000)[0] else { panic!() };
         assert_eq!((s.cow_pages, s.cow_pages_delta, s.cow_pages_per_s), (100, 100, 100.0));
-        t.on_counters(5, 1_500_000_000, c(300), c(1));
+        t.on_counters(5, 1_500_000_000, c(300), c(1), IoCounters { write_bytes: 25, disk_bytes: 8, ..Default::default() });
         let Record::Sample(s) = &t.samples(2_000_000_000)[0] else { panic!() };
         assert_eq!((s.cow_pages, s.cow_pages_delta, s.parent_pages, s.child_pages), (301, 201, 300, 1));
-        let out = t.finish(3_000_000_000);
+        assert_eq!((s.write_bytes, s.disk_bytes), (15, 8));
+        let out = t.finish(3_000_000_000, |_| Vec::new());
         let Record::SessionEnd(e) = &out[0] else { panic!() };
         assert!(!e.complete);
         assert_eq!((e.exit_code, e.exit_signal, e.cow.pages), (None, None, 301));

@@ -235,6 +235,7 @@ impl Redis {
             .arg(dir.path())
             .arg("--logfile")
             .arg(dir.path().join("redis.log"))
+            // Later arguments win: `extra` may override any of the above.
             .args(extra)
             .stdout(Stdio::null())
             .spawn()

@@ -1,0 +1,77 @@
+//! Block I/O of the files sessions wrote, wherever it is issued from.
+//!
+//! Writeback is often issued by a kworker, or by the writer's own `fsync`. A request is
+//! tied back to a session through the first page it carries: `rq->bio->bi_io_vec[0]
+//! .bv_page->mapping->host` is the inode, and `INODE_OWNER` (filled by `write.rs`) says
+//! which session last wrote that inode. Journal and metadata blocks carry no such page
+//! and stay unattributed, as do direct-I/O pages (anonymous mappings).
+use agent_common::{InodeKey, EV_DISK};
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+
+use crate::{
+    maps::{INODE_OWNER, RQ_START, RqStart},
+    off,
+    util::{add, now_ns, read_field},
+    write::{emit_io, regular_inode, with_io},
+};
+
+/// Hook: `tp_btf/block_rq_issue`, `TP_PROTO(struct request *rq)`
+/// (include/trace/events/block.h; one argument since 5.11).
+#[btf_tracepoint(function = "block_rq_issue")]
+pub fn block_rq_issue(ctx: BtfTracePointContext) -> i32 {
+    let _ = try_issue(&ctx);
+    0
+}
+
+fn try_issue(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    let rq: *const u8 = ctx.arg(0);
+    let bio: u64 = read_field(rq, off!(rq_bio))?;
+    if bio == 0 {
+        return Ok(());
+    }
+    let bvec: u64 = read_field(bio as *const u8, off!(bio_io_vec))?;
+    let page: u64 = read_field(bvec as *const u8, off!(bvec_page))?;
+    let mapping: u64 = read_field(page as *const u8, off!(page_mapping))?;
+    // Low bit set: an anonymous or movable mapping (PAGE_MAPPING_ANON), not a file.
+    if mapping == 0 || mapping & 3 != 0 {
+        return Ok(());
+    }
+    let inode: u64 = read_field(mapping as *const u8, off!(mapping_host))?;
+    let key: InodeKey = regular_inode(inode as *const u8).ok_or(0)?;
+    let owner = unsafe { *INODE_OWNER.get(&key).ok_or(0)? };
+    let bytes: u32 = read_field(rq, off!(rq_data_len))?;
+    let st = RqStart { ts_ns: now_ns(), owner, key, remaining: bytes as u64 };
+    RQ_START.insert(&(rq as u64), &st, 0)?;
+    Ok(())
+}
+
+/// Hook: `tp_btf/block_rq_complete`,
+/// `TP_PROTO(struct request *rq, blk_status_t error, unsigned int nr_bytes)`.
+/// A request may complete in parts; each part is charged as it completes.
+#[btf_tracepoint(function = "block_rq_complete")]
+pub fn block_rq_complete(ctx: BtfTracePointContext) -> i32 {
+    let _ = try_complete(&ctx);
+    0
+}
+
+fn try_complete(ctx: &BtfTracePointContext) -> Result<(), i64> {
+    let rq: u64 = ctx.arg::<u64>(0);
+    let st = RQ_START.get_ptr_mut(&rq).ok_or(0)?;
+    let s = unsafe { *st };
+    let nr_bytes = (ctx.arg::<u64>(2) as u32) as u64;
+    let bytes = if nr_bytes == 0 || nr_bytes > s.remaining { s.remaining } else { nr_bytes };
+    if bytes >= s.remaining {
+        let _ = RQ_START.remove(&rq);
+    } else {
+        unsafe { (*st).remaining = s.remaining - bytes };
+    }
+    let now = now_ns();
+    let lat = now.saturating_sub(s.ts_ns);
+    with_io(s.owner.tgid, s.owner.session, |io| unsafe {
+        add(&mut (*io).disk_ios, 1);
+        add(&mut (*io).disk_bytes, bytes);
+        add(&mut (*io).disk_ns, lat);
+    });
+    emit_io(EV_DISK, s.owner.tgid, 0, s.owner.session, now, lat, bytes, s.key, u32::MAX);
+    Ok(())
+}
