@@ -1,0 +1,372 @@
+//! `cargo xtask demo`: a throw-away Redis on loopback, a write load, three BGSAVE +
+//! BGREWRITEAOF rounds, and `cowtrace watch` on the Redis process so the user sees the
+//! copy-on-write it causes next to Redis's own estimate.
+
+use crate::{setup, util};
+use anyhow::{Context as _, Result, bail};
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long `cowtrace watch` runs (`-d`), and when the demo gives up and sends SIGINT.
+const WATCH_SECS: u64 = 25;
+const WATCH_KILL_AFTER: Duration = Duration::from_secs(40);
+const SAVE_ROUNDS: usize = 3;
+
+/// Everything the demo started; dropping it stops them and removes the temp dir, also on
+/// error paths and panics.
+struct Guard {
+    tmp: PathBuf,
+    /// (name, child, signal to stop it gracefully)
+    children: Vec<(&'static str, Child, i32)>,
+}
+
+impl Guard {
+    fn add(&mut self, name: &'static str, child: Child, sig: i32) -> u32 {
+        let pid = child.id();
+        self.children.push((name, child, sig));
+        pid
+    }
+
+    fn get(&mut self, name: &str) -> Option<&mut Child> {
+        self.children
+            .iter_mut()
+            .find(|(n, ..)| *n == name)
+            .map(|(_, c, _)| c)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Stop in reverse start order: cowtrace, the load, then redis-server.
+        while let Some((name, mut child, sig)) = self.children.pop() {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                continue;
+            }
+            // A graceful signal first (SIGTERM lets Redis kill its own save child), then
+            // SIGKILL if it does not go within 3 s.
+            signal(child.id(), sig);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                eprintln!("[demo] {name} did not stop, killing it");
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.tmp) {
+            eprintln!("[demo] could not remove {}: {e}", self.tmp.display());
+        }
+    }
+}
+
+/// Set by Ctrl-C. The terminal sends SIGINT to redis, the load and cowtrace as well; the
+/// demo notices it here and returns an error, so the guard still removes the temp dir.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+/// Sleep, but give up early on Ctrl-C.
+fn sleep(d: Duration) -> Result<()> {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        check_interrupted()?;
+        std::thread::sleep(
+            end.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100)),
+        );
+    }
+    check_interrupted()
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a pid we spawned and have not reaped yet.
+    unsafe { libc::kill(pid as libc::pid_t, sig) };
+}
+
+pub fn run() -> Result<()> {
+    setup::run()?;
+    if !util::is_root() {
+        bail!("the demo runs `cowtrace watch`, which loads eBPF programs: run it as root");
+    }
+    // A handler, not SIG_IGN: an ignored signal would be inherited by the children (and
+    // cowtrace must still stop on SIGINT); a handler is reset to default on exec.
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    let root = util::repo_root();
+    util::run(util::cargo().args(["build", "--release"]))?;
+    let cowtrace = root.join("target/release/cowtrace");
+    if !cowtrace.is_file() {
+        bail!("{} was not built", cowtrace.display());
+    }
+
+    let mut guard = Guard {
+        tmp: mkdtemp("/tmp/cowtrace-demo.XXXXXX")?,
+        children: Vec::new(),
+    };
+    let tmp = guard.tmp.clone();
+    let port = free_port()?;
+    println!("[demo] temp dir {}, redis port {port}", tmp.display());
+
+    // 1. Redis with persistence off (we trigger the saves ourselves).
+    let redis = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .arg("--dir")
+        .arg(&tmp)
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--logfile",
+        ])
+        .arg(tmp.join("redis.log"))
+        .stdin(Stdio::null())
+        .spawn()
+        .context("could not start redis-server (is redis-server installed?)")?;
+    let redis_pid = guard.add("redis-server", redis, libc::SIGTERM);
+    wait_for_pong(&mut guard, port, &tmp)?;
+    println!("[demo] redis-server pid {redis_pid} is up");
+
+    // 2. ~50 MB of data: 400k keys of 100 bytes.
+    println!("[demo] loading 400k keys of 100 B ...");
+    util::run(bench_cmd(port, 400_000).stdin(Stdio::null()))?;
+
+    // 3. The tracer, output straight to the user's terminal.
+    let mut watch = Command::new(&cowtrace);
+    watch.args([
+        "watch",
+        "-p",
+        &redis_pid.to_string(),
+        "-d",
+        &WATCH_SECS.to_string(),
+    ]);
+    println!("$ {}", util::show(&watch));
+    let child = watch
+        .stdin(Stdio::null())
+        .spawn()
+        .context("could not start cowtrace")?;
+    let watch_started = Instant::now();
+    guard.add("cowtrace", child, libc::SIGINT);
+    sleep(Duration::from_secs(1))?; // let it attach
+    if let Some(status) = guard
+        .get("cowtrace")
+        .and_then(|c| c.try_wait().ok().flatten())
+    {
+        if !status.success() {
+            bail!("cowtrace watch exited early ({status})");
+        }
+        println!("[demo] note: cowtrace watch already exited ({status})");
+    }
+
+    // 4. A write load during the saves, so that the parent dirties pages its fork child
+    //    still shares: that is the copy-on-write cowtrace attributes.
+    ensure_load(&mut guard, port)?;
+    sleep(Duration::from_millis(500))?;
+
+    // 5. Saves: BGSAVE then BGREWRITEAOF, three times, with Redis's own COW numbers.
+    for round in 1..=SAVE_ROUNDS {
+        ensure_load(&mut guard, port)?;
+        redis_cli(port, &["BGSAVE"])?;
+        wait_info(port, "persistence", &[("rdb_bgsave_in_progress", "0")])?;
+        println!(
+            "[demo] round {round}: BGSAVE done: rdb_last_cow_size={} latest_fork_usec={}",
+            info_field(port, "persistence", "rdb_last_cow_size")?,
+            info_field(port, "stats", "latest_fork_usec")?,
+        );
+        sleep(Duration::from_secs(1))?;
+        ensure_load(&mut guard, port)?;
+        redis_cli(port, &["BGREWRITEAOF"])?;
+        wait_info(
+            port,
+            "persistence",
+            &[
+                ("aof_rewrite_in_progress", "0"),
+                ("aof_rewrite_scheduled", "0"),
+            ],
+        )?;
+        println!(
+            "[demo] round {round}: BGREWRITEAOF done: aof_last_cow_size={} latest_fork_usec={}",
+            info_field(port, "persistence", "aof_last_cow_size")?,
+            info_field(port, "stats", "latest_fork_usec")?,
+        );
+        sleep(Duration::from_secs(1))?;
+    }
+
+    // 6. Let cowtrace finish its -d run (SIGINT if it overstays), then report.
+    println!("[demo] waiting for cowtrace watch to finish (-d {WATCH_SECS}) ...");
+    let status = loop {
+        check_interrupted()?;
+        let c = guard
+            .get("cowtrace")
+            .expect("cowtrace child is in the guard");
+        if let Some(s) = c.try_wait().context("waiting for cowtrace")? {
+            break s;
+        }
+        if watch_started.elapsed() > WATCH_KILL_AFTER {
+            eprintln!("[demo] cowtrace still running after {WATCH_KILL_AFTER:?}, sending SIGINT");
+            signal(c.id(), libc::SIGINT);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && c.try_wait()?.is_none() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if c.try_wait()?.is_none() {
+                eprintln!("[demo] cowtrace ignored SIGINT, killing it");
+                c.kill()?;
+            }
+            break c.wait().context("waiting for cowtrace")?;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(guard); // stop redis and the load, remove the temp dir
+    if !status.success() {
+        bail!("cowtrace watch exited with {status}");
+    }
+
+    println!();
+    println!("[demo] done. Try next:");
+    println!("  sudo target/release/cowtrace check");
+    println!("  sudo target/release/cowtrace record -o trace.jsonl -d 30");
+    println!("  target/release/cowtrace --help");
+    Ok(())
+}
+
+/// Start the background write load, or restart it when it has already finished (2 M
+/// pipelined SETs take only a few seconds here, less than the three save rounds).
+fn ensure_load(guard: &mut Guard, port: u16) -> Result<()> {
+    if let Some(i) = guard
+        .children
+        .iter()
+        .position(|(n, ..)| *n == "redis-benchmark")
+    {
+        if guard.children[i].1.try_wait()?.is_none() {
+            return Ok(());
+        }
+        guard.children.remove(i);
+    }
+    let load = bench_cmd(port, 2_000_000)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("could not start redis-benchmark")?;
+    guard.add("redis-benchmark", load, libc::SIGTERM);
+    Ok(())
+}
+
+/// `redis-benchmark` doing pipelined SETs of 100 B values over `keys` random keys.
+fn bench_cmd(port: u16, requests: u32) -> Command {
+    let mut c = Command::new("redis-benchmark");
+    c.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-t",
+        "set",
+        "-r",
+        "400000",
+    ])
+    .args(["-n", &requests.to_string(), "-d", "100", "-P", "16", "-q"]);
+    c
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> Result<String> {
+    let out = util::output(
+        Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args),
+    )?;
+    let out = out.trim().to_string();
+    if out.starts_with("ERR") || out.starts_with("(error)") {
+        bail!("redis-cli {}: {out}", args.join(" "));
+    }
+    Ok(out)
+}
+
+fn info_field(port: u16, section: &str, key: &str) -> Result<String> {
+    let info = redis_cli(port, &["INFO", section])?;
+    info.lines()
+        .find_map(|l| {
+            l.trim_end()
+                .strip_prefix(key)?
+                .strip_prefix(':')
+                .map(str::to_string)
+        })
+        .with_context(|| format!("INFO {section} has no {key}"))
+}
+
+/// Poll `INFO section` every 200 ms until every `key:value` pair holds (60 s at most).
+fn wait_info(port: u16, section: &str, want: &[(&str, &str)]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        check_interrupted()?;
+        let mut all = true;
+        for (k, v) in want {
+            all &= info_field(port, section, k)? == *v;
+        }
+        if all {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for INFO {section} to show {want:?}");
+        }
+        sleep(Duration::from_millis(200))?;
+    }
+}
+
+fn wait_for_pong(guard: &mut Guard, port: u16, tmp: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if redis_cli(port, &["ping"]).is_ok_and(|s| s == "PONG") {
+            return Ok(());
+        }
+        let exited = guard
+            .get("redis-server")
+            .and_then(|c| c.try_wait().ok().flatten());
+        if exited.is_some() || Instant::now() > deadline {
+            let log = std::fs::read_to_string(tmp.join("redis.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "redis-server on port {port} did not answer PING within 10 s ({}); log tail:\n{}",
+                exited.map_or("still running".to_string(), |s| format!("exited: {s}")),
+                tail.join("\n")
+            );
+        }
+        sleep(Duration::from_millis(100))?;
+    }
+}
+
+/// A port that is free on 127.0.0.1 right now (bind to :0, read it back, release it).
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// mkdtemp(3): a fresh private directory from a `...XXXXXX` template.
+fn mkdtemp(template: &str) -> Result<PathBuf> {
+    let mut buf = CString::new(template)?.into_bytes_with_nul();
+    // SAFETY: buf is a writable NUL-terminated template that outlives the call.
+    let p = unsafe { libc::mkdtemp(buf.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return Err(std::io::Error::last_os_error()).context("mkdtemp");
+    }
+    buf.pop(); // NUL
+    Ok(PathBuf::from(String::from_utf8(buf)?))
+}

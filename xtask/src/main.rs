@@ -1,0 +1,54 @@
+//! Developer tasks for cowtrace: `cargo xtask <setup|test|demo|bench>`.
+//!
+//! The project's own files must install everything a fresh machine needs (see
+//! `/work/shared/TOOLCHAIN.md`), so `setup` is idempotent and `test` / `demo` call it
+//! first. CI runs `.ci/run`, which is just `cargo xtask test`.
+
+mod bench;
+mod demo;
+mod setup;
+mod test;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "cowtrace developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what is missing (apt packages, nightly + rust-src, bpf-linker, tracefs).
+    Setup,
+    /// Run setup, the unit tests, then the root integration tests (needs root).
+    Test(test::TestArgs),
+    /// Run setup, build release, and show `cowtrace watch` on a local Redis doing BGSAVEs.
+    Demo,
+    /// Benchmarks (not implemented yet).
+    Bench,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // Tools that `cargo install` puts in ~/.cargo/bin (bpf-linker) must be visible to
+    // every child we start, including aya-build's nested `cargo +nightly`.
+    util::ensure_cargo_bin_on_path();
+    let result = match cli.command {
+        Cmd::Setup => setup::run(),
+        Cmd::Test(args) => test::run(args),
+        Cmd::Demo => demo::run(),
+        Cmd::Bench => bench::run(),
+    };
+    // Print the error chain ourselves: anyhow's Debug output adds a backtrace whenever
+    // RUST_BACKTRACE is set, which buries the message in CI logs.
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e}");
+        for cause in e.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(1);
+    }
+}

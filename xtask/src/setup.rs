@@ -1,0 +1,192 @@
+//! `cargo xtask setup`: install whatever the build and the tests need, idempotently.
+//!
+//! Every step first checks and prints `[setup] <what>: already present`, so on a machine
+//! that is already set up this costs a few seconds (CI reuses the session's machine).
+
+use crate::util;
+use anyhow::{Context as _, Result, bail};
+use std::path::Path;
+use std::process::Command;
+
+/// Debian packages: LLVM 22 for bpf-linker (matches nightly's LLVM), Redis for the demo
+/// and the Redis tests, and bpftrace/bpftool for cross-checks.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "redis-server",
+    "redis-tools",
+    "tmux",
+    "bpftrace",
+    "bpftool",
+];
+
+const LLVM_DIR: &str = "/usr/lib/llvm-22";
+
+pub fn run() -> Result<()> {
+    apt_packages().context("setup step 1 (apt packages) failed")?;
+    nightly().context("setup step 2 (nightly toolchain + rust-src) failed")?;
+    bpf_linker().context("setup step 3 (bpf-linker) failed")?;
+    tracefs().context("setup step 4 (tracefs) failed")?;
+    println!("[setup] done");
+    Ok(())
+}
+
+fn apt_installed(pkg: &str) -> bool {
+    util::output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
+        .is_ok_and(|s| s.trim() == "install ok installed")
+}
+
+fn apt_packages() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !apt_installed(p))
+        .collect();
+    for p in APT_PACKAGES {
+        if !missing.contains(p) {
+            println!("[setup] apt {p}: already present");
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    println!("[setup] apt {list}: installing ...");
+    if !util::is_root() || !util::on_path("apt-get") {
+        bail!(
+            "apt packages missing: {list}; installing them needs root and apt-get. Run \
+             `cargo xtask setup` as root, or install them yourself: \
+             `sudo apt-get update && sudo apt-get install -y --no-install-recommends {list}`"
+        );
+    }
+    util::run(Command::new("apt-get").args(["update", "-q"]))?;
+    util::run(
+        Command::new("apt-get")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing),
+    )?;
+    let still: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|p| !apt_installed(p))
+        .collect();
+    if !still.is_empty() {
+        bail!(
+            "apt-get finished but these are still not installed: {}",
+            still.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn nightly() -> Result<()> {
+    if !util::on_path("rustup") {
+        bail!("rustup is not on PATH; install it from https://rustup.rs (the build needs nightly)");
+    }
+    // Use whatever nightly is there; never pin a dated one (it would need a download).
+    let toolchains = util::output(Command::new("rustup").args(["toolchain", "list"]))?;
+    if toolchains
+        .lines()
+        .any(|l| l.trim_start().starts_with("nightly"))
+    {
+        println!("[setup] nightly toolchain: already present");
+    } else {
+        println!("[setup] nightly toolchain: installing ...");
+        util::run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    // rust-src is needed by `-Z build-std=core` for bpfel-unknown-none.
+    let components = util::output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if components.lines().any(|l| l.trim().starts_with("rust-src")) {
+        println!("[setup] rust-src (nightly): already present");
+    } else {
+        println!("[setup] rust-src (nightly): installing ...");
+        util::run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn bpf_linker_present() -> bool {
+    if util::succeeds(Command::new("bpf-linker").arg("--version")) {
+        return true;
+    }
+    util::cargo_bin_dir()
+        .map(|d| d.join("bpf-linker"))
+        .is_some_and(|p| util::succeeds(Command::new(p).arg("--version")))
+}
+
+fn bpf_linker() -> Result<()> {
+    if bpf_linker_present() {
+        println!("[setup] bpf-linker: already present");
+        return Ok(());
+    }
+    println!("[setup] bpf-linker: installing ... (builds against LLVM 22, about 4 minutes)");
+    if !Path::new(LLVM_DIR).join("bin").is_dir() {
+        bail!("{LLVM_DIR} is missing; install llvm-22-dev first (setup step 1)");
+    }
+    // Without LLVM 22's bin dir first on PATH, llvm-sys finds /usr's llvm-config and fails
+    // with `unable to find library -lLLVM`.
+    util::run(
+        Command::new("cargo")
+            .env("PATH", util::path_with(&Path::new(LLVM_DIR).join("bin")))
+            .env("LLVM_PREFIX", LLVM_DIR)
+            .args([
+                "install",
+                "bpf-linker",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ]),
+    )?;
+    if !bpf_linker_present() {
+        bail!("bpf-linker was installed but `bpf-linker --version` still does not run");
+    }
+    Ok(())
+}
+
+fn tracefs() -> Result<()> {
+    let tracing = Path::new("/sys/kernel/tracing");
+    if tracing.join("events").is_dir() {
+        println!("[setup] tracefs: already present");
+        return Ok(());
+    }
+    println!(
+        "[setup] tracefs: installing ... (mount -t tracefs nodev {})",
+        tracing.display()
+    );
+    if !util::is_root() {
+        bail!(
+            "tracefs is not mounted at /sys/kernel/tracing; run as root: `mount -t tracefs nodev /sys/kernel/tracing`"
+        );
+    }
+    util::run(
+        Command::new("mount")
+            .args(["-t", "tracefs", "nodev"])
+            .arg(tracing),
+    )?;
+    if !tracing.join("events").is_dir() {
+        bail!(
+            "mounted tracefs but {} still does not exist",
+            tracing.join("events").display()
+        );
+    }
+    Ok(())
+}
