@@ -7,6 +7,7 @@ pub mod btf;
 pub mod check;
 pub mod classify;
 pub mod decode;
+pub mod diagnose;
 pub mod files;
 pub mod hist;
 pub mod loader;

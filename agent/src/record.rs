@@ -75,6 +75,9 @@ pub struct Meta {
     pub start_ts_ns: u64,
     pub interval_ms: u64,
     pub page_size: u64,
+    /// Transparent huge pages mode and `vm.overcommit_memory` (for the diagnosis).
+    pub thp: Option<String>,
+    pub overcommit_memory: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -280,6 +283,22 @@ pub struct CowEventRecord {
     pub addr: u64,
     pub order: u32,
     pub side: &'static str,
+}
+
+/// One write, sync or block request, written only with `record --events`.
+#[derive(Debug, Clone, Serialize)]
+pub struct IoEventRecord {
+    /// `write`, `fsync` or `io` (a block request).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub session: Option<u64>,
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub bytes: u64,
+    pub latency_us: f64,
+    pub dev: u32,
+    pub ino: u64,
+    pub fd: Option<u32>,
 }
 
 /// Split a wait(2) status into (exit code, signal).

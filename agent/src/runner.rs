@@ -24,7 +24,7 @@ use crate::{
     output, procfs,
     reap::{ReapAction, plan},
     record::{
-        Attach, CowEventRecord, End, FORMAT_NAME, FORMAT_VERSION, Meta, ProcessRecord, Record,
+        Attach, CowEventRecord, End, IoEventRecord, FORMAT_NAME, FORMAT_VERSION, Meta, ProcessRecord, Record,
         SessionEnd,
     },
     session::{KernelFile, Tracker},
@@ -231,6 +231,26 @@ impl State {
                     self.tracker.note_fd_path(ev.session, ev.ino, p);
                 }
                 self.tracker.on_io(&ev);
+                if self.events
+                    && let Output::Trace(w) = &mut self.output
+                {
+                    let rec = IoEventRecord {
+                        kind: match ev.kind {
+                            EV_WRITE => "write",
+                            agent_common::EV_FSYNC => "fsync",
+                            _ => "io",
+                        },
+                        session: self.tracker.get(ev.session).map(|s| s.id),
+                        ts_ns: ev.ts_ns,
+                        pid: ev.pid,
+                        bytes: ev.bytes,
+                        latency_us: ev.latency_ns as f64 / 1000.0,
+                        dev: ev.dev,
+                        ino: ev.ino,
+                        fd: (ev.fd != u32::MAX).then_some(ev.fd),
+                    };
+                    w.write(&rec)?;
+                }
             }
         }
         Ok(())
@@ -497,6 +517,8 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
         start_ts_ns: start_ns,
         interval_ms: cfg.interval.as_millis() as u64,
         page_size: procfs::page_size(),
+        thp: procfs::thp_mode(),
+        overcommit_memory: procfs::overcommit_memory(),
     };
     match &mut st.output {
         Output::Trace(w) => {

@@ -1,0 +1,140 @@
+//! "Explain the spike": a short diagnosis of one session, from its summary and the
+//! host settings that shape COW. Pure, shared by the live summary and `report`.
+use crate::{output::fmt_bytes, record::SessionEnd};
+
+/// Host settings that matter for fork COW, as recorded in the trace's meta line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostFacts {
+    /// `/sys/kernel/mm/transparent_hugepage/enabled`: always, madvise or never.
+    pub thp: Option<String>,
+    /// `vm.overcommit_memory`: 0, 1 or 2.
+    pub overcommit_memory: Option<u32>,
+}
+
+/// Lines of plain text, most important first.
+pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
+    let mut out = Vec::new();
+    let c = &e.cow;
+    let secs = e.duration_ms as f64 / 1000.0;
+    match (c.pct_of_parent_rss, c.parent_rss_at_fork_bytes) {
+        (Some(p), Some(rss)) => out.push(format!(
+            "COW copied {} = {p:.1}% of the parent's RSS at fork ({}).",
+            fmt_bytes(c.bytes),
+            fmt_bytes(rss)
+        )),
+        _ => out.push(format!("COW copied {}.", fmt_bytes(c.bytes))),
+    }
+    if c.pages > 0 {
+        let parent_share = c.parent_pages as f64 * 100.0 / c.pages as f64;
+        out.push(format!(
+            "Source: the parent's writes copied {} pages ({parent_share:.0}%) during the {secs:.1} s the {} child ran; the child copied {}.",
+            c.parent_pages,
+            e.kind.as_str(),
+            c.child_pages
+        ));
+        if c.peak_pages_per_s > 0.0 {
+            out.push(format!(
+                "Peak copy rate {}/s at {:.1} s after the fork.",
+                fmt_bytes((c.peak_pages_per_s * 4096.0) as u64),
+                c.peak_at_ms as f64 / 1000.0
+            ));
+        }
+    } else {
+        out.push("No page was copied: the parent wrote no shared page while the child ran.".into());
+    }
+    if e.writes.bytes > 0 && secs > 0.0 {
+        out.push(format!(
+            "The child wrote {} ({:.1} MB/s) in {} file(s); {} fsync call(s) took {:.1} ms.",
+            fmt_bytes(e.writes.bytes),
+            e.writes.bytes as f64 / 1e6 / secs,
+            e.writes.files.len(),
+            e.fsync.calls,
+            e.fsync.total_ms
+        ));
+    }
+    match host.thp.as_deref() {
+        Some("always") => out.push(
+            "THP is `always`: huge pages make RSS and copy sizes jumpy and Redis warns against it; \
+             set it to `madvise` or `never`."
+                .into(),
+        ),
+        Some(m) => out.push(format!("THP is `{m}`.")),
+        None => {}
+    }
+    match host.overcommit_memory {
+        Some(1) => {}
+        Some(v) => out.push(format!(
+            "vm.overcommit_memory = {v}: a fork can fail when memory is short; Redis recommends 1."
+        )),
+        None => {}
+    }
+    let mut fixes = Vec::new();
+    if c.pages > 0 && c.parent_pages * 10 >= c.pages * 9 {
+        fixes.push("fewer writes while a save runs (the parent's writes cause the copies)");
+        fixes.push("a shorter save: a faster disk, or a smaller dataset per instance");
+        fixes.push("scheduling saves at quiet times");
+    }
+    if c.child_pages * 10 > c.pages && c.pages > 0 {
+        fixes.push("checking what the child writes to memory (modules, large allocations)");
+    }
+    if !fixes.is_empty() {
+        out.push(format!("To reduce it: {}.", fixes.join("; ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        classify::SessionKind,
+        hist::Quantiles,
+        record::{CowSummary, DiskSummary, FsyncSummary, WritesSummary},
+        timeline::Timeline,
+    };
+    use agent_common::CowCounters;
+
+    fn end(parent_pages: u64, child_pages: u64) -> SessionEnd {
+        let p = CowCounters { copies_4k: parent_pages, copy_bytes: parent_pages * 4096, ..Default::default() };
+        let c = CowCounters { copies_4k: child_pages, copy_bytes: child_pages * 4096, ..Default::default() };
+        let mut t = Timeline::new(0);
+        t.observe(150_000_000, parent_pages + child_pages);
+        SessionEnd {
+            session: 1,
+            parent_pid: 1,
+            child_pid: 2,
+            kind: SessionKind::RdbBgsave,
+            ts_ns: 0,
+            duration_ms: 2000,
+            exit_code: Some(0),
+            exit_signal: None,
+            complete: true,
+            cow: CowSummary::new(&p, &c, Some(1 << 30), &t),
+            writes: WritesSummary { calls: 10, bytes: 100_000_000, files: vec![], latency_us: Quantiles::default(), size_bytes: Quantiles::default() },
+            fsync: FsyncSummary { calls: 3, total_ms: 12.5, latency_us: Quantiles::default() },
+            disk: DiskSummary { bytes: 0, ios: 0, latency_us: Quantiles::default() },
+        }
+    }
+
+    #[test]
+    fn parent_driven_spike() {
+        let host = HostFacts { thp: Some("always".into()), overcommit_memory: Some(0) };
+        let d = diagnose(&end(131_072, 100), &host);
+        let text = d.join("\n");
+        assert!(d[0].starts_with("COW copied 512.4 MiB = 50.0% of the parent's RSS at fork (1.00 GiB)"), "{text}");
+        assert!(text.contains("the parent's writes copied 131072 pages (100%) during the 2.0 s the rdb-bgsave child ran"), "{text}");
+        assert!(text.contains("The child wrote 95.4 MiB (50.0 MB/s) in 0 file(s); 3 fsync call(s) took 12.5 ms."), "{text}");
+        assert!(text.contains("THP is `always`"), "{text}");
+        assert!(text.contains("vm.overcommit_memory = 0"), "{text}");
+        assert!(text.contains("To reduce it: fewer writes while a save runs"), "{text}");
+    }
+
+    #[test]
+    fn quiet_save() {
+        let host = HostFacts { thp: Some("madvise".into()), overcommit_memory: Some(1) };
+        let text = diagnose(&end(0, 0), &host).join("\n");
+        assert!(text.contains("No page was copied"), "{text}");
+        assert!(!text.contains("To reduce it"), "{text}");
+        assert!(!text.contains("overcommit"), "{text}");
+    }
+}
