@@ -23,10 +23,10 @@ use std::ptr;
 
 const USAGE: &str = "\
 usage: cowload --mode MODE [--mib N] [--pages K] [--children C] [--huge] [--dir D] [--bytes B] [--chunk C]
-modes: parent-writes child-exits-first child-writes shared-file child-file-write none
+modes: parent-writes child-exits-first child-writes shared-file child-file-write none many-forks
   --mib N       region size in MiB (default 64)
   --pages K     distinct 4 KiB pages to write after the fork (default: all)
-  --children C  children kept alive in parent-writes (default 1)
+  --children C  children kept alive in parent-writes; forks made in many-forks (default 1)
   --huge        2 MiB-aligned region with MADV_HUGEPAGE (anonymous modes)
   --dir D       directory for shared-file and child-file-write (required there)
   --bytes B     bytes the child writes in child-file-write (default 10 MiB)
@@ -43,6 +43,7 @@ enum Mode {
     SharedFile,
     ChildFileWrite,
     None,
+    ManyForks,
 }
 
 impl Mode {
@@ -54,6 +55,7 @@ impl Mode {
             "shared-file" => Mode::SharedFile,
             "child-file-write" => Mode::ChildFileWrite,
             "none" => Mode::None,
+            "many-forks" => Mode::ManyForks,
             _ => return None,
         })
     }
@@ -66,6 +68,7 @@ impl Mode {
             Mode::SharedFile => "shared-file",
             Mode::ChildFileWrite => "child-file-write",
             Mode::None => "none",
+            Mode::ManyForks => "many-forks",
         }
     }
 }
@@ -125,8 +128,10 @@ fn parse_args() -> Result<Args, String> {
     if a.mib == 0 || a.mib > 1 << 20 {
         return Err("--mib must be between 1 and 1048576".into());
     }
-    if a.children == 0 || a.children > 1024 {
-        return Err("--children must be between 1 and 1024".into());
+    // Live children are bounded; sequential forks (many-forks) may be many more.
+    let max = if a.mode == Mode::ManyForks { 1_000_000 } else { 1024 };
+    if a.children == 0 || a.children > max {
+        return Err(format!("--children must be between 1 and {max}"));
     }
     if a.chunk == 0 {
         return Err("--chunk must be at least 1".into());
@@ -414,6 +419,15 @@ fn run(a: &Args) -> Res<String> {
             );
         }
         Mode::None => pages_written = 0,
+        Mode::ManyForks => {
+            // C short-lived children, one after the other: a fork storm for leak tests.
+            for _ in 0..a.children {
+                let pid = fork_child(|| {})?;
+                wait_all(&[pid])?;
+            }
+            pages_written = 0;
+            extra = format!(",\"forks\":{}", a.children);
+        }
     }
     wait_all(&children)?;
     children.extend(reaped);

@@ -65,6 +65,9 @@ pub fn watch_line(rec: &Record, start_ns: u64) -> Option<String> {
     }
 }
 
+/// Sessions listed by name in the end-of-run summary.
+pub const SUMMARY_MAX_SESSIONS: usize = 20;
+
 /// The summary printed at the end of every run.
 pub fn summary(ends: &[SessionEnd], end: &End) -> String {
     let mut s = String::new();
@@ -74,7 +77,14 @@ pub fn summary(ends: &[SessionEnd], end: &End) -> String {
         end.duration_ms as f64 / 1000.0,
         end.reason
     ));
-    for e in ends {
+    // A fork storm can make thousands of sessions: show the costliest ones.
+    let mut shown: Vec<&SessionEnd> = ends.iter().collect();
+    if shown.len() > SUMMARY_MAX_SESSIONS {
+        shown.sort_by(|a, b| b.cow.bytes.cmp(&a.cow.bytes).then(a.session.cmp(&b.session)));
+        shown.truncate(SUMMARY_MAX_SESSIONS);
+        shown.sort_by_key(|e| e.session);
+    }
+    for e in &shown {
         s.push_str(&format!(
             "  session {:>3} {:<11} parent {:>7} child {:>7} {:>8.2}s  COW {:>10} ({:>6} pages{})  wrote {:>10}  disk {:>10}  {}\n",
             e.session,
@@ -88,6 +98,12 @@ pub fn summary(ends: &[SessionEnd], end: &End) -> String {
             fmt_bytes(e.writes.bytes),
             fmt_bytes(e.disk.bytes),
             exit_text(e),
+        ));
+    }
+    if ends.len() > shown.len() {
+        s.push_str(&format!(
+            "  ... and {} more session(s) with less COW (all of them are in a `record` trace)\n",
+            ends.len() - shown.len()
         ));
     }
     if end.lost_events > 0 || end.decode_errors > 0 {
@@ -168,9 +184,17 @@ mod tests {
             ts_ns: 0,
             duration_ms: 2000,
             reason: "duration".into(),
+            maps: Default::default(),
+            agent_max_rss_bytes: None,
         };
         let s = summary(&[end_rec()], &end);
         assert!(s.contains("1 session(s) in 2.0s (duration)") && s.contains("lost events: 0"), "{s}");
+        let many: Vec<SessionEnd> = (1..=25)
+            .map(|i| SessionEnd { session: i, cow: CowSummary { bytes: i * 4096, ..end_rec().cow }, ..end_rec() })
+            .collect();
+        let text = summary(&many, &end);
+        assert!(text.contains("... and 5 more session(s)"), "{text}");
+        assert!(text.contains("session  25 ") && !text.contains("session   5 "), "{text}");
         end.lost_events = 5;
         end.lost_cow_events = 5;
         assert!(summary(&[], &end).contains("LOST EVENTS: 5 COW"));

@@ -89,6 +89,12 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     parse_statm_rss_pages(&statm).map(|p| p * page_size())
 }
 
+/// Peak RSS (VmHWM) of `pid`, in bytes.
+pub fn max_rss_bytes(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_status_field(&status, "VmHWM:").map(|kb| kb as u64 * 1024)
+}
+
 pub fn parse_statm_rss_pages(statm: &str) -> Option<u64> {
     statm.split_whitespace().nth(1)?.parse().ok()
 }

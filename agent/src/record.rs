@@ -267,8 +267,19 @@ pub struct End {
     pub decode_errors: u64,
     pub ts_ns: u64,
     pub duration_ms: u64,
-    /// Why the run ended: `signal`, `duration`, `targets-exited`, `error`.
+    /// Why the run ended: `signal`, `duration`, `targets-exited`, `output-closed`, `error`.
     pub reason: String,
+    /// Entries left in the kernel's bounded maps at the end (they must not grow).
+    pub maps: MapOccupancy,
+    /// The agent's peak RSS (VmHWM).
+    pub agent_max_rss_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MapOccupancy {
+    pub traced: u64,
+    pub sessions: u64,
+    pub files: u64,
 }
 
 /// One COW copy, written only with `record --events`.

@@ -24,7 +24,7 @@ use crate::{
     output, procfs,
     reap::{ReapAction, plan},
     record::{
-        Attach, CowEventRecord, End, IoEventRecord, FORMAT_NAME, FORMAT_VERSION, Meta, ProcessRecord, Record,
+        Attach, CowEventRecord, End, IoEventRecord, MapOccupancy, FORMAT_NAME, FORMAT_VERSION, Meta, ProcessRecord, Record,
         SessionEnd,
     },
     session::{KernelFile, Tracker},
@@ -335,6 +335,15 @@ impl State {
         self.done.retain(|p| present.contains(p));
     }
 
+    /// Entries in the kernel's bounded maps now (leak checks, soak).
+    fn occupancy(&self) -> MapOccupancy {
+        MapOccupancy {
+            traced: self.traced.keys().count() as u64,
+            sessions: self.sessions.keys().count() as u64,
+            files: self.files.keys().count() as u64,
+        }
+    }
+
     fn drops(&self) -> (u64, u64) {
         let sum = |i: u32| self.drops.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
         (sum(DROP_HOT), sum(DROP_PROC))
@@ -413,6 +422,11 @@ pub fn resolve_pids(pids: &[u32]) -> Result<Vec<u32>> {
 }
 
 pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
+    // Catch stop signals before anything is attached: a signal that arrives while the
+    // programs load must still end the run cleanly (probes detached, `end` written).
+    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let pid_mode = !cfg.pids.is_empty();
     let pids = resolve_pids(&cfg.pids)?;
     let t0 = std::time::Instant::now();
@@ -546,9 +560,6 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
     let mut out_tick = interval(cfg.interval);
     out_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     out_tick.tick().await; // the first tick is immediate
-    let mut sigint = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let deadline = tokio::time::sleep(cfg.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
 
@@ -591,6 +602,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
                     }
                     if let Output::Trace(w) = &mut st.output {
                         w.flush()?;
+                        w.check_peer();
                     }
                     Ok(None)
                 })()
@@ -665,6 +677,8 @@ fn finish(
         ts_ns: now,
         duration_ms: now.saturating_sub(st.start_ns) / 1_000_000,
         reason: reason.to_string(),
+        maps: st.occupancy(),
+        agent_max_rss_bytes: procfs::max_rss_bytes(std::process::id()),
     };
     if let Output::Trace(w) = &mut st.output {
         w.write(&Record::End(end.clone()))?;

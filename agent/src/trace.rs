@@ -65,6 +65,20 @@ impl TraceWriter {
         self.check(r)
     }
 
+    /// When writing to stdout, notice that its reader has gone (`| head -1`) even if
+    /// nothing was written since: a pipe whose read end is closed polls as POLLERR.
+    pub fn check_peer(&mut self) {
+        if self.path != Path::new("-") || self.broken_pipe {
+            return;
+        }
+        let mut pfd = libc::pollfd { fd: 1, events: 0, revents: 0 };
+        // SAFETY: one valid pollfd, zero timeout.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        if n > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+            self.broken_pipe = true;
+        }
+    }
+
     fn check(&mut self, r: io::Result<()>) -> Result<(), TraceError> {
         match r {
             Ok(()) => Ok(()),

@@ -161,6 +161,17 @@ impl Trace {
 }
 
 pub fn cowload_path() -> PathBuf {
+    // The tests build the workload themselves (once per test binary), so it is never
+    // stale: `cargo test --test X` alone does not rebuild examples.
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "agent", "--example", "cowload"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo to build the cowload example");
+        assert!(st.success(), "building agent/examples/cowload.rs failed");
+    });
     // Integration tests live in target/<profile>/deps; examples in target/<profile>/examples.
     let exe = std::env::current_exe().unwrap();
     let p = exe.parent().unwrap().parent().unwrap().join("examples").join("cowload");
