@@ -132,8 +132,8 @@ pub fn ensure_tracefs() -> Result<(), LoadError> {
 /// Load the object with this host's settings and attach every required program.
 pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
     let path = btf_path();
-    let kbtf = KernelBtf::open(&path)?;
-    let offsets = kbtf.offsets()?;
+    // Parsed BTF is large (tens of MiB of heap): keep one parse alive at a time.
+    let offsets = KernelBtf::open(&path)?.offsets()?;
     ensure_tracefs()?;
     let btf = Btf::parse_file(&path, Endianness::default())
         .map_err(|e| BtfError::Parse { path: path.clone(), msg: e.to_string() })?;
@@ -182,6 +182,11 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
     for name in ["page_fault_user", "mm_page_alloc", "block_rq_issue", "block_rq_complete"] {
         attach_btf(&mut ebpf, &btf, name)?;
     }
+    drop(btf);
+    // Give the heap used by BTF parsing back to the system: the agent then runs in a
+    // few MiB plus its ring buffers (glibc keeps freed memory otherwise).
+    // SAFETY: malloc_trim only releases free heap pages.
+    unsafe { libc::malloc_trim(0) };
     Ok(Probes { ebpf, offsets })
 }
 
@@ -276,7 +281,11 @@ pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf) -> Vec<ProbeResult> {
 fn result(kind: &'static str, r: Result<(), String>) -> ProbeResult {
     match r {
         Ok(()) => ProbeResult { kind, ok: true, detail: "ok".into() },
-        Err(detail) => ProbeResult { kind, ok: false, detail },
+        Err(detail) => {
+            // An empty verifier log adds nothing: "... (os error 1). Verifier output: "
+            let detail = detail.trim_end().trim_end_matches("Verifier output:").trim_end().trim_end_matches('.').to_string();
+            ProbeResult { kind, ok: false, detail }
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod setup;
+mod soak;
 mod test;
 mod util;
 
@@ -29,6 +30,8 @@ enum Cmd {
     Demo,
     /// Benchmarks (not implemented yet).
     Bench,
+    /// Run cowtrace for N minutes against a Redis saving every few seconds; writes bench/SOAK.md.
+    Soak(soak::SoakArgs),
 }
 
 fn main() {
@@ -41,6 +44,7 @@ fn main() {
         Cmd::Test(args) => test::run(args),
         Cmd::Demo => demo::run(),
         Cmd::Bench => bench::run(),
+        Cmd::Soak(args) => soak::run(args),
     };
     // Print the error chain ourselves: anyhow's Debug output adds a backtrace whenever
     // RUST_BACKTRACE is set, which buries the message in CI logs.
