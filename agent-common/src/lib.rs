@@ -124,11 +124,11 @@ pub struct SessionState {
 }
 const _: () = assert!(core::mem::size_of::<SessionState>() == 184);
 
-/// Key of the `FILES` map: one file written by one process of one session.
+/// Key of the `FILES` map: one file written by the child of one session.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FileKey {
-    /// Session (child tgid), 0 for a write outside any session.
+    /// Session (child tgid).
     pub session: u32,
     pub tgid: u32,
     pub dev: u32,

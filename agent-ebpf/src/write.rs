@@ -123,6 +123,13 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
         add(&mut (*io).write_bytes, bytes);
         add(&mut (*io).write_ns, lat);
     });
+    let _ = INODE_OWNER.insert(&key, &InodeOwner { session, tgid }, 0);
+    emit_io(EV_WRITE, tgid, tid, session, now, lat, bytes, key, start.fd);
+    if session == 0 {
+        // Outside a session only the process totals count: no per-file row, so a
+        // server that creates files for days (AOF increments) leaves no map entries.
+        return Ok(());
+    }
     let fkey = FileKey { session, tgid, dev: key.dev, _pad: 0, ino: key.ino };
     match FILES.get_ptr_mut(&fkey) {
         Some(f) => unsafe {
@@ -140,8 +147,6 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
             let _ = FILES.insert(&fkey, &stat, 0);
         }
     }
-    let _ = INODE_OWNER.insert(&key, &InodeOwner { session, tgid }, 0);
-    emit_io(EV_WRITE, tgid, tid, session, now, lat, bytes, key, start.fd);
     Ok(())
 }
 
