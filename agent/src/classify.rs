@@ -89,7 +89,7 @@ mod tests {
     #[test]
     fn anything_else_is_a_fork() {
         assert_eq!(classify_title(b"redis-server *:6379"), SessionKind::Fork);
-        assert_eq!(classify_title(b"/usr/bin/redis-server\0--port\00\0"), SessionKind::Fork);
+        assert_eq!(classify_title(b"/usr/bin/redis-server\0--port\x000\0"), SessionKind::Fork);
         assert_eq!(classify_title(b""), SessionKind::Fork);
         assert_eq!(classify_title(b"\xff\xfe-rdb-bgsave"), SessionKind::Fork);
         assert_eq!(classify_title(b"rdb-bgsave"), SessionKind::Fork);

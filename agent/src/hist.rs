@@ -59,6 +59,13 @@ impl Hist {
         self.1
     }
 
+    /// Add every value of `other` (run-wide histograms from per-session ones).
+    pub fn merge(&mut self, other: &Hist) {
+        // Both auto-resize, so adding cannot overflow the value range.
+        let _ = self.0.add(&other.0);
+        self.1 = self.1.max(other.1);
+    }
+
     /// Counts per power-of-two bucket `[2^i, 2^(i+1))`, for text and terminal views.
     pub fn log2_buckets(&self) -> Vec<(u64, u64)> {
         let mut out: Vec<(u64, u64)> = Vec::new();
@@ -115,5 +122,18 @@ mod tests {
         }
         let b = h.log2_buckets();
         assert_eq!(b, vec![(1, 1), (2, 2), (4, 2), (8, 1), (512, 1)]);
+    }
+
+    #[test]
+    fn merge_adds_counts_and_keeps_the_exact_max() {
+        let mut a = Hist::new();
+        a.record(10);
+        let mut b = Hist::new();
+        b.record(20);
+        b.record(1_000_001);
+        a.merge(&b);
+        assert_eq!((a.len(), a.max()), (3, 1_000_001));
+        a.merge(&Hist::new());
+        assert_eq!(a.len(), 3);
     }
 }

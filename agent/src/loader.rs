@@ -66,14 +66,14 @@ pub enum LoadError {
          mount it with `mount -t tracefs nodev /sys/kernel/tracing`"
     )]
     Tracefs(std::io::Error),
-    #[error("cannot load the BPF object: {0}{hint}", hint = perm_hint(.0))]
-    Load(#[source] aya::EbpfError),
-    #[error("program `{name}` ({hook}) failed to {step}: {}{hint}", shorten_verifier_log(&source.to_string()), hint = perm_hint(source))]
-    Program { name: String, hook: String, step: &'static str, #[source] source: ProgramError },
+    #[error("cannot load the BPF object: {0}{hint}", hint = perm_hint(.0.as_ref()))]
+    Load(#[source] Box<aya::EbpfError>),
+    #[error("program `{name}` ({hook}) failed to {step}: {}{hint}", shorten_verifier_log(&source.to_string()), hint = perm_hint(source.as_ref()))]
+    Program { name: String, hook: String, step: &'static str, #[source] source: Box<ProgramError> },
     #[error("map `{0}` missing from the BPF object (build mismatch: rebuild cowtrace)")]
     MissingMap(&'static str),
     #[error("map `{name}`: {source}")]
-    Map { name: &'static str, #[source] source: aya::maps::MapError },
+    Map { name: &'static str, #[source] source: Box<aya::maps::MapError> },
 }
 
 fn perm_hint(e: &dyn std::error::Error) -> &'static str {
@@ -148,7 +148,7 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         .override_global("OFFSETS", &offsets, true)
         .map_max_entries("HOT_EVENTS", opts.hot_ring_bytes)
         .load(OBJ)
-        .map_err(LoadError::Load)?;
+        .map_err(|e| LoadError::Load(Box::new(e)))?;
 
     // Process-life hooks first, so no fork is missed between the /proc scan and attach.
     for name in ["sched_process_fork", "sched_process_exit"] {
@@ -206,7 +206,7 @@ fn prog_err(name: &str, hook: &str, step: &'static str, source: ProgramError) ->
     if let ProgramError::LoadError { verifier_log, .. } = &source {
         log::debug!("verifier log of {name}:\n{verifier_log}");
     }
-    LoadError::Program { name: name.to_string(), hook: hook.to_string(), step, source }
+    LoadError::Program { name: name.to_string(), hook: hook.to_string(), step, source: Box::new(source) }
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str, hook: &str) -> Result<&'a mut T, LoadError>
@@ -234,7 +234,7 @@ pub fn add_root(traced: &mut BpfHashMap<MapData, u32, TracedProc>, tgid: u32) ->
     match traced.insert(tgid, v, 1 /* BPF_NOEXIST */) {
         Ok(()) => Ok(()),
         Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-        Err(source) => Err(LoadError::Map { name: "TRACED", source }),
+        Err(source) => Err(LoadError::Map { name: "TRACED", source: Box::new(source) }),
     }
 }
 

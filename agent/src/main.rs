@@ -10,11 +10,23 @@ use cowtrace::{
 
 const EXAMPLES: &str = "\
 Examples:
-  sudo cowtrace                          # watch every Redis/Valkey server on this host
+  sudo cowtrace                          # live view of every Redis/Valkey server (q quits)
   sudo cowtrace watch -p 1234 -d 60      # watch one server for a minute
+  sudo cowtrace watch --plain > w.log    # a line per save and interval, then histograms
   sudo cowtrace record -o save.jsonl     # record sessions to JSON Lines until Ctrl-C
   sudo cowtrace record -o - -d 30 | jq . # stream a 30 s trace to stdout
-  sudo cowtrace check                    # what this host allows";
+  sudo cowtrace check                    # what this host allows
+  cowtrace report save.jsonl             # retell a recorded trace (no root needed)";
+
+const REPORT_EXAMPLES: &str = "\
+Examples:
+  cowtrace report save.jsonl                      # header, sessions, diagnosis, histograms, timelines
+  cowtrace report --json save.jsonl | jq .totals  # one JSON object: totals, sessions, warnings
+  zcat save.jsonl.gz | cowtrace report -          # read standard input
+  ssh db1 cat /var/tmp/save.jsonl | cowtrace report -   # a trace from another host
+
+Exit status: 0 when a report was printed (warnings about a cut or damaged trace are part of
+it), 1 when the input is not a cowtrace trace or cannot be read.";
 
 #[derive(Parser)]
 #[command(
@@ -34,7 +46,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Print a line per fork session as it starts and ends (the default).
+    /// Show what each fork (save) does to memory and disk, live: a full-screen view on a
+    /// terminal, lines otherwise (the default command).
     #[command(after_help = EXAMPLES)]
     Watch(WatchArgs),
     /// Record fork sessions to a JSON Lines trace.
@@ -43,6 +56,20 @@ enum Cmd {
     /// Say what this host allows (privileges, BTF, attach types, THP, Redis) and exit
     /// non-zero when cowtrace cannot run.
     Check,
+    /// Retell a recorded trace offline: sessions, files, diagnosis, histograms and
+    /// timelines (no root needed).
+    #[command(after_help = REPORT_EXAMPLES)]
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Trace written by `cowtrace record` (`-` for standard input).
+    #[arg(value_name = "FILE|-")]
+    file: PathBuf,
+    /// Print one JSON object (totals, sessions, warnings) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -54,13 +81,17 @@ struct Targets {
     /// Stop after this many seconds.
     #[arg(short = 'd', long, value_name = "SECONDS", value_parser = positive_secs)]
     duration: Option<Duration>,
-    /// Output interval (samples, flushes), in seconds.
+    /// Output interval (samples, flushes, lines and screen refreshes of `watch`), in seconds.
     #[arg(short = 'i', long, value_name = "SECONDS", default_value = "1", value_parser = positive_secs)]
     interval: Duration,
 }
 
 #[derive(Args, Clone)]
 struct WatchArgs {
+    /// Print a line per session and interval instead of the full-screen view (the
+    /// default when stdout is not a terminal).
+    #[arg(long)]
+    plain: bool,
     #[command(flatten)]
     targets: Targets,
 }
@@ -89,14 +120,16 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.cmd {
+        // Offline: no privilege check, nothing loaded into the kernel.
+        Some(Cmd::Report(r)) => return report(&r),
         Some(Cmd::Check) => {
             let items = check::run();
             print!("{}", check::render(&items));
             return if check::can_run(&items) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
         }
-        Some(Cmd::Record(r)) => run_with(r.targets, Some((r.output, r.events))),
-        Some(Cmd::Watch(w)) => run_with(w.targets, None),
-        None => run_with(cli.watch.targets, None),
+        Some(Cmd::Record(r)) => run_with(r.targets, Some((r.output, r.events)), false),
+        Some(Cmd::Watch(w)) => run_with(w.targets, None, w.plain),
+        None => run_with(cli.watch.targets, None, cli.watch.plain),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -107,14 +140,42 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_with(t: Targets, record: Option<(PathBuf, bool)>) -> anyhow::Result<()> {
+fn report(args: &ReportArgs) -> ExitCode {
+    match cowtrace::report::read_path(&args.file) {
+        Ok(r) => {
+            if args.json {
+                // Warnings are in the JSON; repeat them where a person sees them.
+                for w in &r.warnings {
+                    eprintln!("cowtrace: warning: {}", cowtrace::report::render::printable(w));
+                }
+            }
+            // `| head` closes stdout early: not an error.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            match cowtrace::report::write(&r, args.json, &mut out) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("cowtrace: error: cannot write the report: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Err(e) => {
+            eprintln!("cowtrace: error: {}", cowtrace::report::render::printable(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_with(t: Targets, record: Option<(PathBuf, bool)>, plain: bool) -> anyhow::Result<()> {
     if let Err(msg) = privileges::require() {
         anyhow::bail!(msg);
     }
     // Open the output before anything is attached, so a bad path fails first.
     let (output, events) = match record {
         Some((path, events)) => (Output::Trace(TraceWriter::open(&path)?), events),
-        None => (Output::Watch, false),
+        // The full-screen view needs a terminal; lines suit pipes, files and `--plain`.
+        None if plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) => (Output::Watch, false),
+        None => (Output::View, false),
     };
     let cfg = RunConfig { pids: t.pids, duration: t.duration, interval: t.interval, output, events };
     let rt = tokio::runtime::Builder::new_current_thread()

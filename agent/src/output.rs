@@ -1,5 +1,10 @@
 //! Text for people: `watch` lines and the summary that ends every run.
-use crate::record::{End, Record, SessionEnd};
+use crate::{
+    diagnose::{HostFacts, diagnose},
+    hist::Hist,
+    record::{End, Record, SessionEnd},
+    view::store::{IntervalRow, RunHists},
+};
 
 pub fn fmt_bytes(b: u64) -> String {
     const K: f64 = 1024.0;
@@ -117,6 +122,110 @@ pub fn summary(ends: &[SessionEnd], end: &End) -> String {
     s
 }
 
+/// One `watch --plain` line per live session at the end of each interval.
+pub fn interval_line(r: &IntervalRow, start_ns: u64) -> String {
+    let rate = |b: f64| fmt_bytes(b.round() as u64);
+    format!(
+        "{} session {} {:<11} COW {} (+{}/s){}  wrote {} ({:.1} MB/s)  disk {:.1} MB/s  fsync {}",
+        rel(r.ts_ns, start_ns),
+        r.session,
+        r.kind,
+        fmt_bytes(r.cow_bytes),
+        rate(r.rates.cow),
+        r.pct_of_rss.map_or(String::new(), |p| if p < 9.95 { format!(" {p:.1}% RSS") } else { format!(" {p:.0}% RSS") }),
+        fmt_bytes(r.written_bytes),
+        r.rates.write / 1e6,
+        r.rates.disk / 1e6,
+        r.fsync_calls,
+    )
+}
+
+/// A histogram of power-of-two buckets `(low, count)` as bcc's tools print them
+/// (`print_log2_hist` in libbpf-tools' trace_helpers.c): every bucket from 0 up to the
+/// last non-empty one, `low -> high : count |stars|`.
+pub fn log2_hist(val_type: &str, buckets: &[(u64, u64)]) -> String {
+    let count_of = |i: u32| buckets.iter().find(|&&(lo, _)| lo.trailing_zeros() == i).map_or(0, |b| b.1);
+    let Some(idx_max) = buckets.iter().filter(|b| b.1 > 0).map(|b| b.0.trailing_zeros()).max() else {
+        return String::new();
+    };
+    let val_max = buckets.iter().map(|b| b.1).max().unwrap_or(0);
+    let narrow = idx_max <= 32;
+    let (pad, name_w, stars_w, num_w) = if narrow { (5, 19, 40, 10) } else { (15, 29, 20, 20) };
+    let mut s = format!("{:pad$}{val_type:<name_w$} : count    distribution\n", "");
+    for i in 0..=idx_max {
+        let high = (1u128 << (i + 1)) - 1;
+        let low = if i == 0 { 0 } else { 1u128 << i };
+        let val = count_of(i);
+        let stars = (val as u128 * stars_w as u128 / val_max.max(1) as u128) as usize;
+        s.push_str(&format!(
+            "{low:>num_w$} -> {high:<num_w$} : {val:<8} |{}{}|\n",
+            "*".repeat(stars),
+            " ".repeat(stars_w - stars)
+        ));
+    }
+    s
+}
+
+/// One histogram with its name and quantiles, for the end of a `watch` run.
+pub fn named_hist(name: &str, val_type: &str, h: &Hist) -> String {
+    if h.is_empty() {
+        return format!("{name}: no events\n");
+    }
+    let q = h.quantiles();
+    format!(
+        "{name}: count {}, p50 {} {val_type}, p99 {}, max {}\n{}",
+        q.count,
+        q.p50,
+        q.p99,
+        q.max,
+        log2_hist(val_type, &h.log2_buckets())
+    )
+}
+
+/// The run-wide histograms of `watch`.
+pub fn run_hists(h: &RunHists, sessions: usize) -> String {
+    if sessions == 0 {
+        return String::new();
+    }
+    let mut s = format!("\nHistograms of all {sessions} session(s):\n");
+    for (name, unit, hist) in [
+        ("write latency", "usecs", &h.io.write_lat_us),
+        ("write size", "bytes", &h.io.write_size),
+        ("fsync latency", "usecs", &h.io.fsync_lat_us),
+        ("block I/O latency", "usecs", &h.io.disk_lat_us),
+        ("fork latency", "usecs", &h.fork_us),
+        ("COW copies per interval", "pages", &h.cow_per_interval),
+    ] {
+        s.push('\n');
+        s.push_str(&named_hist(name, unit, hist));
+    }
+    s
+}
+
+/// The diagnosis of each session, for the end of a `watch` run.
+pub fn diagnoses(ends: &[SessionEnd], host: &HostFacts) -> String {
+    let mut s = String::new();
+    if ends.is_empty() {
+        return s;
+    }
+    s.push_str("\nDiagnosis:\n");
+    for e in ends {
+        s.push_str(&format!(
+            "session {} {} (parent {}, child {}, {:.1}s, {}):\n",
+            e.session,
+            e.kind.as_str(),
+            e.parent_pid,
+            e.child_pid,
+            e.duration_ms as f64 / 1000.0,
+            exit_text(e)
+        ));
+        for line in diagnose(e, host) {
+            s.push_str(&format!("  {line}\n"));
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +307,62 @@ mod tests {
         end.lost_events = 5;
         end.lost_cow_events = 5;
         assert!(summary(&[], &end).contains("LOST EVENTS: 5 COW"));
+    }
+
+    #[test]
+    fn interval_lines() {
+        use crate::view::store::{IntervalRow, Rates};
+        let r = IntervalRow {
+            session: 3,
+            kind: "rdb-bgsave",
+            ts_ns: 12_000_000_000,
+            cow_bytes: 126_353_408,
+            pct_of_rss: Some(35.2),
+            written_bytes: 84_095_795,
+            fsync_calls: 4,
+            rates: Rates { cow: 12.1 * 1048576.0, write: 40.1e6, disk: 38.0e6 },
+        };
+        assert_eq!(
+            interval_line(&r, 0),
+            "  12.000s session 3 rdb-bgsave  COW 120.5 MiB (+12.1 MiB/s) 35% RSS  wrote 80.2 MiB (40.1 MB/s)  disk 38.0 MB/s  fsync 4"
+        );
+        let r = IntervalRow { pct_of_rss: None, ..r };
+        assert!(interval_line(&r, 0).contains("MiB/s)  wrote"));
+    }
+
+    #[test]
+    fn log2_hist_like_bcc() {
+        let text = log2_hist("usecs", &[(1, 2), (16, 42), (64, 1)]);
+        let want = "
+     usecs               : count    distribution
+         0 -> 1          : 2        |*                                       |
+         2 -> 3          : 0        |                                        |
+         4 -> 7          : 0        |                                        |
+         8 -> 15         : 0        |                                        |
+        16 -> 31         : 42       |****************************************|
+        32 -> 63         : 0        |                                        |
+        64 -> 127        : 1        |                                        |
+";
+        assert_eq!(format!("\n{text}"), want);
+        assert_eq!(log2_hist("usecs", &[]), "");
+        // Past 2^32 the columns widen, as in bcc.
+        assert!(log2_hist("bytes", &[(1 << 40, 1)]).starts_with(&format!("{:15}{:<29} : count", "", "bytes")));
+    }
+
+    #[test]
+    fn end_of_watch_histograms_and_diagnosis() {
+        use crate::view::store::RunHists;
+        let mut h = RunHists::default();
+        assert_eq!(run_hists(&h, 0), "");
+        h.fork_us.record(1500);
+        let text = run_hists(&h, 1);
+        assert!(text.contains("Histograms of all 1 session(s):"), "{text}");
+        assert!(text.contains("write latency: no events"), "{text}");
+        assert!(text.contains("fork latency: count 1, p50 1500 usecs, p99 1500, max 1500\n     usecs "), "{text}");
+        assert!(text.contains("      1024 -> 2047       : 1        |****"), "{text}");
+        let host = HostFacts { thp: Some("never".into()), overcommit_memory: Some(1) };
+        let d = diagnoses(&[end_rec()], &host);
+        assert!(d.starts_with("\nDiagnosis:\nsession 3 rdb-bgsave (parent 10, child 11, 1.5s, exit 0):\n  COW copied 1.0 MiB"), "{d}");
+        assert_eq!(diagnoses(&[], &host), "");
     }
 }

@@ -27,16 +27,20 @@ use crate::{
         Attach, CowEventRecord, End, IoEventRecord, MapOccupancy, FORMAT_NAME, FORMAT_VERSION, Meta, ProcessRecord, Record,
         SessionEnd,
     },
+    diagnose::HostFacts,
     session::{KernelFile, Tracker},
     trace::TraceWriter,
+    view::{self, Live, model::Losses},
 };
 
 /// How often the exact counters are sampled (the timeline's resolution).
 pub const TICK: Duration = Duration::from_millis(100);
 
 pub enum Output {
-    /// Lines for a person on stdout.
+    /// Lines for a person on stdout (`watch` when stdout is not a terminal, `--plain`).
     Watch,
+    /// The full-screen live view (`watch` on a terminal).
+    View,
     /// JSON Lines to a file or stdout.
     Trace(TraceWriter),
 }
@@ -77,6 +81,8 @@ struct State {
     exited_seen: HashMap<u32, u64>,
     decode_errors: u64,
     cow_events: u64,
+    /// `watch` (lines or the full-screen view); None when recording a trace.
+    live: Option<Live>,
 }
 
 impl State {
@@ -84,8 +90,12 @@ impl State {
         if let Record::SessionEnd(e) = &rec {
             self.ends.push(e.clone());
         }
+        if let Some(l) = &mut self.live {
+            l.on_record(&rec);
+        }
         match &mut self.output {
             Output::Trace(w) => w.write(&rec)?,
+            Output::View => {}
             Output::Watch => {
                 if let Some(line) = output::watch_line(&rec, self.start_ns) {
                     let mut out = std::io::stdout().lock();
@@ -131,6 +141,7 @@ impl State {
             ProcMsg::Exit(ev) => {
                 if ev.ppid != 0 {
                     let files = take_files(&mut self.files, ev.pid);
+                    self.keep_hists(ev.pid);
                     let recs = self.tracker.on_exit(&ev, &files);
                     self.done.insert(ev.pid);
                     self.exited_seen.remove(&ev.pid);
@@ -298,6 +309,7 @@ impl State {
             io: st.io,
         };
         let files = take_files(&mut self.files, child);
+        self.keep_hists(child);
         let recs = self.tracker.on_exit(&ev, &files);
         self.done.insert(child);
         self.exited_seen.remove(&child);
@@ -342,6 +354,46 @@ impl State {
             sessions: self.sessions.keys().count() as u64,
             files: self.files.keys().count() as u64,
         }
+    }
+
+    /// The live view keeps a session's histograms after the tracker closes it.
+    fn keep_hists(&mut self, child: u32) {
+        if let Some(l) = &mut self.live {
+            l.store.before_exit(&self.tracker, child);
+        }
+    }
+
+    fn sorted_roots(&self) -> Vec<u32> {
+        let mut roots: Vec<u32> = self.roots.iter().copied().collect();
+        roots.sort_unstable();
+        roots
+    }
+
+    fn losses(&self) -> Losses {
+        let (hot, proc_) = self.drops();
+        Losses { cow_events: hot, session_events: proc_, decode_errors: self.decode_errors }
+    }
+
+    /// End of an output interval for `watch`: a line per live session, or a new screen.
+    fn live_interval(&mut self, now_ns: u64) -> Result<()> {
+        let (losses, roots) = (self.losses(), self.sorted_roots());
+        let Some(live) = &mut self.live else { return Ok(()) };
+        let i = view::Inputs { tracker: &self.tracker, roots: &roots, losses, now_ns };
+        let rows = live.on_interval(&i).context("drawing the live view")?;
+        if let Output::Watch = self.output {
+            for r in &rows {
+                print_line(&output::interval_line(r, self.start_ns))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A key or resize in the full-screen view; returns why to stop, if it should.
+    fn live_event(&mut self, ev: crossterm::event::Event) -> Result<Option<&'static str>> {
+        let (losses, roots) = (self.losses(), self.sorted_roots());
+        let Some(live) = &mut self.live else { return Ok(None) };
+        let i = view::Inputs { tracker: &self.tracker, roots: &roots, losses, now_ns: procfs::monotonic_ns() };
+        live.on_event(ev, &i).context("drawing the live view")
     }
 
     fn drops(&self) -> (u64, u64) {
@@ -391,6 +443,23 @@ fn fd_path(pid: u32, fd: u32, ino: u64) -> Option<String> {
 #[derive(Debug, thiserror::Error)]
 #[error("output closed")]
 struct BrokenPipe;
+
+/// A line on stdout; a closed stdout (`| head`) ends the run quietly, never a panic.
+fn print_line(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        bail!(BrokenPipe);
+    }
+    Ok(())
+}
+
+/// The next key or resize of the full-screen view (never ready without one).
+async fn next_key(live: &mut Option<Live>) -> std::io::Result<crossterm::event::Event> {
+    match live {
+        Some(l) => l.next_event().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Register a BPF fd owner (ring buffer, logger) with the event loop.
 fn register<T: std::os::fd::AsRawFd>(inner: T) -> Result<AsyncFd<T>> {
@@ -457,17 +526,17 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
     };
 
     let mut traced: BpfHashMap<MapData, u32, TracedProc> =
-        BpfHashMap::try_from(take_map(&mut ebpf, "TRACED")?).map_err(|source| LoadError::Map { name: "TRACED", source })?;
+        BpfHashMap::try_from(take_map(&mut ebpf, "TRACED")?).map_err(|source| LoadError::Map { name: "TRACED", source: Box::new(source) })?;
     let sessions = BpfHashMap::try_from(take_map(&mut ebpf, "SESSIONS")?)
-        .map_err(|source| LoadError::Map { name: "SESSIONS", source })?;
+        .map_err(|source| LoadError::Map { name: "SESSIONS", source: Box::new(source) })?;
     let files = BpfHashMap::try_from(take_map(&mut ebpf, "FILES")?)
-        .map_err(|source| LoadError::Map { name: "FILES", source })?;
+        .map_err(|source| LoadError::Map { name: "FILES", source: Box::new(source) })?;
     let drops = PerCpuArray::try_from(take_map(&mut ebpf, "DROPS")?)
-        .map_err(|source| LoadError::Map { name: "DROPS", source })?;
+        .map_err(|source| LoadError::Map { name: "DROPS", source: Box::new(source) })?;
     let proc_rb = RingBuf::try_from(take_map(&mut ebpf, "PROC_EVENTS")?)
-        .map_err(|source| LoadError::Map { name: "PROC_EVENTS", source })?;
+        .map_err(|source| LoadError::Map { name: "PROC_EVENTS", source: Box::new(source) })?;
     let hot_rb = RingBuf::try_from(take_map(&mut ebpf, "HOT_EVENTS")?)
-        .map_err(|source| LoadError::Map { name: "HOT_EVENTS", source })?;
+        .map_err(|source| LoadError::Map { name: "HOT_EVENTS", source: Box::new(source) })?;
 
     // Roots: the -p targets, or every Redis server running now (the exec hook, already
     // attached, catches the ones that start later).
@@ -504,6 +573,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
         exited_seen: HashMap::new(),
         decode_errors: 0,
         cow_events: 0,
+        live: None,
     };
 
     let meta = Meta {
@@ -534,11 +604,17 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
         thp: procfs::thp_mode(),
         overcommit_memory: procfs::overcommit_memory(),
     };
+    if !matches!(st.output, Output::Trace(_)) {
+        let host = HostFacts { thp: meta.thp.clone(), overcommit_memory: meta.overcommit_memory };
+        let interval_ns = cfg.interval.as_nanos().min(u64::MAX as u128) as u64;
+        st.live = Some(Live::new(if pid_mode { roots.clone() } else { Vec::new() }, start_ns, interval_ns, host));
+    }
     match &mut st.output {
         Output::Trace(w) => {
             w.write(&Record::Meta(meta))?;
             w.flush()?;
         }
+        Output::View => {}
         Output::Watch => {
             let who = if pid_mode {
                 format!("pid {}", roots.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
@@ -562,6 +638,10 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
     out_tick.tick().await; // the first tick is immediate
     let deadline = tokio::time::sleep(cfg.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
+    if let (Output::View, Some(live)) = (&st.output, &mut st.live) {
+        let i = view::Inputs { tracker: &st.tracker, roots: &roots, losses: Losses::default(), now_ns: start_ns };
+        live.open_screen(&i).context("cannot take over the terminal for the live view (try --plain)")?;
+    }
 
     let reason: String = loop {
         let step: Result<Option<&str>> = tokio::select! {
@@ -604,9 +684,14 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
                         w.flush()?;
                         w.check_peer();
                     }
+                    st.live_interval(now)?;
                     Ok(None)
                 })()
             }
+            ev = next_key(&mut st.live) => match ev {
+                Ok(ev) => st.live_event(ev),
+                Err(e) => Err(anyhow::Error::new(e).context("reading keys from the terminal")),
+            },
             _ = sigint.recv() => Ok(Some("signal")),
             _ = sigterm.recv() => Ok(Some("signal")),
             _ = sighup.recv() => Ok(Some("signal")),
@@ -648,6 +733,9 @@ fn finish(
         log::warn!("while finishing: {e:#}");
     }
     let now = procfs::monotonic_ns();
+    if let Some(l) = &mut st.live {
+        l.store.before_finish(&st.tracker);
+    }
     let files = &mut st.files;
     let recs = st.tracker.finish(now, |pid| take_files(files, pid));
     // Read the closing counters of still-open sessions happened in tick() above.
@@ -684,13 +772,18 @@ fn finish(
         w.write(&Record::End(end.clone()))?;
         w.flush()?;
     }
+    if let Some(l) = &mut st.live {
+        // The terminal is restored before anything is printed.
+        l.close_screen();
+    }
     if !quiet {
         let text = output::summary(&st.ends, &end);
-        match st.output {
+        match (&st.output, &st.live) {
             // The trace may be on stdout: the summary goes to stderr.
-            Output::Trace(_) => eprint!("{text}"),
-            Output::Watch => {
-                let _ = write!(std::io::stdout(), "{text}");
+            (Output::Trace(_), _) => eprint!("{text}"),
+            (Output::Watch | Output::View, live) => {
+                let more = live.as_ref().map_or(String::new(), |l| l.end_text(&st.ends));
+                let _ = write!(std::io::stdout(), "{text}{more}");
             }
         }
     }

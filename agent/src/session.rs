@@ -256,10 +256,17 @@ impl Tracker {
         if s.kind.is_some() {
             return;
         }
+        let late = now_ns.saturating_sub(s.fork_ts_ns) > TITLE_GRACE_NS;
         if title_is_set(child_cmd, parent_cmd) {
-            s.kind = Some(classify_title(child_cmd));
-            s.title = Some(printable(child_cmd));
-        } else if now_ns.saturating_sub(s.fork_ts_ns) > TITLE_GRACE_NS {
+            let kind = classify_title(child_cmd);
+            // Redis's setproctitle() clears the argv area, then copies the new title in
+            // (setproctitle.c), so a read at that moment sees an empty or cut title:
+            // before the grace period ends, only a title that names a save is final.
+            if kind != SessionKind::Fork || late {
+                s.kind = Some(kind);
+                s.title = Some(printable(child_cmd));
+            }
+        } else if late {
             s.kind = Some(SessionKind::Fork);
         }
     }
@@ -454,6 +461,21 @@ mod tests {
         assert!(t.wants_fd_path(7, 1));
         t.note_fd_path(7, 1, "/x".into());
         assert!(!t.wants_fd_path(7, 1));
+    }
+
+    #[test]
+    fn title_caught_while_redis_rewrites_it_is_read_again() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 7, 6, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 7, 6, 10, 50_000));
+        let parent = b"redis-server *:6379\0";
+        // Cleared, then half copied: neither is final within the grace period.
+        t.observe_cmdline(7, &[0; 20], parent, 1_000);
+        t.observe_cmdline(7, b"redis-rdb-bgs\0\0\0\0\0\0\0", parent, 2_000);
+        assert!(t.ready_starts(2_000).is_empty());
+        t.observe_cmdline(7, b"redis-rdb-bgsave *:6379\0", parent, 3_000);
+        let Record::SessionStart(s) = &t.ready_starts(3_000)[0] else { panic!() };
+        assert_eq!(s.kind, SessionKind::RdbBgsave);
     }
 
     #[test]

@@ -147,10 +147,12 @@ pub fn run() -> Result<()> {
     println!("[demo] loading 400k keys of 100 B ...");
     util::run(bench_cmd(port, 400_000).stdin(Stdio::null()))?;
 
-    // 3. The tracer, output straight to the user's terminal.
+    // 3. The tracer, output straight to the user's terminal. `--plain`: the demo prints
+    // its own progress lines in between, which would garble the full-screen view.
     let mut watch = Command::new(&cowtrace);
     watch.args([
         "watch",
+        "--plain",
         "-p",
         &redis_pid.to_string(),
         "-d",

@@ -1,0 +1,74 @@
+//! `cowtrace report`: retell a recorded trace offline (no root, no BPF).
+//!
+//! `reader` turns bytes into validated lines (bounded memory, warnings for bad lines,
+//! errors only for input that is not a trace), `model` folds the lines into sessions and
+//! totals, and `render` writes the text; `report --json` serializes the model's summary.
+pub mod lines;
+pub mod model;
+pub mod reader;
+pub mod render;
+
+use std::{
+    fs::File,
+    io::{self, BufRead, BufReader},
+    path::Path,
+};
+
+pub use model::{Flow, Report};
+pub use reader::{Item, ReportError, TraceReader};
+
+/// Read a whole trace from `input`; `source` names it in messages.
+pub fn read<R: BufRead>(source: &str, input: R) -> Result<Report, ReportError> {
+    let mut reader = TraceReader::open(source, input)?;
+    let mut report = Report::new(source, reader.meta.clone(), reader.meta_line);
+    loop {
+        match reader.next_item() {
+            Ok(Some(item)) => {
+                if report.add(item) == Flow::Stop {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            // After a valid first line, a read error cuts the trace short: report what was
+            // read, like any truncated trace.
+            Err(ReportError::Read { line, source, .. }) => {
+                report.read_failed(line, source.to_string());
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    report.finish();
+    Ok(report)
+}
+
+/// Read the trace at `path` (`-` is standard input).
+pub fn read_path(path: &Path) -> Result<Report, ReportError> {
+    let name = path.display().to_string();
+    if path == Path::new("-") {
+        let stdin = io::stdin();
+        return read("<stdin>", stdin.lock());
+    }
+    let f = File::open(path).map_err(|source| ReportError::Open { path: name.clone(), source })?;
+    read(&name, BufReader::with_capacity(256 * 1024, f))
+}
+
+/// The report as text, or as one JSON object (with a final newline).
+pub fn render(report: &Report, json: bool) -> String {
+    let mut out = Vec::new();
+    // Writing to a Vec fails only if serialization does, which our types cannot.
+    let _ = write(report, json, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Write the report to `out`. JSON is streamed (a trace of many sessions gives a large
+/// object); text is built first, as its columns are sized to their content.
+pub fn write(report: &Report, json: bool, out: &mut impl io::Write) -> io::Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, &report.json()).map_err(io::Error::from)?;
+        out.write_all(b"\n")?;
+    } else {
+        out.write_all(render::text(report).as_bytes())?;
+    }
+    out.flush()
+}

@@ -1,0 +1,1038 @@
+//! The report's model: a fold over the trace's lines into per-session state.
+//!
+//! Memory does not grow with the trace's size, only with its number of sessions (made by
+//! `session_start` and `session_end` lines; about 1.5 KB each): per session, a summary
+//! and a timeline of at most [`TIMELINE_ROWS`] rows. Event lines only feed histograms,
+//! which exist for unfinished sessions only (at most [`LIVE_HIST_SESSIONS`] at a time) and
+//! shrink to a few buckets when the session ends; events may name a session before its
+//! `session_start`, but at most [`LIVE_HIST_SESSIONS`] such sessions at a time. Timelines
+//! and histogram buckets are kept for the [`DETAIL_SESSIONS`] sessions with the most COW,
+//! the ones the text report details.
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::{
+    lines::{EndLine, IoKind, MetaLine, ProcessLine, QuantilesLine, SampleLine, SessionEndLine, SessionStartLine, TraceLine},
+    reader::Item,
+};
+use crate::hist::Hist;
+
+/// Timeline rows kept per session (samples are merged in pairs beyond that).
+pub const TIMELINE_ROWS: usize = 200;
+/// Sessions whose timelines and histograms are kept and shown in the text report.
+pub const DETAIL_SESSIONS: usize = 16;
+/// Unfinished sessions that may have event histograms at the same time, and sessions
+/// known only from event lines (no `session_start` yet) at the same time.
+pub const LIVE_HIST_SESSIONS: usize = 64;
+/// Line-level warnings kept (the rest are counted).
+pub const MAX_LINE_WARNINGS: usize = 20;
+/// `process` lines kept.
+pub const MAX_PROCESSES: usize = 1024;
+
+/// One row of a session's timeline: the end of an interval after the fork.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Row {
+    pub elapsed_ms: u64,
+    /// Cumulative COW at the end of the row.
+    pub cow_bytes: u64,
+    /// Written and block I/O bytes during the row.
+    pub write_bytes: u64,
+    pub disk_bytes: u64,
+    /// Samples merged into this row; 0 for the closing row made from `session_end`.
+    pub samples: u32,
+}
+
+/// Sample rows, downsampled to at most `cap` rows of `width` samples each (the last row
+/// may be partial), so that any number of samples fits in bounded memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timeline {
+    rows: Vec<Row>,
+    pending: Option<Row>,
+    width: u32,
+    cap: usize,
+}
+
+fn merge(a: Row, b: Row) -> Row {
+    Row {
+        elapsed_ms: b.elapsed_ms,
+        cow_bytes: b.cow_bytes,
+        write_bytes: a.write_bytes.saturating_add(b.write_bytes),
+        disk_bytes: a.disk_bytes.saturating_add(b.disk_bytes),
+        samples: a.samples.saturating_add(b.samples),
+    }
+}
+
+impl Timeline {
+    pub fn new(cap: usize) -> Self {
+        Self { rows: Vec::new(), pending: None, width: 1, cap: cap.max(2) }
+    }
+
+    pub fn push(&mut self, r: Row) {
+        let row = match self.pending.take() {
+            Some(p) => merge(p, r),
+            None => r,
+        };
+        if row.samples < self.width {
+            self.pending = Some(row);
+            return;
+        }
+        self.rows.push(row);
+        if self.rows.len() > self.cap {
+            let old = std::mem::take(&mut self.rows);
+            let mut it = old.chunks(2);
+            for pair in it.by_ref() {
+                match pair {
+                    [a, b] => self.rows.push(merge(*a, *b)),
+                    [a] => self.pending = Some(*a),
+                    _ => {}
+                }
+            }
+            self.width = self.width.saturating_mul(2);
+        }
+    }
+
+    /// Samples per full row.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().chain(self.pending.as_ref())
+    }
+
+    pub fn last(&self) -> Option<&Row> {
+        self.pending.as_ref().or(self.rows.last())
+    }
+}
+
+/// Histograms built from `--events` lines while a session is open.
+#[derive(Debug, Clone, Default)]
+struct LiveHists {
+    write_lat_us: Hist,
+    write_size: Hist,
+    fsync_lat_us: Hist,
+    disk_lat_us: Hist,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct HistSummary {
+    #[serde(flatten)]
+    pub quantiles: QuantilesLine,
+    /// Power-of-two buckets (lowest value, count); dropped for sessions not detailed.
+    #[serde(skip)]
+    pub log2: Vec<(u64, u64)>,
+}
+
+impl HistSummary {
+    fn of(h: &Hist) -> Self {
+        Self { quantiles: h.quantiles().into(), log2: h.log2_buckets() }
+    }
+}
+
+/// What a session's `--events` lines say.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EventHists {
+    pub write_latency_us: HistSummary,
+    pub write_size_bytes: HistSummary,
+    pub fsync_latency_us: HistSummary,
+    pub disk_latency_us: HistSummary,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct EventCounts {
+    pub cow: u64,
+    pub cow_parent: u64,
+    pub cow_child: u64,
+    pub write: u64,
+    pub fsync: u64,
+    pub io: u64,
+}
+
+impl EventCounts {
+    pub fn total(&self) -> u64 {
+        self.cow.saturating_add(self.write).saturating_add(self.fsync).saturating_add(self.io)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: u64,
+    pub start: Option<SessionStartLine>,
+    pub end: Option<SessionEndLine>,
+    pub last_sample: Option<SampleLine>,
+    pub samples: u64,
+    /// Sums of the samples' interval `write_bytes` and `disk_bytes`.
+    pub sampled_write_bytes: u64,
+    pub sampled_disk_bytes: u64,
+    /// `None` once the detail is dropped (not among the [`DETAIL_SESSIONS`] largest).
+    pub timeline: Option<Timeline>,
+    /// Log2 histogram of `cow.timeline_pages` (pages per bucket), from `session_end`.
+    pub cow_per_bucket: Vec<(u64, u64)>,
+    pub events: EventCounts,
+    live: Option<Box<LiveHists>>,
+    pub hists: Option<EventHists>,
+    /// Event lines that came after the session's end (not in its histograms).
+    pub late_events: u64,
+    /// False while the session is known from event lines only.
+    confirmed: bool,
+}
+
+impl Session {
+    fn new(id: u64, confirmed: bool) -> Self {
+        Self {
+            confirmed,
+            id,
+            start: None,
+            end: None,
+            last_sample: None,
+            samples: 0,
+            sampled_write_bytes: 0,
+            sampled_disk_bytes: 0,
+            timeline: Some(Timeline::new(TIMELINE_ROWS)),
+            cow_per_bucket: Vec::new(),
+            events: EventCounts::default(),
+            live: None,
+            hists: None,
+            late_events: 0,
+        }
+    }
+
+    /// COW bytes: final from `session_end`, else the last sample's.
+    pub fn cow_bytes(&self) -> u64 {
+        match (&self.end, &self.last_sample) {
+            (Some(e), _) => e.cow.bytes,
+            (None, Some(s)) => s.cow_bytes,
+            (None, None) => 0,
+        }
+    }
+
+    pub fn kind(&self) -> &str {
+        match (&self.end, &self.start) {
+            (Some(e), _) if !e.kind.is_empty() => &e.kind,
+            (_, Some(s)) if !s.kind.is_empty() => &s.kind,
+            _ => "?",
+        }
+    }
+
+    pub fn pids(&self) -> (Option<u32>, Option<u32>) {
+        match (&self.end, &self.start) {
+            (Some(e), _) => (Some(e.parent_pid), Some(e.child_pid)),
+            (None, Some(s)) => (Some(s.parent_pid), Some(s.child_pid)),
+            (None, None) => (None, None),
+        }
+    }
+
+    pub fn detailed(&self) -> bool {
+        self.timeline.is_some()
+    }
+
+    fn freeze_hists(&mut self) {
+        if let Some(h) = self.live.take() {
+            self.hists = Some(EventHists {
+                write_latency_us: HistSummary::of(&h.write_lat_us),
+                write_size_bytes: HistSummary::of(&h.write_size),
+                fsync_latency_us: HistSummary::of(&h.fsync_lat_us),
+                disk_latency_us: HistSummary::of(&h.disk_lat_us),
+            });
+        }
+    }
+
+    fn drop_detail(&mut self) {
+        self.timeline = None;
+        self.cow_per_bucket = Vec::new();
+        if let Some(h) = &mut self.hists {
+            for s in [&mut h.write_latency_us, &mut h.write_size_bytes, &mut h.fsync_latency_us, &mut h.disk_latency_us] {
+                s.log2 = Vec::new();
+            }
+        }
+    }
+}
+
+/// Whether to keep reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The input as named on the command line.
+    pub source: String,
+    pub meta: MetaLine,
+    pub sessions: Vec<Session>,
+    index: HashMap<u64, usize>,
+    pub processes: Vec<ProcessLine>,
+    pub end: Option<EndLine>,
+    end_line_no: Option<u64>,
+    lines_after_end: u64,
+    pub events: EventCounts,
+    /// Event lines outside any session (`session: null`).
+    pub events_outside: u64,
+    pub unknown_types: BTreeMap<String, u64>,
+    /// Line numbers and problems of bad lines (the first [`MAX_LINE_WARNINGS`]).
+    line_warnings: Vec<String>,
+    line_problems: u64,
+    pub bad_lines: u64,
+    /// Warnings about the whole trace, made by [`Report::finish`].
+    pub warnings: Vec<String>,
+    /// The last line read (after the meta line).
+    pub last_line: u64,
+    pub last_ts_ns: u64,
+    live_hists: usize,
+    /// Indexes of ended sessions that keep their detail (at most [`DETAIL_SESSIONS`]).
+    detailed_ended: Vec<usize>,
+    hists_skipped: u64,
+    /// Sessions known from event lines only, and event lines left without a session.
+    unconfirmed: usize,
+    events_unattributed: u64,
+    orphan_samples: u64,
+    processes_skipped: u64,
+    stopped_at: Option<u64>,
+    read_error: Option<String>,
+}
+
+impl Report {
+    pub fn new(source: &str, meta: MetaLine, meta_line: u64) -> Self {
+        Self {
+            source: source.to_string(),
+            meta,
+            sessions: Vec::new(),
+            index: HashMap::new(),
+            processes: Vec::new(),
+            end: None,
+            end_line_no: None,
+            lines_after_end: 0,
+            events: EventCounts::default(),
+            events_outside: 0,
+            unknown_types: BTreeMap::new(),
+            line_warnings: Vec::new(),
+            line_problems: 0,
+            bad_lines: 0,
+            warnings: Vec::new(),
+            last_line: meta_line,
+            last_ts_ns: 0,
+            live_hists: 0,
+            detailed_ended: Vec::new(),
+            hists_skipped: 0,
+            unconfirmed: 0,
+            events_unattributed: 0,
+            orphan_samples: 0,
+            processes_skipped: 0,
+            stopped_at: None,
+            read_error: None,
+        }
+    }
+
+    /// The session of a `session_start` or `session_end` line, made if new.
+    fn session(&mut self, id: u64) -> &mut Session {
+        let i = *self.index.entry(id).or_insert_with(|| {
+            self.sessions.push(Session::new(id, true));
+            self.sessions.len() - 1
+        });
+        let s = &mut self.sessions[i];
+        if !s.confirmed {
+            s.confirmed = true;
+            self.unconfirmed -= 1;
+        }
+        &mut self.sessions[i]
+    }
+
+    /// The session of an event line: events come before their session's `session_start`
+    /// (up to ~100 ms), so a few sessions may be made by events; `None` beyond that.
+    fn event_session(&mut self, id: u64) -> Option<&mut Session> {
+        let i = match self.index.get(&id) {
+            Some(&i) => i,
+            None if self.unconfirmed < LIVE_HIST_SESSIONS => {
+                self.unconfirmed += 1;
+                self.sessions.push(Session::new(id, false));
+                self.index.insert(id, self.sessions.len() - 1);
+                self.sessions.len() - 1
+            }
+            None => {
+                self.events_unattributed = self.events_unattributed.saturating_add(1);
+                return None;
+            }
+        };
+        Some(&mut self.sessions[i])
+    }
+
+    fn line_warning(&mut self, no: u64, text: String) {
+        self.line_problems = self.line_problems.saturating_add(1);
+        if self.line_warnings.len() < MAX_LINE_WARNINGS {
+            self.line_warnings.push(format!("line {no}: {text}"));
+        }
+    }
+
+    fn ts(&mut self, ts_ns: u64) {
+        self.last_ts_ns = self.last_ts_ns.max(ts_ns);
+    }
+
+    /// A read error after the first line: report what was read before it.
+    pub fn read_failed(&mut self, line: u64, error: String) {
+        self.read_error = Some(format!("reading stopped at line {line}: {error}; the report covers the lines before it"));
+    }
+
+    pub fn add(&mut self, item: Item) -> Flow {
+        let (no, line) = match item {
+            Item::Bad { no, problem } => {
+                self.last_line = no;
+                self.bad_lines += 1;
+                self.line_warning(no, problem.to_string());
+                return Flow::Continue;
+            }
+            Item::Line { no, line } => (no, line),
+        };
+        self.last_line = no;
+        if self.end.is_some() && !matches!(line, TraceLine::Meta(_)) {
+            self.lines_after_end += 1;
+        }
+        match line {
+            TraceLine::Meta(_) => {
+                self.stopped_at = Some(no);
+                return Flow::Stop;
+            }
+            TraceLine::SessionStart(s) => {
+                self.ts(s.ts_ns);
+                let sess = self.session(s.session);
+                if sess.start.is_some() {
+                    self.line_warning(no, format!("a second session_start for session {}; the later one is used", s.session));
+                }
+                let id = s.session;
+                self.session(id).start = Some(s);
+            }
+            TraceLine::Sample(s) => {
+                self.ts(s.ts_ns);
+                // A writer's sample always follows its session's `session_start`.
+                let Some(&i) = self.index.get(&s.session) else {
+                    self.orphan_samples = self.orphan_samples.saturating_add(1);
+                    return Flow::Continue;
+                };
+                let sess = &mut self.sessions[i];
+                sess.samples = sess.samples.saturating_add(1);
+                sess.sampled_write_bytes = sess.sampled_write_bytes.saturating_add(s.write_bytes);
+                sess.sampled_disk_bytes = sess.sampled_disk_bytes.saturating_add(s.disk_bytes);
+                if let Some(t) = &mut sess.timeline {
+                    t.push(Row {
+                        elapsed_ms: s.elapsed_ms,
+                        cow_bytes: s.cow_bytes,
+                        write_bytes: s.write_bytes,
+                        disk_bytes: s.disk_bytes,
+                        samples: 1,
+                    });
+                }
+                sess.last_sample = Some(s);
+            }
+            TraceLine::SessionEnd(e) => {
+                let mut e = *e;
+                self.ts(e.ts_ns);
+                let id = e.session;
+                if self.session(id).end.is_some() {
+                    self.line_warning(no, format!("a second session_end for session {id}; the later one is used"));
+                }
+                let pages = std::mem::take(&mut e.cow.timeline_pages);
+                let sess = self.session(id);
+                if sess.live.is_some() {
+                    sess.freeze_hists();
+                    self.live_hists = self.live_hists.saturating_sub(1);
+                }
+                let sess = self.session(id);
+                if let Some(t) = &mut sess.timeline {
+                    let mut h = Hist::new();
+                    for p in pages {
+                        h.record(p);
+                    }
+                    sess.cow_per_bucket = h.log2_buckets();
+                    // A closing row: what happened after the last sample.
+                    let (w, d) = t.rows().fold((0u64, 0u64), |(w, d), r| {
+                        (w.saturating_add(r.write_bytes), d.saturating_add(r.disk_bytes))
+                    });
+                    if t.last().is_none_or(|r| r.elapsed_ms < e.duration_ms) {
+                        t.rows.extend(t.pending.take());
+                        t.rows.push(Row {
+                            elapsed_ms: e.duration_ms,
+                            cow_bytes: e.cow.bytes,
+                            write_bytes: e.writes.bytes.saturating_sub(w),
+                            disk_bytes: e.disk.bytes.saturating_sub(d),
+                            samples: 0,
+                        });
+                    }
+                }
+                sess.end = Some(e);
+                if let Some(&i) = self.index.get(&id) {
+                    self.limit_detail(i);
+                }
+            }
+            TraceLine::Process(p) => {
+                self.ts(p.ts_ns);
+                if self.processes.len() < MAX_PROCESSES {
+                    self.processes.push(*p);
+                } else {
+                    self.processes_skipped += 1;
+                }
+            }
+            TraceLine::End(e) => {
+                self.ts(e.ts_ns);
+                if self.end.is_some() {
+                    self.line_warning(no, "a second `end` line; the later one is used".into());
+                }
+                self.end = Some(e);
+                self.end_line_no = Some(no);
+            }
+            TraceLine::Cow(c) => {
+                self.events.cow = self.events.cow.saturating_add(1);
+                let child = c.side == "child";
+                if child {
+                    self.events.cow_child = self.events.cow_child.saturating_add(1);
+                } else {
+                    self.events.cow_parent = self.events.cow_parent.saturating_add(1);
+                }
+                match c.session {
+                    None => self.events_outside = self.events_outside.saturating_add(1),
+                    Some(id) => {
+                        let Some(sess) = self.event_session(id) else { return Flow::Continue };
+                        let ev = &mut sess.events;
+                        ev.cow = ev.cow.saturating_add(1);
+                        if child {
+                            ev.cow_child = ev.cow_child.saturating_add(1);
+                        } else {
+                            ev.cow_parent = ev.cow_parent.saturating_add(1);
+                        }
+                    }
+                }
+            }
+            TraceLine::Io(kind, e) => {
+                let count = |c: &mut EventCounts| {
+                    let n = match kind {
+                        IoKind::Write => &mut c.write,
+                        IoKind::Fsync => &mut c.fsync,
+                        IoKind::Io => &mut c.io,
+                    };
+                    *n = n.saturating_add(1);
+                };
+                count(&mut self.events);
+                let Some(id) = e.session else {
+                    self.events_outside = self.events_outside.saturating_add(1);
+                    return Flow::Continue;
+                };
+                let live_hists = self.live_hists;
+                let Some(sess) = self.event_session(id) else { return Flow::Continue };
+                count(&mut sess.events);
+                if sess.end.is_some() {
+                    sess.late_events = sess.late_events.saturating_add(1);
+                    return Flow::Continue;
+                }
+                if sess.live.is_none() {
+                    if live_hists >= LIVE_HIST_SESSIONS {
+                        self.hists_skipped = self.hists_skipped.saturating_add(1);
+                        return Flow::Continue;
+                    }
+                    sess.live = Some(Box::default());
+                    self.live_hists += 1;
+                }
+                let Some(sess) = self.event_session(id) else { return Flow::Continue };
+                if let Some(h) = sess.live.as_deref_mut() {
+                    // Whole µs rounded down, as the recorder's own histograms do
+                    // (`latency_ns / 1000`), so both give the same quantiles. `as`
+                    // saturates: a negative or huge latency cannot wrap.
+                    let lat = e.latency_us.floor() as u64;
+                    match kind {
+                        IoKind::Write => {
+                            h.write_lat_us.record(lat);
+                            h.write_size.record(e.bytes);
+                        }
+                        IoKind::Fsync => h.fsync_lat_us.record(lat),
+                        IoKind::Io => h.disk_lat_us.record(lat),
+                    }
+                }
+            }
+            TraceLine::Unknown(t) => {
+                if let Some(n) = self.unknown_types.get_mut(&t) {
+                    *n = n.saturating_add(1);
+                } else if self.unknown_types.len() < 16 {
+                    self.unknown_types.insert(t, 1);
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Keep timelines and histogram buckets of the [`DETAIL_SESSIONS`] sessions with the
+    /// most COW: called when session `i` ends, it evicts the smallest of the ended sessions
+    /// that still have theirs (open sessions keep theirs until they end). O(DETAIL_SESSIONS).
+    fn limit_detail(&mut self, i: usize) {
+        if self.detailed_ended.contains(&i) || !self.sessions[i].detailed() {
+            return;
+        }
+        self.detailed_ended.push(i);
+        if self.detailed_ended.len() <= DETAIL_SESSIONS {
+            return;
+        }
+        // Smallest COW, and the later session among equals.
+        let key = |s: &Session| (s.cow_bytes(), u64::MAX - s.id);
+        let Some((pos, _)) = self.detailed_ended.iter().enumerate().min_by_key(|&(_, &j)| key(&self.sessions[j])) else {
+            return;
+        };
+        let j = self.detailed_ended.swap_remove(pos);
+        self.sessions[j].drop_detail();
+    }
+
+    /// At the end: the same among all sessions, ended or not.
+    fn limit_detail_all(&mut self) {
+        let mut cands: Vec<(u64, u64, usize)> = self
+            .sessions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.detailed())
+            .map(|(i, s)| (s.cow_bytes(), u64::MAX - s.id, i))
+            .collect();
+        if cands.len() <= DETAIL_SESSIONS {
+            return;
+        }
+        cands.sort_unstable_by(|a, b| b.cmp(a));
+        for &(_, _, i) in &cands[DETAIL_SESSIONS..] {
+            self.sessions[i].drop_detail();
+        }
+    }
+
+    /// After the last line: order sessions, close open histograms, and say what is
+    /// missing or wrong about the trace as a whole.
+    pub fn finish(&mut self) {
+        self.sessions.sort_by_key(|s| s.id);
+        self.index = self.sessions.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+        for s in &mut self.sessions {
+            s.freeze_hists();
+        }
+        self.live_hists = 0;
+        self.detailed_ended.clear();
+        self.limit_detail_all();
+
+        let mut w = Vec::new();
+        let n = self.sessions.len();
+        let unfinished = self.sessions.iter().filter(|s| s.end.is_none()).count();
+        if let Some(e) = self.end.as_ref().filter(|e| e.lost_events > 0) {
+            w.push(format!(
+                "LOST EVENTS: {} ({} COW, {} session: ring buffer full); totals are exact, per-event detail (quantiles, histograms{}) is not",
+                e.lost_events,
+                e.lost_cow_events,
+                e.lost_session_events,
+                if self.events.total() > 0 { ", --events lines" } else { "" }
+            ));
+        }
+        if let Some(e) = &self.read_error {
+            w.push(e.clone());
+        }
+        if let Some(no) = self.stopped_at {
+            w.push(format!(
+                "line {no} starts another trace (a second `meta` line: files concatenated?); only the first trace is reported"
+            ));
+        }
+        match &self.end {
+            None => w.push(format!(
+                "trace ends without an `end` line (cowtrace was killed, or is still recording?): {n} session(s) shown{}",
+                if unfinished > 0 {
+                    format!(", {unfinished} without a `session_end` (their figures are from their last sample)")
+                } else {
+                    String::new()
+                }
+            )),
+            Some(e) => {
+                if unfinished > 0 {
+                    w.push(format!(
+                        "{unfinished} session(s) have no `session_end` line although the trace has an `end` line; their figures are from their last sample"
+                    ));
+                }
+                let started = self.sessions.iter().filter(|s| s.start.is_some()).count() as u64;
+                if e.sessions != started {
+                    w.push(format!("the `end` line counts {} session(s) but the trace has {started} `session_start` line(s)", e.sessions));
+                }
+                if e.decode_errors > 0 {
+                    w.push(format!("{} kernel record(s) failed validation while recording (decode_errors)", e.decode_errors));
+                }
+            }
+        }
+        if self.lines_after_end > 0 {
+            w.push(format!("{} line(s) after the `end` line (line {})", self.lines_after_end, self.end_line_no.unwrap_or(0)));
+        }
+        if self.bad_lines > 0 {
+            w.push(format!("{} unreadable line(s) skipped", self.bad_lines));
+        }
+        w.extend(self.line_warnings.iter().cloned());
+        let listed = self.line_warnings.len() as u64;
+        if self.line_problems > listed {
+            w.push(format!("... and {} more line problem(s) not listed", self.line_problems - listed));
+        }
+        if !self.unknown_types.is_empty() {
+            let list: Vec<String> = self.unknown_types.iter().map(|(t, n)| format!("{t} ({n})")).collect();
+            w.push(format!("line types this cowtrace does not know were skipped: {}", list.join(", ")));
+        }
+        if self.hists_skipped > 0 {
+            w.push(format!(
+                "{} event line(s) left out of histograms: more than {LIVE_HIST_SESSIONS} sessions were open at once",
+                self.hists_skipped
+            ));
+        }
+        let late: u64 = self.sessions.iter().map(|s| s.late_events).sum();
+        if late > 0 {
+            w.push(format!("{late} event line(s) came after their session's end and are left out of its histograms"));
+        }
+        if self.orphan_samples > 0 {
+            w.push(format!("{} `sample` line(s) of sessions without a `session_start` were skipped", self.orphan_samples));
+        }
+        if self.events_unattributed > 0 {
+            w.push(format!(
+                "{} event line(s) were not attributed: they name more than {LIVE_HIST_SESSIONS} sessions without a `session_start` at once",
+                self.events_unattributed
+            ));
+        }
+        if self.processes_skipped > 0 {
+            w.push(format!("{} `process` line(s) beyond the first {MAX_PROCESSES} were skipped", self.processes_skipped));
+        }
+        self.warnings = w;
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Session> {
+        self.index.get(&id).map(|&i| &self.sessions[i])
+    }
+
+    /// Run length: the `end` line's, else the span of the timestamps read.
+    pub fn duration_ms(&self) -> Option<u64> {
+        match (&self.end, self.meta.start_ts_ns) {
+            (Some(e), _) => Some(e.duration_ms),
+            (None, Some(s)) if self.last_ts_ns > s => Some((self.last_ts_ns - s) / 1_000_000),
+            _ => None,
+        }
+    }
+
+    pub fn totals(&self) -> Totals {
+        let mut t = Totals { sessions: self.sessions.len() as u64, ..Default::default() };
+        for s in &self.sessions {
+            let Some(e) = &s.end else {
+                t.sessions_unfinished += 1;
+                let u = &mut t.unfinished;
+                if let Some(l) = &s.last_sample {
+                    u.cow_bytes = u.cow_bytes.saturating_add(l.cow_bytes);
+                    u.cow_pages = u.cow_pages.saturating_add(l.cow_pages);
+                }
+                u.write_bytes = u.write_bytes.saturating_add(s.sampled_write_bytes);
+                u.disk_bytes = u.disk_bytes.saturating_add(s.sampled_disk_bytes);
+                continue;
+            };
+            t.sessions_ended += 1;
+            t.cow_bytes = t.cow_bytes.saturating_add(e.cow.bytes);
+            t.cow_pages = t.cow_pages.saturating_add(e.cow.pages);
+            t.parent_pages = t.parent_pages.saturating_add(e.cow.parent_pages);
+            t.child_pages = t.child_pages.saturating_add(e.cow.child_pages);
+            t.write_bytes = t.write_bytes.saturating_add(e.writes.bytes);
+            t.write_calls = t.write_calls.saturating_add(e.writes.calls);
+            t.fsync_calls = t.fsync_calls.saturating_add(e.fsync.calls);
+            t.disk_bytes = t.disk_bytes.saturating_add(e.disk.bytes);
+            t.disk_ios = t.disk_ios.saturating_add(e.disk.ios);
+        }
+        if let Some(e) = &self.end {
+            t.lost_events = Some(e.lost_events);
+            t.lost_cow_events = Some(e.lost_cow_events);
+            t.lost_session_events = Some(e.lost_session_events);
+            t.decode_errors = Some(e.decode_errors);
+        }
+        t
+    }
+
+    /// The `report --json` object.
+    pub fn json(&self) -> JsonReport<'_> {
+        JsonReport {
+            report: "cowtrace-report",
+            version: 1,
+            file: &self.source,
+            trace: TraceInfo {
+                format_version: self.meta.version,
+                cowtrace_version: &self.meta.cowtrace_version,
+                host: &self.meta.host,
+                kernel: &self.meta.kernel,
+                targets: &self.meta.targets,
+                pids: &self.meta.pids,
+                start_unix_ms: self.meta.start_unix_ms,
+                start_ts_ns: self.meta.start_ts_ns,
+                interval_ms: self.meta.interval_ms,
+                thp: self.meta.thp.as_deref(),
+                overcommit_memory: self.meta.overcommit_memory,
+                duration_ms: self.duration_ms(),
+                has_end: self.end.is_some(),
+                lines: self.last_line,
+            },
+            end: self.end.as_ref(),
+            totals: self.totals(),
+            events: self.events,
+            events_outside_sessions: self.events_outside,
+            sessions: self
+                .sessions
+                .iter()
+                .map(|s| JsonSession {
+                    session: s.id,
+                    kind: s.kind(),
+                    ended: s.end.is_some(),
+                    start: s.start.as_ref(),
+                    end: s.end.as_ref(),
+                    samples: s.samples,
+                    last_sample: s.last_sample.as_ref(),
+                    events: s.events,
+                    event_histograms: s.hists.as_ref(),
+                })
+                .collect(),
+            processes: &self.processes,
+            warnings: &self.warnings,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    /// Sessions in the trace (with any line), ended (with `session_end`) or not.
+    pub sessions: u64,
+    pub sessions_ended: u64,
+    pub sessions_unfinished: u64,
+    /// Sums over the `session_end` lines.
+    pub cow_bytes: u64,
+    pub cow_pages: u64,
+    pub parent_pages: u64,
+    pub child_pages: u64,
+    pub write_bytes: u64,
+    pub write_calls: u64,
+    pub fsync_calls: u64,
+    pub disk_bytes: u64,
+    pub disk_ios: u64,
+    /// From the `end` line; null when the trace has none.
+    pub lost_events: Option<u64>,
+    pub lost_cow_events: Option<u64>,
+    pub lost_session_events: Option<u64>,
+    pub decode_errors: Option<u64>,
+    /// Sessions without `session_end` (a cut trace), not in the sums above: their last
+    /// sample's COW and their samples' writes, lower bounds of what they did.
+    pub unfinished: Unfinished,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Unfinished {
+    pub cow_bytes: u64,
+    pub cow_pages: u64,
+    pub write_bytes: u64,
+    pub disk_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TraceInfo<'a> {
+    pub format_version: u64,
+    pub cowtrace_version: &'a str,
+    pub host: &'a str,
+    pub kernel: &'a str,
+    pub targets: &'a str,
+    pub pids: &'a [u32],
+    pub start_unix_ms: Option<u64>,
+    pub start_ts_ns: Option<u64>,
+    pub interval_ms: Option<u64>,
+    pub thp: Option<&'a str>,
+    pub overcommit_memory: Option<u32>,
+    pub duration_ms: Option<u64>,
+    pub has_end: bool,
+    pub lines: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonSession<'a> {
+    pub session: u64,
+    pub kind: &'a str,
+    /// False when the trace has no `session_end` for it (cut trace).
+    pub ended: bool,
+    pub start: Option<&'a SessionStartLine>,
+    /// The `session_end` line as written, without `cow.timeline_pages`.
+    pub end: Option<&'a SessionEndLine>,
+    pub samples: u64,
+    pub last_sample: Option<&'a SampleLine>,
+    pub events: EventCounts,
+    pub event_histograms: Option<&'a EventHists>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JsonReport<'a> {
+    pub report: &'static str,
+    pub version: u32,
+    pub file: &'a str,
+    pub trace: TraceInfo<'a>,
+    pub end: Option<&'a EndLine>,
+    pub totals: Totals,
+    pub events: EventCounts,
+    pub events_outside_sessions: u64,
+    pub sessions: Vec<JsonSession<'a>>,
+    pub processes: &'a [ProcessLine],
+    pub warnings: &'a [String],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(ms: u64, w: u64) -> Row {
+        Row { elapsed_ms: ms, cow_bytes: ms, write_bytes: w, disk_bytes: 0, samples: 1 }
+    }
+
+    #[test]
+    fn timeline_stays_bounded_and_keeps_sums() {
+        let mut t = Timeline::new(10);
+        for i in 1..=1000 {
+            t.push(row(i, 1));
+        }
+        let rows: Vec<_> = t.rows().copied().collect();
+        assert!(rows.len() <= 10 && rows.len() >= 5, "{}", rows.len());
+        assert_eq!(rows.iter().map(|r| r.write_bytes).sum::<u64>(), 1000);
+        assert_eq!(rows.last().unwrap().cow_bytes, 1000, "cumulative value of the last sample");
+        let w = t.width();
+        assert!(rows[..rows.len() - 1].iter().all(|r| r.samples == w), "uniform rows but the last");
+        assert!(rows.windows(2).all(|p| p[0].elapsed_ms < p[1].elapsed_ms));
+    }
+
+    fn fold(lines: &[String]) -> Report {
+        let meta = r#"{"type":"meta","format":"cowtrace","version":1,"start_ts_ns":1000000000,"interval_ms":1000}"#;
+        let text = format!("{meta}\n{}\n", lines.join("\n"));
+        crate::report::read("t", text.as_bytes()).unwrap()
+    }
+
+    fn end_line(id: u64, cow_pages: u64) -> String {
+        format!(
+            r#"{{"type":"session_end","session":{id},"kind":"rdb-bgsave","duration_ms":500,"exit_code":0,"complete":true,"cow":{{"pages":{cow_pages},"bytes":{},"timeline_pages":[{cow_pages},0,0]}},"writes":{{"bytes":100,"calls":1,"files":[]}},"disk":{{"bytes":4096,"ios":1}}}}"#,
+            cow_pages * 4096
+        )
+    }
+
+    fn end_of_run(sessions: u64) -> String {
+        format!(r#"{{"type":"end","sessions":{sessions},"lost_events":0,"duration_ms":2000,"reason":"signal"}}"#)
+    }
+
+    #[test]
+    fn events_before_their_session_start_count() {
+        let r = fold(&[
+            r#"{"type":"write","session":1,"ts_ns":1,"bytes":4096,"latency_us":9.6}"#.into(),
+            r#"{"type":"write","session":null,"ts_ns":1,"bytes":10,"latency_us":1}"#.into(),
+            r#"{"type":"session_start","session":1,"parent_pid":10,"child_pid":11,"kind":"rdb-bgsave","ts_ns":1100000000}"#.into(),
+            r#"{"type":"sample","session":1,"ts_ns":2000000000,"elapsed_ms":300,"cow_bytes":8192,"write_bytes":60}"#.into(),
+            r#"{"type":"fsync","session":1,"ts_ns":2,"bytes":0,"latency_us":700.2}"#.into(),
+            end_line(1, 3),
+            r#"{"type":"write","session":1,"ts_ns":3,"bytes":1,"latency_us":1}"#.into(),
+            end_of_run(1),
+        ]);
+        assert!(r.warnings.iter().any(|w| w.contains("1 event line(s) came after")), "{:?}", r.warnings);
+        assert_eq!(r.sessions.len(), 1);
+        let s = &r.sessions[0];
+        assert_eq!((s.events.write, s.events.fsync, s.late_events, r.events_outside), (2, 1, 1, 1));
+        let h = s.hists.as_ref().unwrap();
+        assert_eq!((h.write_latency_us.quantiles.count, h.write_latency_us.quantiles.max), (1, 9));
+        assert_eq!(h.fsync_latency_us.quantiles.p50, 700);
+        assert_eq!(s.cow_per_bucket, [(1, 2), (2, 1)], "two empty buckets (as 1) and one of 3 pages");
+        // The closing row carries what happened after the last sample.
+        let rows: Vec<Row> = s.timeline.as_ref().unwrap().rows().copied().collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[1].elapsed_ms, rows[1].cow_bytes, rows[1].write_bytes, rows[1].disk_bytes), (500, 12288, 40, 4096));
+        let t = r.totals();
+        assert_eq!((t.sessions, t.sessions_ended, t.cow_pages, t.write_bytes, t.lost_events), (1, 1, 3, 100, Some(0)));
+    }
+
+    #[test]
+    fn detail_is_kept_for_the_largest_sessions_only() {
+        let n = DETAIL_SESSIONS as u64 + 5;
+        let mut lines = Vec::new();
+        for id in 1..=n {
+            lines.push(format!(r#"{{"type":"session_start","session":{id},"kind":"fork"}}"#));
+            lines.push(format!(r#"{{"type":"sample","session":{id},"elapsed_ms":100,"cow_bytes":4096}}"#));
+            // Sessions 1..=5 copy the least.
+            lines.push(end_line(id, id * 10));
+        }
+        lines.push(end_of_run(n));
+        let r = fold(&lines);
+        let detailed: Vec<u64> = r.sessions.iter().filter(|s| s.detailed()).map(|s| s.id).collect();
+        assert_eq!(detailed, (6..=n).collect::<Vec<_>>());
+        assert!(r.sessions.iter().all(|s| s.end.is_some()), "summaries of every session are kept");
+        assert_eq!(r.totals().cow_pages, (1..=n).map(|i| i * 10).sum::<u64>());
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn open_session_histograms_are_capped() {
+        let mut lines = Vec::new();
+        for id in 0..(LIVE_HIST_SESSIONS as u64 + 3) {
+            lines.push(format!(r#"{{"type":"session_start","session":{id}}}"#));
+            lines.push(format!(r#"{{"type":"io","session":{id},"bytes":4096,"latency_us":50}}"#));
+        }
+        let r = fold(&lines);
+        assert_eq!(r.sessions.len(), LIVE_HIST_SESSIONS + 3);
+        assert_eq!(r.sessions.iter().filter(|s| s.hists.is_some()).count(), LIVE_HIST_SESSIONS);
+        assert!(r.warnings.iter().any(|w| w.contains("3 event line(s) left out of histograms")), "{:?}", r.warnings);
+        assert!(r.warnings.iter().any(|w| w.contains("without an `end` line")), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn sessions_are_made_by_their_lines_not_by_any_number() {
+        let mut lines = Vec::new();
+        for id in 0..(LIVE_HIST_SESSIONS as u64 + 3) {
+            lines.push(format!(r#"{{"type":"cow","session":{id},"side":"child"}}"#));
+            lines.push(format!(r#"{{"type":"sample","session":{}}}"#, id + 1000));
+        }
+        // A session seen first in events becomes a real one with its session_start.
+        lines.push(r#"{"type":"session_start","session":0,"kind":"rdb-bgsave"}"#.into());
+        lines.push(r#"{"type":"cow","session":1000,"side":"child"}"#.into());
+        let r = fold(&lines);
+        assert_eq!(r.sessions.len(), LIVE_HIST_SESSIONS + 1, "events made 64 sessions, then one more after a start");
+        assert_eq!((r.get(0).unwrap().kind(), r.get(0).unwrap().events.cow_child), ("rdb-bgsave", 1));
+        let w = r.warnings.join("\n");
+        assert!(w.contains("3 event line(s) were not attributed"), "{w}");
+        assert!(w.contains("67 `sample` line(s) of sessions without a `session_start` were skipped"), "{w}");
+    }
+
+    #[test]
+    fn a_second_trace_stops_the_report() {
+        let r = fold(&[
+            end_line(1, 1),
+            end_of_run(0),
+            r#"{"type":"meta","format":"cowtrace","version":1}"#.into(),
+            end_line(2, 1),
+        ]);
+        assert_eq!(r.sessions.len(), 1);
+        let w = r.warnings.join("\n");
+        assert!(w.contains("line 4 starts another trace"), "{w}");
+        assert!(w.contains("the `end` line counts 0 session(s) but the trace has 0 `session_start`") || !w.contains("counts"), "{w}");
+    }
+
+    #[test]
+    fn duplicates_and_lines_after_end_are_noted() {
+        let r = fold(&[end_line(1, 1), end_line(1, 2), end_of_run(0), r#"{"type":"sample","session":1}"#.into()]);
+        let w = r.warnings.join("\n");
+        assert!(w.contains("line 3: a second session_end for session 1"), "{w}");
+        assert!(w.contains("1 line(s) after the `end` line (line 4)"), "{w}");
+        assert_eq!(r.totals().cow_pages, 2, "the later session_end counts, once");
+    }
+
+    #[test]
+    fn hostile_numbers_saturate() {
+        let big = u64::MAX;
+        let r = fold(&[
+            format!(r#"{{"type":"session_end","session":1,"duration_ms":{big},"cow":{{"pages":{big},"bytes":{big},"timeline_pages":[{big},{big}]}},"writes":{{"bytes":{big}}}}}"#),
+            format!(r#"{{"type":"session_end","session":2,"cow":{{"pages":{big},"bytes":{big}}},"writes":{{"bytes":{big}}}}}"#),
+            format!(r#"{{"type":"write","session":3,"bytes":{big},"latency_us":1e300}}"#),
+            r#"{"type":"write","session":3,"bytes":0,"latency_us":-5}"#.to_string(),
+        ]);
+        assert_eq!(r.totals().cow_pages, big);
+        let text = crate::report::render(&r, false);
+        assert!(text.contains("Session 1"), "{text}");
+        let json = crate::report::render(&r, true);
+        assert!(json.contains("\"cow_pages\": 18446744073709551615"), "{json}");
+    }
+
+    #[test]
+    fn short_timeline_is_sample_per_row() {
+        let mut t = Timeline::new(200);
+        for i in 1..=3 {
+            t.push(row(i * 1000, i));
+        }
+        assert_eq!(t.rows().map(|r| r.write_bytes).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(t.width(), 1);
+    }
+}

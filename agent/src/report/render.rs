@@ -1,0 +1,565 @@
+//! The report as text. Pure and deterministic: it depends on the trace only (no clock, no
+//! terminal width), so its output can be compared with golden files.
+use std::fmt::Write as _;
+
+use super::{
+    lines::{QuantilesLine, SessionEndLine},
+    model::{DETAIL_SESSIONS, HistSummary, Report, Session},
+};
+use crate::{diagnose, output::fmt_bytes};
+
+/// Width of the timeline bars.
+const BAR: usize = 24;
+
+/// `YYYY-MM-DD HH:MM:SS[.mmm] UTC` of a Unix time in ms; the raw number when it is out
+/// of range.
+pub fn utc(ms: u64, with_ms: bool) -> String {
+    // Year 9999 ends before 253402300800 s.
+    if ms >= 253_402_300_800_000 {
+        return format!("{ms} ms after 1970");
+    }
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let sod = secs % 86_400;
+    // Days to civil date (Howard Hinnant's `civil_from_days`).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, mi, s) = (sod / 3600, sod % 3600 / 60, sod % 60);
+    if with_ms {
+        format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{:03} UTC", ms % 1000)
+    } else {
+        format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
+    }
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.2} s", ms as f64 / 1000.0)
+}
+
+/// `val` of `max` as `*` out of `width`, like bcc's `print_stars` (a `+` when over).
+fn stars(val: u64, max: u64, width: usize) -> String {
+    let n = if max == 0 { 0 } else { (u128::from(val.min(max)) * width as u128 / u128::from(max)) as usize };
+    let mut s = "*".repeat(n);
+    s.push_str(&" ".repeat(width - n));
+    if val > max {
+        s.push('+');
+    }
+    s
+}
+
+/// A power-of-two histogram in the layout of bcc's `print_log2_hist`: rows from the
+/// lowest to the highest non-empty bucket, `low -> high : count |stars|`.
+pub fn log2_hist(unit: &str, buckets: &[(u64, u64)]) -> String {
+    let mut out = String::new();
+    let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
+        return out;
+    };
+    let idx = |lo: u64| lo.max(1).ilog2();
+    let (lo_i, hi_i) = (idx(first.0), idx(last.0));
+    let wide = hi_i >= 32;
+    let (pad, unit_w, num_w, width) = if wide { (15, 29, 20, 20) } else { (5, 19, 10, 40) };
+    let max = buckets.iter().map(|b| b.1).max().unwrap_or(0);
+    let _ = writeln!(out, "{:pad$}{unit:<unit_w$} : count    distribution", "");
+    for i in lo_i..=hi_i {
+        let count = buckets.iter().filter(|b| idx(b.0) == i).map(|b| b.1).sum::<u64>();
+        let low = if i == 0 { 0 } else { 1u64 << i };
+        let high = if i >= 63 { u64::MAX } else { (1u64 << (i + 1)) - 1 };
+        let _ = writeln!(out, "{low:>num_w$} -> {high:<num_w$} : {count:<8} |{}|", stars(count, max, width));
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// Columns sized to their content, two spaces apart, no trailing spaces.
+fn table(indent: &str, head: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+    let mut w: Vec<usize> = head.iter().map(|h| h.0.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(w.len()) {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::from(indent);
+        for (i, c) in cells.iter().enumerate() {
+            let pad = w[i].saturating_sub(c.chars().count());
+            if i > 0 {
+                s.push_str("  ");
+            }
+            match head[i].1 {
+                Align::Left => {
+                    s.push_str(c);
+                    s.push_str(&" ".repeat(pad));
+                }
+                Align::Right => {
+                    s.push_str(&" ".repeat(pad));
+                    s.push_str(c);
+                }
+            }
+        }
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let mut out = line(head.iter().map(|h| h.0).collect());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).chain(std::iter::repeat("")).take(head.len()).collect()));
+    }
+    out
+}
+
+fn exit_text(e: &SessionEndLine) -> String {
+    match (e.complete, e.exit_code, e.exit_signal) {
+        (false, _, _) => "running".into(),
+        (_, Some(c), _) => format!("exit {c}"),
+        (_, _, Some(s)) => format!("signal {s}"),
+        _ => "exit ?".into(),
+    }
+}
+
+/// A string from the trace, `?` when empty (missing).
+fn known(s: &str) -> &str {
+    if s.is_empty() { "?" } else { s }
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map_or("?".into(), |v| v.to_string())
+}
+
+fn header(r: &Report, out: &mut String) {
+    let m = &r.meta;
+    let _ = writeln!(out, "cowtrace report: {}", r.source);
+    let _ = writeln!(out, "  host:      {} (kernel {})", known(&m.host), known(&m.kernel));
+    let mut rec = m.start_unix_ms.map_or("at an unknown time".into(), |ms| utc(ms, false));
+    match (r.duration_ms(), &r.end) {
+        (Some(d), Some(e)) => {
+            let _ = write!(rec, ", for {:.1} s, ended by {}", d as f64 / 1000.0, known(&e.reason));
+        }
+        (Some(d), None) => {
+            let _ = write!(rec, ", for at least {:.1} s (no `end` line)", d as f64 / 1000.0);
+        }
+        (None, _) => {}
+    }
+    let _ = writeln!(out, "  recorded:  {rec}");
+    let _ = writeln!(
+        out,
+        "  recorder:  cowtrace {}, trace format {}{}{}",
+        known(&m.cowtrace_version),
+        m.version,
+        m.interval_ms.map_or(String::new(), |i| format!(", samples every {}", secs_short(i))),
+        m.attach.method.as_deref().map_or(String::new(), |a| format!(", COW via {a} hooks")),
+    );
+    let pids: Vec<String> = m.pids.iter().map(u32::to_string).collect();
+    let targets = match (m.targets.as_str(), pids.is_empty()) {
+        ("auto", true) => "every Redis/Valkey server (none running at the start)".to_string(),
+        ("auto", false) => format!("every Redis/Valkey server (at the start: pid {})", pids.join(", ")),
+        (t, _) => format!("{} {}", known(t), pids.join(", ")),
+    };
+    let _ = writeln!(out, "  targets:   {}", targets.trim_end());
+    let _ = writeln!(
+        out,
+        "  settings:  THP {}, vm.overcommit_memory {}, page size {}",
+        m.thp.as_deref().unwrap_or("?"),
+        opt(m.overcommit_memory),
+        m.page_size.map_or("?".into(), |p| format!("{p} B")),
+    );
+    // Nonzero losses are the first warning, right below.
+    match &r.end {
+        Some(e) if e.lost_events > 0 => {}
+        Some(_) => out.push_str("  lost events: 0\n"),
+        None => out.push_str("  lost events: unknown (no `end` line)\n"),
+    }
+    if r.events.total() > 0 {
+        let ev = &r.events;
+        let _ = writeln!(
+            out,
+            "  events:    {} cow, {} write, {} fsync, {} io line(s) (--events){}",
+            ev.cow,
+            ev.write,
+            ev.fsync,
+            ev.io,
+            if r.events_outside > 0 { format!(", {} outside any session", r.events_outside) } else { String::new() }
+        );
+    }
+}
+
+fn secs_short(ms: u64) -> String {
+    if ms.is_multiple_of(1000) { format!("{} s", ms / 1000) } else { format!("{:.1} s", ms as f64 / 1000.0) }
+}
+
+fn sessions_table(r: &Report, out: &mut String) {
+    let _ = writeln!(out, "Sessions: {}", r.sessions.len());
+    if r.sessions.is_empty() {
+        out.push_str("  (no fork session in this trace)\n");
+        return;
+    }
+    use Align::{Left as L, Right as R};
+    let head = [
+        ("session", R),
+        ("kind", L),
+        ("parent", R),
+        ("child", R),
+        ("duration", R),
+        ("exit", L),
+        ("COW", R),
+        ("of RSS", R),
+        ("pages parent/child", R),
+        ("written", R),
+        ("files", R),
+        ("fsync", R),
+        ("disk", R),
+    ];
+    let mut rows = Vec::new();
+    for s in &r.sessions {
+        let (parent, child) = s.pids();
+        let mut row = vec![s.id.to_string(), s.kind().to_string(), opt(parent), opt(child)];
+        match (&s.end, &s.last_sample) {
+            (Some(e), _) => row.extend([
+                secs(e.duration_ms),
+                exit_text(e),
+                fmt_bytes(e.cow.bytes),
+                e.cow.pct_of_parent_rss.map_or("?".into(), |p| format!("{p:.1}%")),
+                format!("{}/{}", e.cow.parent_pages, e.cow.child_pages),
+                fmt_bytes(e.writes.bytes),
+                e.writes.files.len().to_string(),
+                e.fsync.calls.to_string(),
+                fmt_bytes(e.disk.bytes),
+            ]),
+            (None, Some(l)) => {
+                let rss = s.start.as_ref().and_then(|st| st.parent_rss_bytes).filter(|&b| b > 0);
+                row.extend([
+                    format!(">{}", secs(l.elapsed_ms)),
+                    "no end".into(),
+                    fmt_bytes(l.cow_bytes),
+                    rss.map_or("?".into(), |b| format!("{:.1}%", l.cow_bytes as f64 * 100.0 / b as f64)),
+                    format!("{}/{}", l.parent_pages, l.child_pages),
+                    fmt_bytes(s.sampled_write_bytes),
+                    "?".into(),
+                    "?".into(),
+                    "?".into(),
+                ]);
+            }
+            (None, None) => row.extend(["?", "no end", "?", "?", "?", "?", "?", "?", "?"].map(String::from)),
+        }
+        rows.push(row);
+    }
+    let t = r.totals();
+    if t.sessions_ended > 1 {
+        rows.push(vec![
+            "total".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            fmt_bytes(t.cow_bytes),
+            String::new(),
+            format!("{}/{}", t.parent_pages, t.child_pages),
+            fmt_bytes(t.write_bytes),
+            String::new(),
+            t.fsync_calls.to_string(),
+            fmt_bytes(t.disk_bytes),
+        ]);
+    }
+    out.push_str(&table("  ", &head, &rows));
+    if r.sessions.iter().any(|s| s.end.is_none()) {
+        out.push_str("  (\"no end\": the trace has no session_end for it; figures are from its last sample, written is the sum of its samples)\n");
+    }
+    let files: Vec<Vec<String>> = r
+        .sessions
+        .iter()
+        .filter_map(|s| s.end.as_ref().map(|e| (s.id, e)))
+        .flat_map(|(id, e)| {
+            e.writes.files.iter().map(move |f| {
+                vec![
+                    id.to_string(),
+                    fmt_bytes(f.bytes),
+                    f.calls.to_string(),
+                    match &f.renamed_to {
+                        Some(to) => format!("{} -> {to}", f.path),
+                        None => f.path.clone(),
+                    },
+                ]
+            })
+        })
+        .collect();
+    if !files.is_empty() {
+        out.push_str("\nFiles written by the children (-> renamed to):\n");
+        out.push_str(&table("  ", &[("session", R), ("bytes", R), ("calls", R), ("file", L)], &files));
+    }
+}
+
+fn processes(r: &Report, out: &mut String) {
+    if r.processes.is_empty() {
+        return;
+    }
+    out.push_str("\nTraced processes (whole run, inside sessions or not):\n");
+    for p in &r.processes {
+        let _ = writeln!(
+            out,
+            "  pid {} {} ({}): COW {} ({} pages), wrote {} in {} call(s), {} fsync, disk {}",
+            p.pid,
+            known(&p.comm),
+            if p.exited { "exited" } else { "running at the end" },
+            fmt_bytes(p.cow.bytes),
+            p.cow.pages,
+            fmt_bytes(p.io.write_bytes),
+            p.io.write_calls,
+            p.io.fsync_calls,
+            fmt_bytes(p.io.disk_bytes),
+        );
+    }
+}
+
+fn quantile_table(rows: &[(&str, &QuantilesLine)]) -> String {
+    use Align::{Left as L, Right as R};
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(name, q)| {
+            vec![name.to_string(), q.count.to_string(), q.p50.to_string(), q.p90.to_string(), q.p99.to_string(), q.max.to_string()]
+        })
+        .collect();
+    table("    ", &[("", L), ("count", R), ("p50", R), ("p90", R), ("p99", R), ("max", R)], &rows)
+}
+
+fn session_detail(r: &Report, s: &Session, out: &mut String) {
+    let (parent, child) = s.pids();
+    let _ = writeln!(out, "\nSession {}: {}, parent {}, child {}", s.id, s.kind(), opt(parent), opt(child));
+    if let Some(st) = &s.start {
+        if let Some(t) = &st.title {
+            let _ = writeln!(out, "  title: {t}");
+        }
+        let rel_ms = r.meta.start_ts_ns.map(|t0| st.ts_ns.saturating_sub(t0) / 1_000_000);
+        let mut line = String::from("  forked");
+        if let (Some(wall), Some(rel)) = (r.meta.start_unix_ms, rel_ms) {
+            let _ = write!(line, " at {} ({:.3} s into the trace)", utc(wall.saturating_add(rel), true), rel as f64 / 1000.0);
+        }
+        if let Some(us) = st.fork_us {
+            let _ = write!(line, ", fork took {:.1} ms", us / 1000.0);
+        }
+        if let Some(rss) = st.parent_rss_bytes {
+            let _ = write!(line, ", parent RSS {}", fmt_bytes(rss));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let host = diagnose::HostFacts { thp: r.meta.thp.clone(), overcommit_memory: r.meta.overcommit_memory };
+    match &s.end {
+        Some(e) => {
+            let c = &e.cow;
+            let _ = writeln!(
+                out,
+                "  ran {}, {}; copies: {} of 4 KiB, {} of 2 MiB, {} other; reuse faults {}, zero fills {}",
+                secs(e.duration_ms),
+                if e.complete { exit_text(e) } else { "still running when the trace ended".into() },
+                c.copies_4k,
+                c.copies_2m,
+                c.copies_other,
+                c.reuse_faults,
+                c.zero_fills
+            );
+            out.push_str("\n  Diagnosis:\n");
+            for l in diagnose::diagnose(&e.to_record(), &host) {
+                let _ = writeln!(out, "    {l}");
+            }
+            out.push_str("\n  Quantiles (session_end):\n");
+            out.push_str(&quantile_table(&[
+                ("write latency (us)", &e.writes.latency_us),
+                ("write size (bytes)", &e.writes.size_bytes),
+                ("fsync latency (us)", &e.fsync.latency_us),
+                ("disk latency (us)", &e.disk.latency_us),
+            ]));
+            if !s.cow_per_bucket.is_empty() {
+                let n: u64 = s.cow_per_bucket.iter().map(|b| b.1).sum();
+                let _ = writeln!(out, "\n  COW pages copied per {} ms ({n} buckets):", c.timeline_bucket_ms);
+                out.push_str(&log2_hist("pages", &s.cow_per_bucket));
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  no session_end in the trace: {}",
+                s.last_sample.as_ref().map_or("no sample either".into(), |l| format!(
+                    "at the last sample, {} after the fork, COW was {} ({} parent + {} child pages)",
+                    secs(l.elapsed_ms),
+                    fmt_bytes(l.cow_bytes),
+                    l.parent_pages,
+                    l.child_pages
+                ))
+            );
+        }
+    }
+    if let Some(h) = &s.hists {
+        let ev = &s.events;
+        let _ = writeln!(
+            out,
+            "\n  From --events lines ({} write, {} fsync, {} io, {} cow: {} parent, {} child):",
+            ev.write, ev.fsync, ev.io, ev.cow, ev.cow_parent, ev.cow_child
+        );
+        let all: [(&str, &str, &HistSummary); 4] = [
+            ("write latency", "usecs", &h.write_latency_us),
+            ("write size", "bytes", &h.write_size_bytes),
+            ("fsync latency", "usecs", &h.fsync_latency_us),
+            ("block I/O latency", "usecs", &h.disk_latency_us),
+        ];
+        for (title, unit, hs) in all {
+            if hs.log2.is_empty() {
+                continue;
+            }
+            let q = &hs.quantiles;
+            let _ = writeln!(out, "\n  {title} (count {}, p50 {}, p99 {}, max {}):", q.count, q.p50, q.p99, q.max);
+            out.push_str(&log2_hist(unit, &hs.log2));
+        }
+    } else if s.events.cow > 0 {
+        let ev = &s.events;
+        let _ = writeln!(out, "\n  From --events lines: {} cow ({} parent, {} child)", ev.cow, ev.cow_parent, ev.cow_child);
+    }
+    if let Some(t) = &s.timeline
+        && t.rows().next().is_some()
+    {
+        let every = r.meta.interval_ms.map_or(String::new(), |i| format!(", every {}", secs_short(i.saturating_mul(u64::from(t.width())))));
+        let _ = writeln!(
+            out,
+            "\n  Over time ({} per row{every}; copied and written during the row):",
+            if t.width() == 1 { "1 sample".to_string() } else { format!("{} samples", t.width()) }
+        );
+        // The COW copied in each row (the cumulative figure hides when copies happen).
+        let mut prev = 0u64;
+        let deltas: Vec<u64> = t
+            .rows()
+            .map(|row| {
+                let d = row.cow_bytes.saturating_sub(prev);
+                prev = prev.max(row.cow_bytes);
+                d
+            })
+            .collect();
+        let max_cow = deltas.iter().copied().max().unwrap_or(0);
+        let max_w = t.rows().map(|r| r.write_bytes).max().unwrap_or(0);
+        let rows: Vec<Vec<String>> = t
+            .rows()
+            .zip(&deltas)
+            .map(|(row, &d)| {
+                vec![
+                    secs(row.elapsed_ms),
+                    fmt_bytes(row.cow_bytes),
+                    format!("+{}", fmt_bytes(d)),
+                    format!("|{}|", stars(d, max_cow, BAR)),
+                    fmt_bytes(row.write_bytes),
+                    format!("|{}|{}", stars(row.write_bytes, max_w, BAR), if row.samples == 0 { " end" } else { "" }),
+                ]
+            })
+            .collect();
+        use Align::{Left as L, Right as R};
+        out.push_str(&table(
+            "    ",
+            &[("after", R), ("COW total", R), ("copied", R), ("", L), ("written", R), ("", L)],
+            &rows,
+        ));
+    }
+}
+
+/// `s` safe for a terminal: control characters other than newlines (a trace is input, and
+/// its strings could carry escape sequences) are shown as `\u{..}`.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n') {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| if c.is_control() && c != '\n' { c.escape_unicode().to_string() } else { c.to_string() })
+        .collect::<String>()
+        .into()
+}
+
+/// The whole text report.
+pub fn text(r: &Report) -> String {
+    let out = text_raw(r);
+    printable(&out).into_owned()
+}
+
+fn text_raw(r: &Report) -> String {
+    let mut out = String::new();
+    header(r, &mut out);
+    if !r.warnings.is_empty() {
+        out.push('\n');
+        for w in &r.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
+    }
+    out.push('\n');
+    sessions_table(r, &mut out);
+    processes(r, &mut out);
+    let detailed: Vec<&Session> = r.sessions.iter().filter(|s| s.detailed()).collect();
+    if r.sessions.len() > detailed.len() {
+        let _ = writeln!(
+            out,
+            "\nDetails of the {} session(s) with the most COW (at most {DETAIL_SESSIONS}; `report --json` has every session):",
+            detailed.len()
+        );
+    }
+    for s in detailed {
+        session_detail(r, s, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("a\nb"), "a\nb");
+        assert_eq!(printable("\x1b[2Jx\ty\u{9b}"), "\\u{1b}[2Jx\\u{9}y\\u{9b}");
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc(0, false), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400_000, false), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_795_514_606_715, true), "2026-11-24 10:03:26.715 UTC");
+        assert_eq!(utc(253_402_300_799_999, false), "9999-12-31 23:59:59 UTC");
+        assert_eq!(utc(u64::MAX, false), format!("{} ms after 1970", u64::MAX));
+    }
+
+    #[test]
+    fn bcc_style_histogram() {
+        let h = log2_hist("usecs", &[(1, 3), (8, 6), (16, 1)]);
+        let want = "     usecs               : count    distribution
+         0 -> 1          : 3        |********************                    |
+         2 -> 3          : 0        |                                        |
+         4 -> 7          : 0        |                                        |
+         8 -> 15         : 6        |****************************************|
+        16 -> 31         : 1        |******                                  |
+";
+        assert_eq!(h, want);
+        assert_eq!(log2_hist("x", &[]), "");
+        let wide = log2_hist("bytes", &[(1 << 40, 1)]);
+        assert!(wide.contains("1099511627776 -> 2199023255551"), "{wide}");
+        let top = log2_hist("x", &[(1 << 63, u64::MAX)]);
+        assert!(top.contains(&u64::MAX.to_string()), "{top}");
+    }
+
+    #[test]
+    fn stars_scale_and_overflow() {
+        assert_eq!(stars(5, 10, 4), "**  ");
+        assert_eq!(stars(0, 0, 3), "   ");
+        assert_eq!(stars(u64::MAX, u64::MAX, 2), "**");
+        assert_eq!(stars(11, 10, 2), "**+");
+    }
+
+    #[test]
+    fn tables_align_without_trailing_spaces() {
+        let t = table("  ", &[("a", Align::Right), ("bb", Align::Left)], &[vec!["100".into(), "x".into()], vec!["1".into()]]);
+        assert_eq!(t, "    a  bb\n  100  x\n    1\n");
+    }
+}

@@ -1,0 +1,182 @@
+//! `watch`: the full-screen live view when stdout is a terminal, lines otherwise.
+//!
+//! - `store`: per-interval deltas, recent sessions and run-wide histograms (pure);
+//! - `model`: the [`model::ViewModel`] of one screen, built from the store (pure);
+//! - `render`: draws a model (pure, tested with ratatui's `TestBackend`);
+//! - `ui`: keys and selection (pure);
+//! - `term`: raw mode, the alternate screen, key events and restoring the terminal.
+//!
+//! [`Live`] is the glue the runner holds: it feeds the store, reads the traced
+//! processes from /proc at each refresh and drives the screen.
+pub mod model;
+pub mod render;
+pub mod store;
+pub mod term;
+pub mod ui;
+
+use std::collections::HashMap;
+
+use crossterm::event::Event;
+
+use crate::{
+    diagnose::HostFacts,
+    procfs,
+    record::{Record, SessionEnd},
+    session::Tracker,
+    view::{
+        model::{Context, Losses, ProcInfo, ViewModel},
+        store::{IntervalRow, Store},
+        term::Term,
+        ui::{Action, UiState},
+    },
+};
+
+/// Why a key ended the run.
+pub const QUIT: &str = "quit";
+
+struct Screen {
+    term: Term,
+    ui: UiState,
+    /// The model on screen (kept while paused, redrawn on keys and resizes).
+    model: ViewModel,
+}
+
+/// The `watch` state beside the tracker.
+pub struct Live {
+    pub store: Store,
+    screen: Option<Screen>,
+    pub host: HostFacts,
+    pids: Vec<u32>,
+    start_ns: u64,
+    interval_ms: u64,
+    /// Ports from each traced server's title, read once.
+    ports: HashMap<u32, Option<u16>>,
+}
+
+/// What the runner reads from the kernel for each refresh.
+pub struct Inputs<'a> {
+    pub tracker: &'a Tracker,
+    /// The traced Redis processes alive.
+    pub roots: &'a [u32],
+    pub losses: Losses,
+    pub now_ns: u64,
+}
+
+impl Live {
+    pub fn new(pids: Vec<u32>, start_ns: u64, interval_ns: u64, host: HostFacts) -> Self {
+        Self {
+            store: Store::new(interval_ns),
+            screen: None,
+            host,
+            pids,
+            start_ns,
+            interval_ms: interval_ns / 1_000_000,
+            ports: HashMap::new(),
+        }
+    }
+
+    /// Take the terminal for the full-screen view and draw a first screen.
+    pub fn open_screen(&mut self, i: &Inputs) -> std::io::Result<()> {
+        let model = self.model(i);
+        let mut term = Term::enter()?;
+        let ui = UiState::default();
+        term.draw(&model, &ui)?;
+        self.screen = Some(Screen { term, ui, model });
+        Ok(())
+    }
+
+    pub fn has_screen(&self) -> bool {
+        self.screen.is_some()
+    }
+
+    /// Give the terminal back (before the summary is printed).
+    pub fn close_screen(&mut self) {
+        self.screen = None;
+    }
+
+    /// Session records as they are emitted.
+    pub fn on_record(&mut self, rec: &Record) {
+        match rec {
+            Record::SessionStart(s) => self.store.on_start(s),
+            Record::SessionEnd(e) => self.store.on_end(e),
+            _ => {}
+        }
+    }
+
+    /// End of an output interval: the lines for `--plain`, or a new screen.
+    pub fn on_interval(&mut self, i: &Inputs) -> std::io::Result<Vec<IntervalRow>> {
+        let rows = self.store.on_interval(i.now_ns, i.tracker);
+        if self.screen.as_ref().is_some_and(|s| !s.ui.paused) {
+            self.refresh(i)?;
+        }
+        Ok(rows)
+    }
+
+    fn refresh(&mut self, i: &Inputs) -> std::io::Result<()> {
+        let model = self.model(i);
+        if let Some(s) = &mut self.screen {
+            s.model = model;
+            s.term.draw(&s.model, &s.ui)?;
+        }
+        Ok(())
+    }
+
+    fn model(&mut self, i: &Inputs) -> ViewModel {
+        let procs: Vec<ProcInfo> = i
+            .roots
+            .iter()
+            .map(|&pid| {
+                let port = *self.ports.entry(pid).or_insert_with(|| {
+                    procfs::port_from_cmdline(&crate::classify::printable(&procfs::cmdline(pid)))
+                });
+                ProcInfo { pid, port, rss: procfs::rss_bytes(pid) }
+            })
+            .collect();
+        let cx = Context {
+            version: env!("CARGO_PKG_VERSION"),
+            now_ns: i.now_ns,
+            start_ns: self.start_ns,
+            interval_ms: self.interval_ms,
+            pids: self.pids.clone(),
+            host: self.host.clone(),
+            losses: i.losses,
+        };
+        model::build(&self.store, i.tracker, &procs, &cx)
+    }
+
+    /// The next key or resize of the screen; never ready without one.
+    pub async fn next_event(&mut self) -> std::io::Result<Event> {
+        match &mut self.screen {
+            Some(s) => s.term.next_event().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Handle a terminal event; returns why the run should stop, if it should.
+    pub fn on_event(&mut self, ev: Event, i: &Inputs) -> std::io::Result<Option<&'static str>> {
+        let Some(s) = &mut self.screen else { return Ok(None) };
+        let action = match ev {
+            Event::Key(k) => s.ui.on_key(k, &s.model),
+            // ratatui notices the new size, erases the screen and draws all of it.
+            Event::Resize(..) => Action::Redraw,
+            _ => Action::Nothing,
+        };
+        match action {
+            Action::Nothing => {}
+            Action::Redraw => s.term.draw(&s.model, &s.ui)?,
+            Action::Refresh => self.refresh(i)?,
+            Action::Quit => return Ok(Some(QUIT)),
+            // Ctrl-C: the same reason as SIGINT in the other modes.
+            Action::Interrupt => return Ok(Some("signal")),
+        }
+        Ok(None)
+    }
+
+    /// What follows the summary at the end of the run: the run's histograms as text,
+    /// then the diagnosis of each session.
+    pub fn end_text(&self, ends: &[SessionEnd]) -> String {
+        let mut s = crate::output::run_hists(&self.store.run, ends.len());
+        s.push_str(&crate::output::diagnoses(ends, &self.host));
+        s
+    }
+}

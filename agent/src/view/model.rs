@@ -1,0 +1,347 @@
+//! The live view's model: everything one screen shows, built from the tracker and the
+//! store at each refresh. Plain data, so that rendering is a pure function of it and
+//! the tests can build one by hand.
+use crate::{
+    classify::SessionKind,
+    diagnose::HostFacts,
+    hist::{Hist, Quantiles},
+    session::{IoHists, Tracker},
+    view::store::{Rates, Store, pct_of_rss},
+};
+
+/// A traced Redis process as the runner read it from /proc.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub port: Option<u16>,
+    pub rss: Option<u64>,
+}
+
+/// What the runner knows besides the store and the tracker.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub version: &'static str,
+    pub now_ns: u64,
+    pub start_ns: u64,
+    pub interval_ms: u64,
+    /// `-p` given: the traced pids; empty: every Redis/Valkey server.
+    pub pids: Vec<u32>,
+    pub host: HostFacts,
+    pub losses: Losses,
+}
+
+/// Events the kernel could not deliver and records that did not decode. Totals and
+/// rates stay exact (they come from maps); histograms and event lines miss them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Losses {
+    pub cow_events: u64,
+    pub session_events: u64,
+    pub decode_errors: u64,
+}
+
+impl Losses {
+    pub fn any(&self) -> bool {
+        self.cow_events + self.session_events + self.decode_errors > 0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcRow {
+    pub pid: u32,
+    pub port: Option<u16>,
+    pub rss: Option<u64>,
+    /// The saves it is running now: (kind, ms since the fork).
+    pub saving: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Micros,
+    Bytes,
+    Pages,
+}
+
+/// A histogram as drawn: contiguous power-of-two buckets `(low, count)` from the
+/// first non-empty one to the last (empty ones in between included), and quantiles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistView {
+    pub name: &'static str,
+    pub unit: Unit,
+    pub buckets: Vec<(u64, u64)>,
+    pub q: Quantiles,
+}
+
+impl HistView {
+    pub fn of(name: &'static str, unit: Unit, h: &Hist) -> Self {
+        Self { name, unit, buckets: contiguous(&h.log2_buckets()), q: h.quantiles() }
+    }
+
+    pub fn empty(name: &'static str, unit: Unit) -> Self {
+        Self { name, unit, buckets: Vec::new(), q: Quantiles::default() }
+    }
+}
+
+/// Fill the gaps between non-empty power-of-two buckets with zero counts.
+pub fn contiguous(b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(b.len());
+    for &(lo, c) in b {
+        if let Some(&(last, _)) = out.last() {
+            let mut next = last.saturating_mul(2);
+            while next < lo && next > last {
+                out.push((next, 0));
+                next = next.saturating_mul(2);
+            }
+        }
+        out.push((lo, c));
+    }
+    out
+}
+
+/// The histograms drawn for one session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionHists {
+    pub write_lat: HistView,
+    pub write_size: HistView,
+    pub fsync_lat: HistView,
+    pub disk_lat: HistView,
+    pub cow_per_interval: HistView,
+}
+
+impl SessionHists {
+    pub fn of(io: &IoHists, cow_per_interval: Option<&Hist>) -> Self {
+        Self {
+            write_lat: HistView::of("write latency", Unit::Micros, &io.write_lat_us),
+            write_size: HistView::of("write size", Unit::Bytes, &io.write_size),
+            fsync_lat: HistView::of("fsync latency", Unit::Micros, &io.fsync_lat_us),
+            disk_lat: HistView::of("block I/O latency", Unit::Micros, &io.disk_lat_us),
+            cow_per_interval: cow_per_interval.map_or_else(
+                || HistView::empty(COW_HIST, Unit::Pages),
+                |h| HistView::of(COW_HIST, Unit::Pages, h),
+            ),
+        }
+    }
+}
+
+pub const COW_HIST: &str = "COW pages/interval";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub id: u64,
+    pub kind: String,
+    pub parent_pid: u32,
+    pub child_pid: u32,
+    pub active: bool,
+    /// `running`, or how it ended: `exit 0`, `signal 9`, `cut` (the run ended first).
+    pub status: String,
+    /// Since the fork (live) or the whole session (ended).
+    pub elapsed_ms: u64,
+    pub cow_bytes: u64,
+    pub pct_of_rss: Option<f64>,
+    /// Last interval (live) or the average (ended).
+    pub rates: Rates,
+    /// Pages copied per interval, oldest first.
+    pub series: Vec<u64>,
+    pub written_bytes: u64,
+    pub fsync_calls: u64,
+    pub fork_us: Option<f64>,
+    pub hists: SessionHists,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewModel {
+    pub version: &'static str,
+    pub pids: Vec<u32>,
+    pub elapsed_ms: u64,
+    pub interval_ms: u64,
+    pub host: HostFacts,
+    pub procs: Vec<ProcRow>,
+    /// Live sessions (newest first), then recently ended ones (newest first).
+    pub sessions: Vec<SessionRow>,
+    pub fork_lat: HistView,
+    pub losses: Losses,
+    /// Sessions ended in the run, also the ones no longer listed.
+    pub ended_total: u64,
+}
+
+impl ViewModel {
+    pub fn active(&self) -> usize {
+        self.sessions.iter().filter(|s| s.active).count()
+    }
+
+    /// The line shown when there is nothing to show yet, if any.
+    pub fn waiting(&self) -> Option<String> {
+        if self.procs.is_empty() && self.sessions.is_empty() {
+            Some(if self.pids.is_empty() {
+                "Waiting for a Redis or Valkey server to start…".into()
+            } else {
+                "The traced process has exited.".into()
+            })
+        } else if self.sessions.is_empty() {
+            Some("No save yet: waiting for a BGSAVE, AOF rewrite or other fork…".into())
+        } else {
+            None
+        }
+    }
+}
+
+fn status_of(e: &crate::record::SessionEnd) -> String {
+    match (e.complete, e.exit_code, e.exit_signal) {
+        (false, _, _) => "cut".into(),
+        (_, Some(c), _) => format!("exit {c}"),
+        (_, _, Some(s)) => format!("signal {s}"),
+        _ => "exit ?".into(),
+    }
+}
+
+/// Build the model of one screen.
+pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context) -> ViewModel {
+    let mut live: Vec<_> = tracker.live().collect();
+    live.sort_by_key(|s| std::cmp::Reverse(s.id));
+    let kind = |k: Option<SessionKind>| k.map_or("…", |k| k.as_str()).to_string();
+    let mut sessions: Vec<SessionRow> = live
+        .iter()
+        .map(|s| {
+            let cow_bytes = s.parent.copy_bytes + s.child.copy_bytes;
+            SessionRow {
+                id: s.id,
+                kind: kind(s.kind),
+                parent_pid: s.parent_pid,
+                child_pid: s.child_pid,
+                active: true,
+                status: "running".into(),
+                elapsed_ms: cx.now_ns.saturating_sub(s.fork_ts_ns) / 1_000_000,
+                cow_bytes,
+                pct_of_rss: pct_of_rss(cow_bytes, s.parent_rss),
+                rates: store.rates(s.id),
+                series: store.series(s.id),
+                written_bytes: s.io.write_bytes,
+                fsync_calls: s.io.fsync_calls,
+                fork_us: s.fork_us,
+                hists: SessionHists::of(&s.hists, store.cow_per_interval(s.id)),
+            }
+        })
+        .collect();
+    sessions.extend(store.recent().map(|e| SessionRow {
+        id: e.end.session,
+        kind: e.end.kind.as_str().to_string(),
+        parent_pid: e.end.parent_pid,
+        child_pid: e.end.child_pid,
+        active: false,
+        status: status_of(&e.end),
+        elapsed_ms: e.end.duration_ms,
+        cow_bytes: e.end.cow.bytes,
+        pct_of_rss: pct_of_rss(e.end.cow.bytes, e.end.cow.parent_rss_at_fork_bytes),
+        rates: e.rates(),
+        series: e.series.clone(),
+        written_bytes: e.end.writes.bytes,
+        fsync_calls: e.end.fsync.calls,
+        fork_us: e.fork_us,
+        hists: e.hists.clone(),
+    }));
+    let procs = procs
+        .iter()
+        .map(|p| {
+            let mut saving: Vec<(String, u64)> = live
+                .iter()
+                .filter(|s| s.parent_pid == p.pid)
+                .map(|s| (kind(s.kind), cx.now_ns.saturating_sub(s.fork_ts_ns) / 1_000_000))
+                .collect();
+            saving.reverse(); // oldest first
+            ProcRow { pid: p.pid, port: p.port, rss: p.rss, saving }
+        })
+        .collect();
+    ViewModel {
+        version: cx.version,
+        pids: cx.pids.clone(),
+        elapsed_ms: cx.now_ns.saturating_sub(cx.start_ns) / 1_000_000,
+        interval_ms: cx.interval_ms,
+        host: cx.host.clone(),
+        procs,
+        sessions,
+        fork_lat: HistView::of("fork latency (all)", Unit::Micros, &store.run.fork_us),
+        losses: cx.losses,
+        ended_total: store.ended,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_common::{CowCounters, EV_EXIT, EV_FORK, EV_FORK_RET, IoCounters, ProcEvent};
+
+    use crate::record::Record;
+
+    fn ev(kind: u32, pid: u32, ppid: u32, ts: u64, value: u64) -> ProcEvent {
+        ProcEvent {
+            kind,
+            pid,
+            ppid,
+            tid: ppid,
+            ts_ns: ts,
+            value,
+            comm: [0; 16],
+            title: [0; 64],
+            cow_a: CowCounters::default(),
+            cow_b: CowCounters::default(),
+            cow_c: CowCounters::default(),
+            io: IoCounters::default(),
+        }
+    }
+
+    #[test]
+    fn contiguous_fills_gaps() {
+        assert_eq!(contiguous(&[(1, 3), (8, 1), (16, 2)]), vec![(1, 3), (2, 0), (4, 0), (8, 1), (16, 2)]);
+        assert!(contiguous(&[]).is_empty());
+    }
+
+    #[test]
+    fn model_lists_live_then_recent_and_marks_saving_processes() {
+        const S: u64 = 1_000_000_000;
+        let mut t = Tracker::new();
+        let mut st = Store::new(S);
+        // Session 1 (child 20) ends; session 2 (child 21) is running.
+        for (pid, ts) in [(20, 0), (21, 5 * S)] {
+            t.on_fork(&ev(EV_FORK, pid, 10, ts, 0));
+            t.on_fork_ret(&ev(EV_FORK_RET, pid, 10, ts + 1, 1_500_000));
+            t.observe_cmdline(pid, b"redis-rdb-bgsave *:6379", b"redis-server *:6379", ts + 2);
+            t.set_parent_rss(pid, 1 << 30);
+        }
+        for r in t.ready_starts(5 * S + 2) {
+            let Record::SessionStart(s) = r else { panic!() };
+            st.on_start(&s);
+        }
+        let mut exit = ev(EV_EXIT, 20, 10, 2 * S, 0);
+        exit.cow_b = CowCounters { copies_4k: 256, copy_bytes: 1 << 20, ..Default::default() };
+        st.before_exit(&t, 20);
+        for r in t.on_exit(&exit, &[]) {
+            if let Record::SessionEnd(e) = r {
+                st.on_end(&e);
+            }
+        }
+        t.on_counters(21, 6 * S, CowCounters { copy_bytes: 4 << 20, ..Default::default() }, CowCounters::default(), IoCounters::default());
+        st.on_interval(6 * S, &t);
+        let cx = Context { version: "0.1.0", now_ns: 7 * S, start_ns: 0, interval_ms: 1000, ..Default::default() };
+        let procs = [ProcInfo { pid: 10, port: Some(6379), rss: Some(1 << 30) }, ProcInfo { pid: 11, port: None, rss: None }];
+        let vm = build(&st, &t, &procs, &cx);
+        let ids: Vec<(u64, bool, &str)> = vm.sessions.iter().map(|s| (s.id, s.active, s.status.as_str())).collect();
+        assert_eq!(ids, vec![(2, true, "running"), (1, false, "exit 0")]);
+        assert_eq!(vm.sessions[0].elapsed_ms, 2000);
+        assert_eq!(vm.sessions[0].cow_bytes, 4 << 20);
+        assert_eq!(vm.sessions[0].series, vec![1024]);
+        assert!((vm.sessions[0].pct_of_rss.unwrap() - 0.390625).abs() < 1e-9);
+        assert_eq!(vm.sessions[1].elapsed_ms, 2000);
+        assert_eq!(vm.procs[0].saving, vec![("rdb-bgsave".to_string(), 2000)]);
+        assert!(vm.procs[1].saving.is_empty());
+        assert_eq!(vm.fork_lat.q.count, 2);
+        assert_eq!((vm.active(), vm.elapsed_ms, vm.waiting()), (1, 7000, None));
+    }
+
+    #[test]
+    fn waiting_lines() {
+        let cx = Context::default();
+        let vm = build(&Store::new(1), &Tracker::new(), &[], &cx);
+        assert!(vm.waiting().unwrap().starts_with("Waiting for a Redis"));
+        let vm = build(&Store::new(1), &Tracker::new(), &[ProcInfo { pid: 1, ..Default::default() }], &cx);
+        assert!(vm.waiting().unwrap().starts_with("No save yet"));
+    }
+}

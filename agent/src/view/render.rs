@@ -1,0 +1,559 @@
+//! Drawing the live view: a pure function of the model and the UI state, so that the
+//! tests draw it into ratatui's `TestBackend` and read the text back.
+//!
+//! Layout, top to bottom: a header (is a save running?), the traced Redis processes,
+//! the sessions table, the selected session's histograms, and a footer with the keys
+//! and the lost-event count (red when nonzero). Everything fits 80x24.
+use ratatui::{
+    Frame,
+    layout::{Alignment, Constraint, Layout, Rect},
+    style::{Color, Modifier, Style},
+    text::{Line, Span},
+    widgets::{Block, Borders, Paragraph, Row, Table, TableState, Wrap},
+};
+
+use crate::view::{
+    model::{HistView, SessionRow, Unit, ViewModel},
+    ui::UiState,
+};
+
+/// Below this the view asks for a larger terminal (or `--plain`).
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 16;
+/// Redis processes listed before "+N more".
+const MAX_PROCS: usize = 4;
+
+const SAVE: Color = Color::Yellow;
+const IDLE: Color = Color::Green;
+const LOST: Color = Color::Red;
+const DIM: Color = Color::DarkGray;
+
+pub fn render(frame: &mut Frame, vm: &ViewModel, ui: &UiState) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let msg = format!(
+            "cowtrace: this terminal is {}x{}; the live view needs {MIN_WIDTH}x{MIN_HEIGHT}. Enlarge it, or run with --plain. q quits.",
+            area.width, area.height
+        );
+        frame.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
+        return;
+    }
+    let proc_lines = vm.procs.len().clamp(1, MAX_PROCS) as u16;
+    let (cols, rows) = hist_grid(area.width);
+    // Each histogram panel wants at least its two heading lines and two buckets.
+    let hist_min = 1 + rows * 4;
+    let fixed = 1 + (1 + proc_lines) + 1;
+    let sessions_want = 3 + vm.sessions.len().max(1) as u16;
+    let sessions_h = sessions_want.min(area.height.saturating_sub(fixed + hist_min)).max(4);
+    let [header, procs, sessions, hists, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1 + proc_lines),
+        Constraint::Length(sessions_h),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let sel = ui.selected_index(vm);
+    render_header(frame, header, vm, ui);
+    render_procs(frame, procs, vm);
+    render_sessions(frame, sessions, vm, sel);
+    render_hists(frame, hists, vm, sel.map(|i| &vm.sessions[i]), cols, rows);
+    render_footer(frame, footer, vm);
+}
+
+/// Histogram panels per row and rows of panels for a terminal `width` wide.
+fn hist_grid(width: u16) -> (u16, u16) {
+    match width {
+        w if w >= 204 => (6, 1),
+        w if w >= 78 => (3, 2),
+        _ => (2, 3),
+    }
+}
+
+fn render_header(frame: &mut Frame, area: Rect, vm: &ViewModel, ui: &UiState) {
+    let sep = || Span::styled(" │ ", Style::new().fg(DIM));
+    let targets = if vm.pids.is_empty() {
+        "all Redis servers".to_string()
+    } else {
+        format!("pid {}", vm.pids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+    };
+    let active = vm.active();
+    let state = if active > 0 {
+        Span::styled(
+            format!("● {active} save{} running", if active == 1 { "" } else { "s" }),
+            Style::new().fg(SAVE).add_modifier(Modifier::BOLD),
+        )
+    } else {
+        Span::styled("○ no save running", Style::new().fg(IDLE))
+    };
+    let mut spans = vec![
+        Span::styled(format!("cowtrace {}", vm.version), Style::new().add_modifier(Modifier::BOLD)),
+        sep(),
+        state,
+        sep(),
+        Span::raw(targets),
+        sep(),
+        Span::raw(format!("up {}", if vm.elapsed_ms < 60_000 { format!("{}s", vm.elapsed_ms / 1000) } else { fmt_dur(vm.elapsed_ms) })),
+    ];
+    if area.width >= 100 {
+        spans.extend([sep(), Span::raw(format!("every {}", fmt_secs(vm.interval_ms)))]);
+        if let Some(thp) = &vm.host.thp {
+            let style = if thp == "always" { Style::new().fg(LOST) } else { Style::new() };
+            spans.extend([sep(), Span::styled(format!("THP {thp}"), style)]);
+        }
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+    if ui.paused {
+        let p = Span::styled(" PAUSED ", Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD));
+        frame.render_widget(Paragraph::new(Line::from(p)).alignment(Alignment::Right), area);
+    }
+}
+
+fn section(title: String) -> Block<'static> {
+    Block::new()
+        .borders(Borders::TOP)
+        .border_style(Style::new().fg(DIM))
+        .title(Span::styled(title, Style::new().add_modifier(Modifier::BOLD)))
+}
+
+fn render_procs(frame: &mut Frame, area: Rect, vm: &ViewModel) {
+    let block = section(" Redis ".into());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let mut lines: Vec<Line> = Vec::new();
+    if vm.procs.is_empty() {
+        lines.push(Line::styled(vm.waiting().unwrap_or_default(), Style::new().fg(DIM)));
+    }
+    let more = vm.procs.len().saturating_sub(MAX_PROCS);
+    let shown = if more > 0 { MAX_PROCS - 1 } else { vm.procs.len() };
+    for p in &vm.procs[..shown] {
+        let mut spans = vec![
+            Span::raw(format!("pid {:<7}", p.pid)),
+            Span::raw(format!(" port {:<5}", p.port.map_or("-".into(), |v| v.to_string()))),
+            Span::raw(format!("  RSS {:>10}  ", p.rss.map_or("?".into(), crate::output::fmt_bytes))),
+        ];
+        if p.saving.is_empty() {
+            spans.push(Span::styled("idle", Style::new().fg(IDLE)));
+        } else {
+            let what: Vec<String> = p.saving.iter().map(|(k, ms)| format!("{k} for {}", fmt_dur(*ms))).collect();
+            spans.push(Span::styled(
+                format!("saving: {}", what.join(", ")),
+                Style::new().fg(SAVE).add_modifier(Modifier::BOLD),
+            ));
+        }
+        lines.push(Line::from(spans));
+    }
+    if more > 0 {
+        lines.push(Line::styled(format!("… and {} more", vm.procs.len() - shown), Style::new().fg(DIM)));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// A column of the sessions table: two heading lines, a width, and the cell text.
+struct Col {
+    head: [&'static str; 2],
+    width: u16,
+    right: bool,
+}
+
+fn render_sessions(frame: &mut Frame, area: Rect, vm: &ViewModel, sel: Option<usize>) {
+    let more = vm.ended_total.saturating_sub(vm.sessions.iter().filter(|s| !s.active).count() as u64);
+    let title = if more > 0 {
+        format!(" Sessions: running, then ended (newest first, {more} older not shown) ")
+    } else {
+        " Sessions: running, then ended (newest first) ".to_string()
+    };
+    let block = section(title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if vm.sessions.is_empty() {
+        let text = vm.waiting().unwrap_or_default();
+        frame.render_widget(Paragraph::new(Line::styled(text, Style::new().fg(DIM))), inner);
+        return;
+    }
+    let wide = inner.width >= 100;
+    let mut cols = vec![
+        Col { head: ["", "id"], width: 5, right: true },
+        Col { head: ["", "kind"], width: 11, right: false },
+    ];
+    if wide {
+        cols.push(Col { head: ["", "state"], width: 9, right: false });
+    }
+    cols.extend([
+        Col { head: ["", "age"], width: 6, right: true },
+        Col { head: ["COW", "MiB"], width: 7, right: true },
+        Col { head: ["", "%RSS"], width: 5, right: true },
+        Col { head: ["COW", "MiB/s"], width: 6, right: true },
+        Col { head: ["COW", "trend"], width: 0, right: false },
+        Col { head: ["wrote", "MiB"], width: 7, right: true },
+        Col { head: ["write", "MB/s"], width: 6, right: true },
+        Col { head: ["disk", "MB/s"], width: 6, right: true },
+        Col { head: ["", "fsync"], width: 5, right: true },
+    ]);
+    let fixed: u16 = cols.iter().map(|c| c.width).sum::<u16>() + cols.len() as u16 - 1;
+    let trend_w = inner.width.saturating_sub(fixed).max(1);
+    let trend = cols.iter().position(|c| c.width == 0).expect("a trend column");
+    cols[trend].width = trend_w;
+
+    let cell = |c: &Col, text: String, style: Style| -> ratatui::widgets::Cell<'static> {
+        let line = if c.right { Line::from(text).alignment(Alignment::Right) } else { Line::from(text) };
+        ratatui::widgets::Cell::from(line.style(style))
+    };
+    let head_style = Style::new().fg(DIM);
+    let header = Row::new(cols.iter().map(|c| {
+        let text = format!("{}\n{}", c.head[0], c.head[1]);
+        let lines: Vec<Line> = text
+            .lines()
+            .map(|l| if c.right { Line::from(l.to_string()).alignment(Alignment::Right) } else { Line::from(l.to_string()) })
+            .collect();
+        ratatui::widgets::Cell::from(ratatui::text::Text::from(lines).style(head_style))
+    }))
+    .height(2);
+    let rows = vm.sessions.iter().map(|s| {
+        let base = if s.active { Style::new() } else { Style::new().fg(DIM) };
+        let mut texts: Vec<(String, Style)> = vec![
+            (
+                format!("{}{:>4}", if s.active { "●" } else { " " }, s.id),
+                if s.active { Style::new().fg(SAVE) } else { base },
+            ),
+            (s.kind.clone(), base),
+        ];
+        if wide {
+            let bad = !s.active && s.status != "exit 0";
+            texts.push((s.status.clone(), if bad { Style::new().fg(LOST) } else { base }));
+        }
+        texts.extend([
+            (fmt_dur(s.elapsed_ms), base),
+            (fmt_mib(s.cow_bytes as f64), base),
+            (s.pct_of_rss.map_or("-".into(), fmt_pct), base),
+            (fmt_mib(s.rates.cow), base),
+            (spark(&s.series, trend_w as usize), if s.active { Style::new().fg(Color::Magenta) } else { base }),
+            (fmt_mib(s.written_bytes as f64), base),
+            (fmt_mb(s.rates.write), base),
+            (fmt_mb(s.rates.disk), base),
+            (s.fsync_calls.to_string(), base),
+        ]);
+        Row::new(cols.iter().zip(texts).map(|(c, (t, st))| cell(c, t, st)))
+    });
+    let table = Table::new(rows, cols.iter().map(|c| Constraint::Length(c.width)))
+        .header(header)
+        .column_spacing(1)
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut state = TableState::default().with_selected(sel);
+    frame.render_stateful_widget(table, inner, &mut state);
+}
+
+fn render_hists(frame: &mut Frame, area: Rect, vm: &ViewModel, s: Option<&SessionRow>, cols: u16, rows: u16) {
+    let title = match s {
+        Some(s) => format!(
+            " Session {} {} · parent {} child {} · fork {} · {} ",
+            s.id,
+            s.kind,
+            s.parent_pid,
+            s.child_pid,
+            s.fork_us.map_or("?".into(), |us| fmt_us(us.round() as u64)),
+            if s.active { format!("running {}", fmt_dur(s.elapsed_ms)) } else { format!("{} after {}", s.status, fmt_dur(s.elapsed_ms)) },
+        ),
+        None => " Histograms ".to_string(),
+    };
+    let block = section(title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let empty = |name, unit| HistView::empty(name, unit);
+    let panels: Vec<(HistView, Color)> = match s {
+        Some(s) => vec![
+            (s.hists.write_lat.clone(), Color::Cyan),
+            (s.hists.write_size.clone(), Color::Cyan),
+            (s.hists.fsync_lat.clone(), Color::Cyan),
+            (s.hists.disk_lat.clone(), Color::Blue),
+            (s.hists.cow_per_interval.clone(), Color::Magenta),
+            (vm.fork_lat.clone(), Color::Yellow),
+        ],
+        None => vec![
+            (empty("write latency", Unit::Micros), Color::Cyan),
+            (empty("write size", Unit::Bytes), Color::Cyan),
+            (empty("fsync latency", Unit::Micros), Color::Cyan),
+            (empty("block I/O latency", Unit::Micros), Color::Blue),
+            (empty(crate::view::model::COW_HIST, Unit::Pages), Color::Magenta),
+            (vm.fork_lat.clone(), Color::Yellow),
+        ],
+    };
+    let row_areas = Layout::vertical((0..rows).map(|_| Constraint::Ratio(1, rows as u32))).split(inner);
+    for (r, row_area) in row_areas.iter().enumerate() {
+        let cells = Layout::horizontal((0..cols).map(|_| Constraint::Ratio(1, cols as u32))).split(*row_area);
+        for (c, cell) in cells.iter().enumerate() {
+            let Some((h, color)) = panels.get(r * cols as usize + c) else { continue };
+            // Two blank columns between panels.
+            let w = cell.width.saturating_sub(if c + 1 < cols as usize { 2 } else { 0 });
+            let lines = hist_lines(h, w as usize, cell.height as usize, *color);
+            frame.render_widget(Paragraph::new(lines), Rect { width: w, ..*cell });
+        }
+    }
+}
+
+fn render_footer(frame: &mut Frame, area: Rect, vm: &ViewModel) {
+    let keys = Line::from(vec![
+        Span::styled("q", Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw(" quit  "),
+        Span::styled("p", Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw(" pause  "),
+        Span::styled("↑↓", Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw(" select"),
+    ])
+    .style(Style::new().fg(DIM));
+    frame.render_widget(Paragraph::new(keys), area);
+    let l = &vm.losses;
+    let lost = if l.any() {
+        Span::styled(
+            format!(
+                " LOST {} COW + {} session events, {} bad records ",
+                l.cow_events, l.session_events, l.decode_errors
+            ),
+            Style::new().fg(Color::White).bg(LOST).add_modifier(Modifier::BOLD),
+        )
+    } else {
+        Span::styled("lost events 0", Style::new().fg(DIM))
+    };
+    frame.render_widget(Paragraph::new(Line::from(lost)).alignment(Alignment::Right), area);
+}
+
+/// The lines of one histogram panel `w` columns wide and `h` lines high: its name and
+/// max, p50 and p99 and the count, then log2 buckets with bars.
+pub fn hist_lines(hv: &HistView, w: usize, h: usize, color: Color) -> Vec<Line<'static>> {
+    let mut out: Vec<Line<'static>> = Vec::new();
+    let name = if hv.name.chars().count() + 10 > w { short_name(hv.name) } else { hv.name };
+    let q = &hv.q;
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    if q.count == 0 {
+        out.push(Line::from(Span::styled(name.to_string(), bold)));
+        out.push(Line::styled("no events yet", Style::new().fg(DIM)));
+        return out;
+    }
+    out.push(spread(vec![Span::styled(name.to_string(), bold)], format!("max {}", fmt_val(q.max, hv.unit)), w));
+    out.push(spread(
+        vec![Span::raw(format!("p50 {} p99 {}", fmt_val(q.p50, hv.unit), fmt_val(q.p99, hv.unit)))],
+        format!("n {}", fmt_count(q.count)),
+        w,
+    ));
+    let room = h.saturating_sub(out.len());
+    if room == 0 || hv.buckets.is_empty() {
+        return out;
+    }
+    let shown = fit(&hv.buckets, room);
+    let labels: Vec<String> = shown.iter().map(|&(lo, _)| bucket_label(lo, hv.unit)).collect();
+    let counts: Vec<String> = shown.iter().map(|&(_, c)| fmt_count(c)).collect();
+    let lw = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    let cw = counts.iter().map(String::len).max().unwrap_or(0);
+    let bar_w = w.saturating_sub(lw + cw + 2);
+    let peak = shown.iter().map(|&(_, c)| c).max().unwrap_or(0).max(1);
+    for ((label, count), &(_, c)) in labels.iter().zip(&counts).zip(&shown) {
+        out.push(Line::from(vec![
+            Span::styled(format!("{label:>lw$} "), Style::new().fg(DIM)),
+            Span::styled(format!("{:<bar_w$}", bar(c, peak, bar_w)), Style::new().fg(color)),
+            Span::raw(format!(" {count:>cw$}")),
+        ]));
+    }
+    out
+}
+
+/// `left` then `right` at the right edge, if both fit in `w`; else `left` and `right`
+/// one space apart (the panel cuts what does not fit).
+fn spread(mut left: Vec<Span<'static>>, right: String, w: usize) -> Line<'static> {
+    let used: usize = left.iter().map(|s| s.content.chars().count()).sum();
+    let gap = w.saturating_sub(used + right.chars().count()).max(1);
+    left.push(Span::raw(" ".repeat(gap)));
+    left.push(Span::raw(right));
+    Line::from(left)
+}
+
+fn short_name(name: &'static str) -> &'static str {
+    match name {
+        "block I/O latency" => "block I/O lat.",
+        "fork latency (all)" => "fork lat. (all)",
+        "COW pages/interval" => "COW pages/intvl",
+        other => other,
+    }
+}
+
+/// At most `n` rows for `b` (contiguous power-of-two buckets): all of them if they
+/// fit, else the non-empty ones, else pairs of buckets merged (each row then covers
+/// four times its lower bound) until they fit. Nothing is left out.
+pub fn fit(b: &[(u64, u64)], n: usize) -> Vec<(u64, u64)> {
+    let mut b = b.to_vec();
+    loop {
+        if b.len() <= n || n == 0 {
+            return b;
+        }
+        let nonzero: Vec<(u64, u64)> = b.iter().copied().filter(|x| x.1 > 0).collect();
+        if nonzero.len() <= n {
+            return nonzero;
+        }
+        b = b.chunks(2).map(|c| (c[0].0, c.iter().map(|x| x.1).sum())).collect();
+    }
+}
+
+const EIGHTHS: [char; 8] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉', '█'];
+
+/// A horizontal bar of `v / peak` of `w` columns, in eighths of a column.
+pub fn bar(v: u64, peak: u64, w: usize) -> String {
+    if v == 0 || peak == 0 || w == 0 {
+        return String::new();
+    }
+    let eighths = ((v as u128 * w as u128 * 8).div_ceil(peak as u128)) as usize;
+    let mut s = "█".repeat(eighths / 8);
+    if !eighths.is_multiple_of(8) {
+        s.push(EIGHTHS[eighths % 8 - 1]);
+    }
+    s
+}
+
+const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// The newest `w` values as a sparkline scaled to their maximum (blank for zero).
+pub fn spark(series: &[u64], w: usize) -> String {
+    let tail = &series[series.len().saturating_sub(w)..];
+    let peak = tail.iter().copied().max().unwrap_or(0);
+    tail.iter()
+        .map(|&v| {
+            if v == 0 || peak == 0 {
+                ' '
+            } else {
+                SPARKS[((v as u128 * 8).div_ceil(peak as u128) as usize).clamp(1, 8) - 1]
+            }
+        })
+        .collect()
+}
+
+/// Lower bound of a power-of-two bucket, short: `16us`, `2ms`, `4K`, `1M`.
+pub fn bucket_label(lo: u64, unit: Unit) -> String {
+    if lo <= 1 {
+        // Zero is recorded as one (hdrhistogram's lowest value).
+        return "0-1".into();
+    }
+    match unit {
+        Unit::Micros => fmt_us(lo),
+        Unit::Bytes => binary(lo, "B"),
+        Unit::Pages => binary(lo, ""),
+    }
+}
+
+fn binary(v: u64, unit: &str) -> String {
+    const K: u64 = 1024;
+    match v {
+        v if v >= K * K * K && v % (K * K * K) == 0 => format!("{}G", v / (K * K * K)),
+        v if v >= K * K && v % (K * K) == 0 => format!("{}M", v / (K * K)),
+        v if v >= K && v % K == 0 => format!("{}K", v / K),
+        v => format!("{v}{unit}"),
+    }
+}
+
+/// A value of `unit`, short.
+pub fn fmt_val(v: u64, unit: Unit) -> String {
+    match unit {
+        Unit::Micros => fmt_us(v),
+        Unit::Bytes => fmt_size(v),
+        Unit::Pages => fmt_count(v),
+    }
+}
+
+/// Bytes, at most five characters: `512B`, `4K`, `1.5M`, `2.0G`.
+pub fn fmt_size(b: u64) -> String {
+    const K: f64 = 1024.0;
+    let f = b as f64;
+    let (v, u) = match f {
+        f if f >= K * K * K => (f / (K * K * K), "G"),
+        f if f >= K * K => (f / (K * K), "M"),
+        f if f >= K => (f / K, "K"),
+        _ => return format!("{b}B"),
+    };
+    if v >= 99.95 || v.fract() == 0.0 { format!("{v:.0}{u}") } else { format!("{v:.1}{u}") }
+}
+
+/// Microseconds, at most five characters: `850us`, `1.2ms`, `131ms`, `2.5s`.
+pub fn fmt_us(us: u64) -> String {
+    let f = us as f64;
+    match us {
+        0..1_000 => format!("{us}us"),
+        1_000..9_950 => format!("{:.1}ms", f / 1e3),
+        9_950..999_500 => format!("{:.0}ms", f / 1e3),
+        999_500..9_950_000 => format!("{:.1}s", f / 1e6),
+        _ => format!("{:.0}s", f / 1e6),
+    }
+}
+
+/// A count, at most five characters: `42`, `9999`, `12.3k`, `4.5M`.
+pub fn fmt_count(c: u64) -> String {
+    let f = c as f64;
+    match c {
+        0..10_000 => c.to_string(),
+        10_000..999_500 => format!("{:.1}k", f / 1e3).replace(".0k", "k"),
+        _ => format!("{:.1}M", f / 1e6),
+    }
+}
+
+/// Milliseconds as an age: `850ms`, `12.3s`, `5m03s`, `2h01m`.
+pub fn fmt_dur(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1e3),
+        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
+    }
+}
+
+fn fmt_secs(ms: u64) -> String {
+    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{:.1}s", ms as f64 / 1e3) }
+}
+
+/// Bytes (or bytes/s) in MiB, at most seven characters.
+pub fn fmt_mib(b: f64) -> String {
+    let m = b / (1024.0 * 1024.0);
+    if m < 999.95 { format!("{m:.1}") } else { format!("{m:.0}") }
+}
+
+/// Bytes/s in MB/s (decimal, as disks are rated).
+pub fn fmt_mb(b: f64) -> String {
+    let m = b / 1e6;
+    if m < 999.95 { format!("{m:.1}") } else { format!("{m:.0}") }
+}
+
+pub fn fmt_pct(p: f64) -> String {
+    if p < 9.95 { format!("{p:.1}%") } else { format!("{p:.0}%") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!((fmt_us(850), fmt_us(1_234), fmt_us(131_072), fmt_us(2_500_000)), ("850us".into(), "1.2ms".into(), "131ms".into(), "2.5s".into()));
+        assert_eq!((fmt_count(42), fmt_count(12_345), fmt_count(20_000), fmt_count(4_500_000)), ("42".into(), "12.3k".into(), "20k".into(), "4.5M".into()));
+        assert_eq!((fmt_dur(850), fmt_dur(12_345), fmt_dur(303_000), fmt_dur(7_260_000)), ("850ms".into(), "12.3s".into(), "5m03s".into(), "2h01m".into()));
+        assert_eq!((fmt_mib(126_353_408.0), fmt_mib(5e9)), ("120.5".into(), "4768".into()));
+        assert_eq!((fmt_pct(35.2), fmt_pct(3.52)), ("35%".into(), "3.5%".into()));
+        assert_eq!(bucket_label(1, Unit::Micros), "0-1");
+        assert_eq!((bucket_label(16, Unit::Micros), bucket_label(4096, Unit::Bytes), bucket_label(1 << 20, Unit::Pages)), ("16us".into(), "4K".into(), "1M".into()));
+        assert_eq!(bucket_label(512, Unit::Bytes), "512B");
+        assert_eq!((fmt_size(4096), fmt_size(1536), fmt_size(200 << 20)), ("4K".into(), "1.5K".into(), "200M".into()));
+    }
+
+    #[test]
+    fn bars_and_sparks() {
+        assert_eq!(bar(10, 10, 4), "████");
+        assert_eq!(bar(1, 16, 4), "▎");
+        assert_eq!(bar(0, 16, 4), "");
+        assert_eq!(spark(&[0, 1, 4, 8], 10), " ▁▄█");
+        assert_eq!(spark(&[8, 0, 8, 4], 2), "█▄");
+        assert_eq!(spark(&[], 5), "");
+    }
+
+    #[test]
+    fn fit_drops_empty_rows_then_merges() {
+        let b = [(1, 1), (2, 0), (4, 9), (8, 0), (16, 1)];
+        assert_eq!(fit(&b, 9), b.to_vec());
+        assert_eq!(fit(&b, 3), vec![(1, 1), (4, 9), (16, 1)]);
+        assert_eq!(fit(&b, 2), vec![(1, 10), (16, 1)]);
+        assert_eq!(fit(&b, 1), vec![(1, 11)]);
+    }
+}
