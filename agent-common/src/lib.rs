@@ -199,7 +199,9 @@ pub struct Offsets {
 }
 const _: () = assert!(core::mem::size_of::<Offsets>() == 96);
 
-/// Pending write-protect fault of a thread, in the `PENDING` map keyed by tid.
+/// The last write-protect fault of a traced thread, in the `PENDING` map keyed by tid.
+/// The entry lives as long as the thread and is updated in place; `active` says whether
+/// the fault still waits for its page allocation.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PendingFault {
@@ -209,7 +211,8 @@ pub struct PendingFault {
     pub session: u32,
     /// 1 when the faulting process is the session child.
     pub child_side: u32,
-    pub _pad: u32,
+    /// 1 from the write-protect fault until its allocation or the thread's next fault.
+    pub active: u32,
 }
 const _: () = assert!(core::mem::size_of::<PendingFault>() == 24);
 

@@ -60,8 +60,8 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let error_code: u64 = ctx.arg(2);
     if error_code & (PF_PROT | PF_WRITE) != (PF_PROT | PF_WRITE) {
         // Any other fault ends this thread's pending write-protect fault.
-        if PENDING.get_ptr(&tid).is_some() {
-            let _ = PENDING.remove(&tid);
+        if let Some(p) = PENDING.get_ptr_mut(&tid) {
+            unsafe { core::ptr::write_volatile(&mut (*p).active, 0) };
         }
         return Ok(());
     }
@@ -80,14 +80,12 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
         unsafe { add(&mut (*c).wp_faults, 1) };
     }
     let addr: u64 = ctx.arg(0);
-    let pending = PendingFault {
-        addr,
-        tgid,
-        session,
-        child_side,
-        _pad: 0,
-    };
-    PENDING.insert(&tid, &pending, 0)?;
+    let pending = PendingFault { addr, tgid, session, child_side, active: 1 };
+    match PENDING.get_ptr_mut(&tid) {
+        // Only this thread writes its entry: an in-place update needs no lock.
+        Some(p) => unsafe { *p = pending },
+        None => PENDING.insert(&tid, &pending, 0)?,
+    }
     Ok(())
 }
 
@@ -139,15 +137,20 @@ pub fn mm_page_alloc(ctx: BtfTracePointContext) -> i32 {
 }
 
 fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
-    let (_, tid) = current_ids();
-    let p = unsafe { *PENDING.get(&tid).ok_or(0)? };
-    let gfp = ctx.arg::<u64>(2) as u32;
     // A user page, and not a page-cache page for a write (`__GFP_WRITE`): any other
-    // allocation (slab, page table) leaves the fault pending.
+    // allocation (slab, page table) leaves the fault pending. Tested before the map
+    // lookup, so most kernel allocations on the host cost no lookup at all.
+    let gfp = ctx.arg::<u64>(2) as u32;
     if gfp & GFP_USER_PAGE != GFP_USER_PAGE || gfp & GFP_WRITE != 0 {
         return Ok(());
     }
-    let _ = PENDING.remove(&tid);
+    let (_, tid) = current_ids();
+    let entry = PENDING.get_ptr_mut(&tid).ok_or(0)?;
+    let p = unsafe { *entry };
+    if p.active == 0 {
+        return Ok(());
+    }
+    unsafe { core::ptr::write_volatile(&mut (*entry).active, 0) };
     let order = ctx.arg::<u64>(1) as u32;
     let zero = gfp & GFP_ZERO != 0;
     let bytes = 4096u64 << (order & 31);

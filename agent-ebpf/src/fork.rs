@@ -14,7 +14,7 @@ use aya_log_ebpf::debug;
 
 use crate::{
     maps::{
-        AGENT_TGID, AUTO_REDIS, FORK_START, PROC_EVENTS, SESSIONS, TRACED,
+        AGENT_TGID, AUTO_REDIS, FORK_START, PENDING, PROC_EVENTS, SESSIONS, TRACED,
     },
     off,
     util::{current_ids, global, now_ns, read_field, reserve},
@@ -144,6 +144,10 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
 
 fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
+    // Every exiting thread of a traced process drops its COW fault state.
+    if PENDING.get_ptr(&tid).is_some() {
+        let _ = PENDING.remove(&tid);
+    }
     if tgid != tid {
         return Ok(());
     }

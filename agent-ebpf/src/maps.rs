@@ -17,10 +17,11 @@ pub static TRACED: HashMap<u32, TracedProc> = HashMap::with_max_entries(16384, 0
 #[map]
 pub static SESSIONS: HashMap<u32, SessionState> = HashMap::with_max_entries(8192, 0);
 
-/// The last write-protect fault of each traced thread, until its page allocation or its
-/// next fault. LRU, so a thread that dies with a pending fault cannot leak an entry.
+/// The last write-protect fault of each traced thread (see `PendingFault`). A plain hash
+/// updated in place: an insert or delete per fault (and an LRU map's list lock) doubled
+/// the cost of a COW fault. Entries are removed when their thread exits (`fork.rs`).
 #[map]
-pub static PENDING: LruHashMap<u32, PendingFault> = LruHashMap::with_max_entries(16384, 0);
+pub static PENDING: HashMap<u32, PendingFault> = HashMap::with_max_entries(32768, 0);
 
 /// Entry time of a traced thread's clone/fork syscall, keyed by tid.
 #[map]
