@@ -27,9 +27,11 @@ pub static PENDING: HashMap<u32, PendingFault> = HashMap::with_max_entries(32768
 #[map]
 pub static FORK_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
 
-/// Session events: forks, exits, titles. Low rate; submitted with a wakeup.
+/// Session events: forks, exits, titles. Low rate, submitted with a wakeup; 1 MiB holds
+/// about 800 forks' worth of events, for fork storms while the agent is busy (if it
+/// still fills, the agent recovers the sessions from `SESSIONS`).
 #[map]
-pub static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+pub static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
 
 /// COW copy events. Submitted with `BPF_RB_NO_WAKEUP`; userspace drains on a timer
 /// (a wakeup per event made each COW fault 3.6x slower here, see KERNEL-NOTES).

@@ -58,7 +58,7 @@ pub fn run() -> Vec<Item> {
     }
 
     if priv_ok && btf.is_ok() {
-        match loader::load(&LoadOptions { auto_redis: false, hot_ring_bytes: 1 << 16, hot_wake_bytes: None }) {
+        match loader::load(&LoadOptions { auto_redis: false, hot_ring_bytes: 1 << 16, ..Default::default() }) {
             Ok(mut probes) => {
                 items.push(item("tracepoint", Some(true), "ok: syscalls/* and sched/* attach"));
                 items.push(item("tp_btf", Some(true), "ok: fork, exit, page_fault_user, mm_page_alloc attach"));

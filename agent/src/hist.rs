@@ -4,8 +4,10 @@ use serde::Serialize;
 
 /// A histogram of positive integers (latencies in µs, sizes in bytes), 3 significant
 /// digits, auto-resizing. Zero values are recorded as 1 (hdrhistogram's lowest).
+/// Allocated at its first value: an empty hdrhistogram already takes tens of KiB, and a
+/// fork storm opens thousands of sessions that never write.
 #[derive(Clone, Debug)]
-pub struct Hist(Histogram<u64>, u64);
+pub struct Hist(Option<Histogram<u64>>, u64);
 
 impl Default for Hist {
     fn default() -> Self {
@@ -24,35 +26,41 @@ pub struct Quantiles {
 
 impl Hist {
     pub fn new() -> Self {
-        let mut h = Histogram::new(3).expect("3 significant digits is a valid precision");
-        h.auto(true);
-        Self(h, 0)
+        Self(None, 0)
+    }
+
+    fn inner(&mut self) -> &mut Histogram<u64> {
+        self.0.get_or_insert_with(|| {
+            let mut h = Histogram::new(3).expect("3 significant digits is a valid precision");
+            h.auto(true);
+            h
+        })
     }
 
     pub fn record(&mut self, v: u64) {
         // Auto-resizing histograms accept any u64 below u64::MAX / 2.
         let v = v.clamp(1, u64::MAX / 4);
-        let _ = self.0.record(v);
+        let _ = self.inner().record(v);
         // hdrhistogram reports the top of the max's bucket; keep the exact max.
         self.1 = self.1.max(v);
     }
 
     pub fn len(&self) -> u64 {
-        self.0.len()
+        self.0.as_ref().map_or(0, |h| h.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
     pub fn quantiles(&self) -> Quantiles {
-        if self.0.is_empty() {
+        let Some(h) = self.0.as_ref().filter(|h| !h.is_empty()) else {
             return Quantiles::default();
-        }
+        };
         // The lowest value of the quantile's bucket (within 0.1% of the true value),
         // so that a run of identical values reports that value, not its bucket's top.
-        let q = |p: f64| self.0.lowest_equivalent(self.0.value_at_quantile(p)).min(self.1);
-        Quantiles { count: self.0.len(), p50: q(0.5), p90: q(0.9), p99: q(0.99), max: self.1 }
+        let q = |p: f64| h.lowest_equivalent(h.value_at_quantile(p)).min(self.1);
+        Quantiles { count: h.len(), p50: q(0.5), p90: q(0.9), p99: q(0.99), max: self.1 }
     }
 
     pub fn max(&self) -> u64 {
@@ -61,15 +69,17 @@ impl Hist {
 
     /// Add every value of `other` (run-wide histograms from per-session ones).
     pub fn merge(&mut self, other: &Hist) {
+        let Some(o) = other.0.as_ref().filter(|h| !h.is_empty()) else { return };
         // Both auto-resize, so adding cannot overflow the value range.
-        let _ = self.0.add(&other.0);
+        let _ = self.inner().add(o);
         self.1 = self.1.max(other.1);
     }
 
     /// Counts per power-of-two bucket `[2^i, 2^(i+1))`, for text and terminal views.
     pub fn log2_buckets(&self) -> Vec<(u64, u64)> {
         let mut out: Vec<(u64, u64)> = Vec::new();
-        for v in self.0.iter_recorded() {
+        let Some(h) = self.0.as_ref() else { return out };
+        for v in h.iter_recorded() {
             let x = v.value_iterated_to().max(1);
             let lo = 1u64 << (63 - x.leading_zeros());
             match out.last_mut() {

@@ -95,11 +95,13 @@ pub struct LoadOptions {
     pub hot_ring_bytes: u32,
     /// Force a wakeup once this many bytes wait in the COW ring (default: half of it).
     pub hot_wake_bytes: Option<u64>,
+    /// Size of the session event ring (default: the object's 1 MiB).
+    pub proc_ring_bytes: Option<u32>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { auto_redis: true, hot_ring_bytes: 8 << 20, hot_wake_bytes: None }
+        Self { auto_redis: true, hot_ring_bytes: 8 << 20, hot_wake_bytes: None, proc_ring_bytes: None }
     }
 }
 
@@ -147,6 +149,7 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         .override_global("HOT_WAKE_BYTES", &wake, true)
         .override_global("OFFSETS", &offsets, true)
         .map_max_entries("HOT_EVENTS", opts.hot_ring_bytes)
+        .map_max_entries("PROC_EVENTS", opts.proc_ring_bytes.unwrap_or(1 << 20))
         .load(OBJ)
         .map_err(|e| LoadError::Load(Box::new(e)))?;
 

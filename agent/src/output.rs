@@ -73,8 +73,48 @@ pub fn watch_line(rec: &Record, start_ns: u64) -> Option<String> {
 /// Sessions listed by name in the end-of-run summary.
 pub const SUMMARY_MAX_SESSIONS: usize = 20;
 
+/// The ended sessions the end-of-run summary names: the costliest
+/// [`SUMMARY_MAX_SESSIONS`] by COW bytes, in bounded memory however many sessions a
+/// run has (a fork storm makes thousands), plus how many ended in all.
+#[derive(Debug, Default)]
+pub struct KeptEnds {
+    kept: Vec<SessionEnd>,
+    total: usize,
+}
+
+impl KeptEnds {
+    pub fn push(&mut self, e: SessionEnd) {
+        self.total += 1;
+        self.kept.push(e);
+        if self.kept.len() > SUMMARY_MAX_SESSIONS {
+            // Drop the cheapest (the oldest among equals).
+            let (i, _) = self
+                .kept
+                .iter()
+                .enumerate()
+                .min_by(|(_, a), (_, b)| a.cow.bytes.cmp(&b.cow.bytes).then(b.session.cmp(&a.session)))
+                .expect("not empty");
+            self.kept.remove(i);
+        }
+    }
+
+    /// The kept sessions, in session order.
+    pub fn sessions(&self) -> Vec<SessionEnd> {
+        let mut v = self.kept.clone();
+        v.sort_by_key(|e| e.session);
+        v
+    }
+
+    /// Sessions ended in all, kept or not.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+}
+
 /// The summary printed at the end of every run.
-pub fn summary(ends: &[SessionEnd], end: &End) -> String {
+pub fn summary(kept: &KeptEnds, end: &End) -> String {
+    let ends = kept.sessions();
+    let ends = ends.as_slice();
     let mut s = String::new();
     s.push_str(&format!(
         "cowtrace: {} session(s) in {:.1}s ({})\n",
@@ -105,10 +145,10 @@ pub fn summary(ends: &[SessionEnd], end: &End) -> String {
             exit_text(e),
         ));
     }
-    if ends.len() > shown.len() {
+    if kept.total() > shown.len() {
         s.push_str(&format!(
             "  ... and {} more session(s) with less COW (all of them are in a `record` trace)\n",
-            ends.len() - shown.len()
+            kept.total() - shown.len()
         ));
     }
     if end.lost_events > 0 || end.decode_errors > 0 {
@@ -296,17 +336,24 @@ mod tests {
             maps: Default::default(),
             agent_max_rss_bytes: None,
         };
-        let s = summary(&[end_rec()], &end);
+        let mut one = KeptEnds::default();
+        one.push(end_rec());
+        let s = summary(&one, &end);
         assert!(s.contains("1 session(s) in 2.0s (duration)") && s.contains("lost events: 0"), "{s}");
         let many: Vec<SessionEnd> = (1..=25)
             .map(|i| SessionEnd { session: i, cow: CowSummary { bytes: i * 4096, ..end_rec().cow }, ..end_rec() })
             .collect();
-        let text = summary(&many, &end);
+        let mut kept = KeptEnds::default();
+        for e in many {
+            kept.push(e);
+        }
+        assert_eq!((kept.total(), kept.sessions().len()), (25, SUMMARY_MAX_SESSIONS));
+        let text = summary(&kept, &end);
         assert!(text.contains("... and 5 more session(s)"), "{text}");
         assert!(text.contains("session  25 ") && !text.contains("session   5 "), "{text}");
         end.lost_events = 5;
         end.lost_cow_events = 5;
-        assert!(summary(&[], &end).contains("LOST EVENTS: 5 COW"));
+        assert!(summary(&KeptEnds::default(), &end).contains("LOST EVENTS: 5 COW"));
     }
 
     #[test]

@@ -25,13 +25,16 @@ use crate::{
     reap::{ReapAction, plan},
     record::{
         Attach, CowEventRecord, End, IoEventRecord, MapOccupancy, FORMAT_NAME, FORMAT_VERSION, Meta, ProcessRecord, Record,
-        SessionEnd,
     },
     diagnose::HostFacts,
     session::{KernelFile, Tracker},
     trace::TraceWriter,
     view::{self, Live, model::Losses},
 };
+
+/// How long an exited child's session waits for its exit event before it is ended from
+/// the kernel map (the event may be in flight; it carries the exit status).
+const EXIT_EVENT_GRACE_NS: u64 = 1_000_000_000;
 
 /// How often the exact counters are sampled (the timeline's resolution).
 pub const TICK: Duration = Duration::from_millis(100);
@@ -71,7 +74,8 @@ struct State {
     output: Output,
     events: bool,
     start_ns: u64,
-    ends: Vec<SessionEnd>,
+    /// The costliest ended sessions, for the summary (bounded).
+    ends: output::KeptEnds,
     /// Roots alive (pid mode ends when all of them and their sessions are gone).
     roots: HashSet<u32>,
     pid_mode: bool,
@@ -79,6 +83,8 @@ struct State {
     done: HashSet<u32>,
     /// Exited sessions seen in the map before their exit event (lost-event fallback).
     exited_seen: HashMap<u32, u64>,
+    /// Session-ring drops already answered by a scan of the kernel's sessions.
+    lost_seen: u64,
     decode_errors: u64,
     cow_events: u64,
     /// `watch` (lines or the full-screen view); None when recording a trace.
@@ -140,6 +146,12 @@ impl State {
             ProcMsg::Rename(ev) => self.tracker.on_rename(&ev),
             ProcMsg::Exit(ev) => {
                 if ev.ppid != 0 {
+                    if self.tracker.get(ev.pid).is_none() && !self.done.contains(&ev.pid) {
+                        // Its fork event was lost: open the session from the kernel map
+                        // (or from the exit itself) so that the exit still ends one.
+                        let fork_ts = self.sessions.get(&ev.pid, 0).map_or(ev.ts_ns, |s| s.fork_ts_ns);
+                        self.tracker.on_fork(&adopted_fork(ev.pid, ev.ppid, fork_ts));
+                    }
                     let files = take_files(&mut self.files, ev.pid);
                     self.keep_hists(ev.pid);
                     let recs = self.tracker.on_exit(&ev, &files);
@@ -268,15 +280,18 @@ impl State {
     }
 
     /// Every 100 ms: exact counters into the timelines, titles, starts, reaping.
-    fn tick(&mut self) -> Result<()> {
+    /// `grace_ns`: how long an exited child may wait for its exit event (0 at the end of
+    /// the run, when both rings have been drained).
+    fn tick(&mut self, grace_ns: u64) -> Result<()> {
         let now = procfs::monotonic_ns();
+        self.adopt_lost_forks();
         self.classify(now);
         let live: Vec<u32> = self.tracker.live().map(|s| s.child_pid).collect();
         for child in live {
             if let Ok(st) = self.sessions.get(&child, 0) {
                 self.tracker.on_counters(child, now, st.parent, st.child, st.io);
                 if st.exited != 0 {
-                    self.lost_exit_fallback(child, &st, now)?;
+                    self.lost_exit_fallback(child, &st, now, grace_ns)?;
                 }
             }
         }
@@ -288,9 +303,9 @@ impl State {
 
     /// The kernel marked `child` exited but its exit event has not arrived: after a
     /// grace period (the event may simply be in flight), end the session from the map.
-    fn lost_exit_fallback(&mut self, child: u32, st: &SessionState, now: u64) -> Result<()> {
+    fn lost_exit_fallback(&mut self, child: u32, st: &SessionState, now: u64, grace_ns: u64) -> Result<()> {
         let first = *self.exited_seen.entry(child).or_insert(now);
-        if now.saturating_sub(first) < 1_000_000_000 {
+        if now.saturating_sub(first) < grace_ns {
             return Ok(());
         }
         log::warn!("exit event of session child {child} was lost; ending it from the kernel counters");
@@ -314,6 +329,32 @@ impl State {
         self.done.insert(child);
         self.exited_seen.remove(&child);
         self.emit_all(recs)
+    }
+
+    /// When the session ring has dropped events, some forks may be unknown to the agent:
+    /// take every session the kernel map holds and the agent does not, from the map
+    /// (kind from /proc if the child still runs). Its end then comes from its exit event
+    /// or, if that was lost too, from the map. So every session is accounted for, and no
+    /// kernel entry is left behind.
+    fn adopt_lost_forks(&mut self) {
+        let (_, lost) = self.drops();
+        if lost == self.lost_seen {
+            return;
+        }
+        let snapshot: Vec<(u32, SessionState)> = self.sessions.iter().filter_map(Result::ok).collect();
+        let mut adopted = 0;
+        for (child, st) in snapshot {
+            if self.tracker.get(child).is_some() || self.done.contains(&child) {
+                continue;
+            }
+            self.tracker.on_fork(&adopted_fork(child, st.parent_tgid, st.fork_ts_ns));
+            adopted += 1;
+        }
+        if adopted > 0 {
+            log::warn!("{adopted} fork event(s) were lost (session ring full); their sessions were taken from the kernel map");
+        }
+        // Only once the scan is done: drops during it are seen at the next tick.
+        self.lost_seen = lost;
     }
 
     fn reap(&mut self) {
@@ -403,6 +444,24 @@ impl State {
 
     fn targets_gone(&self) -> bool {
         self.pid_mode && self.roots.is_empty() && self.tracker.live().next().is_none()
+    }
+}
+
+/// A fork event rebuilt for a session whose own event was lost.
+fn adopted_fork(child: u32, parent: u32, fork_ts_ns: u64) -> agent_common::ProcEvent {
+    agent_common::ProcEvent {
+        kind: agent_common::EV_FORK,
+        pid: child,
+        ppid: parent,
+        tid: parent,
+        ts_ns: fork_ts_ns,
+        value: 0,
+        comm: [0; 16],
+        title: [0; 64],
+        cow_a: CowCounters::default(),
+        cow_b: CowCounters::default(),
+        cow_c: CowCounters::default(),
+        io: Default::default(),
     }
 }
 
@@ -508,6 +567,14 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
         }
         opts.hot_ring_bytes = v;
     }
+    // COWTRACE_PROC_RING_BYTES: the session event ring (tests make it tiny so that fork
+    // events are lost and the agent must recover the sessions from the kernel map).
+    if let Some(v) = std::env::var("COWTRACE_PROC_RING_BYTES").ok().and_then(|v| v.parse::<u32>().ok()) {
+        if !v.is_power_of_two() || v < 4096 {
+            bail!("COWTRACE_PROC_RING_BYTES={v}: must be a power of two of at least 4096");
+        }
+        opts.proc_ring_bytes = Some(v);
+    }
     // COWTRACE_HOT_WAKE_BYTES: the fill level that forces a wakeup (tests set it above
     // the ring size so that only the 100 ms timer drains it, and events must drop).
     if let Some(v) = std::env::var("COWTRACE_HOT_WAKE_BYTES").ok().and_then(|v| v.parse::<u64>().ok()) {
@@ -566,11 +633,12 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
         output: cfg.output,
         events: cfg.events,
         start_ns,
-        ends: Vec::new(),
+        ends: output::KeptEnds::default(),
         roots: roots.iter().copied().collect(),
         pid_mode,
         done: HashSet::new(),
         exited_seen: HashMap::new(),
+        lost_seen: 0,
         decode_errors: 0,
         cow_events: 0,
         live: None,
@@ -669,7 +737,7 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
                 // The COW ring is submitted without wakeups: drain it here.
                 (|| {
                     st.drain(proc_fd.get_mut(), hot_fd.get_mut())?;
-                    st.tick()?;
+                    st.tick(EXIT_EVENT_GRACE_NS)?;
                     Ok(st.targets_gone().then_some("targets-exited"))
                 })()
             }
@@ -724,7 +792,8 @@ fn finish(
     let quiet = reason == "output-closed";
     let r = (|| -> Result<()> {
         st.drain(proc_fd.get_mut(), hot_fd.get_mut())?;
-        st.tick()?;
+        // Both rings are drained: an exited child's exit event is not coming any more.
+        st.tick(0)?;
         Ok(())
     })();
     if let Err(e) = r

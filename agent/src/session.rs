@@ -161,8 +161,13 @@ impl Tracker {
         self.live.get(&child)
     }
 
-    /// `EV_FORK`: a traced parent forked `ev.pid`.
+    /// `EV_FORK`: a traced parent forked `ev.pid`. A second fork of a live child (its
+    /// session was rebuilt from the kernel map while its own event was still queued)
+    /// opens nothing.
     pub fn on_fork(&mut self, ev: &ProcEvent) {
+        if self.live.get(&ev.pid).is_some_and(|s| s.parent_pid == ev.ppid) {
+            return;
+        }
         self.next_id += 1;
         self.opened += 1;
         let s = Session {
@@ -519,6 +524,14 @@ mod tests {
         t.on_title(&te, Some(b"python3\0t.py\0"));
         let Record::SessionStart(s) = &t.on_exit(&ev(EV_EXIT, 9, 8, 10, 0), &[])[0] else { panic!() };
         assert_eq!((s.kind, s.title.as_deref()), (SessionKind::Fork, None));
+    }
+
+    #[test]
+    fn a_fork_seen_twice_is_one_session() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 100, 0));
+        t.on_fork(&ev(EV_FORK, 5, 4, 100, 0));
+        assert_eq!((t.opened, t.live().count()), (1, 1));
     }
 
     #[test]

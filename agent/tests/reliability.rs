@@ -298,3 +298,29 @@ fn full_disk_stops_cleanly_with_a_clear_error() {
         serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"));
     }
 }
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn lost_fork_and_exit_events_still_account_for_every_session() {
+    require_root();
+    // A 4 KiB session ring holds 12 events: a burst of forks overflows it, and the
+    // agent must recover the sessions whose fork or exit event was dropped from the
+    // kernel's SESSIONS map.
+    let dir = TempDir::new("lostforks");
+    let w = Workload::spawn(&["--mode", "many-forks", "--children", "3000", "--mib", "1"]);
+    let pid = w.pid.to_string();
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let sp = sleeper.id().to_string();
+    let rec = Recorder::start(dir.path(), &["-p", &pid, "-p", &sp], &[("COWTRACE_PROC_RING_BYTES", "4096")]);
+    w.go();
+    let t = rec.stop();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let end = t.end();
+    eprintln!("lost events: {end}");
+    assert!(u(&end["lost_session_events"]) > 0, "a 4 KiB ring must overflow in a fork burst: {end}");
+    assert_eq!(u(&end["sessions"]), 3_000, "{end}");
+    assert_eq!(t.ends().len(), 3_000, "every session has its end");
+    assert!(t.ends().iter().all(|e| e["complete"] == true));
+    assert!(u(&end["maps"]["sessions"]) <= 1, "{end}");
+}

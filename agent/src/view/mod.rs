@@ -21,7 +21,7 @@ use crossterm::event::Event;
 use crate::{
     diagnose::HostFacts,
     procfs,
-    record::{Record, SessionEnd},
+    record::Record,
     session::Tracker,
     view::{
         model::{Context, Losses, ProcInfo, ViewModel},
@@ -174,9 +174,9 @@ impl Live {
 
     /// What follows the summary at the end of the run: the run's histograms as text,
     /// then the diagnosis of each session.
-    pub fn end_text(&self, ends: &[SessionEnd]) -> String {
-        let mut s = crate::output::run_hists(&self.store.run, ends.len());
-        s.push_str(&crate::output::diagnoses(ends, &self.host));
+    pub fn end_text(&self, ends: &crate::output::KeptEnds) -> String {
+        let mut s = crate::output::run_hists(&self.store.run, ends.total());
+        s.push_str(&crate::output::diagnoses(&ends.sessions(), &self.host));
         s
     }
 }
