@@ -245,6 +245,45 @@ pub struct ProcEvent {
 }
 const _: () = assert!(core::mem::size_of::<ProcEvent>() == 320);
 
+impl ProcEvent {
+    /// An event with its comm, title and counters zero (userspace uses it to rebuild an
+    /// event from map state, and in tests).
+    pub const fn new(kind: u32, pid: u32, ppid: u32, ts_ns: u64, value: u64) -> Self {
+        const Z: CowCounters = CowCounters {
+            wp_faults: 0,
+            copies_4k: 0,
+            copies_2m: 0,
+            copies_other: 0,
+            copy_bytes: 0,
+            zero_fills: 0,
+        };
+        const IO: IoCounters = IoCounters {
+            write_calls: 0,
+            write_bytes: 0,
+            write_ns: 0,
+            fsync_calls: 0,
+            fsync_ns: 0,
+            disk_ios: 0,
+            disk_bytes: 0,
+            disk_ns: 0,
+        };
+        Self {
+            kind,
+            pid,
+            ppid,
+            tid: ppid,
+            ts_ns,
+            value,
+            comm: [0; COMM_LEN],
+            title: [0; TITLE_LEN],
+            cow_a: Z,
+            cow_b: Z,
+            cow_c: Z,
+            io: IO,
+        }
+    }
+}
+
 /// Event on the session ring: a session child (or root) renamed `old` to `new`
 /// (`rename`, `renameat`, `renameat2`; paths as passed, truncated to NAME_LEN).
 #[repr(C)]

@@ -8,7 +8,7 @@ use std::{
 };
 
 use agent_common::{
-    CowCounters, DROP_HOT, DROP_PROC, EV_WRITE, FileKey, FileStat, SessionState, TracedProc,
+    DROP_HOT, DROP_PROC, EV_WRITE, FileKey, FileStat, SessionState, TracedProc,
 };
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
@@ -309,20 +309,9 @@ impl State {
             return Ok(());
         }
         log::warn!("exit event of session child {child} was lost; ending it from the kernel counters");
-        let ev = agent_common::ProcEvent {
-            kind: agent_common::EV_EXIT,
-            pid: child,
-            ppid: st.parent_tgid,
-            tid: child,
-            ts_ns: now,
-            value: u32::MAX as u64, // unknown status
-            comm: [0; 16],
-            title: [0; 64],
-            cow_a: CowCounters::default(),
-            cow_b: st.parent,
-            cow_c: st.child,
-            io: st.io,
-        };
+        // u32::MAX: the exit status is unknown.
+        let mut ev = agent_common::ProcEvent::new(agent_common::EV_EXIT, child, st.parent_tgid, now, u32::MAX as u64);
+        (ev.cow_b, ev.cow_c, ev.io) = (st.parent, st.child, st.io);
         let files = take_files(&mut self.files, child);
         self.keep_hists(child);
         let recs = self.tracker.on_exit(&ev, &files);
@@ -449,20 +438,7 @@ impl State {
 
 /// A fork event rebuilt for a session whose own event was lost.
 fn adopted_fork(child: u32, parent: u32, fork_ts_ns: u64) -> agent_common::ProcEvent {
-    agent_common::ProcEvent {
-        kind: agent_common::EV_FORK,
-        pid: child,
-        ppid: parent,
-        tid: parent,
-        ts_ns: fork_ts_ns,
-        value: 0,
-        comm: [0; 16],
-        title: [0; 64],
-        cow_a: CowCounters::default(),
-        cow_b: CowCounters::default(),
-        cow_c: CowCounters::default(),
-        io: Default::default(),
-    }
+    agent_common::ProcEvent::new(agent_common::EV_FORK, child, parent, fork_ts_ns, 0)
 }
 
 /// Remove and return the `FILES` rows of `session`.

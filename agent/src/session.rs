@@ -388,20 +388,7 @@ mod tests {
     use agent_common::{EV_EXIT, EV_FORK, EV_FORK_RET, EV_TITLE};
 
     fn ev(kind: u32, pid: u32, ppid: u32, ts: u64, value: u64) -> ProcEvent {
-        ProcEvent {
-            kind,
-            pid,
-            ppid,
-            tid: ppid,
-            ts_ns: ts,
-            value,
-            comm: [0; 16],
-            title: [0; 64],
-            cow_a: CowCounters::default(),
-            cow_b: CowCounters::default(),
-            cow_c: CowCounters::default(),
-            io: IoCounters::default(),
-        }
+        ProcEvent::new(kind, pid, ppid, ts, value)
     }
 
     fn title(t: &[u8]) -> [u8; 64] {

@@ -248,20 +248,7 @@ mod tests {
     use crate::record::Record;
 
     fn ev(kind: u32, pid: u32, ppid: u32, ts: u64, value: u64) -> ProcEvent {
-        ProcEvent {
-            kind,
-            pid,
-            ppid,
-            tid: ppid,
-            ts_ns: ts,
-            value,
-            comm: [0; 16],
-            title: [0; 64],
-            cow_a: CowCounters::default(),
-            cow_b: CowCounters::default(),
-            cow_c: CowCounters::default(),
-            io: IoCounters::default(),
-        }
+        ProcEvent::new(kind, pid, ppid, ts, value)
     }
 
     const S: u64 = 1_000_000_000;
