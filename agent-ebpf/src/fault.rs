@@ -22,7 +22,7 @@ use aya_ebpf::{
 
 use crate::{
     maps::{AGENT_TGID, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSIONS, TRACED},
-    util::{add, count_drop, current_ids, global, now_ns},
+    util::{add, count_drop, current_ids, global, maybe_traced, now_ns},
 };
 
 /// x86 page-fault error code bits (arch/x86/include/asm/trap_pf.h).
@@ -57,6 +57,9 @@ pub fn page_fault_user(ctx: BtfTracePointContext) -> i32 {
 
 fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
+    if !maybe_traced(tgid) {
+        return Ok(());
+    }
     let error_code: u64 = ctx.arg(2);
     if error_code & (PF_PROT | PF_WRITE) != (PF_PROT | PF_WRITE) {
         // Any other fault ends this thread's pending write-protect fault.
@@ -144,7 +147,10 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if gfp & GFP_USER_PAGE != GFP_USER_PAGE || gfp & GFP_WRITE != 0 {
         return Ok(());
     }
-    let (_, tid) = current_ids();
+    let (tgid, tid) = current_ids();
+    if !maybe_traced(tgid) {
+        return Ok(());
+    }
     let entry = PENDING.get_ptr_mut(&tid).ok_or(0)?;
     let p = unsafe { *entry };
     if p.active == 0 {

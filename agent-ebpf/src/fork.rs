@@ -14,10 +14,11 @@ use aya_log_ebpf::debug;
 
 use crate::{
     maps::{
-        AGENT_TGID, AUTO_REDIS, FORK_START, PENDING, PROC_EVENTS, SESSIONS, TRACED,
+        AGENT_TGID, AUTO_REDIS, FORK_START, PENDING, PROC_EVENTS, SESSIONS, SYSCALL_START,
+        TRACED,
     },
     off,
-    util::{current_ids, global, now_ns, read_field, reserve},
+    util::{current_ids, global, mark_traced, maybe_traced, now_ns, read_field, reserve},
 };
 
 pub const ZERO_IO: IoCounters = IoCounters {
@@ -90,6 +91,9 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
 
 fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let (parent_tgid, tid) = current_ids();
+    if !maybe_traced(parent_tgid) {
+        return Ok(());
+    }
     let root = TRACED.get_ptr_mut(&parent_tgid).ok_or(0)?;
     if unsafe { (*root).role } != ROLE_ROOT {
         // Children of session children are not sessions of their own.
@@ -116,6 +120,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         child: ZERO_COW,
         io: ZERO_IO,
     };
+    mark_traced(child_tgid);
     SESSIONS.insert(&child_tgid, &state, 0)?;
     let traced = TracedProc {
         role: ROLE_CHILD,
@@ -144,9 +149,15 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
 
 fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
-    // Every exiting thread of a traced process drops its COW fault state.
+    if !maybe_traced(tgid) {
+        return Ok(());
+    }
+    // Every exiting thread of a traced process drops its per-thread state.
     if PENDING.get_ptr(&tid).is_some() {
         let _ = PENDING.remove(&tid);
+    }
+    if SYSCALL_START.get_ptr(&tid).is_some() {
+        let _ = SYSCALL_START.remove(&tid);
     }
     if tgid != tid {
         return Ok(());
@@ -182,7 +193,7 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
 #[tracepoint]
 pub fn fork_enter(_ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current_ids();
-    if TRACED.get_ptr(&tgid).is_some() {
+    if maybe_traced(tgid) && TRACED.get_ptr(&tgid).is_some() {
         let _ = FORK_START.insert(&tid, &now_ns(), 0);
     }
     0
@@ -199,6 +210,9 @@ pub fn fork_exit(ctx: TracePointContext) -> u32 {
 
 fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
+    if !maybe_traced(tgid) {
+        return Ok(());
+    }
     let start = unsafe { *FORK_START.get(&tid).ok_or(0)? };
     let _ = FORK_START.remove(&tid);
     let ret: i64 = unsafe { ctx.read_at(16).map_err(|e| e as i64)? };
@@ -243,6 +257,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
         total: ZERO_COW,
         io: ZERO_IO,
     };
+    mark_traced(tgid);
     if TRACED.insert(&tgid, &traced, BPF_NOEXIST as u64).is_ok() {
         emit(EV_EXEC, tgid, 0, tid, 0);
         debug!(ctx, "exec: tracing redis {}", tgid);
@@ -262,6 +277,9 @@ pub fn exit_group_enter(_ctx: TracePointContext) -> u32 {
 
 fn try_title() -> Result<(), i64> {
     let (tgid, tid) = current_ids();
+    if !maybe_traced(tgid) {
+        return Ok(());
+    }
     let proc = unsafe { TRACED.get(&tgid).ok_or(0)? };
     if proc.role != ROLE_CHILD {
         return Ok(());

@@ -5,13 +5,23 @@ use agent_common::{
 };
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 
 /// Traced processes: Redis servers (or `-p` targets) and their session children.
 /// A plain hash, not LRU: an evicted entry would silently stop tracing a process.
 #[map]
 pub static TRACED: HashMap<u32, TracedProc> = HashMap::with_max_entries(16384, 0);
+
+/// A quick pre-filter in front of `TRACED` for the hooks that fire for every process on
+/// the host (faults, page allocations, syscalls): slot `tgid % MAYBE_TRACED_SLOTS` is 1
+/// once any traced process has that tgid. An array lookup is inlined by the JIT, where a
+/// hash lookup is a helper call: an untraced process then pays a load and a compare.
+/// Slots are never cleared (two tgids may share one), so a stale slot only sends a
+/// lookup on to `TRACED`, as if there were no filter.
+#[map]
+pub static MAYBE_TRACED: Array<u8> = Array::with_max_entries(MAYBE_TRACED_SLOTS, 0);
+pub const MAYBE_TRACED_SLOTS: u32 = 65536;
 
 /// Fork sessions keyed by child tgid; reaped by userspace after the exit event.
 #[map]
@@ -94,9 +104,10 @@ pub static FILES: LruHashMap<FileKey, FileStat> = LruHashMap::with_max_entries(1
 #[map]
 pub static INODE_OWNER: LruHashMap<InodeKey, InodeOwner> = LruHashMap::with_max_entries(16384, 0);
 
-/// Entry of a write or sync syscall of a traced thread, keyed by tid.
+/// Entry of a write or sync syscall of a traced thread, keyed by tid. A plain hash updated
+/// in place (like `PENDING`); entries are removed when their thread exits (`fork.rs`).
 #[map]
-pub static SYSCALL_START: LruHashMap<u32, SyscallStart> = LruHashMap::with_max_entries(16384, 0);
+pub static SYSCALL_START: HashMap<u32, SyscallStart> = HashMap::with_max_entries(32768, 0);
 
 /// Block requests being serviced for a session, keyed by `struct request *`.
 #[map]
@@ -107,7 +118,8 @@ pub static RQ_START: LruHashMap<u64, RqStart> = LruHashMap::with_max_entries(163
 pub struct SyscallStart {
     pub ts_ns: u64,
     pub fd: u32,
-    pub _pad: u32,
+    /// 1 between the syscall's entry and its exit.
+    pub active: u32,
 }
 
 #[repr(C)]

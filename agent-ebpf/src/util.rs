@@ -6,7 +6,21 @@ use aya_ebpf::{
     maps::RingBuf,
 };
 
-use crate::maps::DROPS;
+use crate::maps::{DROPS, MAYBE_TRACED, MAYBE_TRACED_SLOTS};
+
+/// False when `tgid` is certainly not traced (see `maps::MAYBE_TRACED`).
+#[inline(always)]
+pub fn maybe_traced(tgid: u32) -> bool {
+    MAYBE_TRACED.get(tgid % MAYBE_TRACED_SLOTS).is_some_and(|v| *v != 0)
+}
+
+/// Mark `tgid` as possibly traced, before it is added to `TRACED`.
+#[inline(always)]
+pub fn mark_traced(tgid: u32) {
+    if let Some(p) = MAYBE_TRACED.get_ptr_mut(tgid % MAYBE_TRACED_SLOTS) {
+        unsafe { core::ptr::write_volatile(p, 1) };
+    }
+}
 
 /// Read a load-time global. The volatile read keeps the value from being constant-folded.
 #[inline(always)]

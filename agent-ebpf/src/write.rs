@@ -19,7 +19,7 @@ use crate::{
         FILES, HOT_EVENTS, INODE_OWNER, PROC_EVENTS, SESSIONS, SYSCALL_START, SyscallStart, TRACED,
     },
     off,
-    util::{add, current_ids, now_ns, read_field, reserve},
+    util::{add, current_ids, maybe_traced, now_ns, read_field, reserve},
 };
 
 const S_IFMT: u16 = 0o170000;
@@ -31,13 +31,31 @@ const S_IFREG: u16 = 0o100000;
 #[tracepoint]
 pub fn fd_syscall_enter(ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current_ids();
-    if TRACED.get_ptr(&tgid).is_none() {
+    if !maybe_traced(tgid) || TRACED.get_ptr(&tgid).is_none() {
         return 0;
     }
     let fd: u64 = unsafe { ctx.read_at(16).unwrap_or(u64::MAX) };
-    let start = SyscallStart { ts_ns: now_ns(), fd: fd as u32, _pad: 0 };
-    let _ = SYSCALL_START.insert(&tid, &start, 0);
+    let start = SyscallStart { ts_ns: now_ns(), fd: fd as u32, active: 1 };
+    match SYSCALL_START.get_ptr_mut(&tid) {
+        // Only this thread writes its entry: updated in place, no insert per syscall.
+        Some(p) => unsafe { *p = start },
+        None => {
+            let _ = SYSCALL_START.insert(&tid, &start, 0);
+        }
+    }
     0
+}
+
+/// The entry of this thread's write or sync syscall, marked used.
+#[inline(always)]
+fn take_start(tid: u32) -> Result<SyscallStart, i64> {
+    let p = SYSCALL_START.get_ptr_mut(&tid).ok_or(0)?;
+    let start = unsafe { *p };
+    if start.active == 0 {
+        return Err(0);
+    }
+    unsafe { core::ptr::write_volatile(&mut (*p).active, 0) };
+    Ok(start)
 }
 
 /// The `struct file *` behind `fd` in the current task: `current->files->fdt->fd[fd]`.
@@ -105,8 +123,10 @@ pub fn write_exit(ctx: TracePointContext) -> u32 {
 
 fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
-    let start = unsafe { *SYSCALL_START.get(&tid).ok_or(0)? };
-    let _ = SYSCALL_START.remove(&tid);
+    if !maybe_traced(tgid) {
+        return Ok(());
+    }
+    let start = take_start(tid)?;
     let ret: i64 = unsafe { ctx.read_at(16).map_err(|e| e as i64)? };
     if ret <= 0 {
         return Ok(());
@@ -123,7 +143,11 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
         add(&mut (*io).write_bytes, bytes);
         add(&mut (*io).write_ns, lat);
     });
-    let _ = INODE_OWNER.insert(&key, &InodeOwner { session, tgid }, 0);
+    // Written once per file and owner, not on every write (an LRU update takes a lock).
+    let owner = InodeOwner { session, tgid };
+    if unsafe { INODE_OWNER.get(&key) } != Some(&owner) {
+        let _ = INODE_OWNER.insert(&key, &owner, 0);
+    }
     emit_io(EV_WRITE, tgid, tid, session, now, lat, bytes, key, start.fd);
     if session == 0 {
         // Outside a session only the process totals count: no per-file row, so a
@@ -159,8 +183,10 @@ pub fn fsync_exit(_ctx: TracePointContext) -> u32 {
 
 fn try_fsync_exit() -> Result<(), i64> {
     let (tgid, tid) = current_ids();
-    let start = unsafe { *SYSCALL_START.get(&tid).ok_or(0)? };
-    let _ = SYSCALL_START.remove(&tid);
+    if !maybe_traced(tgid) {
+        return Ok(());
+    }
+    let start = take_start(tid)?;
     let session = session_of(tgid).ok_or(0)?;
     let now = now_ns();
     let lat = now.saturating_sub(start.ts_ns);
@@ -209,6 +235,9 @@ pub fn renameat_enter(ctx: TracePointContext) -> u32 {
 
 fn try_rename(ctx: &TracePointContext, old_off: usize, new_off: usize) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
+    if !maybe_traced(tgid) {
+        return Ok(());
+    }
     let session = session_of(tgid).ok_or(0)?;
     let old: u64 = unsafe { ctx.read_at(old_off).map_err(|e| e as i64)? };
     let new: u64 = unsafe { ctx.read_at(new_off).map_err(|e| e as i64)? };

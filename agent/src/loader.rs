@@ -230,8 +230,19 @@ fn attach_btf(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Start tracing `tgid` as a root (a Redis server or a `-p` target).
-pub fn add_root(traced: &mut BpfHashMap<MapData, u32, TracedProc>, tgid: u32) -> Result<(), LoadError> {
+/// Slots of the kernel's `MAYBE_TRACED` pre-filter (agent-ebpf/src/maps.rs).
+pub const MAYBE_TRACED_SLOTS: u32 = 65536;
+
+/// Start tracing `tgid` as a root (a Redis server or a `-p` target): mark its slot of
+/// the pre-filter first, then add it to `TRACED`.
+pub fn add_root(
+    maybe: &mut aya::maps::Array<MapData, u8>,
+    traced: &mut BpfHashMap<MapData, u32, TracedProc>,
+    tgid: u32,
+) -> Result<(), LoadError> {
+    maybe
+        .set(tgid % MAYBE_TRACED_SLOTS, 1u8, 0)
+        .map_err(|source| LoadError::Map { name: "MAYBE_TRACED", source: Box::new(source) })?;
     let v = TracedProc { role: ROLE_ROOT, ..Default::default() };
     // NOEXIST: the exec hook may have added it already, with sessions linked to it.
     match traced.insert(tgid, v, 1 /* BPF_NOEXIST */) {

@@ -588,8 +588,10 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
     } else {
         procfs::find_redis(std::path::Path::new("/proc")).iter().map(|p| p.pid).collect()
     };
+    let mut maybe: aya::maps::Array<MapData, u8> = aya::maps::Array::try_from(take_map(&mut ebpf, "MAYBE_TRACED")?)
+        .map_err(|source| LoadError::Map { name: "MAYBE_TRACED", source: Box::new(source) })?;
     for &pid in &roots {
-        loader::add_root(&mut traced, pid)?;
+        loader::add_root(&mut maybe, &mut traced, pid)?;
     }
     for &pid in &pids {
         // A -p target that exited while we were loading must not go unnoticed.
