@@ -28,8 +28,8 @@ enum Cmd {
     Test(test::TestArgs),
     /// Run setup, build release, and show `cowtrace watch` on a local Redis doing BGSAVEs.
     Demo,
-    /// Benchmarks (not implemented yet).
-    Bench,
+    /// Run setup, build release, run the benchmarks and write bench/RESULTS.md (needs root).
+    Bench(bench::BenchArgs),
     /// Run cowtrace for N minutes against a Redis saving every few seconds; writes bench/SOAK.md.
     Soak(soak::SoakArgs),
 }
@@ -43,7 +43,7 @@ fn main() {
         Cmd::Setup => setup::run(),
         Cmd::Test(args) => test::run(args),
         Cmd::Demo => demo::run(),
-        Cmd::Bench => bench::run(),
+        Cmd::Bench(args) => bench::run(args),
         Cmd::Soak(args) => soak::run(args),
     };
     // Print the error chain ourselves: anyhow's Debug output adds a backtrace whenever

@@ -1,0 +1,316 @@
+//! `cargo xtask bench`: what cowtrace costs the host and how far it scales, side by side
+//! with the bpftrace scripts users would otherwise write (issue 7).
+//!
+//! Runs setup, builds release, runs five sections and writes `bench/RESULTS.md`:
+//!
+//! 1. cost per COW fault (`cow.rs`): untraced, cowtrace, bpftrace peer, A/A control;
+//! 2. overhead on Redis during a BGSAVE (`redis.rs`);
+//! 3. capacity: COW and write storms, rates, drops, exact totals (`capacity.rs`);
+//! 4. cowtrace's own cost: CPU per event, RSS, start-up time (from 1 and 3);
+//! 5. cost on processes cowtrace does not trace (from the runs of 1).
+//!
+//! Every figure is a ratio between runs of the same invocation taken in alternating
+//! order, reported as the median with min–max; nothing is asserted (benchmarks are not
+//! tests). `--quick` runs tiny sizes for development and writes to
+//! `target/bench/RESULTS.md` instead, as does `--only`.
+
+mod capacity;
+mod cow;
+mod procs;
+mod redis;
+mod report;
+mod stats;
+mod tracers;
+
+use crate::{setup, util};
+use anyhow::{Context as _, Result, bail};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Tiny sizes and few rounds, to check the harness (the figures mean nothing).
+    #[arg(long)]
+    quick: bool,
+    /// Run only these sections (comma-separated: cow, redis, capacity). Sections 4 and 5
+    /// come from the runs of `cow` and `capacity`.
+    #[arg(long, value_delimiter = ',', value_parser = ["cow", "redis", "capacity"])]
+    only: Vec<String>,
+    /// Skip `setup` and the release build (use the binaries already in target/release).
+    #[arg(long)]
+    no_build: bool,
+}
+
+/// Sizes of one invocation.
+struct Plan {
+    cow: cow::Params,
+    redis: redis::Params,
+    storms: Vec<capacity::Storm>,
+    pairs: usize,
+    /// Memory the largest section needs (populated regions, their copies, tmpfs files).
+    need_bytes: u64,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        use capacity::Storm;
+        Plan {
+            cow: cow::Params {
+                rounds: 7,
+                mib: 96,
+                reps: 5,
+                touch_mib: 128,
+                write_mib: 64,
+            },
+            redis: redis::Params {
+                rounds: 6,
+                keys: 300_000,
+                sets: 300_000,
+                save_delay_us: 100,
+            },
+            storms: vec![
+                Storm::cow("cow-1x2GiB", 1, 2048),
+                Storm::cow("cow-4x512MiB", 4, 512),
+                Storm::write("write-4x512MiB", 4, 512),
+                Storm {
+                    name: "mixed-2cow+2write",
+                    cow_procs: 2,
+                    cow_mib: 512,
+                    write_procs: 2,
+                    write_mib: 512,
+                    chunk: 4096,
+                    ring_bytes: None,
+                },
+                Storm {
+                    ring_bytes: Some(64 << 10),
+                    ..Storm::cow("cow-1x512MiB-ring64KiB", 1, 512)
+                },
+            ],
+            pairs: 5,
+            need_bytes: 6 << 30,
+        }
+    }
+
+    fn quick() -> Plan {
+        use capacity::Storm;
+        Plan {
+            cow: cow::Params {
+                rounds: 2,
+                mib: 32,
+                reps: 2,
+                touch_mib: 32,
+                write_mib: 8,
+            },
+            redis: redis::Params {
+                rounds: 1,
+                keys: 30_000,
+                sets: 30_000,
+                save_delay_us: 1000,
+            },
+            storms: vec![
+                Storm::cow("cow-1x256MiB", 1, 256),
+                Storm::cow("cow-2x64MiB", 2, 64),
+                Storm::write("write-2x64MiB", 2, 64),
+                Storm {
+                    name: "mixed-1cow+1write",
+                    cow_procs: 1,
+                    cow_mib: 64,
+                    write_procs: 1,
+                    write_mib: 64,
+                    chunk: 4096,
+                    ring_bytes: None,
+                },
+                Storm {
+                    ring_bytes: Some(64 << 10),
+                    ..Storm::cow("cow-1x64MiB-ring64KiB", 1, 64)
+                },
+            ],
+            pairs: 1,
+            need_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Set by Ctrl-C; checked between runs so that the guards still clean up.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    let started = Instant::now();
+    let root = util::repo_root();
+    if !args.no_build {
+        setup::run()?;
+    }
+    preflight()?;
+    // A handler, not SIG_IGN: an ignored signal would be inherited by the children, and
+    // cowtrace must still stop on SIGINT; a handler is reset to default on exec.
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    if !args.no_build {
+        util::run(util::cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "agent",
+            "--bin",
+            "cowtrace",
+            "--example",
+            "cowbench",
+        ]))?;
+    }
+    let plan = if args.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    let want = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    let avail = procs::parse_status_kb(
+        &std::fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?,
+        "MemAvailable",
+    )
+    .unwrap_or(0)
+        * 1024;
+    if want("capacity") && avail < plan.need_bytes {
+        bail!(
+            "the capacity storms need about {} GiB of free memory, only {:.1} GiB is available",
+            plan.need_bytes >> 30,
+            avail as f64 / (1u64 << 30) as f64
+        );
+    }
+
+    let tmp = procs::TempDir::new("/tmp/cowtrace-bench.XXXXXX")?;
+    let shm = procs::TempDir::new("/dev/shm/cowtrace-bench.XXXXXX")?;
+    let tools = tracers::Tools {
+        shm: shm.path().to_path_buf(),
+        cowtrace: root.join("target/release/cowtrace"),
+        cowbench: root.join("target/release/examples/cowbench"),
+        bench_dir: root.join("bench"),
+        tmp: tmp.path().to_path_buf(),
+    };
+    for p in [&tools.cowtrace, &tools.cowbench] {
+        if !p.is_file() {
+            bail!("{} is missing: run without --no-build", p.display());
+        }
+    }
+    let machine = report::Machine::probe(&root);
+    println!(
+        "[bench] {} CPUs, {}, kernel {}, cowtrace {}",
+        machine.nproc, machine.cpu_model, machine.kernel, machine.commit
+    );
+
+    let mut results = report::Results {
+        machine,
+        quick: args.quick,
+        cow: None,
+        redis: None,
+        storms: None,
+        elapsed_s: 0.0,
+    };
+    if want("cow") {
+        check_interrupted()?;
+        let t = Instant::now();
+        println!(
+            "== bench 1+5: cost per COW fault ({} rounds)",
+            plan.cow.rounds
+        );
+        results.cow = Some(cow::run(&tools, plan.cow, &check_interrupted)?);
+        println!(
+            "[bench] section 1+5 took {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    if want("redis") {
+        check_interrupted()?;
+        let t = Instant::now();
+        println!(
+            "== bench 2: overhead on Redis ({} rounds)",
+            plan.redis.rounds
+        );
+        results.redis = Some(redis::run(&tools, plan.redis, &check_interrupted)?);
+        println!("[bench] section 2 took {:.0} s", t.elapsed().as_secs_f64());
+    }
+    if want("capacity") {
+        check_interrupted()?;
+        let t = Instant::now();
+        println!("== bench 3+4: capacity storms ({} pairs each)", plan.pairs);
+        results.storms = Some(capacity::run(
+            &tools,
+            &plan.storms,
+            plan.pairs,
+            &check_interrupted,
+        )?);
+        println!(
+            "[bench] section 3+4 took {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    results.elapsed_s = started.elapsed().as_secs_f64();
+    results.machine.load_end = report::loadavg();
+    results.machine.foreign = procs::foreign_tracers();
+
+    let md = report::render(&results);
+    let full = !args.quick && args.only.is_empty();
+    let out: PathBuf = if full {
+        root.join("bench/RESULTS.md")
+    } else {
+        root.join("target/bench/RESULTS.md")
+    };
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&out, &md).with_context(|| format!("writing {}", out.display()))?;
+    println!("\n{md}");
+    println!(
+        "[bench] wrote {} ({:.0} s in all)",
+        out.display(),
+        results.elapsed_s
+    );
+    Ok(())
+}
+
+/// Root, the peer tools and Redis, before anything is started.
+fn preflight() -> Result<()> {
+    if !util::is_root() {
+        bail!("the benchmarks load eBPF programs (cowtrace, bpftrace): run as root");
+    }
+    for tool in [
+        "bpftrace",
+        "redis-server",
+        "redis-benchmark",
+        "redis-cli",
+        "sleep",
+    ] {
+        if !util::on_path(tool) {
+            bail!("`{tool}` is not on PATH; `cargo xtask setup` installs it");
+        }
+    }
+    if !std::path::Path::new("/dev/shm").is_dir() {
+        bail!("/dev/shm is missing (the write storms write to tmpfs there)");
+    }
+    // A leftover from a killed run would skew the figures.
+    let ps = util::output(Command::new("ps").args(["-eo", "pid,args"])).unwrap_or_default();
+    let stray: Vec<&str> = ps
+        .lines()
+        .filter(|l| report::is_tracer(l) || l.contains("examples/cowbench"))
+        .collect();
+    if !stray.is_empty() {
+        eprintln!(
+            "[bench] warning: other tracers or workloads are running; their programs fire on \
+             every fault and skew the figures (RESULTS.md lists them):\n{}",
+            stray.join("\n")
+        );
+    }
+    Ok(())
+}
