@@ -21,6 +21,7 @@ mod redis;
 mod report;
 mod stats;
 mod tracers;
+mod view;
 
 use crate::{setup, util};
 use anyhow::{Context as _, Result, bail};
@@ -34,9 +35,9 @@ pub struct BenchArgs {
     /// Tiny sizes and few rounds, to check the harness (the figures mean nothing).
     #[arg(long)]
     quick: bool,
-    /// Run only these sections (comma-separated: cow, redis, capacity). Sections 4 and 5
-    /// come from the runs of `cow` and `capacity`.
-    #[arg(long, value_delimiter = ',', value_parser = ["cow", "redis", "capacity"])]
+    /// Run only these sections (comma-separated: cow, redis, capacity, view). Sections 4
+    /// and 5 come from the runs of `cow`, `capacity` and `view`.
+    #[arg(long, value_delimiter = ',', value_parser = ["cow", "redis", "capacity", "view"])]
     only: Vec<String>,
     /// Skip `setup` and the release build (use the binaries already in target/release).
     #[arg(long)]
@@ -216,6 +217,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         cow: None,
         redis: None,
         storms: None,
+        view: None,
         elapsed_s: 0.0,
     };
     if want("cow") {
@@ -255,6 +257,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "[bench] section 3+4 took {:.0} s",
             t.elapsed().as_secs_f64()
         );
+    }
+    if want("view") {
+        check_interrupted()?;
+        let t = Instant::now();
+        let rounds = if args.quick { 1 } else { 3 };
+        println!("== bench 4: live view CPU per refresh ({rounds} rounds)");
+        results.view = Some(view::run(&tools, rounds)?);
+        println!("[bench] live view took {:.0} s", t.elapsed().as_secs_f64());
     }
     results.elapsed_s = started.elapsed().as_secs_f64();
     results.machine.load_end = report::loadavg();

@@ -122,6 +122,7 @@ pub struct Results {
     pub cow: Option<cow::Results>,
     pub redis: Option<redis::Results>,
     pub storms: Option<Vec<StormResult>>,
+    pub view: Option<super::view::Results>,
     pub elapsed_s: f64,
 }
 
@@ -847,10 +848,19 @@ fn section4(md: &mut String, r: &Results) {
             num_or_na(bt, 0)
         );
     }
-    let _ = writeln!(
-        md,
-        "| live view CPU per refresh | – | *to be filled from the live-view work (measured by the view engineer, not by this harness)* |"
-    );
+    match &r.view {
+        Some(v) => {
+            let _ = writeln!(
+                md,
+                "| live view CPU per refresh (`watch -i 0.2` on an idle target, CPU from schedstat between 2 s and 9.5 s, agent ticks included) | – | full screen 120x40: {} ms; `--plain`: {} ms |",
+                num_or_na(Spread::of(&v.full_ms), 2),
+                num_or_na(Spread::of(&v.plain_ms), 2)
+            );
+        }
+        None => {
+            let _ = writeln!(md, "| live view CPU per refresh | – | not measured in this run (`--only` without `view`) |");
+        }
+    }
     let _ = writeln!(md);
 }
 
@@ -1351,6 +1361,7 @@ mod tests {
             cow: Some(cow::Results { params: p, runs }),
             redis: None,
             storms: Some(vec![storm]),
+            view: Some(super::super::view::Results { full_ms: vec![1.5, 1.7], plain_ms: vec![1.0] }),
             elapsed_s: 60.0,
         };
         let md = render(&r);
