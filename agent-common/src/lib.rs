@@ -64,7 +64,8 @@ impl CowCounters {
     }
     /// Faults that neither copied nor zero-filled: the page was already exclusive.
     pub const fn reuses(&self) -> u64 {
-        self.wp_faults.saturating_sub(self.copies() + self.zero_fills)
+        self.wp_faults
+            .saturating_sub(self.copies() + self.zero_fills)
     }
 }
 

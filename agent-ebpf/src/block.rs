@@ -5,7 +5,7 @@
 //! .bv_page->mapping->host` is the inode, and `INODE_OWNER` (filled by `write.rs`) says
 //! which session last wrote that inode. Journal and metadata blocks carry no such page
 //! and stay unattributed, as do direct-I/O pages (anonymous mappings).
-use agent_common::{InodeKey, EV_DISK};
+use agent_common::{EV_DISK, InodeKey};
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
 use crate::{
@@ -40,7 +40,12 @@ fn try_issue(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let key: InodeKey = regular_inode(inode as *const u8).ok_or(0)?;
     let owner = unsafe { *INODE_OWNER.get(&key).ok_or(0)? };
     let bytes: u32 = read_field(rq, off!(rq_data_len))?;
-    let st = RqStart { ts_ns: now_ns(), owner, key, remaining: bytes as u64 };
+    let st = RqStart {
+        ts_ns: now_ns(),
+        owner,
+        key,
+        remaining: bytes as u64,
+    };
     RQ_START.insert(&(rq as u64), &st, 0)?;
     Ok(())
 }
@@ -59,7 +64,11 @@ fn try_complete(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let st = RQ_START.get_ptr_mut(&rq).ok_or(0)?;
     let s = unsafe { *st };
     let nr_bytes = (ctx.arg::<u64>(2) as u32) as u64;
-    let bytes = if nr_bytes == 0 || nr_bytes > s.remaining { s.remaining } else { nr_bytes };
+    let bytes = if nr_bytes == 0 || nr_bytes > s.remaining {
+        s.remaining
+    } else {
+        nr_bytes
+    };
     if bytes >= s.remaining {
         let _ = RQ_START.remove(&rq);
     } else {
@@ -72,6 +81,16 @@ fn try_complete(ctx: &BtfTracePointContext) -> Result<(), i64> {
         add(&mut (*io).disk_bytes, bytes);
         add(&mut (*io).disk_ns, lat);
     });
-    emit_io(EV_DISK, s.owner.tgid, 0, s.owner.session, now, lat, bytes, s.key, u32::MAX);
+    emit_io(
+        EV_DISK,
+        s.owner.tgid,
+        0,
+        s.owner.session,
+        now,
+        lat,
+        bytes,
+        s.key,
+        u32::MAX,
+    );
     Ok(())
 }

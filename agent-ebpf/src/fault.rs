@@ -11,7 +11,7 @@
 //! by walking the chain of sessions from `newest_child` through `prev_child`. So a copy
 //! is counted exactly once even when several children are alive.
 use agent_common::{
-    CowCounters, CowEvent, PendingFault, COW_FLAG_CHILD, COW_FLAG_ZERO, DROP_HOT, EV_COW,
+    COW_FLAG_CHILD, COW_FLAG_ZERO, CowCounters, CowEvent, DROP_HOT, EV_COW, PendingFault,
     ROLE_CHILD, ROLE_ROOT,
 };
 use aya_ebpf::{
@@ -83,7 +83,13 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
         unsafe { add(&mut (*c).wp_faults, 1) };
     }
     let addr: u64 = ctx.arg(0);
-    let pending = PendingFault { addr, tgid, session, child_side, active: 1 };
+    let pending = PendingFault {
+        addr,
+        tgid,
+        session,
+        child_side,
+        active: 1,
+    };
     match PENDING.get_ptr_mut(&tid) {
         // Only this thread writes its entry: an in-place update needs no lock.
         Some(p) => unsafe { *p = pending },

@@ -1,8 +1,8 @@
 //! Process life cycle: fork opens a session, exit closes it, exec of a Redis binary
 //! starts tracing it, and the parent's clone/fork syscall is timed.
 use agent_common::{
-    CowCounters, IoCounters, ProcEvent, SessionState, TracedProc, COMM_LEN, DROP_PROC, EV_EXEC, EV_EXIT,
-    EV_FORK, EV_FORK_RET, EV_TITLE, ROLE_CHILD, ROLE_ROOT, TITLE_LEN,
+    COMM_LEN, CowCounters, DROP_PROC, EV_EXEC, EV_EXIT, EV_FORK, EV_FORK_RET, EV_TITLE, IoCounters,
+    ProcEvent, ROLE_CHILD, ROLE_ROOT, SessionState, TITLE_LEN, TracedProc,
 };
 use aya_ebpf::{
     bindings::BPF_NOEXIST,
@@ -14,8 +14,7 @@ use aya_log_ebpf::debug;
 
 use crate::{
     maps::{
-        AGENT_TGID, AUTO_REDIS, FORK_START, PENDING, PROC_EVENTS, SESSIONS, SYSCALL_START,
-        TRACED,
+        AGENT_TGID, AUTO_REDIS, FORK_START, PENDING, PROC_EVENTS, SESSIONS, SYSCALL_START, TRACED,
     },
     off,
     util::{current_ids, global, mark_traced, maybe_traced, now_ns, read_field, reserve},
@@ -43,7 +42,15 @@ pub const ZERO_COW: CowCounters = CowCounters {
 
 #[inline(always)]
 fn emit(kind: u32, pid: u32, ppid: u32, tid: u32, value: u64) {
-    emit_with(kind, pid, ppid, tid, value, (ZERO_COW, ZERO_COW, ZERO_COW), ZERO_IO);
+    emit_with(
+        kind,
+        pid,
+        ppid,
+        tid,
+        value,
+        (ZERO_COW, ZERO_COW, ZERO_COW),
+        ZERO_IO,
+    );
 }
 
 /// Emit a session event. `cow` = (`cow_a`, `cow_b`, `cow_c`), see `ProcEvent`.
@@ -217,7 +224,13 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let _ = FORK_START.remove(&tid);
     let ret: i64 = unsafe { ctx.read_at(16).map_err(|e| e as i64)? };
     if ret > 0 {
-        emit(EV_FORK_RET, ret as u32, tgid, tid, now_ns().saturating_sub(start));
+        emit(
+            EV_FORK_RET,
+            ret as u32,
+            tgid,
+            tid,
+            now_ns().saturating_sub(start),
+        );
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Maps and load-time settings shared by the programs.
 use agent_common::{
-    FileKey, FileStat, InodeKey, InodeOwner, Offsets, PendingFault, SessionState, TracedProc,
-    DROP_SLOTS,
+    DROP_SLOTS, FileKey, FileStat, InodeKey, InodeOwner, Offsets, PendingFault, SessionState,
+    TracedProc,
 };
 use aya_ebpf::{
     macros::map,

@@ -11,7 +11,9 @@ use crate::maps::{DROPS, MAYBE_TRACED, MAYBE_TRACED_SLOTS};
 /// False when `tgid` is certainly not traced (see `maps::MAYBE_TRACED`).
 #[inline(always)]
 pub fn maybe_traced(tgid: u32) -> bool {
-    MAYBE_TRACED.get(tgid % MAYBE_TRACED_SLOTS).is_some_and(|v| *v != 0)
+    MAYBE_TRACED
+        .get(tgid % MAYBE_TRACED_SLOTS)
+        .is_some_and(|v| *v != 0)
 }
 
 /// Mark `tgid` as possibly traced, before it is added to `TRACED`.

@@ -4,12 +4,14 @@
 //! replies to client sockets and to pipes, which are not disk writes. Every counted
 //! write also records the inode's owner for `block.rs`.
 use agent_common::{
-    FileKey, FileStat, InodeKey, InodeOwner, IoCounters, IoEvent, RenameEvent, DROP_HOT,
-    DROP_PROC, EV_FSYNC, EV_RENAME, EV_WRITE, NAME_LEN, ROLE_CHILD,
+    DROP_HOT, DROP_PROC, EV_FSYNC, EV_RENAME, EV_WRITE, FileKey, FileStat, InodeKey, InodeOwner,
+    IoCounters, IoEvent, NAME_LEN, ROLE_CHILD, RenameEvent,
 };
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
-    helpers::{bpf_get_current_task, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes},
+    helpers::{
+        bpf_get_current_task, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
@@ -35,7 +37,11 @@ pub fn fd_syscall_enter(ctx: TracePointContext) -> u32 {
         return 0;
     }
     let fd: u64 = unsafe { ctx.read_at(16).unwrap_or(u64::MAX) };
-    let start = SyscallStart { ts_ns: now_ns(), fd: fd as u32, active: 1 };
+    let start = SyscallStart {
+        ts_ns: now_ns(),
+        fd: fd as u32,
+        active: 1,
+    };
     match SYSCALL_START.get_ptr_mut(&tid) {
         // Only this thread writes its entry: updated in place, no insert per syscall.
         Some(p) => unsafe { *p = start },
@@ -70,7 +76,8 @@ fn fd_file(fd: u32) -> Result<*const u8, i64> {
     }
     let arr: u64 = read_field(fdt as *const u8, off!(fdtable_fd))?;
     let file: u64 = unsafe {
-        aya_ebpf::helpers::bpf_probe_read_kernel((arr as *const u64).add(fd as usize)).map_err(|e| e as i64)?
+        aya_ebpf::helpers::bpf_probe_read_kernel((arr as *const u64).add(fd as usize))
+            .map_err(|e| e as i64)?
     };
     if file == 0 {
         return Err(-1);
@@ -154,19 +161,30 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
         // server that creates files for days (AOF increments) leaves no map entries.
         return Ok(());
     }
-    let fkey = FileKey { session, tgid, dev: key.dev, _pad: 0, ino: key.ino };
+    let fkey = FileKey {
+        session,
+        tgid,
+        dev: key.dev,
+        _pad: 0,
+        ino: key.ino,
+    };
     match FILES.get_ptr_mut(&fkey) {
         Some(f) => unsafe {
             add(&mut (*f).bytes, bytes);
             add(&mut (*f).calls, 1);
         },
         None => {
-            let mut stat = FileStat { bytes, calls: 1, name: [0u8; NAME_LEN] };
+            let mut stat = FileStat {
+                bytes,
+                calls: 1,
+                name: [0u8; NAME_LEN],
+            };
             // file->f_path.dentry->d_name.name: the name at the first write.
             if let Ok(dentry) = read_field::<u64>(file, off!(file_dentry))
                 && let Ok(name) = read_field::<u64>(dentry as *const u8, off!(dentry_name))
             {
-                let _ = unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut stat.name) };
+                let _ =
+                    unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut stat.name) };
             }
             let _ = FILES.insert(&fkey, &stat, 0);
         }
@@ -207,10 +225,31 @@ fn try_fsync_exit() -> Result<(), i64> {
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn emit_io(kind: u32, pid: u32, tid: u32, session: u32, ts_ns: u64, latency_ns: u64, bytes: u64, key: InodeKey, fd: u32) {
+pub fn emit_io(
+    kind: u32,
+    pid: u32,
+    tid: u32,
+    session: u32,
+    ts_ns: u64,
+    latency_ns: u64,
+    bytes: u64,
+    key: InodeKey,
+    fd: u32,
+) {
     match HOT_EVENTS.reserve::<IoEvent>(0) {
         Some(mut e) => {
-            e.write(IoEvent { kind, pid, tid, session, ts_ns, latency_ns, bytes, ino: key.ino, dev: key.dev, fd });
+            e.write(IoEvent {
+                kind,
+                pid,
+                tid,
+                session,
+                ts_ns,
+                latency_ns,
+                bytes,
+                ino: key.ino,
+                dev: key.dev,
+                fd,
+            });
             e.submit(BPF_RB_NO_WAKEUP as u64);
         }
         None => crate::util::count_drop(DROP_HOT),

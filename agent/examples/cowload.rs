@@ -129,7 +129,11 @@ fn parse_args() -> Result<Args, String> {
         return Err("--mib must be between 1 and 1048576".into());
     }
     // Live children are bounded; sequential forks (many-forks) may be many more.
-    let max = if a.mode == Mode::ManyForks { 1_000_000 } else { 1024 };
+    let max = if a.mode == Mode::ManyForks {
+        1_000_000
+    } else {
+        1024
+    };
     if a.children == 0 || a.children > max {
         return Err(format!("--children must be between 1 and {max}"));
     }

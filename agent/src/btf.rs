@@ -42,9 +42,14 @@ impl KernelBtf {
         if !path.exists() {
             return Err(BtfError::Missing(path.to_path_buf()));
         }
-        let btf = Btf::from_file(path)
-            .map_err(|e| BtfError::Parse { path: path.to_path_buf(), msg: e.to_string() })?;
-        Ok(Self { btf, path: path.to_path_buf() })
+        let btf = Btf::from_file(path).map_err(|e| BtfError::Parse {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        Ok(Self {
+            btf,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Every offset the kernel programs read. All are required: a kernel that lacks
@@ -81,7 +86,9 @@ impl KernelBtf {
 
     /// True when the kernel has the BTF-enabled tracepoint `name` (`btf_trace_<name>`).
     pub fn has_btf_tracepoint(&self, name: &str) -> bool {
-        self.btf.resolve_ids_by_name(&format!("btf_trace_{name}")).is_ok_and(|v| !v.is_empty())
+        self.btf
+            .resolve_ids_by_name(&format!("btf_trace_{name}"))
+            .is_ok_and(|v| !v.is_empty())
     }
 
     /// True when BTF describes a function `name` (fentry/kprobe candidates).
@@ -94,9 +101,14 @@ impl KernelBtf {
     /// Byte offset of `member` in `struct strukt`, looking inside anonymous struct and
     /// union members (task_struct keeps many fields in them).
     pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
-        let not_found =
-            || BtfError::NoMember { strukt: strukt.to_string(), member: member.to_string() };
-        let types = self.btf.resolve_types_by_name(strukt).map_err(|_| not_found())?;
+        let not_found = || BtfError::NoMember {
+            strukt: strukt.to_string(),
+            member: member.to_string(),
+        };
+        let types = self
+            .btf
+            .resolve_types_by_name(strukt)
+            .map_err(|_| not_found())?;
         for t in &types {
             if let Type::Struct(s) = t
                 && let Some(bits) = self.find_in(s, member, 0, 0)
@@ -149,7 +161,9 @@ mod tests {
 
     #[test]
     fn missing_btf_is_a_clear_error() {
-        let e = KernelBtf::open(Path::new("/nonexistent/vmlinux")).err().unwrap();
+        let e = KernelBtf::open(Path::new("/nonexistent/vmlinux"))
+            .err()
+            .unwrap();
         assert!(matches!(e, BtfError::Missing(_)));
         assert!(e.to_string().contains("CONFIG_DEBUG_INFO_BTF"));
     }
@@ -174,13 +188,25 @@ mod tests {
         let btf = KernelBtf::open(path).unwrap();
         let o = btf.offsets().unwrap();
         assert!(o.task_pid > 0 && o.task_tgid == o.task_pid + 4, "{o:?}");
-        assert!(o.task_exit_code > 0 && o.task_mm > 0 && o.mm_arg_start > 0, "{o:?}");
+        assert!(
+            o.task_exit_code > 0 && o.task_mm > 0 && o.mm_arg_start > 0,
+            "{o:?}"
+        );
         assert_eq!(o.mm_arg_end, o.mm_arg_start + 8, "{o:?}");
         // Offsets that are 0 by layout on x86-64 6.x: fdtable.max_fds, bio_vec.bv_page,
         // address_space.host, inode.i_mode. Every other one must be found non-zero.
-        assert!(o.task_files > 0 && o.files_fdt > 0 && o.fdtable_fd > 0 && o.file_inode > 0, "{o:?}");
-        assert!(o.file_dentry > 0 && o.dentry_name > 0 && o.inode_ino > 0 && o.inode_sb > 0, "{o:?}");
-        assert!(o.sb_dev > 0 && o.rq_data_len > 0 && o.rq_bio > 0 && o.bio_io_vec > 0, "{o:?}");
+        assert!(
+            o.task_files > 0 && o.files_fdt > 0 && o.fdtable_fd > 0 && o.file_inode > 0,
+            "{o:?}"
+        );
+        assert!(
+            o.file_dentry > 0 && o.dentry_name > 0 && o.inode_ino > 0 && o.inode_sb > 0,
+            "{o:?}"
+        );
+        assert!(
+            o.sb_dev > 0 && o.rq_data_len > 0 && o.rq_bio > 0 && o.bio_io_vec > 0,
+            "{o:?}"
+        );
         assert!(o.page_mapping > 0, "{o:?}");
         assert!(btf.has_btf_tracepoint("sched_process_fork"));
         assert!(!btf.has_btf_tracepoint("no_such_tracepoint"));

@@ -17,7 +17,11 @@ pub struct Item {
 }
 
 fn item(name: &'static str, ok: Option<bool>, detail: impl Into<String>) -> Item {
-    Item { name, ok, detail: detail.into() }
+    Item {
+        name,
+        ok,
+        detail: detail.into(),
+    }
 }
 
 pub fn run() -> Vec<Item> {
@@ -33,19 +37,34 @@ pub fn run() -> Vec<Item> {
             privileges::NEED_ROOT.to_string()
         },
     ));
-    items.push(item("kernel", None, format!("{} {}", procfs::kernel_release(), std::env::consts::ARCH)));
+    items.push(item(
+        "kernel",
+        None,
+        format!("{} {}", procfs::kernel_release(), std::env::consts::ARCH),
+    ));
 
     let path = btf_path();
     let btf = KernelBtf::open(&path);
     match &btf {
         Ok(b) => match b.offsets() {
-            Ok(o) => items.push(item("BTF", Some(true), format!("ok: {} (task_struct.exit_code at +{})", path.display(), o.task_exit_code))),
+            Ok(o) => items.push(item(
+                "BTF",
+                Some(true),
+                format!(
+                    "ok: {} (task_struct.exit_code at +{})",
+                    path.display(),
+                    o.task_exit_code
+                ),
+            )),
             Err(e) => items.push(item("BTF", Some(false), e.to_string())),
         },
         Err(e) => items.push(item("BTF", Some(false), e.to_string())),
     }
     if let Ok(b) = &btf {
-        let missing: Vec<_> = BTF_TRACEPOINTS.iter().filter(|t| !b.has_btf_tracepoint(t)).collect();
+        let missing: Vec<_> = BTF_TRACEPOINTS
+            .iter()
+            .filter(|t| !b.has_btf_tracepoint(t))
+            .collect();
         items.push(item(
             "tp_btf hooks",
             Some(missing.is_empty()),
@@ -58,15 +77,31 @@ pub fn run() -> Vec<Item> {
     }
 
     if priv_ok && btf.is_ok() {
-        match loader::load(&LoadOptions { auto_redis: false, hot_ring_bytes: 1 << 16, ..Default::default() }) {
+        match loader::load(&LoadOptions {
+            auto_redis: false,
+            hot_ring_bytes: 1 << 16,
+            ..Default::default()
+        }) {
             Ok(mut probes) => {
-                items.push(item("tracepoint", Some(true), "ok: syscalls/* and sched/* attach"));
-                items.push(item("tp_btf", Some(true), "ok: fork, exit, page_fault_user, mm_page_alloc attach"));
+                items.push(item(
+                    "tracepoint",
+                    Some(true),
+                    "ok: syscalls/* and sched/* attach",
+                ));
+                items.push(item(
+                    "tp_btf",
+                    Some(true),
+                    "ok: fork, exit, page_fault_user, mm_page_alloc attach",
+                ));
                 let optional = loader::parse_btf(&path)
                     .map(|b| loader::probe_optional(&mut probes.ebpf, &b))
                     .unwrap_or_default();
                 for r in &optional {
-                    let detail = if r.ok { "ok".to_string() } else { format!("refused: {}", r.detail) };
+                    let detail = if r.ok {
+                        "ok".to_string()
+                    } else {
+                        format!("refused: {}", r.detail)
+                    };
                     items.push(item(r.kind, None, detail));
                 }
                 let fentry_ok = optional.iter().any(|r| r.kind == "fentry" && r.ok);
@@ -89,12 +124,19 @@ pub fn run() -> Vec<Item> {
         items.push(item("attach", None, "not tried (needs root and BTF)"));
     }
 
-    items.push(item("THP", None, procfs::thp_mode().unwrap_or_else(|| "unknown".into())));
+    items.push(item(
+        "THP",
+        None,
+        procfs::thp_mode().unwrap_or_else(|| "unknown".into()),
+    ));
     items.push(item(
         "overcommit",
         None,
         match procfs::overcommit_memory() {
-            Some(0) => "vm.overcommit_memory = 0 (heuristic: a large fork may fail; Redis recommends 1)".to_string(),
+            Some(0) => {
+                "vm.overcommit_memory = 0 (heuristic: a large fork may fail; Redis recommends 1)"
+                    .to_string()
+            }
             Some(1) => "vm.overcommit_memory = 1 (always, as Redis recommends)".to_string(),
             Some(v) => format!("vm.overcommit_memory = {v} (strict: BGSAVE fork may fail)"),
             None => "unknown".to_string(),

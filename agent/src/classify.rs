@@ -79,17 +79,35 @@ mod tests {
 
     #[test]
     fn redis_titles() {
-        assert_eq!(classify_title(b"redis-rdb-bgsave *:6379"), SessionKind::RdbBgsave);
-        assert_eq!(classify_title(b"redis-aof-rewrite 127.0.0.1:7000\0"), SessionKind::AofRewrite);
-        assert_eq!(classify_title(b"redis-rdb-to-slaves *:6379"), SessionKind::RdbReplica);
-        assert_eq!(classify_title(b"valkey-rdb-bgsave *:6379"), SessionKind::RdbBgsave);
-        assert_eq!(classify_title(b"valkey-rdb-to-replicas"), SessionKind::RdbReplica);
+        assert_eq!(
+            classify_title(b"redis-rdb-bgsave *:6379"),
+            SessionKind::RdbBgsave
+        );
+        assert_eq!(
+            classify_title(b"redis-aof-rewrite 127.0.0.1:7000\0"),
+            SessionKind::AofRewrite
+        );
+        assert_eq!(
+            classify_title(b"redis-rdb-to-slaves *:6379"),
+            SessionKind::RdbReplica
+        );
+        assert_eq!(
+            classify_title(b"valkey-rdb-bgsave *:6379"),
+            SessionKind::RdbBgsave
+        );
+        assert_eq!(
+            classify_title(b"valkey-rdb-to-replicas"),
+            SessionKind::RdbReplica
+        );
     }
 
     #[test]
     fn anything_else_is_a_fork() {
         assert_eq!(classify_title(b"redis-server *:6379"), SessionKind::Fork);
-        assert_eq!(classify_title(b"/usr/bin/redis-server\0--port\x000\0"), SessionKind::Fork);
+        assert_eq!(
+            classify_title(b"/usr/bin/redis-server\0--port\x000\0"),
+            SessionKind::Fork
+        );
         assert_eq!(classify_title(b""), SessionKind::Fork);
         assert_eq!(classify_title(b"\xff\xfe-rdb-bgsave"), SessionKind::Fork);
         assert_eq!(classify_title(b"rdb-bgsave"), SessionKind::Fork);
@@ -98,8 +116,14 @@ mod tests {
 
     #[test]
     fn title_set_only_when_it_differs() {
-        assert!(!title_is_set(b"redis-server *:6379\0", b"redis-server *:6379"));
-        assert!(title_is_set(b"redis-rdb-bgsave *:6379", b"redis-server *:6379"));
+        assert!(!title_is_set(
+            b"redis-server *:6379\0",
+            b"redis-server *:6379"
+        ));
+        assert!(title_is_set(
+            b"redis-rdb-bgsave *:6379",
+            b"redis-server *:6379"
+        ));
         assert!(!title_is_set(b"", b"redis-server"));
     }
 

@@ -1,14 +1,18 @@
 //! Ring-buffer bytes to typed events: pure, checked, never panics.
 use agent_common::{
-    CowEvent, IoEvent, ProcEvent, RenameEvent, EV_COW, EV_DISK, EV_EXEC, EV_EXIT, EV_FORK,
-    EV_FORK_RET, EV_FSYNC, EV_RENAME, EV_TITLE, EV_WRITE,
+    CowEvent, EV_COW, EV_DISK, EV_EXEC, EV_EXIT, EV_FORK, EV_FORK_RET, EV_FSYNC, EV_RENAME,
+    EV_TITLE, EV_WRITE, IoEvent, ProcEvent, RenameEvent,
 };
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("{what}: expected at least {expected} bytes, got {got}")]
-    BadLength { what: &'static str, expected: usize, got: usize },
+    BadLength {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
     #[error("{what}: unknown event kind {kind}")]
     UnknownKind { what: &'static str, kind: u32 },
 }
@@ -27,7 +31,11 @@ pub enum ProcMsg {
 impl ProcMsg {
     pub fn ts_ns(&self) -> u64 {
         match self {
-            ProcMsg::Fork(e) | ProcMsg::ForkRet(e) | ProcMsg::Exit(e) | ProcMsg::Exec(e) | ProcMsg::Title(e) => e.ts_ns,
+            ProcMsg::Fork(e)
+            | ProcMsg::ForkRet(e)
+            | ProcMsg::Exit(e)
+            | ProcMsg::Exec(e)
+            | ProcMsg::Title(e) => e.ts_ns,
             ProcMsg::Rename(e) => e.ts_ns,
         }
     }
@@ -51,10 +59,15 @@ pub enum HotMsg {
 
 /// The `kind` field every record starts with.
 fn kind_of(bytes: &[u8], what: &'static str) -> Result<u32, DecodeError> {
-    let k: [u8; 4] = bytes
-        .get(..4)
-        .and_then(|b| b.try_into().ok())
-        .ok_or(DecodeError::BadLength { what, expected: 4, got: bytes.len() })?;
+    let k: [u8; 4] =
+        bytes
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(DecodeError::BadLength {
+                what,
+                expected: 4,
+                got: bytes.len(),
+            })?;
     Ok(u32::from_ne_bytes(k))
 }
 
@@ -63,7 +76,11 @@ fn kind_of(bytes: &[u8], what: &'static str) -> Result<u32, DecodeError> {
 fn read_pod<T: aya::Pod>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
     let expected = std::mem::size_of::<T>();
     if bytes.len() < expected {
-        return Err(DecodeError::BadLength { what, expected, got: bytes.len() });
+        return Err(DecodeError::BadLength {
+            what,
+            expected,
+            got: bytes.len(),
+        });
     }
     // SAFETY: length checked above; `T: Pod` so any bytes are a valid `T`;
     // `read_unaligned` because ring-buffer records are only 8-byte aligned.
@@ -90,7 +107,10 @@ pub fn decode_cow(bytes: &[u8]) -> Result<CowEvent, DecodeError> {
     const WHAT: &str = "cow event";
     let ev: CowEvent = read_pod(bytes, WHAT)?;
     if ev.kind != EV_COW {
-        return Err(DecodeError::UnknownKind { what: WHAT, kind: ev.kind });
+        return Err(DecodeError::UnknownKind {
+            what: WHAT,
+            kind: ev.kind,
+        });
     }
     Ok(ev)
 }
@@ -126,9 +146,16 @@ mod tests {
             value: 456,
             comm: *b"redis-server\0\0\0\0",
             title: [0; 64],
-            cow_a: CowCounters { wp_faults: 3, copies_4k: 2, ..Default::default() },
+            cow_a: CowCounters {
+                wp_faults: 3,
+                copies_4k: 2,
+                ..Default::default()
+            },
             cow_b: CowCounters::default(),
-            cow_c: CowCounters { copy_bytes: 8192, ..Default::default() },
+            cow_c: CowCounters {
+                copy_bytes: 8192,
+                ..Default::default()
+            },
             io: Default::default(),
         }
     }
@@ -139,11 +166,17 @@ mod tests {
             let bytes = to_bytes(&proc_event(kind));
             let msg = decode_proc(&bytes).unwrap();
             let ev = match msg {
-                ProcMsg::Fork(e) | ProcMsg::ForkRet(e) | ProcMsg::Exit(e) | ProcMsg::Exec(e)
+                ProcMsg::Fork(e)
+                | ProcMsg::ForkRet(e)
+                | ProcMsg::Exit(e)
+                | ProcMsg::Exec(e)
                 | ProcMsg::Title(e) => e,
                 ProcMsg::Rename(_) => panic!("not a rename"),
             };
-            assert_eq!((ev.kind, ev.pid, ev.ppid, ev.ts_ns, ev.value), (kind, 42, 7, 123, 456));
+            assert_eq!(
+                (ev.kind, ev.pid, ev.ppid, ev.ts_ns, ev.value),
+                (kind, 42, 7, 123, 456)
+            );
             assert_eq!(ev.cow_a.copies_4k, 2);
             assert_eq!(ev.cow_c.copy_bytes, 8192);
         }
@@ -151,7 +184,16 @@ mod tests {
 
     #[test]
     fn cow_round_trip() {
-        let ev = CowEvent { kind: EV_COW, pid: 1, tid: 2, order: 9, ts_ns: 5, addr: 0x7f00, session: 3, flags: 1 };
+        let ev = CowEvent {
+            kind: EV_COW,
+            pid: 1,
+            tid: 2,
+            order: 9,
+            ts_ns: 5,
+            addr: 0x7f00,
+            session: 3,
+            flags: 1,
+        };
         assert_eq!(decode_cow(&to_bytes(&ev)).unwrap(), ev);
     }
 
@@ -159,19 +201,32 @@ mod tests {
     fn short_input_is_an_error() {
         let bytes = to_bytes(&proc_event(EV_FORK));
         for len in [0, 1, 8, bytes.len() - 1] {
-            assert!(matches!(decode_proc(&bytes[..len]), Err(DecodeError::BadLength { .. })));
+            assert!(matches!(
+                decode_proc(&bytes[..len]),
+                Err(DecodeError::BadLength { .. })
+            ));
         }
         assert_eq!(
             decode_cow(&[0u8; 39]),
-            Err(DecodeError::BadLength { what: "cow event", expected: 40, got: 39 })
+            Err(DecodeError::BadLength {
+                what: "cow event",
+                expected: 40,
+                got: 39
+            })
         );
     }
 
     #[test]
     fn unknown_kind_is_an_error() {
         let bytes = to_bytes(&proc_event(99));
-        assert!(matches!(decode_proc(&bytes), Err(DecodeError::UnknownKind { kind: 99, .. })));
-        let mut cow = to_bytes(&CowEvent { kind: EV_FORK, ..Default::default() });
+        assert!(matches!(
+            decode_proc(&bytes),
+            Err(DecodeError::UnknownKind { kind: 99, .. })
+        ));
+        let mut cow = to_bytes(&CowEvent {
+            kind: EV_FORK,
+            ..Default::default()
+        });
         assert!(decode_cow(&cow).is_err());
         cow[0] = EV_COW as u8;
         assert!(decode_cow(&cow).is_ok());
@@ -187,23 +242,60 @@ mod tests {
 
     #[test]
     fn hot_ring_carries_cow_and_io() {
-        let io = IoEvent { kind: EV_WRITE, pid: 1, tid: 1, session: 2, ts_ns: 3, latency_ns: 4, bytes: 5, ino: 6, dev: 7, fd: 8 };
+        let io = IoEvent {
+            kind: EV_WRITE,
+            pid: 1,
+            tid: 1,
+            session: 2,
+            ts_ns: 3,
+            latency_ns: 4,
+            bytes: 5,
+            ino: 6,
+            dev: 7,
+            fd: 8,
+        };
         assert_eq!(decode_hot(&to_bytes(&io)), Ok(HotMsg::Io(io)));
-        let cow = CowEvent { kind: EV_COW, ..Default::default() };
+        let cow = CowEvent {
+            kind: EV_COW,
+            ..Default::default()
+        };
         assert_eq!(decode_hot(&to_bytes(&cow)), Ok(HotMsg::Cow(cow)));
-        assert!(matches!(decode_hot(&to_bytes(&io)[..55]), Err(DecodeError::BadLength { .. })));
-        assert!(matches!(decode_hot(&[1, 2]), Err(DecodeError::BadLength { expected: 4, .. })));
+        assert!(matches!(
+            decode_hot(&to_bytes(&io)[..55]),
+            Err(DecodeError::BadLength { .. })
+        ));
+        assert!(matches!(
+            decode_hot(&[1, 2]),
+            Err(DecodeError::BadLength { expected: 4, .. })
+        ));
         let bad = IoEvent { kind: 77, ..io };
-        assert!(matches!(decode_hot(&to_bytes(&bad)), Err(DecodeError::UnknownKind { kind: 77, .. })));
+        assert!(matches!(
+            decode_hot(&to_bytes(&bad)),
+            Err(DecodeError::UnknownKind { kind: 77, .. })
+        ));
     }
 
     #[test]
     fn rename_on_the_session_ring() {
-        let mut r = RenameEvent { kind: EV_RENAME, pid: 1, session: 1, tid: 1, ts_ns: 2, old: [0; 64], new: [0; 64] };
+        let mut r = RenameEvent {
+            kind: EV_RENAME,
+            pid: 1,
+            session: 1,
+            tid: 1,
+            ts_ns: 2,
+            old: [0; 64],
+            new: [0; 64],
+        };
         r.old[..3].copy_from_slice(b"a.t");
         let bytes = to_bytes(&r);
         assert!(matches!(decode_proc(&bytes), Ok(ProcMsg::Rename(e)) if e.old[..3] == *b"a.t"));
-        assert!(matches!(decode_proc(&bytes[..100]), Err(DecodeError::BadLength { what: "rename event", .. })));
+        assert!(matches!(
+            decode_proc(&bytes[..100]),
+            Err(DecodeError::BadLength {
+                what: "rename event",
+                ..
+            })
+        ));
     }
 
     #[test]

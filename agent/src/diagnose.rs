@@ -70,7 +70,11 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
     }
     let mut fixes = Vec::new();
     // u128: the summary may come from a trace file (`report`), where any u64 can appear.
-    let (pages, parent_pages, child_pages) = (u128::from(c.pages), u128::from(c.parent_pages), u128::from(c.child_pages));
+    let (pages, parent_pages, child_pages) = (
+        u128::from(c.pages),
+        u128::from(c.parent_pages),
+        u128::from(c.child_pages),
+    );
     if pages > 0 && parent_pages * 10 >= pages * 9 {
         fixes.push("fewer writes while a save runs (the parent's writes cause the copies)");
         fixes.push("a shorter save: a faster disk, or a smaller dataset per instance");
@@ -97,8 +101,16 @@ mod tests {
     use agent_common::CowCounters;
 
     fn end(parent_pages: u64, child_pages: u64) -> SessionEnd {
-        let p = CowCounters { copies_4k: parent_pages, copy_bytes: parent_pages * 4096, ..Default::default() };
-        let c = CowCounters { copies_4k: child_pages, copy_bytes: child_pages * 4096, ..Default::default() };
+        let p = CowCounters {
+            copies_4k: parent_pages,
+            copy_bytes: parent_pages * 4096,
+            ..Default::default()
+        };
+        let c = CowCounters {
+            copies_4k: child_pages,
+            copy_bytes: child_pages * 4096,
+            ..Default::default()
+        };
         let mut t = Timeline::new(0);
         t.observe(150_000_000, parent_pages + child_pages);
         SessionEnd {
@@ -112,23 +124,51 @@ mod tests {
             exit_signal: None,
             complete: true,
             cow: CowSummary::new(&p, &c, Some(1 << 30), &t),
-            writes: WritesSummary { calls: 10, bytes: 100_000_000, files: vec![], latency_us: Quantiles::default(), size_bytes: Quantiles::default() },
-            fsync: FsyncSummary { calls: 3, total_ms: 12.5, latency_us: Quantiles::default() },
-            disk: DiskSummary { bytes: 0, ios: 0, latency_us: Quantiles::default() },
+            writes: WritesSummary {
+                calls: 10,
+                bytes: 100_000_000,
+                files: vec![],
+                latency_us: Quantiles::default(),
+                size_bytes: Quantiles::default(),
+            },
+            fsync: FsyncSummary {
+                calls: 3,
+                total_ms: 12.5,
+                latency_us: Quantiles::default(),
+            },
+            disk: DiskSummary {
+                bytes: 0,
+                ios: 0,
+                latency_us: Quantiles::default(),
+            },
         }
     }
 
     #[test]
     fn parent_driven_spike() {
-        let host = HostFacts { thp: Some("always".into()), overcommit_memory: Some(0) };
+        let host = HostFacts {
+            thp: Some("always".into()),
+            overcommit_memory: Some(0),
+        };
         let d = diagnose(&end(131_072, 100), &host);
         let text = d.join("\n");
-        assert!(d[0].starts_with("COW copied 512.4 MiB = 50.0% of the parent's RSS at fork (1.00 GiB)"), "{text}");
+        assert!(
+            d[0].starts_with("COW copied 512.4 MiB = 50.0% of the parent's RSS at fork (1.00 GiB)"),
+            "{text}"
+        );
         assert!(text.contains("the parent's writes copied 131072 pages (100%) during the 2.0 s the rdb-bgsave child ran"), "{text}");
-        assert!(text.contains("The child wrote 95.4 MiB (50.0 MB/s) in 0 file(s); 3 fsync call(s) took 12.5 ms."), "{text}");
+        assert!(
+            text.contains(
+                "The child wrote 95.4 MiB (50.0 MB/s) in 0 file(s); 3 fsync call(s) took 12.5 ms."
+            ),
+            "{text}"
+        );
         assert!(text.contains("THP is `always`"), "{text}");
         assert!(text.contains("vm.overcommit_memory = 0"), "{text}");
-        assert!(text.contains("To reduce it: fewer writes while a save runs"), "{text}");
+        assert!(
+            text.contains("To reduce it: fewer writes while a save runs"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -144,7 +184,10 @@ mod tests {
 
     #[test]
     fn quiet_save() {
-        let host = HostFacts { thp: Some("madvise".into()), overcommit_memory: Some(1) };
+        let host = HostFacts {
+            thp: Some("madvise".into()),
+            overcommit_memory: Some(1),
+        };
         let text = diagnose(&end(0, 0), &host).join("\n");
         assert!(text.contains("No page was copied"), "{text}");
         assert!(!text.contains("To reduce it"), "{text}");

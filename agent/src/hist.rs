@@ -60,7 +60,13 @@ impl Hist {
         // The lowest value of the quantile's bucket (within 0.1% of the true value),
         // so that a run of identical values reports that value, not its bucket's top.
         let q = |p: f64| h.lowest_equivalent(h.value_at_quantile(p)).min(self.1);
-        Quantiles { count: h.len(), p50: q(0.5), p90: q(0.9), p99: q(0.99), max: self.1 }
+        Quantiles {
+            count: h.len(),
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            max: self.1,
+        }
     }
 
     pub fn max(&self) -> u64 {
@@ -69,7 +75,9 @@ impl Hist {
 
     /// Add every value of `other` (run-wide histograms from per-session ones).
     pub fn merge(&mut self, other: &Hist) {
-        let Some(o) = other.0.as_ref().filter(|h| !h.is_empty()) else { return };
+        let Some(o) = other.0.as_ref().filter(|h| !h.is_empty()) else {
+            return;
+        };
         // Both auto-resize, so adding cannot overflow the value range.
         let _ = self.inner().add(o);
         self.1 = self.1.max(other.1);
@@ -102,7 +110,10 @@ mod tests {
             h.record(v);
         }
         let q = h.quantiles();
-        assert_eq!((q.count, q.p50, q.p90, q.p99, q.max), (100, 50, 90, 99, 100));
+        assert_eq!(
+            (q.count, q.p50, q.p90, q.p99, q.max),
+            (100, 50, 90, 99, 100)
+        );
         assert_eq!(Hist::new().quantiles(), Quantiles::default());
     }
 

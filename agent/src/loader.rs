@@ -27,8 +27,26 @@ pub const BTF_TRACEPOINTS: [&str; 6] = [
 /// Classic tracepoints: (program, category, names...). A name missing on this kernel
 /// (clone3 or vfork on some architectures) is skipped; each program needs one.
 const TRACEPOINTS: [(&str, &str, &[&str]); 8] = [
-    ("fork_enter", "syscalls", &["sys_enter_clone", "sys_enter_clone3", "sys_enter_fork", "sys_enter_vfork"]),
-    ("fork_exit", "syscalls", &["sys_exit_clone", "sys_exit_clone3", "sys_exit_fork", "sys_exit_vfork"]),
+    (
+        "fork_enter",
+        "syscalls",
+        &[
+            "sys_enter_clone",
+            "sys_enter_clone3",
+            "sys_enter_fork",
+            "sys_enter_vfork",
+        ],
+    ),
+    (
+        "fork_exit",
+        "syscalls",
+        &[
+            "sys_exit_clone",
+            "sys_exit_clone3",
+            "sys_exit_fork",
+            "sys_exit_vfork",
+        ],
+    ),
     ("sched_process_exec", "sched", &["sched_process_exec"]),
     ("exit_group_enter", "syscalls", &["sys_enter_exit_group"]),
     (
@@ -45,12 +63,34 @@ const TRACEPOINTS: [(&str, &str, &[&str]); 8] = [
             "sys_enter_sync_file_range",
         ],
     ),
-    ("write_exit", "syscalls", &["sys_exit_write", "sys_exit_pwrite64", "sys_exit_writev", "sys_exit_pwritev", "sys_exit_pwritev2"]),
-    ("fsync_exit", "syscalls", &["sys_exit_fsync", "sys_exit_fdatasync", "sys_exit_sync_file_range"]),
+    (
+        "write_exit",
+        "syscalls",
+        &[
+            "sys_exit_write",
+            "sys_exit_pwrite64",
+            "sys_exit_writev",
+            "sys_exit_pwritev",
+            "sys_exit_pwritev2",
+        ],
+    ),
+    (
+        "fsync_exit",
+        "syscalls",
+        &[
+            "sys_exit_fsync",
+            "sys_exit_fdatasync",
+            "sys_exit_sync_file_range",
+        ],
+    ),
     ("rename_enter", "syscalls", &["sys_enter_rename"]),
 ];
 /// renameat and renameat2 share a record layout different from rename's.
-const RENAMEAT: (&str, &str, &[&str]) = ("renameat_enter", "syscalls", &["sys_enter_renameat", "sys_enter_renameat2"]);
+const RENAMEAT: (&str, &str, &[&str]) = (
+    "renameat_enter",
+    "syscalls",
+    &["sys_enter_renameat", "sys_enter_renameat2"],
+);
 
 pub const COW_METHOD: &str = "tracepoint";
 pub const COW_HOOKS: &str = "tp_btf/page_fault_user + tp_btf/mm_page_alloc";
@@ -69,18 +109,29 @@ pub enum LoadError {
     #[error("cannot load the BPF object: {0}{hint}", hint = perm_hint(.0.as_ref()))]
     Load(#[source] Box<aya::EbpfError>),
     #[error("program `{name}` ({hook}) failed to {step}: {}{hint}", shorten_verifier_log(&source.to_string()), hint = perm_hint(source.as_ref()))]
-    Program { name: String, hook: String, step: &'static str, #[source] source: Box<ProgramError> },
+    Program {
+        name: String,
+        hook: String,
+        step: &'static str,
+        #[source]
+        source: Box<ProgramError>,
+    },
     #[error("map `{0}` missing from the BPF object (build mismatch: rebuild cowtrace)")]
     MissingMap(&'static str),
     #[error("map `{name}`: {source}")]
-    Map { name: &'static str, #[source] source: Box<aya::maps::MapError> },
+    Map {
+        name: &'static str,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
 }
 
 fn perm_hint(e: &dyn std::error::Error) -> &'static str {
     let mut cur: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = cur {
         let s = err.to_string();
-        if s.contains("Operation not permitted") || s.contains("EPERM") || s.contains("os error 1)") {
+        if s.contains("Operation not permitted") || s.contains("EPERM") || s.contains("os error 1)")
+        {
             return "; run cowtrace as root (or with CAP_BPF + CAP_PERFMON)";
         }
         cur = err.source();
@@ -101,7 +152,12 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { auto_redis: true, hot_ring_bytes: 8 << 20, hot_wake_bytes: None, proc_ring_bytes: None }
+        Self {
+            auto_redis: true,
+            hot_ring_bytes: 8 << 20,
+            hot_wake_bytes: None,
+            proc_ring_bytes: None,
+        }
     }
 }
 
@@ -137,11 +193,15 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
     // Parsed BTF is large (tens of MiB of heap): keep one parse alive at a time.
     let offsets = KernelBtf::open(&path)?.offsets()?;
     ensure_tracefs()?;
-    let btf = Btf::parse_file(&path, Endianness::default())
-        .map_err(|e| BtfError::Parse { path: path.clone(), msg: e.to_string() })?;
+    let btf = Btf::parse_file(&path, Endianness::default()).map_err(|e| BtfError::Parse {
+        path: path.clone(),
+        msg: e.to_string(),
+    })?;
     let agent_tgid = std::process::id();
     let auto = u32::from(opts.auto_redis);
-    let wake = opts.hot_wake_bytes.unwrap_or(u64::from(opts.hot_ring_bytes / 2));
+    let wake = opts
+        .hot_wake_bytes
+        .unwrap_or(u64::from(opts.hot_ring_bytes / 2));
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .override_global("AGENT_TGID", &agent_tgid, true)
@@ -159,18 +219,26 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
     }
     for (prog, category, names) in TRACEPOINTS.into_iter().chain([RENAMEAT]) {
         let p: &mut TracePoint = program(&mut ebpf, prog, category)?;
-        p.load().map_err(|source| prog_err(prog, category, "load", source))?;
+        p.load()
+            .map_err(|source| prog_err(prog, category, "load", source))?;
         let mut attached = 0;
         for name in names {
             // clone3/vfork may be missing on some architectures: skip those quietly,
             // but at least one hook of each family must attach.
-            if !Path::new("/sys/kernel/tracing/events").join(category).join(name).exists()
-                && !Path::new("/sys/kernel/debug/tracing/events").join(category).join(name).exists()
+            if !Path::new("/sys/kernel/tracing/events")
+                .join(category)
+                .join(name)
+                .exists()
+                && !Path::new("/sys/kernel/debug/tracing/events")
+                    .join(category)
+                    .join(name)
+                    .exists()
             {
                 continue;
             }
-            p.attach(category, name)
-                .map_err(|source| prog_err(prog, &format!("{category}/{name}"), "attach", source))?;
+            p.attach(category, name).map_err(|source| {
+                prog_err(prog, &format!("{category}/{name}"), "attach", source)
+            })?;
             attached += 1;
         }
         if attached == 0 {
@@ -182,7 +250,12 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
             ));
         }
     }
-    for name in ["page_fault_user", "mm_page_alloc", "block_rq_issue", "block_rq_complete"] {
+    for name in [
+        "page_fault_user",
+        "mm_page_alloc",
+        "block_rq_issue",
+        "block_rq_complete",
+    ] {
         attach_btf(&mut ebpf, &btf, name)?;
     }
     drop(btf);
@@ -200,7 +273,10 @@ pub fn shorten_verifier_log(msg: &str) -> String {
         return msg.to_string();
     }
     let mut out = lines[0].to_string();
-    out.push_str(&format!("\n  ... ({} verifier lines omitted; RUST_LOG=debug shows them all)\n", lines.len() - 13));
+    out.push_str(&format!(
+        "\n  ... ({} verifier lines omitted; RUST_LOG=debug shows them all)\n",
+        lines.len() - 13
+    ));
     out.push_str(&lines[lines.len() - 12..].join("\n"));
     out
 }
@@ -209,24 +285,32 @@ fn prog_err(name: &str, hook: &str, step: &'static str, source: ProgramError) ->
     if let ProgramError::LoadError { verifier_log, .. } = &source {
         log::debug!("verifier log of {name}:\n{verifier_log}");
     }
-    LoadError::Program { name: name.to_string(), hook: hook.to_string(), step, source: Box::new(source) }
+    LoadError::Program {
+        name: name.to_string(),
+        hook: hook.to_string(),
+        step,
+        source: Box::new(source),
+    }
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str, hook: &str) -> Result<&'a mut T, LoadError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
-    let p = ebpf.program_mut(name).ok_or_else(|| {
-        prog_err(name, hook, "be found", ProgramError::UnexpectedProgramType)
-    })?;
-    p.try_into().map_err(|source| prog_err(name, hook, "be found", source))
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| prog_err(name, hook, "be found", ProgramError::UnexpectedProgramType))?;
+    p.try_into()
+        .map_err(|source| prog_err(name, hook, "be found", source))
 }
 
 fn attach_btf(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<(), LoadError> {
     let hook = format!("tp_btf/{name}");
     let p: &mut BtfTracePoint = program(ebpf, name, &hook)?;
-    p.load(name, btf).map_err(|source| prog_err(name, &hook, "load", source))?;
-    p.attach().map_err(|source| prog_err(name, &hook, "attach", source))?;
+    p.load(name, btf)
+        .map_err(|source| prog_err(name, &hook, "load", source))?;
+    p.attach()
+        .map_err(|source| prog_err(name, &hook, "attach", source))?;
     Ok(())
 }
 
@@ -242,13 +326,26 @@ pub fn add_root(
 ) -> Result<(), LoadError> {
     maybe
         .set(tgid % MAYBE_TRACED_SLOTS, 1u8, 0)
-        .map_err(|source| LoadError::Map { name: "MAYBE_TRACED", source: Box::new(source) })?;
-    let v = TracedProc { role: ROLE_ROOT, ..Default::default() };
+        .map_err(|source| LoadError::Map {
+            name: "MAYBE_TRACED",
+            source: Box::new(source),
+        })?;
+    let v = TracedProc {
+        role: ROLE_ROOT,
+        ..Default::default()
+    };
     // NOEXIST: the exec hook may have added it already, with sessions linked to it.
     match traced.insert(tgid, v, 1 /* BPF_NOEXIST */) {
         Ok(()) => Ok(()),
-        Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-        Err(source) => Err(LoadError::Map { name: "TRACED", source: Box::new(source) }),
+        Err(aya::maps::MapError::SyscallError(e))
+            if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
+        {
+            Ok(())
+        }
+        Err(source) => Err(LoadError::Map {
+            name: "TRACED",
+            source: Box::new(source),
+        }),
     }
 }
 
@@ -264,7 +361,11 @@ pub struct ProbeResult {
 pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf) -> Vec<ProbeResult> {
     let mut out = Vec::new();
     let r = (|| -> Result<(), String> {
-        let p: &mut FEntry = ebpf.program_mut("probe_fentry").ok_or("missing")?.try_into().map_err(|e: ProgramError| e.to_string())?;
+        let p: &mut FEntry = ebpf
+            .program_mut("probe_fentry")
+            .ok_or("missing")?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
         p.load("do_wp_page", btf).map_err(|e| chain(&e))?;
         let id = p.attach().map_err(|e| chain(&e))?;
         let _ = p.detach(id);
@@ -272,7 +373,11 @@ pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf) -> Vec<ProbeResult> {
     })();
     out.push(result("fentry", r));
     let r = (|| -> Result<(), String> {
-        let p: &mut KProbe = ebpf.program_mut("probe_kprobe").ok_or("missing")?.try_into().map_err(|e: ProgramError| e.to_string())?;
+        let p: &mut KProbe = ebpf
+            .program_mut("probe_kprobe")
+            .ok_or("missing")?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
         p.load().map_err(|e| chain(&e))?;
         let id = p.attach("do_wp_page", 0).map_err(|e| chain(&e))?;
         let _ = p.detach(id);
@@ -280,10 +385,18 @@ pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf) -> Vec<ProbeResult> {
     })();
     out.push(result("kprobe", r));
     let r = (|| -> Result<(), String> {
-        let p: &mut UProbe = ebpf.program_mut("probe_uprobe").ok_or("missing")?.try_into().map_err(|e: ProgramError| e.to_string())?;
+        let p: &mut UProbe = ebpf
+            .program_mut("probe_uprobe")
+            .ok_or("missing")?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
         p.load().map_err(|e| chain(&e))?;
         let id = p
-            .attach("getpid", "libc", aya::programs::uprobe::UProbeScope::CallingProcess)
+            .attach(
+                "getpid",
+                "libc",
+                aya::programs::uprobe::UProbeScope::CallingProcess,
+            )
             .map_err(|e| chain(&e))?;
         let _ = p.detach(id);
         Ok(())
@@ -294,11 +407,24 @@ pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf) -> Vec<ProbeResult> {
 
 fn result(kind: &'static str, r: Result<(), String>) -> ProbeResult {
     match r {
-        Ok(()) => ProbeResult { kind, ok: true, detail: "ok".into() },
+        Ok(()) => ProbeResult {
+            kind,
+            ok: true,
+            detail: "ok".into(),
+        },
         Err(detail) => {
             // An empty verifier log adds nothing: "... (os error 1). Verifier output: "
-            let detail = detail.trim_end().trim_end_matches("Verifier output:").trim_end().trim_end_matches('.').to_string();
-            ProbeResult { kind, ok: false, detail }
+            let detail = detail
+                .trim_end()
+                .trim_end_matches("Verifier output:")
+                .trim_end()
+                .trim_end_matches('.')
+                .to_string();
+            ProbeResult {
+                kind,
+                ok: false,
+                detail,
+            }
         }
     }
 }
@@ -319,6 +445,8 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 pub fn parse_btf(path: &Path) -> Result<Btf, BtfError> {
-    Btf::parse_file(path, Endianness::default())
-        .map_err(|e| BtfError::Parse { path: path.to_path_buf(), msg: e.to_string() })
+    Btf::parse_file(path, Endianness::default()).map_err(|e| BtfError::Parse {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    })
 }

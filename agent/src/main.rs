@@ -109,7 +109,9 @@ struct RecordArgs {
 }
 
 fn positive_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
     if !v.is_finite() || v <= 0.0 {
         return Err(format!("`{s}` must be a positive number of seconds"));
     }
@@ -125,7 +127,11 @@ fn main() -> ExitCode {
         Some(Cmd::Check) => {
             let items = check::run();
             print!("{}", check::render(&items));
-            return if check::can_run(&items) { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+            return if check::can_run(&items) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
         }
         Some(Cmd::Record(r)) => run_with(r.targets, Some((r.output, r.events)), false),
         Some(Cmd::Watch(w)) => run_with(w.targets, None, w.plain),
@@ -146,7 +152,10 @@ fn report(args: &ReportArgs) -> ExitCode {
             if args.json {
                 // Warnings are in the JSON; repeat them where a person sees them.
                 for w in &r.warnings {
-                    eprintln!("cowtrace: warning: {}", cowtrace::report::render::printable(w));
+                    eprintln!(
+                        "cowtrace: warning: {}",
+                        cowtrace::report::render::printable(w)
+                    );
                 }
             }
             // `| head` closes stdout early: not an error.
@@ -160,7 +169,10 @@ fn report(args: &ReportArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("cowtrace: error: {}", cowtrace::report::render::printable(&e.to_string()));
+            eprintln!(
+                "cowtrace: error: {}",
+                cowtrace::report::render::printable(&e.to_string())
+            );
             ExitCode::FAILURE
         }
     }
@@ -174,10 +186,18 @@ fn run_with(t: Targets, record: Option<(PathBuf, bool)>, plain: bool) -> anyhow:
     let (output, events) = match record {
         Some((path, events)) => (Output::Trace(TraceWriter::open(&path)?), events),
         // The full-screen view needs a terminal; lines suit pipes, files and `--plain`.
-        None if plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) => (Output::Watch, false),
+        None if plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
+            (Output::Watch, false)
+        }
         None => (Output::View, false),
     };
-    let cfg = RunConfig { pids: t.pids, duration: t.duration, interval: t.interval, output, events };
+    let cfg = RunConfig {
+        pids: t.pids,
+        duration: t.duration,
+        interval: t.interval,
+        output,
+        events,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

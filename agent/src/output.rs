@@ -44,8 +44,10 @@ pub fn watch_line(rec: &Record, start_ns: u64) -> Option<String> {
             s.kind.as_str(),
             s.parent_pid,
             s.child_pid,
-            s.fork_us.map_or("?".into(), |us| format!("{:.1} ms", us / 1000.0)),
-            s.parent_rss_bytes.map_or(String::new(), |r| format!(", parent RSS {}", fmt_bytes(r))),
+            s.fork_us
+                .map_or("?".into(), |us| format!("{:.1} ms", us / 1000.0)),
+            s.parent_rss_bytes
+                .map_or(String::new(), |r| format!(", parent RSS {}", fmt_bytes(r))),
         )),
         Record::SessionEnd(e) => Some(format!(
             "{} END   session {} {:<11} child {} after {:.2}s, {}: COW {} ({} pages: parent {}, child {}){}, reuse faults {}; wrote {} in {} file(s), {} fsync, disk {}",
@@ -59,7 +61,9 @@ pub fn watch_line(rec: &Record, start_ns: u64) -> Option<String> {
             e.cow.pages,
             e.cow.parent_pages,
             e.cow.child_pages,
-            e.cow.pct_of_parent_rss.map_or(String::new(), |p| format!(" = {p:.1}% of parent RSS")),
+            e.cow
+                .pct_of_parent_rss
+                .map_or(String::new(), |p| format!(" = {p:.1}% of parent RSS")),
             e.cow.reuse_faults,
             fmt_bytes(e.writes.bytes),
             e.writes.files.len(),
@@ -92,7 +96,12 @@ impl KeptEnds {
                 .kept
                 .iter()
                 .enumerate()
-                .min_by(|(_, a), (_, b)| a.cow.bytes.cmp(&b.cow.bytes).then(b.session.cmp(&a.session)))
+                .min_by(|(_, a), (_, b)| {
+                    a.cow
+                        .bytes
+                        .cmp(&b.cow.bytes)
+                        .then(b.session.cmp(&a.session))
+                })
                 .expect("not empty");
             self.kept.remove(i);
         }
@@ -125,7 +134,12 @@ pub fn summary(kept: &KeptEnds, end: &End) -> String {
     // A fork storm can make thousands of sessions: show the costliest ones.
     let mut shown: Vec<&SessionEnd> = ends.iter().collect();
     if shown.len() > SUMMARY_MAX_SESSIONS {
-        shown.sort_by(|a, b| b.cow.bytes.cmp(&a.cow.bytes).then(a.session.cmp(&b.session)));
+        shown.sort_by(|a, b| {
+            b.cow
+                .bytes
+                .cmp(&a.cow.bytes)
+                .then(a.session.cmp(&b.session))
+        });
         shown.truncate(SUMMARY_MAX_SESSIONS);
         shown.sort_by_key(|e| e.session);
     }
@@ -172,7 +186,11 @@ pub fn interval_line(r: &IntervalRow, start_ns: u64) -> String {
         r.kind,
         fmt_bytes(r.cow_bytes),
         rate(r.rates.cow),
-        r.pct_of_rss.map_or(String::new(), |p| if p < 9.95 { format!(" {p:.1}% RSS") } else { format!(" {p:.0}% RSS") }),
+        r.pct_of_rss.map_or(String::new(), |p| if p < 9.95 {
+            format!(" {p:.1}% RSS")
+        } else {
+            format!(" {p:.0}% RSS")
+        }),
         fmt_bytes(r.written_bytes),
         r.rates.write / 1e6,
         r.rates.disk / 1e6,
@@ -184,13 +202,27 @@ pub fn interval_line(r: &IntervalRow, start_ns: u64) -> String {
 /// (`print_log2_hist` in libbpf-tools' trace_helpers.c): every bucket from 0 up to the
 /// last non-empty one, `low -> high : count |stars|`.
 pub fn log2_hist(val_type: &str, buckets: &[(u64, u64)]) -> String {
-    let count_of = |i: u32| buckets.iter().find(|&&(lo, _)| lo.trailing_zeros() == i).map_or(0, |b| b.1);
-    let Some(idx_max) = buckets.iter().filter(|b| b.1 > 0).map(|b| b.0.trailing_zeros()).max() else {
+    let count_of = |i: u32| {
+        buckets
+            .iter()
+            .find(|&&(lo, _)| lo.trailing_zeros() == i)
+            .map_or(0, |b| b.1)
+    };
+    let Some(idx_max) = buckets
+        .iter()
+        .filter(|b| b.1 > 0)
+        .map(|b| b.0.trailing_zeros())
+        .max()
+    else {
         return String::new();
     };
     let val_max = buckets.iter().map(|b| b.1).max().unwrap_or(0);
     let narrow = idx_max <= 32;
-    let (pad, name_w, stars_w, num_w) = if narrow { (5, 19, 40, 10) } else { (15, 29, 20, 20) };
+    let (pad, name_w, stars_w, num_w) = if narrow {
+        (5, 19, 40, 10)
+    } else {
+        (15, 29, 20, 20)
+    };
     let mut s = format!("{:pad$}{val_type:<name_w$} : count    distribution\n", "");
     for i in 0..=idx_max {
         let high = (1u128 << (i + 1)) - 1;
@@ -278,7 +310,12 @@ mod tests {
     use agent_common::CowCounters;
 
     fn end_rec() -> SessionEnd {
-        let p = CowCounters { copies_4k: 256, copy_bytes: 1 << 20, wp_faults: 300, ..Default::default() };
+        let p = CowCounters {
+            copies_4k: 256,
+            copy_bytes: 1 << 20,
+            wp_faults: 300,
+            ..Default::default()
+        };
         SessionEnd {
             session: 3,
             parent_pid: 10,
@@ -289,10 +326,29 @@ mod tests {
             exit_code: Some(0),
             exit_signal: None,
             complete: true,
-            cow: CowSummary::new(&p, &CowCounters::default(), Some(4 << 20), &Timeline::new(0)),
-            writes: WritesSummary { calls: 3, bytes: 3 << 20, files: vec![], latency_us: Quantiles::default(), size_bytes: Quantiles::default() },
-            fsync: FsyncSummary { calls: 1, total_ms: 1.0, latency_us: Quantiles::default() },
-            disk: DiskSummary { bytes: 3 << 20, ios: 3, latency_us: Quantiles::default() },
+            cow: CowSummary::new(
+                &p,
+                &CowCounters::default(),
+                Some(4 << 20),
+                &Timeline::new(0),
+            ),
+            writes: WritesSummary {
+                calls: 3,
+                bytes: 3 << 20,
+                files: vec![],
+                latency_us: Quantiles::default(),
+                size_bytes: Quantiles::default(),
+            },
+            fsync: FsyncSummary {
+                calls: 1,
+                total_ms: 1.0,
+                latency_us: Quantiles::default(),
+            },
+            disk: DiskSummary {
+                bytes: 3 << 20,
+                ios: 3,
+                latency_us: Quantiles::default(),
+            },
         }
     }
 
@@ -317,9 +373,16 @@ mod tests {
             parent_rss_bytes: Some(1 << 30),
         });
         let l = watch_line(&start, 0).unwrap();
-        assert_eq!(l, "   1.000s START session 3 aof-rewrite parent 10 child 11 fork 1.5 ms, parent RSS 1.00 GiB");
+        assert_eq!(
+            l,
+            "   1.000s START session 3 aof-rewrite parent 10 child 11 fork 1.5 ms, parent RSS 1.00 GiB"
+        );
         let l = watch_line(&Record::SessionEnd(end_rec()), 0).unwrap();
-        assert!(l.contains("END   session 3 rdb-bgsave") && l.contains("COW 1.0 MiB (256 pages: parent 256, child 0) = 25.0% of parent RSS"), "{l}");
+        assert!(
+            l.contains("END   session 3 rdb-bgsave")
+                && l.contains("COW 1.0 MiB (256 pages: parent 256, child 0) = 25.0% of parent RSS"),
+            "{l}"
+        );
     }
 
     #[test]
@@ -339,18 +402,34 @@ mod tests {
         let mut one = KeptEnds::default();
         one.push(end_rec());
         let s = summary(&one, &end);
-        assert!(s.contains("1 session(s) in 2.0s (duration)") && s.contains("lost events: 0"), "{s}");
+        assert!(
+            s.contains("1 session(s) in 2.0s (duration)") && s.contains("lost events: 0"),
+            "{s}"
+        );
         let many: Vec<SessionEnd> = (1..=25)
-            .map(|i| SessionEnd { session: i, cow: CowSummary { bytes: i * 4096, ..end_rec().cow }, ..end_rec() })
+            .map(|i| SessionEnd {
+                session: i,
+                cow: CowSummary {
+                    bytes: i * 4096,
+                    ..end_rec().cow
+                },
+                ..end_rec()
+            })
             .collect();
         let mut kept = KeptEnds::default();
         for e in many {
             kept.push(e);
         }
-        assert_eq!((kept.total(), kept.sessions().len()), (25, SUMMARY_MAX_SESSIONS));
+        assert_eq!(
+            (kept.total(), kept.sessions().len()),
+            (25, SUMMARY_MAX_SESSIONS)
+        );
         let text = summary(&kept, &end);
         assert!(text.contains("... and 5 more session(s)"), "{text}");
-        assert!(text.contains("session  25 ") && !text.contains("session   5 "), "{text}");
+        assert!(
+            text.contains("session  25 ") && !text.contains("session   5 "),
+            "{text}"
+        );
         end.lost_events = 5;
         end.lost_cow_events = 5;
         assert!(summary(&KeptEnds::default(), &end).contains("LOST EVENTS: 5 COW"));
@@ -367,13 +446,20 @@ mod tests {
             pct_of_rss: Some(35.2),
             written_bytes: 84_095_795,
             fsync_calls: 4,
-            rates: Rates { cow: 12.1 * 1048576.0, write: 40.1e6, disk: 38.0e6 },
+            rates: Rates {
+                cow: 12.1 * 1048576.0,
+                write: 40.1e6,
+                disk: 38.0e6,
+            },
         };
         assert_eq!(
             interval_line(&r, 0),
             "  12.000s session 3 rdb-bgsave  COW 120.5 MiB (+12.1 MiB/s) 35% RSS  wrote 80.2 MiB (40.1 MB/s)  disk 38.0 MB/s  fsync 4"
         );
-        let r = IntervalRow { pct_of_rss: None, ..r };
+        let r = IntervalRow {
+            pct_of_rss: None,
+            ..r
+        };
         assert!(interval_line(&r, 0).contains("MiB/s)  wrote"));
     }
 
@@ -393,7 +479,10 @@ mod tests {
         assert_eq!(format!("\n{text}"), want);
         assert_eq!(log2_hist("usecs", &[]), "");
         // Past 2^32 the columns widen, as in bcc.
-        assert!(log2_hist("bytes", &[(1 << 40, 1)]).starts_with(&format!("{:15}{:<29} : count", "", "bytes")));
+        assert!(
+            log2_hist("bytes", &[(1 << 40, 1)])
+                .starts_with(&format!("{:15}{:<29} : count", "", "bytes"))
+        );
     }
 
     #[test]
@@ -405,9 +494,18 @@ mod tests {
         let text = run_hists(&h, 1);
         assert!(text.contains("Histograms of all 1 session(s):"), "{text}");
         assert!(text.contains("write latency: no events"), "{text}");
-        assert!(text.contains("fork latency: count 1, p50 1500 usecs, p99 1500, max 1500\n     usecs "), "{text}");
-        assert!(text.contains("      1024 -> 2047       : 1        |****"), "{text}");
-        let host = HostFacts { thp: Some("never".into()), overcommit_memory: Some(1) };
+        assert!(
+            text.contains("fork latency: count 1, p50 1500 usecs, p99 1500, max 1500\n     usecs "),
+            "{text}"
+        );
+        assert!(
+            text.contains("      1024 -> 2047       : 1        |****"),
+            "{text}"
+        );
+        let host = HostFacts {
+            thp: Some("never".into()),
+            overcommit_memory: Some(1),
+        };
         let d = diagnoses(&[end_rec()], &host);
         assert!(d.starts_with("\nDiagnosis:\nsession 3 rdb-bgsave (parent 10, child 11, 1.5s, exit 0):\n  COW copied 1.0 MiB"), "{d}");
         assert_eq!(diagnoses(&[], &host), "");

@@ -9,7 +9,10 @@ pub const NEED_ROOT: &str = "cowtrace needs root to load its eBPF programs: run 
 
 /// Effective capability mask from /proc/self/status (`CapEff:` in hex).
 pub fn parse_cap_eff(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
     u64::from_str_radix(hex, 16).ok()
 }
 
@@ -26,7 +29,11 @@ pub fn can_trace(mask: u64) -> bool {
 pub fn current() -> (u32, u64) {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    let caps = std::fs::read_to_string("/proc/self/status").ok().as_deref().and_then(parse_cap_eff).unwrap_or(0);
+    let caps = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .as_deref()
+        .and_then(parse_cap_eff)
+        .unwrap_or(0);
     (euid, caps)
 }
 
@@ -35,7 +42,11 @@ pub fn current() -> (u32, u64) {
 pub fn require() -> Result<(), String> {
     let (_, caps) = current();
     let forced = std::env::var("COWTRACE_AS_UNPRIVILEGED").is_ok_and(|v| v == "1");
-    if forced || !can_trace(caps) { Err(NEED_ROOT.to_string()) } else { Ok(()) }
+    if forced || !can_trace(caps) {
+        Err(NEED_ROOT.to_string())
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -50,7 +61,9 @@ mod tests {
         let bpf_perfmon = (1u64 << CAP_BPF) | (1u64 << CAP_PERFMON);
         assert!(can_trace(bpf_perfmon));
         assert!(!can_trace(1u64 << CAP_BPF));
-        assert!(!can_trace(parse_cap_eff("CapEff:\t0000000000000000\n").unwrap()));
+        assert!(!can_trace(
+            parse_cap_eff("CapEff:\t0000000000000000\n").unwrap()
+        ));
         assert_eq!(parse_cap_eff("nothing"), None);
         assert!(NEED_ROOT.contains("CAP_BPF + CAP_PERFMON"));
     }

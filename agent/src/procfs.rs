@@ -19,13 +19,21 @@ pub struct RedisProc {
 /// Every running Redis or Valkey server, found by comm. Fork children keep the comm
 /// but are not servers: a process whose parent is also a Redis server is skipped.
 pub fn find_redis(proc_root: &Path) -> Vec<RedisProc> {
-    let Ok(dir) = fs::read_dir(proc_root) else { return Vec::new() };
+    let Ok(dir) = fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
-        let Ok(comm) = fs::read_to_string(entry.path().join("comm")) else { continue };
+        let Ok(comm) = fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
         let comm = comm.trim_end().to_string();
         if !is_redis_comm(&comm) {
             continue;
@@ -38,7 +46,12 @@ pub fn find_redis(proc_root: &Path) -> Vec<RedisProc> {
         }
         let cmd = fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let cmdline = crate::classify::printable(&cmd);
-        out.push(RedisProc { pid, port: port_from_cmdline(&cmdline), comm, cmdline });
+        out.push(RedisProc {
+            pid,
+            port: port_from_cmdline(&cmdline),
+            comm,
+            cmdline,
+        });
     }
     out.sort_by_key(|p| p.pid);
     out
@@ -74,7 +87,9 @@ pub fn cmdline(pid: u32) -> Vec<u8> {
 }
 
 pub fn comm(pid: u32) -> Option<String> {
-    fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim_end().to_string())
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_string())
 }
 
 pub fn page_size() -> u64 {
@@ -101,7 +116,10 @@ pub fn parse_statm_rss_pages(statm: &str) -> Option<u64> {
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -121,15 +139,23 @@ pub fn thp_mode() -> Option<String> {
 }
 
 pub fn overcommit_memory() -> Option<u32> {
-    fs::read_to_string("/proc/sys/vm/overcommit_memory").ok()?.trim().parse().ok()
+    fs::read_to_string("/proc/sys/vm/overcommit_memory")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 pub fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 pub fn kernel_release() -> String {
-    fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

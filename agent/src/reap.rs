@@ -30,8 +30,11 @@ pub fn plan(
     let reapable = |pid: u32, s: &SessionState| {
         s.exited != 0 && done.contains(&pid) && newest.get(&s.parent_tgid) != Some(&pid)
     };
-    let gone: HashSet<u32> =
-        sessions.iter().filter(|(k, s)| reapable(*k, s)).map(|(k, _)| *k).collect();
+    let gone: HashSet<u32> = sessions
+        .iter()
+        .filter(|(k, s)| reapable(*k, s))
+        .map(|(k, _)| *k)
+        .collect();
     let mut out = Vec::new();
     for (pid, s) in sessions {
         if gone.contains(pid) || !gone.contains(&s.prev_child) {
@@ -44,7 +47,10 @@ pub fn plan(
             prev = by_pid.get(&prev).map_or(0, |p| p.prev_child);
             hops += 1;
         }
-        out.push(ReapAction::SetPrev { session: *pid, prev });
+        out.push(ReapAction::SetPrev {
+            session: *pid,
+            prev,
+        });
     }
     let mut dels: Vec<u32> = gone.into_iter().collect();
     dels.sort_unstable();
@@ -57,7 +63,12 @@ mod tests {
     use super::*;
 
     fn st(parent: u32, prev: u32, exited: u32) -> SessionState {
-        SessionState { parent_tgid: parent, prev_child: prev, exited, ..Default::default() }
+        SessionState {
+            parent_tgid: parent,
+            prev_child: prev,
+            exited,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -68,7 +79,13 @@ mod tests {
         let done = HashSet::from([11]);
         assert_eq!(
             plan(&sessions, &newest, &done),
-            vec![ReapAction::SetPrev { session: 12, prev: 10 }, ReapAction::Delete(11)]
+            vec![
+                ReapAction::SetPrev {
+                    session: 12,
+                    prev: 10
+                },
+                ReapAction::Delete(11)
+            ]
         );
     }
 
@@ -81,7 +98,13 @@ mod tests {
         // Once 10 is recorded it goes, and 11 is relinked past it.
         assert_eq!(
             plan(&sessions, &newest, &HashSet::from([10, 11])),
-            vec![ReapAction::SetPrev { session: 11, prev: 0 }, ReapAction::Delete(10)]
+            vec![
+                ReapAction::SetPrev {
+                    session: 11,
+                    prev: 0
+                },
+                ReapAction::Delete(10)
+            ]
         );
     }
 
@@ -89,17 +112,36 @@ mod tests {
     fn root_gone_means_everything_exited_goes() {
         let sessions = vec![(10, st(1, 0, 1)), (11, st(1, 10, 1)), (12, st(1, 11, 1))];
         let plan = plan(&sessions, &HashMap::new(), &HashSet::from([10, 11, 12]));
-        assert_eq!(plan, vec![ReapAction::Delete(10), ReapAction::Delete(11), ReapAction::Delete(12)]);
+        assert_eq!(
+            plan,
+            vec![
+                ReapAction::Delete(10),
+                ReapAction::Delete(11),
+                ReapAction::Delete(12)
+            ]
+        );
     }
 
     #[test]
     fn relinks_over_several_reaped() {
-        let sessions = vec![(10, st(1, 0, 0)), (11, st(1, 10, 1)), (12, st(1, 11, 1)), (13, st(1, 12, 0))];
+        let sessions = vec![
+            (10, st(1, 0, 0)),
+            (11, st(1, 10, 1)),
+            (12, st(1, 11, 1)),
+            (13, st(1, 12, 0)),
+        ];
         let newest = HashMap::from([(1, 13)]);
         let p = plan(&sessions, &newest, &HashSet::from([11, 12]));
         assert_eq!(
             p,
-            vec![ReapAction::SetPrev { session: 13, prev: 10 }, ReapAction::Delete(11), ReapAction::Delete(12)]
+            vec![
+                ReapAction::SetPrev {
+                    session: 13,
+                    prev: 10
+                },
+                ReapAction::Delete(11),
+                ReapAction::Delete(12)
+            ]
         );
     }
 }

@@ -319,7 +319,11 @@ pub fn split_wait_status(status: i64) -> (Option<i32>, Option<i32>) {
     }
     let status = status as i32;
     let sig = status & 0x7f;
-    if sig == 0 { (Some((status >> 8) & 0xff), None) } else { (None, Some(sig)) }
+    if sig == 0 {
+        (Some((status >> 8) & 0xff), None)
+    } else {
+        (None, Some(sig))
+    }
 }
 
 #[cfg(test)]
@@ -337,14 +341,29 @@ mod tests {
 
     #[test]
     fn summary_splits_parent_and_child() {
-        let parent = CowCounters { wp_faults: 110, copies_4k: 100, copy_bytes: 100 * 4096, ..Default::default() };
-        let child = CowCounters { wp_faults: 3, copies_4k: 1, copies_2m: 1, copy_bytes: 4096 + (2 << 20), zero_fills: 1, ..Default::default() };
+        let parent = CowCounters {
+            wp_faults: 110,
+            copies_4k: 100,
+            copy_bytes: 100 * 4096,
+            ..Default::default()
+        };
+        let child = CowCounters {
+            wp_faults: 3,
+            copies_4k: 1,
+            copies_2m: 1,
+            copy_bytes: 4096 + (2 << 20),
+            zero_fills: 1,
+            ..Default::default()
+        };
         let mut t = Timeline::new(0);
         t.observe(50_000_000, 613);
         let s = CowSummary::new(&parent, &child, Some(4096 * 1000), &t);
         assert_eq!((s.parent_pages, s.child_pages, s.pages), (100, 513, 613));
         assert_eq!((s.copies_4k, s.copies_2m), (101, 1));
-        assert_eq!((s.parent_reuse_faults, s.child_reuse_faults, s.reuse_faults), (10, 0, 10));
+        assert_eq!(
+            (s.parent_reuse_faults, s.child_reuse_faults, s.reuse_faults),
+            (10, 0, 10)
+        );
         assert_eq!(s.zero_fills, 1);
         assert_eq!(s.pct_of_parent_rss, Some(61.3));
         assert_eq!(s.timeline_pages, vec![613]);
@@ -359,12 +378,29 @@ mod tests {
             exit_signal: None,
             complete: true,
             cow: s,
-            writes: WritesSummary { calls: 0, bytes: 0, files: vec![], latency_us: Quantiles::default(), size_bytes: Quantiles::default() },
-            fsync: FsyncSummary { calls: 0, total_ms: 0.0, latency_us: Quantiles::default() },
-            disk: DiskSummary { bytes: 0, ios: 0, latency_us: Quantiles::default() },
+            writes: WritesSummary {
+                calls: 0,
+                bytes: 0,
+                files: vec![],
+                latency_us: Quantiles::default(),
+                size_bytes: Quantiles::default(),
+            },
+            fsync: FsyncSummary {
+                calls: 0,
+                total_ms: 0.0,
+                latency_us: Quantiles::default(),
+            },
+            disk: DiskSummary {
+                bytes: 0,
+                ios: 0,
+                latency_us: Quantiles::default(),
+            },
         }))
         .unwrap();
-        assert!(json.starts_with(r#"{"type":"session_end","session":1,"#), "{json}");
+        assert!(
+            json.starts_with(r#"{"type":"session_end","session":1,"#),
+            "{json}"
+        );
         assert!(json.contains(r#""kind":"rdb-bgsave""#), "{json}");
         assert!(json.contains(r#""exit_signal":null"#), "{json}");
     }

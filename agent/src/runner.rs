@@ -7,9 +7,7 @@ use std::{
     time::Duration,
 };
 
-use agent_common::{
-    DROP_HOT, DROP_PROC, EV_WRITE, FileKey, FileStat, SessionState, TracedProc,
-};
+use agent_common::{DROP_HOT, DROP_PROC, EV_WRITE, FileKey, FileStat, SessionState, TracedProc};
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use tokio::{
@@ -20,13 +18,14 @@ use tokio::{
 
 use crate::{
     decode::{HotMsg, ProcMsg, decode_hot, decode_proc},
+    diagnose::HostFacts,
     loader::{self, COW_HOOKS, COW_METHOD, DISK_HOOKS, LoadError, LoadOptions, WRITE_HOOKS},
     output, procfs,
     reap::{ReapAction, plan},
     record::{
-        Attach, CowEventRecord, End, IoEventRecord, MapOccupancy, FORMAT_NAME, FORMAT_VERSION, Meta, ProcessRecord, Record,
+        Attach, CowEventRecord, End, FORMAT_NAME, FORMAT_VERSION, IoEventRecord, MapOccupancy,
+        Meta, ProcessRecord, Record,
     },
-    diagnose::HostFacts,
     session::{KernelFile, Tracker},
     trace::TraceWriter,
     view::{self, Live, model::Losses},
@@ -130,7 +129,8 @@ impl State {
                 // The child shares the parent's working directory: where relative
                 // file names (Redis's temp-PID.rdb) live.
                 if let Ok(cwd) = std::fs::read_link(format!("/proc/{}/cwd", ev.ppid)) {
-                    self.tracker.set_cwd(ev.pid, cwd.to_string_lossy().into_owned());
+                    self.tracker
+                        .set_cwd(ev.pid, cwd.to_string_lossy().into_owned());
                 }
                 if let Some(rss) = procfs::rss_bytes(ev.ppid) {
                     self.tracker.set_parent_rss(ev.pid, rss);
@@ -149,8 +149,12 @@ impl State {
                     if self.tracker.get(ev.pid).is_none() && !self.done.contains(&ev.pid) {
                         // Its fork event was lost: open the session from the kernel map
                         // (or from the exit itself) so that the exit still ends one.
-                        let fork_ts = self.sessions.get(&ev.pid, 0).map_or(ev.ts_ns, |s| s.fork_ts_ns);
-                        self.tracker.on_fork(&adopted_fork(ev.pid, ev.ppid, fork_ts));
+                        let fork_ts = self
+                            .sessions
+                            .get(&ev.pid, 0)
+                            .map_or(ev.ts_ns, |s| s.fork_ts_ns);
+                        self.tracker
+                            .on_fork(&adopted_fork(ev.pid, ev.ppid, fork_ts));
                     }
                     let files = take_files(&mut self.files, ev.pid);
                     self.keep_hists(ev.pid);
@@ -161,7 +165,9 @@ impl State {
                 } else {
                     self.roots.remove(&ev.pid);
                     log::info!("traced process {} exited", ev.pid);
-                    let comm = String::from_utf8_lossy(&ev.comm).trim_end_matches('\0').to_string();
+                    let comm = String::from_utf8_lossy(&ev.comm)
+                        .trim_end_matches('\0')
+                        .to_string();
                     self.emit(Record::Process(ProcessRecord {
                         pid: ev.pid,
                         comm,
@@ -192,7 +198,11 @@ impl State {
     /// Read both rings and handle their events in time order: a child's writes on the
     /// hot ring come after its fork and before its exit on the session ring, and the
     /// session must exist (and not yet be closed) when they are counted.
-    fn drain(&mut self, proc_rb: &mut RingBuf<MapData>, hot_rb: &mut RingBuf<MapData>) -> Result<()> {
+    fn drain(
+        &mut self,
+        proc_rb: &mut RingBuf<MapData>,
+        hot_rb: &mut RingBuf<MapData>,
+    ) -> Result<()> {
         let mut procs: Vec<ProcMsg> = Vec::new();
         while let Some(item) = proc_rb.next() {
             match decode_proc(&item) {
@@ -241,7 +251,11 @@ impl State {
                         tid: ev.tid,
                         addr: ev.addr,
                         order: ev.order,
-                        side: if ev.flags & agent_common::COW_FLAG_CHILD != 0 { "child" } else { "parent" },
+                        side: if ev.flags & agent_common::COW_FLAG_CHILD != 0 {
+                            "child"
+                        } else {
+                            "parent"
+                        },
                     };
                     w.write(&rec)?;
                 }
@@ -289,7 +303,8 @@ impl State {
         let live: Vec<u32> = self.tracker.live().map(|s| s.child_pid).collect();
         for child in live {
             if let Ok(st) = self.sessions.get(&child, 0) {
-                self.tracker.on_counters(child, now, st.parent, st.child, st.io);
+                self.tracker
+                    .on_counters(child, now, st.parent, st.child, st.io);
                 if st.exited != 0 {
                     self.lost_exit_fallback(child, &st, now, grace_ns)?;
                 }
@@ -303,14 +318,28 @@ impl State {
 
     /// The kernel marked `child` exited but its exit event has not arrived: after a
     /// grace period (the event may simply be in flight), end the session from the map.
-    fn lost_exit_fallback(&mut self, child: u32, st: &SessionState, now: u64, grace_ns: u64) -> Result<()> {
+    fn lost_exit_fallback(
+        &mut self,
+        child: u32,
+        st: &SessionState,
+        now: u64,
+        grace_ns: u64,
+    ) -> Result<()> {
         let first = *self.exited_seen.entry(child).or_insert(now);
         if now.saturating_sub(first) < grace_ns {
             return Ok(());
         }
-        log::warn!("exit event of session child {child} was lost; ending it from the kernel counters");
+        log::warn!(
+            "exit event of session child {child} was lost; ending it from the kernel counters"
+        );
         // u32::MAX: the exit status is unknown.
-        let mut ev = agent_common::ProcEvent::new(agent_common::EV_EXIT, child, st.parent_tgid, now, u32::MAX as u64);
+        let mut ev = agent_common::ProcEvent::new(
+            agent_common::EV_EXIT,
+            child,
+            st.parent_tgid,
+            now,
+            u32::MAX as u64,
+        );
         (ev.cow_b, ev.cow_c, ev.io) = (st.parent, st.child, st.io);
         let files = take_files(&mut self.files, child);
         self.keep_hists(child);
@@ -330,17 +359,21 @@ impl State {
         if lost == self.lost_seen {
             return;
         }
-        let snapshot: Vec<(u32, SessionState)> = self.sessions.iter().filter_map(Result::ok).collect();
+        let snapshot: Vec<(u32, SessionState)> =
+            self.sessions.iter().filter_map(Result::ok).collect();
         let mut adopted = 0;
         for (child, st) in snapshot {
             if self.tracker.get(child).is_some() || self.done.contains(&child) {
                 continue;
             }
-            self.tracker.on_fork(&adopted_fork(child, st.parent_tgid, st.fork_ts_ns));
+            self.tracker
+                .on_fork(&adopted_fork(child, st.parent_tgid, st.fork_ts_ns));
             adopted += 1;
         }
         if adopted > 0 {
-            log::warn!("{adopted} fork event(s) were lost (session ring full); their sessions were taken from the kernel map");
+            log::warn!(
+                "{adopted} fork event(s) were lost (session ring full); their sessions were taken from the kernel map"
+            );
         }
         // Only once the scan is done: drops during it are seen at the next tick.
         self.lost_seen = lost;
@@ -350,7 +383,8 @@ impl State {
         if self.done.is_empty() {
             return;
         }
-        let snapshot: Vec<(u32, SessionState)> = self.sessions.iter().filter_map(Result::ok).collect();
+        let snapshot: Vec<(u32, SessionState)> =
+            self.sessions.iter().filter_map(Result::ok).collect();
         let mut newest = HashMap::new();
         for (_, s) in &snapshot {
             if let Ok(root) = self.traced.get(&s.parent_tgid, 0) {
@@ -401,14 +435,25 @@ impl State {
 
     fn losses(&self) -> Losses {
         let (hot, proc_) = self.drops();
-        Losses { cow_events: hot, session_events: proc_, decode_errors: self.decode_errors }
+        Losses {
+            cow_events: hot,
+            session_events: proc_,
+            decode_errors: self.decode_errors,
+        }
     }
 
     /// End of an output interval for `watch`: a line per live session, or a new screen.
     fn live_interval(&mut self, now_ns: u64) -> Result<()> {
         let (losses, roots) = (self.losses(), self.sorted_roots());
-        let Some(live) = &mut self.live else { return Ok(()) };
-        let i = view::Inputs { tracker: &self.tracker, roots: &roots, losses, now_ns };
+        let Some(live) = &mut self.live else {
+            return Ok(());
+        };
+        let i = view::Inputs {
+            tracker: &self.tracker,
+            roots: &roots,
+            losses,
+            now_ns,
+        };
         let rows = live.on_interval(&i).context("drawing the live view")?;
         if let Output::Watch = self.output {
             for r in &rows {
@@ -421,13 +466,25 @@ impl State {
     /// A key or resize in the full-screen view; returns why to stop, if it should.
     fn live_event(&mut self, ev: crossterm::event::Event) -> Result<Option<&'static str>> {
         let (losses, roots) = (self.losses(), self.sorted_roots());
-        let Some(live) = &mut self.live else { return Ok(None) };
-        let i = view::Inputs { tracker: &self.tracker, roots: &roots, losses, now_ns: procfs::monotonic_ns() };
+        let Some(live) = &mut self.live else {
+            return Ok(None);
+        };
+        let i = view::Inputs {
+            tracker: &self.tracker,
+            roots: &roots,
+            losses,
+            now_ns: procfs::monotonic_ns(),
+        };
         live.on_event(ev, &i).context("drawing the live view")
     }
 
     fn drops(&self) -> (u64, u64) {
-        let sum = |i: u32| self.drops.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
+        let sum = |i: u32| {
+            self.drops
+                .get(&i, 0)
+                .map(|v| v.iter().sum::<u64>())
+                .unwrap_or(0)
+        };
         (sum(DROP_HOT), sum(DROP_PROC))
     }
 
@@ -443,8 +500,11 @@ fn adopted_fork(child: u32, parent: u32, fork_ts_ns: u64) -> agent_common::ProcE
 
 /// Remove and return the `FILES` rows of `session`.
 fn take_files(files: &mut BpfHashMap<MapData, FileKey, FileStat>, session: u32) -> Vec<KernelFile> {
-    let rows: Vec<(FileKey, FileStat)> =
-        files.iter().filter_map(Result::ok).filter(|(k, _)| k.session == session).collect();
+    let rows: Vec<(FileKey, FileStat)> = files
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, _)| k.session == session)
+        .collect();
     let mut out: Vec<KernelFile> = Vec::new();
     for (k, v) in rows {
         let _ = files.remove(&k);
@@ -456,7 +516,12 @@ fn take_files(files: &mut BpfHashMap<MapData, FileKey, FileStat>, session: u32) 
                 f.bytes += v.bytes;
                 f.calls += v.calls;
             }
-            None => out.push(KernelFile { ino: k.ino, name, bytes: v.bytes, calls: v.calls }),
+            None => out.push(KernelFile {
+                ino: k.ino,
+                name,
+                bytes: v.bytes,
+                calls: v.calls,
+            }),
         }
     }
     out
@@ -536,8 +601,14 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
     let t0 = std::time::Instant::now();
     // COWTRACE_HOT_RING_BYTES (a power of two >= 4096) sizes the COW event ring; the
     // tests make it tiny to prove that totals stay exact when events are dropped.
-    let mut opts = LoadOptions { auto_redis: !pid_mode, ..Default::default() };
-    if let Some(v) = std::env::var("COWTRACE_HOT_RING_BYTES").ok().and_then(|v| v.parse::<u32>().ok()) {
+    let mut opts = LoadOptions {
+        auto_redis: !pid_mode,
+        ..Default::default()
+    };
+    if let Some(v) = std::env::var("COWTRACE_HOT_RING_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
         if !v.is_power_of_two() || v < 4096 {
             bail!("COWTRACE_HOT_RING_BYTES={v}: must be a power of two of at least 4096");
         }
@@ -545,7 +616,10 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
     }
     // COWTRACE_PROC_RING_BYTES: the session event ring (tests make it tiny so that fork
     // events are lost and the agent must recover the sessions from the kernel map).
-    if let Some(v) = std::env::var("COWTRACE_PROC_RING_BYTES").ok().and_then(|v| v.parse::<u32>().ok()) {
+    if let Some(v) = std::env::var("COWTRACE_PROC_RING_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
         if !v.is_power_of_two() || v < 4096 {
             bail!("COWTRACE_PROC_RING_BYTES={v}: must be a power of two of at least 4096");
         }
@@ -553,7 +627,10 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
     }
     // COWTRACE_HOT_WAKE_BYTES: the fill level that forces a wakeup (tests set it above
     // the ring size so that only the 100 ms timer drains it, and events must drop).
-    if let Some(v) = std::env::var("COWTRACE_HOT_WAKE_BYTES").ok().and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(v) = std::env::var("COWTRACE_HOT_WAKE_BYTES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         opts.hot_wake_bytes = Some(v);
     }
     let probes = loader::load(&opts)?;
@@ -569,27 +646,55 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
     };
 
     let mut traced: BpfHashMap<MapData, u32, TracedProc> =
-        BpfHashMap::try_from(take_map(&mut ebpf, "TRACED")?).map_err(|source| LoadError::Map { name: "TRACED", source: Box::new(source) })?;
-    let sessions = BpfHashMap::try_from(take_map(&mut ebpf, "SESSIONS")?)
-        .map_err(|source| LoadError::Map { name: "SESSIONS", source: Box::new(source) })?;
-    let files = BpfHashMap::try_from(take_map(&mut ebpf, "FILES")?)
-        .map_err(|source| LoadError::Map { name: "FILES", source: Box::new(source) })?;
-    let drops = PerCpuArray::try_from(take_map(&mut ebpf, "DROPS")?)
-        .map_err(|source| LoadError::Map { name: "DROPS", source: Box::new(source) })?;
-    let proc_rb = RingBuf::try_from(take_map(&mut ebpf, "PROC_EVENTS")?)
-        .map_err(|source| LoadError::Map { name: "PROC_EVENTS", source: Box::new(source) })?;
-    let hot_rb = RingBuf::try_from(take_map(&mut ebpf, "HOT_EVENTS")?)
-        .map_err(|source| LoadError::Map { name: "HOT_EVENTS", source: Box::new(source) })?;
+        BpfHashMap::try_from(take_map(&mut ebpf, "TRACED")?).map_err(|source| LoadError::Map {
+            name: "TRACED",
+            source: Box::new(source),
+        })?;
+    let sessions = BpfHashMap::try_from(take_map(&mut ebpf, "SESSIONS")?).map_err(|source| {
+        LoadError::Map {
+            name: "SESSIONS",
+            source: Box::new(source),
+        }
+    })?;
+    let files =
+        BpfHashMap::try_from(take_map(&mut ebpf, "FILES")?).map_err(|source| LoadError::Map {
+            name: "FILES",
+            source: Box::new(source),
+        })?;
+    let drops =
+        PerCpuArray::try_from(take_map(&mut ebpf, "DROPS")?).map_err(|source| LoadError::Map {
+            name: "DROPS",
+            source: Box::new(source),
+        })?;
+    let proc_rb = RingBuf::try_from(take_map(&mut ebpf, "PROC_EVENTS")?).map_err(|source| {
+        LoadError::Map {
+            name: "PROC_EVENTS",
+            source: Box::new(source),
+        }
+    })?;
+    let hot_rb =
+        RingBuf::try_from(take_map(&mut ebpf, "HOT_EVENTS")?).map_err(|source| LoadError::Map {
+            name: "HOT_EVENTS",
+            source: Box::new(source),
+        })?;
 
     // Roots: the -p targets, or every Redis server running now (the exec hook, already
     // attached, catches the ones that start later).
     let roots: Vec<u32> = if pid_mode {
         pids.clone()
     } else {
-        procfs::find_redis(std::path::Path::new("/proc")).iter().map(|p| p.pid).collect()
+        procfs::find_redis(std::path::Path::new("/proc"))
+            .iter()
+            .map(|p| p.pid)
+            .collect()
     };
-    let mut maybe: aya::maps::Array<MapData, u8> = aya::maps::Array::try_from(take_map(&mut ebpf, "MAYBE_TRACED")?)
-        .map_err(|source| LoadError::Map { name: "MAYBE_TRACED", source: Box::new(source) })?;
+    let mut maybe: aya::maps::Array<MapData, u8> =
+        aya::maps::Array::try_from(take_map(&mut ebpf, "MAYBE_TRACED")?).map_err(|source| {
+            LoadError::Map {
+                name: "MAYBE_TRACED",
+                source: Box::new(source),
+            }
+        })?;
     for &pid in &roots {
         loader::add_root(&mut maybe, &mut traced, pid)?;
     }
@@ -651,9 +756,17 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
         overcommit_memory: procfs::overcommit_memory(),
     };
     if !matches!(st.output, Output::Trace(_)) {
-        let host = HostFacts { thp: meta.thp.clone(), overcommit_memory: meta.overcommit_memory };
+        let host = HostFacts {
+            thp: meta.thp.clone(),
+            overcommit_memory: meta.overcommit_memory,
+        };
         let interval_ns = cfg.interval.as_nanos().min(u64::MAX as u128) as u64;
-        st.live = Some(Live::new(if pid_mode { roots.clone() } else { Vec::new() }, start_ns, interval_ns, host));
+        st.live = Some(Live::new(
+            if pid_mode { roots.clone() } else { Vec::new() },
+            start_ns,
+            interval_ns,
+            host,
+        ));
     }
     match &mut st.output {
         Output::Trace(w) => {
@@ -663,13 +776,31 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
         Output::View => {}
         Output::Watch => {
             let who = if pid_mode {
-                format!("pid {}", roots.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
+                format!(
+                    "pid {}",
+                    roots
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             } else if roots.is_empty() {
                 "no Redis server running yet; waiting for one to start".to_string()
             } else {
-                format!("Redis server(s) {}", roots.iter().map(u32::to_string).collect::<Vec<_>>().join(", "))
+                format!(
+                    "Redis server(s) {}",
+                    roots
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             };
-            let _ = writeln!(std::io::stdout(), "cowtrace {}: watching {who} (attached in {attach_ms} ms; Ctrl-C to stop)", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(
+                std::io::stdout(),
+                "cowtrace {}: watching {who} (attached in {attach_ms} ms; Ctrl-C to stop)",
+                env!("CARGO_PKG_VERSION")
+            );
         }
     }
     log::info!("attached in {attach_ms} ms");
@@ -685,8 +816,14 @@ pub async fn run(cfg: RunConfig) -> Result<RunSummary> {
     let deadline = tokio::time::sleep(cfg.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
     if let (Output::View, Some(live)) = (&st.output, &mut st.live) {
-        let i = view::Inputs { tracker: &st.tracker, roots: &roots, losses: Losses::default(), now_ns: start_ns };
-        live.open_screen(&i).context("cannot take over the terminal for the live view (try --plain)")?;
+        let i = view::Inputs {
+            tracker: &st.tracker,
+            roots: &roots,
+            losses: Losses::default(),
+            now_ns: start_ns,
+        };
+        live.open_screen(&i)
+            .context("cannot take over the terminal for the live view (try --plain)")?;
     }
 
     let reason: String = loop {
@@ -829,11 +966,17 @@ fn finish(
             // The trace may be on stdout: the summary goes to stderr.
             (Output::Trace(_), _) => eprint!("{text}"),
             (Output::Watch | Output::View, live) => {
-                let more = live.as_ref().map_or(String::new(), |l| l.end_text(&st.ends));
+                let more = live
+                    .as_ref()
+                    .map_or(String::new(), |l| l.end_text(&st.ends));
                 let _ = write!(std::io::stdout(), "{text}{more}");
             }
         }
     }
     log::debug!("{} COW events drained", st.cow_events);
-    Ok(RunSummary { sessions: end.sessions, lost_events: end.lost_events, reason: end.reason })
+    Ok(RunSummary {
+        sessions: end.sessions,
+        lost_events: end.lost_events,
+        reason: end.reason,
+    })
 }

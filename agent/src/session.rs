@@ -4,7 +4,9 @@
 //! from /proc; it returns the records to write. No I/O here, so every rule is unit-tested.
 use std::collections::{BTreeMap, HashMap};
 
-use agent_common::{CowCounters, EV_DISK, EV_FSYNC, EV_WRITE, IoCounters, IoEvent, ProcEvent, RenameEvent};
+use agent_common::{
+    CowCounters, EV_DISK, EV_FSYNC, EV_WRITE, IoCounters, IoEvent, ProcEvent, RenameEvent,
+};
 
 use crate::{
     classify::{SessionKind, TITLE_GRACE_NS, classify_title, printable, title_is_set},
@@ -94,14 +96,26 @@ impl Session {
     }
 
     fn end_record(&self, ts_ns: u64, status: i64, complete: bool, files: &[KernelFile]) -> Record {
-        let (exit_code, exit_signal) =
-            if complete { split_wait_status(status) } else { (None, None) };
+        let (exit_code, exit_signal) = if complete {
+            split_wait_status(status)
+        } else {
+            (None, None)
+        };
         let mut rows: Vec<FileRow> = files
             .iter()
             .map(|f| {
-                let (path, renamed_to) =
-                    resolve(&f.name, self.fd_paths.get(&f.ino).map(String::as_str), &self.renames, self.cwd.as_deref());
-                FileRow { path, renamed_to, bytes: f.bytes, calls: f.calls }
+                let (path, renamed_to) = resolve(
+                    &f.name,
+                    self.fd_paths.get(&f.ino).map(String::as_str),
+                    &self.renames,
+                    self.cwd.as_deref(),
+                );
+                FileRow {
+                    path,
+                    renamed_to,
+                    bytes: f.bytes,
+                    calls: f.calls,
+                }
             })
             .collect();
         rows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
@@ -165,7 +179,11 @@ impl Tracker {
     /// session was rebuilt from the kernel map while its own event was still queued)
     /// opens nothing.
     pub fn on_fork(&mut self, ev: &ProcEvent) {
-        if self.live.get(&ev.pid).is_some_and(|s| s.parent_pid == ev.ppid) {
+        if self
+            .live
+            .get(&ev.pid)
+            .is_some_and(|s| s.parent_pid == ev.ppid)
+        {
             return;
         }
         self.next_id += 1;
@@ -214,7 +232,9 @@ impl Tracker {
 
     /// A write, sync or block request charged to a session: feeds its histograms.
     pub fn on_io(&mut self, ev: &IoEvent) {
-        let Some(s) = self.live.get_mut(&ev.session) else { return };
+        let Some(s) = self.live.get_mut(&ev.session) else {
+            return;
+        };
         let us = ev.latency_ns / 1000;
         match ev.kind {
             EV_WRITE => {
@@ -229,7 +249,9 @@ impl Tracker {
 
     /// True when the path of `ino` written by `session` is not known yet.
     pub fn wants_fd_path(&self, session: u32, ino: u64) -> bool {
-        self.live.get(&session).is_some_and(|s| !s.fd_paths.contains_key(&ino))
+        self.live
+            .get(&session)
+            .is_some_and(|s| !s.fd_paths.contains_key(&ino))
     }
 
     pub fn note_fd_path(&mut self, session: u32, ino: u64, path: String) {
@@ -252,12 +274,24 @@ impl Tracker {
 
     /// Children that still need a title (the runner reads their /proc cmdline).
     pub fn unclassified(&self) -> Vec<(u32, u32)> {
-        self.live.values().filter(|s| s.kind.is_none()).map(|s| (s.child_pid, s.parent_pid)).collect()
+        self.live
+            .values()
+            .filter(|s| s.kind.is_none())
+            .map(|s| (s.child_pid, s.parent_pid))
+            .collect()
     }
 
     /// What /proc says the child's and parent's command lines are, at `now_ns`.
-    pub fn observe_cmdline(&mut self, child: u32, child_cmd: &[u8], parent_cmd: &[u8], now_ns: u64) {
-        let Some(s) = self.live.get_mut(&child) else { return };
+    pub fn observe_cmdline(
+        &mut self,
+        child: u32,
+        child_cmd: &[u8],
+        parent_cmd: &[u8],
+        now_ns: u64,
+    ) {
+        let Some(s) = self.live.get_mut(&child) else {
+            return;
+        };
         if s.kind.is_some() {
             return;
         }
@@ -278,7 +312,9 @@ impl Tracker {
 
     /// `EV_TITLE`: the kernel read the child's title as it called `exit_group`.
     pub fn on_title(&mut self, ev: &ProcEvent, parent_cmd: Option<&[u8]>) {
-        let Some(s) = self.live.get_mut(&ev.pid) else { return };
+        let Some(s) = self.live.get_mut(&ev.pid) else {
+            return;
+        };
         if s.kind.is_some() {
             return;
         }
@@ -294,7 +330,14 @@ impl Tracker {
     }
 
     /// Exact counters read from the kernel's `SESSIONS` map at `ts_ns`.
-    pub fn on_counters(&mut self, child: u32, ts_ns: u64, parent: CowCounters, child_c: CowCounters, io: IoCounters) {
+    pub fn on_counters(
+        &mut self,
+        child: u32,
+        ts_ns: u64,
+        parent: CowCounters,
+        child_c: CowCounters,
+        io: IoCounters,
+    ) {
         if let Some(s) = self.live.get_mut(&child) {
             s.parent = parent;
             s.child = child_c;
@@ -336,7 +379,10 @@ impl Tracker {
                 child_pages: s.child.copy_bytes / 4096,
                 cow_pages_delta: delta,
                 cow_pages_per_s: (delta as f64 * 1e9 / dt as f64).round(),
-                write_bytes: s.io.write_bytes.saturating_sub(s.last_sample_io.write_bytes),
+                write_bytes: s
+                    .io
+                    .write_bytes
+                    .saturating_sub(s.last_sample_io.write_bytes),
                 disk_bytes: s.io.disk_bytes.saturating_sub(s.last_sample_io.disk_bytes),
             }));
             s.last_sample_pages = pages;
@@ -350,7 +396,9 @@ impl Tracker {
     /// are its rows of the kernel's `FILES` map.
     /// Returns the records to write (a late `session_start`, then `session_end`).
     pub fn on_exit(&mut self, ev: &ProcEvent, files: &[KernelFile]) -> Vec<Record> {
-        let Some(mut s) = self.live.remove(&ev.pid) else { return Vec::new() };
+        let Some(mut s) = self.live.remove(&ev.pid) else {
+            return Vec::new();
+        };
         s.parent = ev.cow_b;
         s.child = ev.cow_c;
         s.io = ev.io;
@@ -368,7 +416,11 @@ impl Tracker {
 
     /// End of the run: close every live session as incomplete. `files_of` gives each
     /// session's rows of the kernel's `FILES` map.
-    pub fn finish(&mut self, now_ns: u64, mut files_of: impl FnMut(u32) -> Vec<KernelFile>) -> Vec<Record> {
+    pub fn finish(
+        &mut self,
+        now_ns: u64,
+        mut files_of: impl FnMut(u32) -> Vec<KernelFile>,
+    ) -> Vec<Record> {
         let mut out = Vec::new();
         for (pid, mut s) in std::mem::take(&mut self.live) {
             s.kind.get_or_insert(SessionKind::Fork);
@@ -405,34 +457,99 @@ mod tests {
         // Title not set yet: nothing to start.
         t.observe_cmdline(200, b"redis-server *:6379", b"redis-server *:6379", 2_000);
         assert!(t.ready_starts(2_000).is_empty());
-        t.observe_cmdline(200, b"redis-rdb-bgsave *:6379", b"redis-server *:6379", 3_000);
+        t.observe_cmdline(
+            200,
+            b"redis-rdb-bgsave *:6379",
+            b"redis-server *:6379",
+            3_000,
+        );
         t.set_parent_rss(200, 1 << 30);
         let starts = t.ready_starts(3_000);
         assert_eq!(starts.len(), 1);
-        let Record::SessionStart(s) = &starts[0] else { panic!() };
-        assert_eq!((s.session, s.parent_pid, s.child_pid, s.kind), (1, 100, 200, SessionKind::RdbBgsave));
+        let Record::SessionStart(s) = &starts[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (s.session, s.parent_pid, s.child_pid, s.kind),
+            (1, 100, 200, SessionKind::RdbBgsave)
+        );
         assert_eq!(s.fork_us, Some(1234.6));
         assert!(t.ready_starts(4_000).is_empty(), "started once");
 
         let mut exit = ev(EV_EXIT, 200, 100, 2_000_001_000, 0);
-        exit.cow_b = CowCounters { copies_4k: 10, copy_bytes: 40960, wp_faults: 12, ..Default::default() };
-        exit.cow_c = CowCounters { copies_4k: 2, copy_bytes: 8192, wp_faults: 2, ..Default::default() };
-        let files = [KernelFile { ino: 5, name: "temp-200.rdb".into(), bytes: 100, calls: 2 }];
-        exit.io = IoCounters { write_calls: 2, write_bytes: 100, fsync_calls: 1, disk_bytes: 4096, disk_ios: 1, ..Default::default() };
-        let mut rn = RenameEvent { kind: 6, pid: 200, session: 200, tid: 200, ts_ns: 9, old: [0; 64], new: [0; 64] };
+        exit.cow_b = CowCounters {
+            copies_4k: 10,
+            copy_bytes: 40960,
+            wp_faults: 12,
+            ..Default::default()
+        };
+        exit.cow_c = CowCounters {
+            copies_4k: 2,
+            copy_bytes: 8192,
+            wp_faults: 2,
+            ..Default::default()
+        };
+        let files = [KernelFile {
+            ino: 5,
+            name: "temp-200.rdb".into(),
+            bytes: 100,
+            calls: 2,
+        }];
+        exit.io = IoCounters {
+            write_calls: 2,
+            write_bytes: 100,
+            fsync_calls: 1,
+            disk_bytes: 4096,
+            disk_ios: 1,
+            ..Default::default()
+        };
+        let mut rn = RenameEvent {
+            kind: 6,
+            pid: 200,
+            session: 200,
+            tid: 200,
+            ts_ns: 9,
+            old: [0; 64],
+            new: [0; 64],
+        };
         rn.old[..12].copy_from_slice(b"temp-200.rdb");
         rn.new[..8].copy_from_slice(b"dump.rdb");
         t.on_rename(&rn);
         t.set_cwd(200, "/data".into());
         let out = t.on_exit(&exit, &files);
         assert_eq!(out.len(), 1);
-        let Record::SessionEnd(e) = &out[0] else { panic!() };
-        assert_eq!((e.exit_code, e.exit_signal, e.duration_ms), (Some(0), None, 2000));
-        assert_eq!((e.cow.pages, e.cow.parent_pages, e.cow.child_pages, e.cow.reuse_faults), (12, 10, 2, 2));
+        let Record::SessionEnd(e) = &out[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (e.exit_code, e.exit_signal, e.duration_ms),
+            (Some(0), None, 2000)
+        );
+        assert_eq!(
+            (
+                e.cow.pages,
+                e.cow.parent_pages,
+                e.cow.child_pages,
+                e.cow.reuse_faults
+            ),
+            (12, 10, 2, 2)
+        );
         assert_eq!(e.cow.pct_of_parent_rss, Some(0.0));
-        assert_eq!((e.writes.calls, e.writes.bytes, e.fsync.calls, e.disk.bytes, e.disk.ios), (2, 100, 1, 4096, 1));
+        assert_eq!(
+            (
+                e.writes.calls,
+                e.writes.bytes,
+                e.fsync.calls,
+                e.disk.bytes,
+                e.disk.ios
+            ),
+            (2, 100, 1, 4096, 1)
+        );
         assert_eq!(e.writes.files[0].path, "/data/temp-200.rdb");
-        assert_eq!(e.writes.files[0].renamed_to.as_deref(), Some("/data/dump.rdb"));
+        assert_eq!(
+            e.writes.files[0].renamed_to.as_deref(),
+            Some("/data/dump.rdb")
+        );
         assert_eq!(t.live().count(), 0);
         assert_eq!((t.opened, t.ended), (1, 1));
     }
@@ -441,14 +558,30 @@ mod tests {
     fn io_events_feed_the_session_histograms() {
         let mut t = Tracker::new();
         t.on_fork(&ev(EV_FORK, 7, 6, 0, 0));
-        let w = |kind, lat, bytes| IoEvent { kind, session: 7, latency_ns: lat, bytes, ..Default::default() };
+        let w = |kind, lat, bytes| IoEvent {
+            kind,
+            session: 7,
+            latency_ns: lat,
+            bytes,
+            ..Default::default()
+        };
         t.on_io(&w(EV_WRITE, 5_000, 8192));
         t.on_io(&w(EV_WRITE, 7_000, 4096));
         t.on_io(&w(EV_FSYNC, 2_000_000, 0));
         t.on_io(&w(EV_DISK, 300_000, 65536));
-        t.on_io(&IoEvent { session: 99, ..w(EV_WRITE, 1, 1) }); // not a live session
+        t.on_io(&IoEvent {
+            session: 99,
+            ..w(EV_WRITE, 1, 1)
+        }); // not a live session
         let s = t.get(7).unwrap();
-        assert_eq!((s.hists.write_lat_us.len(), s.hists.fsync_lat_us.len(), s.hists.disk_lat_us.len()), (2, 1, 1));
+        assert_eq!(
+            (
+                s.hists.write_lat_us.len(),
+                s.hists.fsync_lat_us.len(),
+                s.hists.disk_lat_us.len()
+            ),
+            (2, 1, 1)
+        );
         assert_eq!(s.hists.write_size.quantiles().max, 8192);
         assert!(t.wants_fd_path(7, 1));
         t.note_fd_path(7, 1, "/x".into());
@@ -466,7 +599,9 @@ mod tests {
         t.observe_cmdline(7, b"redis-rdb-bgs\0\0\0\0\0\0\0", parent, 2_000);
         assert!(t.ready_starts(2_000).is_empty());
         t.observe_cmdline(7, b"redis-rdb-bgsave *:6379\0", parent, 3_000);
-        let Record::SessionStart(s) = &t.ready_starts(3_000)[0] else { panic!() };
+        let Record::SessionStart(s) = &t.ready_starts(3_000)[0] else {
+            panic!()
+        };
         assert_eq!(s.kind, SessionKind::RdbBgsave);
     }
 
@@ -478,7 +613,9 @@ mod tests {
         t.observe_cmdline(7, b"cowload", b"cowload", 1_000);
         assert!(t.ready_starts(1_000).is_empty());
         t.observe_cmdline(7, b"cowload", b"cowload", TITLE_GRACE_NS + 1);
-        let Record::SessionStart(s) = &t.ready_starts(TITLE_GRACE_NS + 1)[0] else { panic!() };
+        let Record::SessionStart(s) = &t.ready_starts(TITLE_GRACE_NS + 1)[0] else {
+            panic!()
+        };
         assert_eq!(s.kind, SessionKind::Fork);
     }
 
@@ -492,11 +629,15 @@ mod tests {
         t.on_title(&te, None);
         let out = t.on_exit(&ev(EV_EXIT, 9, 8, 10, 9), &[]);
         assert_eq!(out.len(), 2, "start then end");
-        let Record::SessionStart(s) = &out[0] else { panic!() };
+        let Record::SessionStart(s) = &out[0] else {
+            panic!()
+        };
         assert_eq!(s.kind, SessionKind::AofRewrite);
         assert_eq!(s.title.as_deref(), Some("redis-aof-rewrite *:1"));
         assert_eq!(s.fork_us, None);
-        let Record::SessionEnd(e) = &out[1] else { panic!() };
+        let Record::SessionEnd(e) = &out[1] else {
+            panic!()
+        };
         assert_eq!((e.exit_code, e.exit_signal), (None, Some(9)));
     }
 
@@ -509,7 +650,9 @@ mod tests {
         te.title = title(b"python3\0t.py\0HOME=/root\0");
         te.value = 13;
         t.on_title(&te, Some(b"python3\0t.py\0"));
-        let Record::SessionStart(s) = &t.on_exit(&ev(EV_EXIT, 9, 8, 10, 0), &[])[0] else { panic!() };
+        let Record::SessionStart(s) = &t.on_exit(&ev(EV_EXIT, 9, 8, 10, 0), &[])[0] else {
+            panic!()
+        };
         assert_eq!((s.kind, s.title.as_deref()), (SessionKind::Fork, None));
     }
 
@@ -537,16 +680,56 @@ mod tests {
         t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
         t.observe_cmdline(5, b"redis-rdb-bgsave", b"redis-server", 2);
         assert_eq!(t.ready_starts(2).len(), 1);
-        let c = |p| CowCounters { copies_4k: p, copy_bytes: p * 4096, ..Default::default() };
-        t.on_counters(5, 500_000_000, c(100), c(0), IoCounters { write_bytes: 10, ..Default::default() });
-        let Record::Sample(s) = &t.samples(1_000_000_000)[0] else { panic!() };
-        assert_eq!((s.cow_pages, s.cow_pages_delta, s.cow_pages_per_s), (100, 100, 100.0));
-        t.on_counters(5, 1_500_000_000, c(300), c(1), IoCounters { write_bytes: 25, disk_bytes: 8, ..Default::default() });
-        let Record::Sample(s) = &t.samples(2_000_000_000)[0] else { panic!() };
-        assert_eq!((s.cow_pages, s.cow_pages_delta, s.parent_pages, s.child_pages), (301, 201, 300, 1));
+        let c = |p| CowCounters {
+            copies_4k: p,
+            copy_bytes: p * 4096,
+            ..Default::default()
+        };
+        t.on_counters(
+            5,
+            500_000_000,
+            c(100),
+            c(0),
+            IoCounters {
+                write_bytes: 10,
+                ..Default::default()
+            },
+        );
+        let Record::Sample(s) = &t.samples(1_000_000_000)[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (s.cow_pages, s.cow_pages_delta, s.cow_pages_per_s),
+            (100, 100, 100.0)
+        );
+        t.on_counters(
+            5,
+            1_500_000_000,
+            c(300),
+            c(1),
+            IoCounters {
+                write_bytes: 25,
+                disk_bytes: 8,
+                ..Default::default()
+            },
+        );
+        let Record::Sample(s) = &t.samples(2_000_000_000)[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                s.cow_pages,
+                s.cow_pages_delta,
+                s.parent_pages,
+                s.child_pages
+            ),
+            (301, 201, 300, 1)
+        );
         assert_eq!((s.write_bytes, s.disk_bytes), (15, 8));
         let out = t.finish(3_000_000_000, |_| Vec::new());
-        let Record::SessionEnd(e) = &out[0] else { panic!() };
+        let Record::SessionEnd(e) = &out[0] else {
+            panic!()
+        };
         assert!(!e.complete);
         assert_eq!((e.exit_code, e.exit_signal, e.cow.pages), (None, None, 301));
         assert_eq!(e.cow.timeline_pages[5], 100);

@@ -19,7 +19,12 @@ pub struct Timeline {
 
 impl Timeline {
     pub fn new(start_ns: u64) -> Self {
-        Self { start_ns, bucket_ns: BUCKET_NS, buckets: Vec::new(), last_total: 0 }
+        Self {
+            start_ns,
+            bucket_ns: BUCKET_NS,
+            buckets: Vec::new(),
+            last_total: 0,
+        }
     }
 
     /// Record that `total` pages had been copied by time `ts_ns` (cumulative, from the

@@ -41,10 +41,17 @@ impl TraceWriter {
                 .truncate(true)
                 .mode(0o600)
                 .open(path)
-                .map_err(|source| TraceError::Open { path: path.to_path_buf(), source })?;
+                .map_err(|source| TraceError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
             Box::new(f)
         };
-        Ok(Self { out: BufWriter::with_capacity(64 * 1024, out), path: path.to_path_buf(), broken_pipe: false })
+        Ok(Self {
+            out: BufWriter::with_capacity(64 * 1024, out),
+            path: path.to_path_buf(),
+            broken_pipe: false,
+        })
     }
 
     pub fn write<T: Serialize>(&mut self, rec: &T) -> Result<(), TraceError> {
@@ -71,7 +78,11 @@ impl TraceWriter {
         if self.path != Path::new("-") || self.broken_pipe {
             return;
         }
-        let mut pfd = libc::pollfd { fd: 1, events: 0, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: 1,
+            events: 0,
+            revents: 0,
+        };
         // SAFETY: one valid pollfd, zero timeout.
         let n = unsafe { libc::poll(&mut pfd, 1, 0) };
         if n > 0 && pfd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
@@ -86,7 +97,10 @@ impl TraceWriter {
                 self.broken_pipe = true;
                 Ok(())
             }
-            Err(source) => Err(TraceError::Write { path: self.path.clone(), source }),
+            Err(source) => Err(TraceError::Write {
+                path: self.path.clone(),
+                source,
+            }),
         }
     }
 }
@@ -101,14 +115,18 @@ mod tests {
         let p = std::env::temp_dir().join(format!("cowtrace-trace-{}.jsonl", std::process::id()));
         let _ = std::fs::remove_file(&p);
         let mut w = TraceWriter::open(&p).unwrap();
-        w.write(&serde_json::json!({"type":"meta","version":1})).unwrap();
+        w.write(&serde_json::json!({"type":"meta","version":1}))
+            .unwrap();
         w.write(&serde_json::json!({"type":"end"})).unwrap();
         w.flush().unwrap();
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         let text = std::fs::read_to_string(&p).unwrap();
         std::fs::remove_file(&p).unwrap();
         assert_eq!(mode, 0o600);
-        assert_eq!(text, "{\"type\":\"meta\",\"version\":1}\n{\"type\":\"end\"}\n");
+        assert_eq!(
+            text,
+            "{\"type\":\"meta\",\"version\":1}\n{\"type\":\"end\"}\n"
+        );
     }
 
     #[test]
@@ -117,13 +135,21 @@ mod tests {
         let mut w = TraceWriter::open(Path::new("/dev/null")).unwrap();
         w.write(&1).unwrap();
         w.flush().unwrap();
-        assert_eq!(std::fs::metadata("/dev/null").unwrap().permissions().mode(), before);
+        assert_eq!(
+            std::fs::metadata("/dev/null").unwrap().permissions().mode(),
+            before
+        );
     }
 
     #[test]
     fn unwritable_path_names_the_path() {
-        let e = TraceWriter::open(Path::new("/nonexistent-dir/t.jsonl")).err().unwrap();
+        let e = TraceWriter::open(Path::new("/nonexistent-dir/t.jsonl"))
+            .err()
+            .unwrap();
         let msg = e.to_string();
-        assert!(msg.contains("/nonexistent-dir/t.jsonl") && msg.contains("-o"), "{msg}");
+        assert!(
+            msg.contains("/nonexistent-dir/t.jsonl") && msg.contains("-o"),
+            "{msg}"
+        );
     }
 }

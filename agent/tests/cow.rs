@@ -20,14 +20,21 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (serde_json::Value, Trace) {
 }
 
 fn within(n: u64, k: u64, what: &str) {
-    assert!((k..=k + SLACK).contains(&n), "{what}: {n} not in [{k}, {}]", k + SLACK);
+    assert!(
+        (k..=k + SLACK).contains(&n),
+        "{what}: {n} not in [{k}, {}]",
+        k + SLACK
+    );
 }
 
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn parent_writes_with_child_alive_are_copies() {
     require_root();
-    let (r, t) = run(&["--mode", "parent-writes", "--mib", "64", "--pages", "10000"], &[]);
+    let (r, t) = run(
+        &["--mode", "parent-writes", "--mib", "64", "--pages", "10000"],
+        &[],
+    );
     let e = t.end_of_child(u(&r["children"][0]));
     let cow = &e["cow"];
     eprintln!("parent-writes: {cow}");
@@ -43,7 +50,17 @@ fn parent_writes_with_child_alive_are_copies() {
 #[ignore = "root: run with `cargo xtask test`"]
 fn child_exits_first_gives_reuses_not_copies() {
     require_root();
-    let (r, t) = run(&["--mode", "child-exits-first", "--mib", "32", "--pages", "5000"], &[]);
+    let (r, t) = run(
+        &[
+            "--mode",
+            "child-exits-first",
+            "--mib",
+            "32",
+            "--pages",
+            "5000",
+        ],
+        &[],
+    );
     let e = t.end_of_child(u(&r["children"][0]));
     assert!(u(&e["cow"]["parent_pages"]) <= SLACK, "{}", e["cow"]);
     // The parent's writes after the child exited are reuses of its process.
@@ -57,7 +74,10 @@ fn child_exits_first_gives_reuses_not_copies() {
 #[ignore = "root: run with `cargo xtask test`"]
 fn child_writes_are_child_copies() {
     require_root();
-    let (r, t) = run(&["--mode", "child-writes", "--mib", "32", "--pages", "7000"], &[]);
+    let (r, t) = run(
+        &["--mode", "child-writes", "--mib", "32", "--pages", "7000"],
+        &[],
+    );
     let cow = &t.end_of_child(u(&r["children"][0]))["cow"];
     eprintln!("child-writes: {cow}");
     within(u(&cow["child_pages"]), 7_000, "child copies");
@@ -87,14 +107,29 @@ fn shared_file_mapping_writes_are_not_copies() {
     let (r, t) = run(&["--mode", "shared-file", "--mib", "16", "--dir", &d], &[]);
     let cow = &t.end_of_child(u(&r["children"][0]))["cow"];
     eprintln!("shared-file: {cow}");
-    assert!(u(&cow["pages"]) <= SLACK, "MAP_SHARED writes never copy: {cow}");
+    assert!(
+        u(&cow["pages"]) <= SLACK,
+        "MAP_SHARED writes never copy: {cow}"
+    );
 }
 
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn two_children_alive_count_each_copy_once() {
     require_root();
-    let (r, t) = run(&["--mode", "parent-writes", "--mib", "32", "--pages", "6000", "--children", "2"], &[]);
+    let (r, t) = run(
+        &[
+            "--mode",
+            "parent-writes",
+            "--mib",
+            "32",
+            "--pages",
+            "6000",
+            "--children",
+            "2",
+        ],
+        &[],
+    );
     let kids: Vec<u64> = r["children"].as_array().unwrap().iter().map(u).collect();
     let a = u(&t.end_of_child(kids[0])["cow"]["parent_pages"]);
     let b = u(&t.end_of_child(kids[1])["cow"]["parent_pages"]);
@@ -113,12 +148,24 @@ fn one_gib_rewrite_totals_exact_even_when_events_drop() {
     // 100 ms drains, far fewer than the 262,144 copies: events drop, the drops are
     // reported, and the totals (kept in maps) stay exact. (With the default forced
     // wakeups even this small ring keeps up; see bench/RESULTS.md.)
-    let env = [("COWTRACE_HOT_RING_BYTES", "65536"), ("COWTRACE_HOT_WAKE_BYTES", "1048576")];
+    let env = [
+        ("COWTRACE_HOT_RING_BYTES", "65536"),
+        ("COWTRACE_HOT_WAKE_BYTES", "1048576"),
+    ];
     let (r, t) = run(&["--mode", "parent-writes", "--mib", "1024"], &env);
     let cow = &t.end_of_child(u(&r["children"][0]))["cow"];
     let end = t.end();
-    eprintln!("1 GiB: {} parent pages, lost COW events {}", cow["parent_pages"], end["lost_cow_events"]);
+    eprintln!(
+        "1 GiB: {} parent pages, lost COW events {}",
+        cow["parent_pages"], end["lost_cow_events"]
+    );
     within(u(&cow["parent_pages"]), 262_144, "parent copies");
-    assert!(u(&end["lost_cow_events"]) > 0, "a 64 KiB ring must overflow: {end}");
-    assert_eq!(u(&end["lost_events"]), u(&end["lost_cow_events"]) + u(&end["lost_session_events"]));
+    assert!(
+        u(&end["lost_cow_events"]) > 0,
+        "a 64 KiB ring must overflow: {end}"
+    );
+    assert_eq!(
+        u(&end["lost_events"]),
+        u(&end["lost_cow_events"]) + u(&end["lost_session_events"])
+    );
 }

@@ -24,7 +24,11 @@ fn bgsave_and_bgrewriteaof_are_classified_sessions() {
     assert!(redis.cli(&["BGSAVE"]).contains("Background saving started"));
     redis.wait_field("persistence", "rdb_bgsave_in_progress", "0");
     let bgsave_child = logged_bgsave_pid(&redis.log());
-    let fork_usec: f64 = redis.info_field("stats", "latest_fork_usec").unwrap().parse().unwrap();
+    let fork_usec: f64 = redis
+        .info_field("stats", "latest_fork_usec")
+        .unwrap()
+        .parse()
+        .unwrap();
 
     assert!(redis.cli(&["BGREWRITEAOF"]).contains("rewriting"));
     redis.wait_field("persistence", "aof_rewrite_in_progress", "0");
@@ -49,10 +53,21 @@ fn bgsave_and_bgrewriteaof_are_classified_sessions() {
         .clone();
     let ours = start["fork_us"].as_f64().expect("fork_us measured");
     eprintln!("fork latency: cowtrace {ours} us, Redis latest_fork_usec {fork_usec} us");
-    assert!(ours <= fork_usec + 50.0, "the syscall is inside Redis's timing: {ours} vs {fork_usec}");
-    assert!(ours >= fork_usec * 0.5 - 50.0, "and most of it: {ours} vs {fork_usec}");
+    assert!(
+        ours <= fork_usec + 50.0,
+        "the syscall is inside Redis's timing: {ours} vs {fork_usec}"
+    );
+    assert!(
+        ours >= fork_usec * 0.5 - 50.0,
+        "and most of it: {ours} vs {fork_usec}"
+    );
     assert_eq!(start["kind"], "rdb-bgsave");
-    assert!(start["title"].as_str().unwrap().starts_with("redis-rdb-bgsave"));
+    assert!(
+        start["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("redis-rdb-bgsave")
+    );
 }
 
 #[test]
@@ -72,7 +87,10 @@ fn auto_mode_finds_redis_started_before_and_after() {
     for r in [&before, &after] {
         let child = logged_bgsave_pid(&r.log());
         let e = trace.end_of_child(child);
-        assert_eq!((e["kind"].as_str(), u(&e["parent_pid"])), (Some("rdb-bgsave"), r.pid() as u64));
+        assert_eq!(
+            (e["kind"].as_str(), u(&e["parent_pid"])),
+            (Some("rdb-bgsave"), r.pid() as u64)
+        );
     }
     assert_eq!(trace.lines[0]["targets"], "auto");
 }
@@ -91,7 +109,19 @@ fn bgsave_cow_agrees_with_redis_own_estimate() {
     let mut load = std::process::Command::new("redis-benchmark")
         .arg("-s")
         .arg(&redis.sock)
-        .args(["-t", "set", "-P", "16", "-q", "-r", "300000", "-n", "100000000", "-d", "150"])
+        .args([
+            "-t",
+            "set",
+            "-P",
+            "16",
+            "-q",
+            "-r",
+            "300000",
+            "-n",
+            "100000000",
+            "-d",
+            "150",
+        ])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -103,7 +133,11 @@ fn bgsave_cow_agrees_with_redis_own_estimate() {
     let child = logged_bgsave_pid(&redis.log());
     let e = trace.end_of_child(child);
     let ours = u(&e["cow"]["bytes"]) as f64;
-    let theirs: f64 = redis.info_field("persistence", "rdb_last_cow_size").unwrap().parse().unwrap();
+    let theirs: f64 = redis
+        .info_field("persistence", "rdb_last_cow_size")
+        .unwrap()
+        .parse()
+        .unwrap();
     eprintln!(
         "COW: cowtrace {:.1} MB ({} parent + {} child pages), Redis rdb_last_cow_size {:.1} MB, save {} ms",
         ours / 1e6,
@@ -112,8 +146,17 @@ fn bgsave_cow_agrees_with_redis_own_estimate() {
         theirs / 1e6,
         e["duration_ms"]
     );
-    assert!(theirs > 1e6, "the load must have made Redis copy memory: {theirs}");
+    assert!(
+        theirs > 1e6,
+        "the load must have made Redis copy memory: {theirs}"
+    );
     let ratio = ours / theirs;
-    assert!((0.75..=1.25).contains(&ratio), "cowtrace/Redis = {ratio:.3}");
-    assert!(!trace.of_type("sample").is_empty(), "samples while the save ran");
+    assert!(
+        (0.75..=1.25).contains(&ratio),
+        "cowtrace/Redis = {ratio:.3}"
+    );
+    assert!(
+        !trace.of_type("sample").is_empty(),
+        "samples while the save ran"
+    );
 }

@@ -8,7 +8,10 @@ use std::{
 };
 
 fn logged_bgsave_pid(log: &str) -> Option<u32> {
-    log.lines().rev().find_map(|l| l.split("Background saving started by pid ").nth(1)).and_then(|p| p.trim().parse().ok())
+    log.lines()
+        .rev()
+        .find_map(|l| l.split("Background saving started by pid ").nth(1))
+        .and_then(|p| p.trim().parse().ok())
 }
 
 fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -37,22 +40,40 @@ fn save_child_killed_mid_save_keeps_its_totals() {
     let load = Command::new("redis-benchmark")
         .arg("-s")
         .arg(&redis.sock)
-        .args(["-t", "set", "-P", "16", "-q", "-r", "30000", "-n", "200000", "-d", "100"])
+        .args([
+            "-t", "set", "-P", "16", "-q", "-r", "30000", "-n", "200000", "-d", "100",
+        ])
         .stdout(Stdio::null())
         .status();
     assert!(load.unwrap().success());
-    let child = wait_for("the save child's pid", Duration::from_secs(10), || logged_bgsave_pid(&redis.log()));
+    let child = wait_for("the save child's pid", Duration::from_secs(10), || {
+        logged_bgsave_pid(&redis.log())
+    });
     unsafe { libc::kill(child as i32, libc::SIGKILL) };
     redis.wait_field("persistence", "rdb_bgsave_in_progress", "0");
     std::thread::sleep(Duration::from_millis(300));
     let t = rec.stop();
     let e = t.end_of_child(child as u64);
-    eprintln!("killed save: {} cow pages, {} bytes written", e["cow"]["pages"], e["writes"]["bytes"]);
-    assert_eq!((e["exit_code"].as_i64(), e["exit_signal"].as_i64()), (None, Some(9)));
+    eprintln!(
+        "killed save: {} cow pages, {} bytes written",
+        e["cow"]["pages"], e["writes"]["bytes"]
+    );
+    assert_eq!(
+        (e["exit_code"].as_i64(), e["exit_signal"].as_i64()),
+        (None, Some(9))
+    );
     assert_eq!(e["complete"], true);
     assert_eq!(e["kind"], "rdb-bgsave");
-    assert!(u(&e["cow"]["parent_pages"]) > 100, "the parent's copies before the kill are kept: {}", e["cow"]);
-    assert!(u(&e["writes"]["bytes"]) > 0, "the child's writes before the kill are kept: {}", e["writes"]);
+    assert!(
+        u(&e["cow"]["parent_pages"]) > 100,
+        "the parent's copies before the kill are kept: {}",
+        e["cow"]
+    );
+    assert!(
+        u(&e["writes"]["bytes"]) > 0,
+        "the child's writes before the kill are kept: {}",
+        e["writes"]
+    );
 }
 
 #[test]
@@ -73,11 +94,17 @@ fn redis_killed_and_restarted_is_followed() {
     std::thread::sleep(Duration::from_millis(300));
     let t = rec.stop();
     let p = t.process(old_pid as u64);
-    assert_eq!(p["exited"], true, "the killed server's process line says it exited: {p}");
+    assert_eq!(
+        p["exited"], true,
+        "the killed server's process line says it exited: {p}"
+    );
     for (r, pid) in [(&old, old_pid), (&new, new.pid())] {
         let child = logged_bgsave_pid(&r.log()).expect("save pid logged");
         let e = t.end_of_child(child as u64);
-        assert_eq!((e["kind"].as_str(), u(&e["parent_pid"])), (Some("rdb-bgsave"), pid as u64));
+        assert_eq!(
+            (e["kind"].as_str(), u(&e["parent_pid"])),
+            (Some("rdb-bgsave"), pid as u64)
+        );
     }
 }
 
@@ -87,12 +114,24 @@ fn every_stop_signal_ends_the_trace_cleanly() {
     require_root();
     // Programs named like ours before the runs (another cowtrace may be running).
     let before = count_our_programs();
-    for (sig, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+    for (sig, name) in [
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGHUP, "SIGHUP"),
+    ] {
         let dir = TempDir::new("sig");
         let path = dir.path().join("t.jsonl");
-        let mut child = cowtrace().args(["record", "-o"]).arg(&path).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = cowtrace()
+            .args(["record", "-o"])
+            .arg(&path)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         wait_for("attach", Duration::from_secs(30), || {
-            std::fs::read_to_string(&path).ok().filter(|s| s.contains("\"meta\"")).map(|_| ())
+            std::fs::read_to_string(&path)
+                .ok()
+                .filter(|s| s.contains("\"meta\""))
+                .map(|_| ())
         });
         unsafe { libc::kill(child.id() as i32, sig) };
         let status = wait_timeout(&mut child, Duration::from_secs(10));
@@ -111,9 +150,14 @@ fn every_stop_signal_ends_the_trace_cleanly() {
 
 /// BPF programs loaded now whose name is one of cowtrace's hooks.
 fn count_our_programs() -> usize {
-    let progs = Command::new("bpftool").args(["prog", "show"]).output().expect("bpftool");
+    let progs = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("bpftool");
     let text = String::from_utf8_lossy(&progs.stdout);
-    text.lines().filter(|l| l.contains("name page_fault_user") || l.contains("name sched_process_f")).count()
+    text.lines()
+        .filter(|l| l.contains("name page_fault_user") || l.contains("name sched_process_f"))
+        .count()
 }
 
 #[test]
@@ -128,9 +172,18 @@ fn two_instances_both_count_everything() {
     let b = Recorder::start(b_dir.path(), &["-p", &pid], &[]);
     let r = w.go();
     let child = u(&r["children"][0]);
-    let (ta, tb) = (a.wait(Duration::from_secs(20)), b.wait(Duration::from_secs(20)));
-    let (ca, cb) = (u(&ta.end_of_child(child)["cow"]["parent_pages"]), u(&tb.end_of_child(child)["cow"]["parent_pages"]));
-    assert!((3000..=3048).contains(&ca) && (3000..=3048).contains(&cb), "{ca} {cb}");
+    let (ta, tb) = (
+        a.wait(Duration::from_secs(20)),
+        b.wait(Duration::from_secs(20)),
+    );
+    let (ca, cb) = (
+        u(&ta.end_of_child(child)["cow"]["parent_pages"]),
+        u(&tb.end_of_child(child)["cow"]["parent_pages"]),
+    );
+    assert!(
+        (3000..=3048).contains(&ca) && (3000..=3048).contains(&cb),
+        "{ca} {cb}"
+    );
 }
 
 #[test]
@@ -138,7 +191,16 @@ fn two_instances_both_count_everything() {
 fn traces_hold_no_redis_data_and_are_private() {
     require_root();
     let redis = Redis::start(&[]);
-    assert_eq!(redis.cli(&["SET", "cowtrace-secret-key-8f3a", "cowtrace-secret-value-1c9e"]).trim(), "OK");
+    assert_eq!(
+        redis
+            .cli(&[
+                "SET",
+                "cowtrace-secret-key-8f3a",
+                "cowtrace-secret-value-1c9e"
+            ])
+            .trim(),
+        "OK"
+    );
     let dir = TempDir::new("secret");
     let pid = redis.pid().to_string();
     let rec = Recorder::start(dir.path(), &["-p", &pid, "--events"], &[]);
@@ -149,9 +211,15 @@ fn traces_hold_no_redis_data_and_are_private() {
     let t = rec.stop();
     assert!(!t.ends().is_empty());
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(!text.contains("cowtrace-secret"), "a key or value leaked into the trace");
+    assert!(
+        !text.contains("cowtrace-secret"),
+        "a key or value leaked into the trace"
+    );
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 #[test]
@@ -160,9 +228,17 @@ fn cowtrace_opens_no_network_socket() {
     require_root();
     let dir = TempDir::new("sock");
     let path = dir.path().join("t.jsonl");
-    let mut child = cowtrace().args(["record", "-o"]).arg(&path).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cowtrace()
+        .args(["record", "-o"])
+        .arg(&path)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for("attach", Duration::from_secs(30), || {
-        std::fs::read_to_string(&path).ok().filter(|s| s.contains("\"meta\"")).map(|_| ())
+        std::fs::read_to_string(&path)
+            .ok()
+            .filter(|s| s.contains("\"meta\""))
+            .map(|_| ())
     });
     let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
         .unwrap()
@@ -174,16 +250,32 @@ fn cowtrace_opens_no_network_socket() {
     // or a listening unix socket.
     let inet: String = ["tcp", "tcp6", "udp", "udp6", "raw", "raw6"]
         .iter()
-        .map(|f| std::fs::read_to_string(format!("/proc/{}/net/{f}", child.id())).unwrap_or_default())
+        .map(|f| {
+            std::fs::read_to_string(format!("/proc/{}/net/{f}", child.id())).unwrap_or_default()
+        })
         .collect();
     let unix = std::fs::read_to_string(format!("/proc/{}/net/unix", child.id())).unwrap();
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     assert!(wait_timeout(&mut child, Duration::from_secs(10)).success());
-    for f in fds.iter().filter_map(|f| f.strip_prefix("socket:[")).map(|f| f.trim_end_matches(']')) {
-        assert!(!inet.split_whitespace().any(|w| w == f), "socket {f} is an inet socket");
-        let line = unix.lines().find(|l| l.split_whitespace().nth(6) == Some(f)).unwrap_or_else(|| panic!("socket {f} is not a unix socket"));
+    for f in fds
+        .iter()
+        .filter_map(|f| f.strip_prefix("socket:["))
+        .map(|f| f.trim_end_matches(']'))
+    {
+        assert!(
+            !inet.split_whitespace().any(|w| w == f),
+            "socket {f} is an inet socket"
+        );
+        let line = unix
+            .lines()
+            .find(|l| l.split_whitespace().nth(6) == Some(f))
+            .unwrap_or_else(|| panic!("socket {f} is not a unix socket"));
         // Flags 00010000 = __SO_ACCEPTCON: a listening socket.
-        assert_ne!(line.split_whitespace().nth(3), Some("00010000"), "socket {f} listens: {line}");
+        assert_ne!(
+            line.split_whitespace().nth(3),
+            Some("00010000"),
+            "socket {f} listens: {line}"
+        );
     }
 }
 
@@ -192,7 +284,12 @@ fn cowtrace_opens_no_network_socket() {
 fn closed_stdout_ends_record_promptly_and_quietly() {
     require_root();
     // `cowtrace record -o - | head -1`
-    let mut child = cowtrace().args(["record", "-o", "-", "-i", "0.2"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cowtrace()
+        .args(["record", "-o", "-", "-i", "0.2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut first = String::new();
     use std::io::{BufRead, Read};
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -202,9 +299,18 @@ fn closed_stdout_ends_record_promptly_and_quietly() {
     let t0 = Instant::now();
     let status = wait_timeout(&mut child, Duration::from_secs(10));
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert!(status.success(), "{status}: {err}");
-    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        t0.elapsed()
+    );
     assert!(err.trim().is_empty(), "quiet: {err}");
 }
 
@@ -246,7 +352,10 @@ fn watch_says_when_no_redis_is_running() {
     let text = String::from_utf8_lossy(&out.stdout);
     let running = cowtrace::procfs::find_redis(std::path::Path::new("/proc"));
     if running.is_empty() {
-        assert!(text.contains("no Redis server running yet; waiting for one to start"), "{text}");
+        assert!(
+            text.contains("no Redis server running yet; waiting for one to start"),
+            "{text}"
+        );
     } else {
         // Some other Redis runs on this host: then it is named instead.
         assert!(text.contains(&running[0].pid.to_string()), "{text}");
@@ -261,7 +370,11 @@ fn full_disk_stops_cleanly_with_a_clear_error() {
     let dir = TempDir::new("full");
     let mnt = dir.path().join("tiny");
     std::fs::create_dir_all(&mnt).unwrap();
-    let st = Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&mnt).status().unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
     assert!(st.success(), "mount tmpfs");
     struct Umount(std::path::PathBuf);
     impl Drop for Umount {
@@ -281,21 +394,33 @@ fn full_disk_stops_cleanly_with_a_clear_error() {
         .spawn()
         .unwrap();
     wait_for("attach", Duration::from_secs(30), || {
-        std::fs::read_to_string(&path).ok().filter(|s| s.contains("\"meta\"")).map(|_| ())
+        std::fs::read_to_string(&path)
+            .ok()
+            .filter(|s| s.contains("\"meta\""))
+            .map(|_| ())
     });
     w.go();
     let status = wait_timeout(&mut child, Duration::from_secs(30));
     let mut err = String::new();
     use std::io::Read;
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(status.code(), Some(1), "{err}");
-    assert!(err.contains("No space left on device") && err.contains("t.jsonl"), "{err}");
+    assert!(
+        err.contains("No space left on device") && err.contains("t.jsonl"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     // Whatever was written is whole lines, but possibly the last.
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     for l in &lines[..lines.len().saturating_sub(1)] {
-        serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("bad line {l}: {e}"));
+        serde_json::from_str::<serde_json::Value>(l)
+            .unwrap_or_else(|e| panic!("bad line {l}: {e}"));
     }
 }
 
@@ -311,14 +436,21 @@ fn lost_fork_and_exit_events_still_account_for_every_session() {
     let pid = w.pid.to_string();
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let sp = sleeper.id().to_string();
-    let rec = Recorder::start(dir.path(), &["-p", &pid, "-p", &sp], &[("COWTRACE_PROC_RING_BYTES", "4096")]);
+    let rec = Recorder::start(
+        dir.path(),
+        &["-p", &pid, "-p", &sp],
+        &[("COWTRACE_PROC_RING_BYTES", "4096")],
+    );
     w.go();
     let t = rec.stop();
     let _ = sleeper.kill();
     let _ = sleeper.wait();
     let end = t.end();
     eprintln!("lost events: {end}");
-    assert!(u(&end["lost_session_events"]) > 0, "a 4 KiB ring must overflow in a fork burst: {end}");
+    assert!(
+        u(&end["lost_session_events"]) > 0,
+        "a 4 KiB ring must overflow in a fork burst: {end}"
+    );
     assert_eq!(u(&end["sessions"]), 3_000, "{end}");
     assert_eq!(t.ends().len(), 3_000, "every session has its end");
     assert!(t.ends().iter().all(|e| e["complete"] == true));

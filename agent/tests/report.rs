@@ -14,7 +14,9 @@ use std::{
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 struct Out {
@@ -30,7 +32,11 @@ fn run(args: &[&str], stdin: Option<&[u8]>) -> Out {
     cmd.args(args)
         .current_dir(fixtures())
         .env_remove("RUST_LOG")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn cowtrace");
@@ -76,7 +82,14 @@ fn golden(name: &str, actual: &str) {
 }
 
 /// Fixtures that are traces: the text and JSON reports are golden.
-const TRACES: &[&str] = &["bgsave", "events", "lost-events", "killed", "cut-mid-line", "damaged"];
+const TRACES: &[&str] = &[
+    "bgsave",
+    "events",
+    "lost-events",
+    "killed",
+    "cut-mid-line",
+    "damaged",
+];
 
 #[test]
 fn text_reports_match_golden_files() {
@@ -92,10 +105,19 @@ fn json_reports_match_golden_files() {
     for name in TRACES {
         let o = run(&["report", "--json", &format!("{name}.jsonl")], None);
         assert_eq!(o.code, 0, "{name}: {}", o.stderr);
-        let v: Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{name}: one JSON object: {e}"));
+        let v: Value = serde_json::from_str(&o.stdout)
+            .unwrap_or_else(|e| panic!("{name}: one JSON object: {e}"));
         // Warnings go to stderr too, one line each.
-        let warnings: Vec<&str> = v["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
-        let stderr: Vec<String> = warnings.iter().map(|w| format!("cowtrace: warning: {w}")).collect();
+        let warnings: Vec<&str> = v["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_str().unwrap())
+            .collect();
+        let stderr: Vec<String> = warnings
+            .iter()
+            .map(|w| format!("cowtrace: warning: {w}"))
+            .collect();
         assert_eq!(o.stderr.lines().collect::<Vec<_>>(), stderr, "{name}");
         golden(&format!("{name}.json.expected.txt"), &o.stdout);
     }
@@ -104,9 +126,22 @@ fn json_reports_match_golden_files() {
 /// The fixture's own `session_end` lines, summed independently of the report's code.
 fn sums_of(trace: &str) -> Value {
     let mut t = [0u64; 9];
-    for l in trace.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()) {
+    for l in trace
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    {
         if l["type"] == "session_end" {
-            let f = ["/cow/bytes", "/cow/pages", "/cow/parent_pages", "/cow/child_pages", "/writes/bytes", "/writes/calls", "/fsync/calls", "/disk/bytes", "/disk/ios"];
+            let f = [
+                "/cow/bytes",
+                "/cow/pages",
+                "/cow/parent_pages",
+                "/cow/child_pages",
+                "/writes/bytes",
+                "/writes/calls",
+                "/fsync/calls",
+                "/disk/bytes",
+                "/disk/ios",
+            ];
             for (i, p) in f.iter().enumerate() {
                 t[i] += l.pointer(p).and_then(Value::as_u64).unwrap();
             }
@@ -123,14 +158,26 @@ fn assert_totals_match(json: &Value, trace: &str, what: &str) {
     for (k, v) in want.as_object().unwrap() {
         assert_eq!(&json["totals"][k], v, "{what}: totals.{k}");
     }
-    let end = trace.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|l| l["type"] == "end");
+    let end = trace
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["type"] == "end");
     match end {
         Some(e) => {
-            for k in ["lost_events", "lost_cow_events", "lost_session_events", "decode_errors"] {
+            for k in [
+                "lost_events",
+                "lost_cow_events",
+                "lost_session_events",
+                "decode_errors",
+            ] {
                 assert_eq!(json["totals"][k], e[k], "{what}: totals.{k}");
             }
         }
-        None => assert_eq!(json["totals"]["lost_events"], Value::Null, "{what}: unknown without an end line"),
+        None => assert_eq!(
+            json["totals"]["lost_events"],
+            Value::Null,
+            "{what}: unknown without an end line"
+        ),
     }
 }
 
@@ -140,16 +187,36 @@ fn json_totals_equal_the_traces_session_ends() {
         let file = format!("{name}.jsonl");
         let o = run(&["report", "--json", &file], None);
         let v: Value = serde_json::from_str(&o.stdout).unwrap();
-        assert_totals_match(&v, &std::fs::read_to_string(fixtures().join(&file)).unwrap(), name);
+        assert_totals_match(
+            &v,
+            &std::fs::read_to_string(fixtures().join(&file)).unwrap(),
+            name,
+        );
     }
-    let v: Value = serde_json::from_str(&run(&["report", "--json", "lost-events.jsonl"], None).stdout).unwrap();
-    assert_eq!((v["totals"]["sessions"].as_u64(), v["totals"]["lost_events"].as_u64()), (Some(2), Some(9884)));
+    let v: Value =
+        serde_json::from_str(&run(&["report", "--json", "lost-events.jsonl"], None).stdout)
+            .unwrap();
+    assert_eq!(
+        (
+            v["totals"]["sessions"].as_u64(),
+            v["totals"]["lost_events"].as_u64()
+        ),
+        (Some(2), Some(9884))
+    );
 }
 
 #[test]
 fn bad_input_fails_with_the_file_and_line() {
     let mut all = String::new();
-    for file in ["not-a-trace.jsonl", "empty.jsonl", "version2.jsonl", "bgsave.jsonl.gz", "headless.jsonl", "no-such-file.jsonl", "."] {
+    for file in [
+        "not-a-trace.jsonl",
+        "empty.jsonl",
+        "version2.jsonl",
+        "bgsave.jsonl.gz",
+        "headless.jsonl",
+        "no-such-file.jsonl",
+        ".",
+    ] {
         for json in [false, true] {
             let mut args = vec!["report"];
             if json {
@@ -158,10 +225,19 @@ fn bad_input_fails_with_the_file_and_line() {
             args.push(file);
             let o = run(&args, None);
             assert_eq!((o.code, o.stdout.as_str()), (1, ""), "{file}: {}", o.stderr);
-            assert!(o.stderr.starts_with("cowtrace: error: ") && o.stderr.contains(file), "{file}: {}", o.stderr);
+            assert!(
+                o.stderr.starts_with("cowtrace: error: ") && o.stderr.contains(file),
+                "{file}: {}",
+                o.stderr
+            );
             assert_eq!(o.stderr.lines().count(), 1, "one line: {}", o.stderr);
             if !json {
-                all.push_str(&format!("$ cowtrace {}\nexit {}\n{}\n", args.join(" "), o.code, o.stderr));
+                all.push_str(&format!(
+                    "$ cowtrace {}\nexit {}\n{}\n",
+                    args.join(" "),
+                    o.code,
+                    o.stderr
+                ));
             }
         }
     }
@@ -174,10 +250,22 @@ fn stdin_gives_the_same_report() {
     let o = run(&["report", "-"], Some(&data));
     assert_eq!(o.code, 0, "{}", o.stderr);
     let file = std::fs::read_to_string(fixtures().join("bgsave.expected.txt")).unwrap();
-    assert_eq!(o.stdout, file.replacen("cowtrace report: bgsave.jsonl", "cowtrace report: <stdin>", 1));
+    assert_eq!(
+        o.stdout,
+        file.replacen(
+            "cowtrace report: bgsave.jsonl",
+            "cowtrace report: <stdin>",
+            1
+        )
+    );
     let o = run(&["report", "-"], Some(b"\x1f\x8b\x08\x00binary"));
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("<stdin>: line 1: not a cowtrace trace: it is gzip-compressed"), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("<stdin>: line 1: not a cowtrace trace: it is gzip-compressed"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -186,8 +274,14 @@ fn a_huge_line_is_skipped_in_bounded_memory() {
     let trace = std::fs::read_to_string(fixtures().join("bgsave.jsonl")).unwrap();
     let mut lines: Vec<String> = trace.lines().map(String::from).collect();
     // 3 MiB of a JSON string: over the 1 MiB line limit.
-    let long = format!("{{\"type\":\"sample\",\"session\":1,\"x\":\"{}\"}}", "a".repeat(3 << 20));
-    let want = format!("warning: line 3: {} bytes long, over the 1 MiB line limit; skipped", long.len());
+    let long = format!(
+        "{{\"type\":\"sample\",\"session\":1,\"x\":\"{}\"}}",
+        "a".repeat(3 << 20)
+    );
+    let want = format!(
+        "warning: line 3: {} bytes long, over the 1 MiB line limit; skipped",
+        long.len()
+    );
     lines.insert(2, long);
     let path = dir.path().join("long.jsonl");
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
@@ -200,7 +294,13 @@ fn a_huge_line_is_skipped_in_bounded_memory() {
     std::fs::write(&path, vec![0x41u8; 2 << 20]).unwrap();
     let o = run(&["report", path.to_str().unwrap()], None);
     assert_eq!(o.code, 1);
-    assert!(o.stderr.contains("blob.bin: line 1: not a cowtrace trace: the first line is 2097152 bytes long"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(
+            "blob.bin: line 1: not a cowtrace trace: the first line is 2097152 bytes long"
+        ),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -217,13 +317,25 @@ fn report_needs_no_root_and_closes_quietly_on_a_closed_pipe() {
     // As root, also run it with every capability dropped: no privilege check, and nothing
     // loaded into the kernel (that would fail without CAP_BPF).
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 && Command::new("setpriv").arg("--version").output().is_ok() {
+    if unsafe { libc::geteuid() } == 0 && Command::new("setpriv").arg("--version").output().is_ok()
+    {
         let o = Command::new("setpriv")
-            .args(["--bounding-set=-all", "--inh-caps=-all", "--no-new-privs", env!("CARGO_BIN_EXE_cowtrace"), "report", "bgsave.jsonl"])
+            .args([
+                "--bounding-set=-all",
+                "--inh-caps=-all",
+                "--no-new-privs",
+                env!("CARGO_BIN_EXE_cowtrace"),
+                "report",
+                "bgsave.jsonl",
+            ])
             .current_dir(fixtures())
             .output()
             .unwrap();
-        assert!(o.status.success(), "without capabilities: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "without capabilities: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(String::from_utf8_lossy(&o.stdout).contains("Sessions: 1"));
     }
     // `| head -1`: stdout closes after the first line; no panic, no error message.
@@ -236,7 +348,11 @@ fn report_needs_no_root_and_closes_quietly_on_a_closed_pipe() {
         .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every prefix of a real trace (a trace cut at any byte) reads without a panic, and
@@ -244,7 +360,13 @@ fn report_needs_no_root_and_closes_quietly_on_a_closed_pipe() {
 #[test]
 fn truncation_at_every_byte() {
     // Every byte of the smaller traces; a stride through the larger ones (debug builds).
-    for (name, step) in [("bgsave.jsonl", 1), ("killed.jsonl", 1), ("cut-mid-line.jsonl", 1), ("lost-events.jsonl", 3), ("events.jsonl", 13)] {
+    for (name, step) in [
+        ("bgsave.jsonl", 1),
+        ("killed.jsonl", 1),
+        ("cut-mid-line.jsonl", 1),
+        ("lost-events.jsonl", 3),
+        ("events.jsonl", 13),
+    ] {
         let data = std::fs::read(fixtures().join(name)).unwrap();
         let first_line = data.iter().position(|&b| b == b'\n').unwrap();
         let full = cowtrace::report::read(name, &data[..]).unwrap();
@@ -256,15 +378,26 @@ fn truncation_at_every_byte() {
             match cowtrace::report::read(name, prefix) {
                 Err(e) => assert!(cut < first_line, "{name} cut at {cut}: {e}"),
                 Ok(r) => {
-                    assert!(cut >= first_line, "{name} cut at {cut}: a partial meta line is not a trace");
+                    assert!(
+                        cut >= first_line,
+                        "{name} cut at {cut}: a partial meta line is not a trace"
+                    );
                     let t = r.totals();
-                    assert!(t.sessions_ended >= last_ended, "{name} cut at {cut}: sessions only grow");
+                    assert!(
+                        t.sessions_ended >= last_ended,
+                        "{name} cut at {cut}: sessions only grow"
+                    );
                     last_ended = t.sessions_ended;
-                    assert!(t.cow_bytes <= full_totals.cow_bytes && t.write_bytes <= full_totals.write_bytes);
+                    assert!(
+                        t.cow_bytes <= full_totals.cow_bytes
+                            && t.write_bytes <= full_totals.write_bytes
+                    );
                     // Cut before the last line's end: the missing `end` line is named.
                     if cut < data.len() - 1 {
                         assert!(
-                            r.warnings.iter().any(|w| w.contains("without an `end` line")),
+                            r.warnings
+                                .iter()
+                                .any(|w| w.contains("without an `end` line")),
                             "{name} cut at {cut}: {:?}",
                             r.warnings
                         );
@@ -279,7 +412,11 @@ fn truncation_at_every_byte() {
                     }
                 }
             }
-            cut += if cut + step > data.len() && cut < data.len() { data.len() - cut } else { step };
+            cut += if cut + step > data.len() && cut < data.len() {
+                data.len() - cut
+            } else {
+                step
+            };
         }
         assert_eq!(last_ended, full_totals.sessions_ended, "{name}");
     }
@@ -301,7 +438,19 @@ fn record_then_report_gives_the_ledgers_totals() {
     let mut load = Command::new("redis-benchmark")
         .arg("-s")
         .arg(&redis.sock)
-        .args(["-t", "set", "-P", "16", "-q", "-r", "50000", "-n", "100000000", "-d", "150"])
+        .args([
+            "-t",
+            "set",
+            "-P",
+            "16",
+            "-q",
+            "-r",
+            "50000",
+            "-n",
+            "100000000",
+            "-d",
+            "150",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -326,23 +475,51 @@ fn record_then_report_gives_the_ledgers_totals() {
     assert_eq!(v["totals"]["lost_events"], trace.end()["lost_events"]);
     assert_eq!(v["warnings"], serde_json::json!([]));
     for e in &ends {
-        let s = v["sessions"].as_array().unwrap().iter().find(|s| s["session"] == e["session"]).unwrap();
+        let s = v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["session"] == e["session"])
+            .unwrap();
         // Every field of the session_end line comes back, except the raw timeline.
         let mut want = (*e).clone();
         want.as_object_mut().unwrap().remove("type");
-        want["cow"].as_object_mut().unwrap().remove("timeline_pages");
+        want["cow"]
+            .as_object_mut()
+            .unwrap()
+            .remove("timeline_pages");
         assert_eq!(s["end"], want, "session {}", e["session"]);
         // With no event lost, the --events lines are the events behind the ledger's
         // quantiles.
         if trace.end()["lost_events"] == 0 {
-            assert_eq!(s["events"]["write"], e["writes"]["latency_us"]["count"], "write events of session {}", e["session"]);
+            assert_eq!(
+                s["events"]["write"], e["writes"]["latency_us"]["count"],
+                "write events of session {}",
+                e["session"]
+            );
             assert_eq!(s["events"]["fsync"], e["fsync"]["latency_us"]["count"]);
             // Same events, same rounding: the same quantiles as the recorder's.
             let h = &s["event_histograms"];
-            assert_eq!(h["write_latency_us"], e["writes"]["latency_us"], "session {}", e["session"]);
-            assert_eq!(h["write_size_bytes"], e["writes"]["size_bytes"], "session {}", e["session"]);
-            assert_eq!(h["fsync_latency_us"], e["fsync"]["latency_us"], "session {}", e["session"]);
-            assert_eq!(h["disk_latency_us"], e["disk"]["latency_us"], "session {}", e["session"]);
+            assert_eq!(
+                h["write_latency_us"], e["writes"]["latency_us"],
+                "session {}",
+                e["session"]
+            );
+            assert_eq!(
+                h["write_size_bytes"], e["writes"]["size_bytes"],
+                "session {}",
+                e["session"]
+            );
+            assert_eq!(
+                h["fsync_latency_us"], e["fsync"]["latency_us"],
+                "session {}",
+                e["session"]
+            );
+            assert_eq!(
+                h["disk_latency_us"], e["disk"]["latency_us"],
+                "session {}",
+                e["session"]
+            );
         }
     }
 
@@ -350,11 +527,19 @@ fn record_then_report_gives_the_ledgers_totals() {
     assert_eq!((o.code, o.stderr.as_str()), (0, ""), "report");
     assert!(o.stdout.contains("Sessions: 2"), "{}", o.stdout);
     for e in &ends {
-        assert!(o.stdout.contains(&format!("child {}", e["child_pid"])), "{}", o.stdout);
+        assert!(
+            o.stdout.contains(&format!("child {}", e["child_pid"])),
+            "{}",
+            o.stdout
+        );
     }
     for kind in ["rdb-bgsave", "aof-rewrite"] {
         assert!(o.stdout.contains(kind), "{}", o.stdout);
     }
-    assert!(o.stdout.contains("write latency (count "), "event histograms from --events: {}", o.stdout);
+    assert!(
+        o.stdout.contains("write latency (count "),
+        "event histograms from --events: {}",
+        o.stdout
+    );
     eprintln!("{}", o.stdout);
 }

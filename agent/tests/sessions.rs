@@ -19,17 +19,32 @@ fn fork_of_traced_pid_is_one_session_that_ends() {
     let starts = trace.of_type("session_start");
     assert_eq!(starts.len(), 1, "{:#?}", trace.lines);
     let s = starts[0];
-    assert_eq!((u(&s["parent_pid"]), u(&s["child_pid"])), (w_pid(&pid), child));
+    assert_eq!(
+        (u(&s["parent_pid"]), u(&s["child_pid"])),
+        (w_pid(&pid), child)
+    );
     assert_eq!(s["kind"], "fork");
-    assert!(s["fork_us"].as_f64().unwrap() > 0.0, "fork latency measured: {s}");
+    assert!(
+        s["fork_us"].as_f64().unwrap() > 0.0,
+        "fork latency measured: {s}"
+    );
     let e = trace.end_of_child(child);
     assert_eq!(e["session"], s["session"]);
-    assert_eq!((e["exit_code"].as_i64(), e["exit_signal"].as_i64()), (Some(0), None));
+    assert_eq!(
+        (e["exit_code"].as_i64(), e["exit_signal"].as_i64()),
+        (Some(0), None)
+    );
     assert_eq!(e["complete"], true);
     let end = trace.end();
-    assert_eq!((u(&end["sessions"]), end["reason"].as_str()), (1, Some("targets-exited")));
+    assert_eq!(
+        (u(&end["sessions"]), end["reason"].as_str()),
+        (1, Some("targets-exited"))
+    );
     let meta = &trace.lines[0];
-    assert_eq!((meta["format"].as_str(), u(&meta["version"])), (Some("cowtrace"), 1));
+    assert_eq!(
+        (meta["format"].as_str(), u(&meta["version"])),
+        (Some("cowtrace"), 1)
+    );
     assert_eq!(meta["attach"]["method"], "tracepoint");
 }
 
@@ -54,14 +69,20 @@ fn sigkilled_child_ends_with_signal_9() {
     use std::io::{BufRead, Write};
     sh.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
     let mut line = String::new();
-    std::io::BufReader::new(sh.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    std::io::BufReader::new(sh.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let child: i32 = line.trim().parse().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     unsafe { libc::kill(child, libc::SIGKILL) };
     assert!(wait_timeout(&mut sh, Duration::from_secs(10)).success());
     let trace = rec.wait(Duration::from_secs(20));
     let e = trace.end_of_child(child as u64);
-    assert_eq!((e["exit_code"].as_i64(), e["exit_signal"].as_i64()), (None, Some(9)), "{e}");
+    assert_eq!(
+        (e["exit_code"].as_i64(), e["exit_signal"].as_i64()),
+        (None, Some(9)),
+        "{e}"
+    );
 }
 
 #[test]
@@ -69,7 +90,10 @@ fn sigkilled_child_ends_with_signal_9() {
 fn missing_pid_is_named() {
     require_root();
     // pid_max is at most 2^22: this pid cannot exist.
-    let out = cowtrace().args(["record", "-o", "/dev/null", "-p", "4999999"]).output().unwrap();
+    let out = cowtrace()
+        .args(["record", "-o", "/dev/null", "-p", "4999999"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no process with pid 4999999"), "{err}");
@@ -79,14 +103,30 @@ fn missing_pid_is_named() {
 #[ignore = "root: run with `cargo xtask test`"]
 fn without_privileges_says_what_to_do() {
     require_root();
-    let out = cowtrace().args(["watch", "-d", "1"]).env("COWTRACE_AS_UNPRIVILEGED", "1").output().unwrap();
+    let out = cowtrace()
+        .args(["watch", "-d", "1"])
+        .env("COWTRACE_AS_UNPRIVILEGED", "1")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("run it with sudo") && err.contains("CAP_BPF + CAP_PERFMON"), "{err}");
+    assert!(
+        err.contains("run it with sudo") && err.contains("CAP_BPF + CAP_PERFMON"),
+        "{err}"
+    );
     // A real unprivileged user, when one exists: setpriv drops to nobody.
-    if std::process::Command::new("setpriv").arg("--version").output().is_ok() {
+    if std::process::Command::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
         let out = std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
             .arg(env!("CARGO_BIN_EXE_cowtrace"))
             .args(["watch", "-d", "1"])
             .output()
@@ -100,11 +140,22 @@ fn without_privileges_says_what_to_do() {
 #[ignore = "root: run with `cargo xtask test`"]
 fn no_btf_is_a_clear_error_and_check_fails() {
     require_root();
-    let out = cowtrace().args(["watch", "-d", "1"]).env("COWTRACE_BTF", "/nonexistent/vmlinux").output().unwrap();
+    let out = cowtrace()
+        .args(["watch", "-d", "1"])
+        .env("COWTRACE_BTF", "/nonexistent/vmlinux")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("kernel BTF not found at /nonexistent/vmlinux"), "{err}");
-    let out = cowtrace().arg("check").env("COWTRACE_BTF", "/nonexistent/vmlinux").output().unwrap();
+    assert!(
+        err.contains("kernel BTF not found at /nonexistent/vmlinux"),
+        "{err}"
+    );
+    let out = cowtrace()
+        .arg("check")
+        .env("COWTRACE_BTF", "/nonexistent/vmlinux")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("cannot run"));
 }
@@ -116,7 +167,19 @@ fn check_reports_this_host() {
     let out = cowtrace().arg("check").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    for want in ["privileges", "BTF", "tracepoint", "tp_btf", "fentry", "kprobe", "uprobe", "THP", "overcommit", "Redis", "can run"] {
+    for want in [
+        "privileges",
+        "BTF",
+        "tracepoint",
+        "tp_btf",
+        "fentry",
+        "kprobe",
+        "uprobe",
+        "THP",
+        "overcommit",
+        "Redis",
+        "can run",
+    ] {
         assert!(text.contains(want), "check output lacks {want}: {text}");
     }
 }
@@ -125,17 +188,27 @@ fn check_reports_this_host() {
 #[ignore = "root: run with `cargo xtask test`"]
 fn unwritable_output_fails_before_attaching() {
     require_root();
-    let out = cowtrace().args(["record", "-o", "/nonexistent-dir/t.jsonl", "-d", "1"]).output().unwrap();
+    let out = cowtrace()
+        .args(["record", "-o", "/nonexistent-dir/t.jsonl", "-d", "1"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot open trace output /nonexistent-dir/t.jsonl"), "{err}");
+    assert!(
+        err.contains("cannot open trace output /nonexistent-dir/t.jsonl"),
+        "{err}"
+    );
 }
 
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn bad_flag_values_are_usage_errors() {
     require_root();
-    for args in [["watch", "-d", "-1"], ["watch", "-i", "0"], ["watch", "-d", "soon"]] {
+    for args in [
+        ["watch", "-d", "-1"],
+        ["watch", "-i", "0"],
+        ["watch", "-d", "soon"],
+    ] {
         let out = cowtrace().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
@@ -147,7 +220,11 @@ fn sigterm_ends_the_trace_cleanly() {
     require_root();
     let dir = TempDir::new("term");
     let path = dir.path().join("t.jsonl");
-    let mut child = cowtrace().args(["record", "-o"]).arg(&path).spawn().unwrap();
+    let mut child = cowtrace()
+        .args(["record", "-o"])
+        .arg(&path)
+        .spawn()
+        .unwrap();
     let t0 = std::time::Instant::now();
     while !std::fs::read_to_string(&path).is_ok_and(|s| s.contains("meta")) {
         assert!(t0.elapsed() < Duration::from_secs(30));

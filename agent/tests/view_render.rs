@@ -44,11 +44,23 @@ fn hist(name: &'static str, unit: Unit, values: &[(u64, u64)]) -> HistView {
 
 fn busy_hists() -> SessionHists {
     SessionHists {
-        write_lat: hist("write latency", Unit::Micros, &[(6, 300), (12, 1800), (25, 400), (70, 6), (3000, 1)]),
+        write_lat: hist(
+            "write latency",
+            Unit::Micros,
+            &[(6, 300), (12, 1800), (25, 400), (70, 6), (3000, 1)],
+        ),
         write_size: hist("write size", Unit::Bytes, &[(4096, 2700), (100, 2)]),
         fsync_lat: hist("fsync latency", Unit::Micros, &[(800, 9), (7000, 1)]),
-        disk_lat: hist("block I/O latency", Unit::Micros, &[(40, 20), (1300, 34), (3000, 1)]),
-        cow_per_interval: hist("COW pages/interval", Unit::Pages, &[(11_000, 1), (900, 1), (3, 2), (0, 3)]),
+        disk_lat: hist(
+            "block I/O latency",
+            Unit::Micros,
+            &[(40, 20), (1300, 34), (3000, 1)],
+        ),
+        cow_per_interval: hist(
+            "COW pages/interval",
+            Unit::Pages,
+            &[(11_000, 1), (900, 1), (3, 2), (0, 3)],
+        ),
     }
 }
 
@@ -59,15 +71,27 @@ fn empty_hists() -> SessionHists {
 fn session(id: u64, active: bool) -> SessionRow {
     SessionRow {
         id,
-        kind: if id.is_multiple_of(2) { "aof-rewrite".into() } else { "rdb-bgsave".into() },
+        kind: if id.is_multiple_of(2) {
+            "aof-rewrite".into()
+        } else {
+            "rdb-bgsave".into()
+        },
         parent_pid: 4242,
         child_pid: 5000 + id as u32,
         active,
-        status: if active { "running".into() } else { "exit 0".into() },
+        status: if active {
+            "running".into()
+        } else {
+            "exit 0".into()
+        },
         elapsed_ms: 12_000,
         cow_bytes: 126_353_408, // 120.5 MiB
         pct_of_rss: Some(35.2),
-        rates: Rates { cow: 12.1 * 1048576.0, write: 40.1e6, disk: 38.0e6 },
+        rates: Rates {
+            cow: 12.1 * 1048576.0,
+            write: 40.1e6,
+            disk: 38.0e6,
+        },
         series: vec![11_000, 900, 3, 0, 0, 1, 2_000],
         written_bytes: 84_095_795, // 80.2 MiB
         fsync_calls: 4,
@@ -82,7 +106,10 @@ fn model(procs: Vec<ProcRow>, sessions: Vec<SessionRow>) -> ViewModel {
         pids: vec![],
         elapsed_ms: 83_000,
         interval_ms: 1000,
-        host: HostFacts { thp: Some("madvise".into()), overcommit_memory: Some(1) },
+        host: HostFacts {
+            thp: Some("madvise".into()),
+            overcommit_memory: Some(1),
+        },
         procs,
         sessions,
         fork_lat: hist("fork latency (all)", Unit::Micros, &[(1432, 1), (2100, 1)]),
@@ -96,7 +123,9 @@ fn redis(pid: u32, saving: Option<&str>) -> ProcRow {
         pid,
         port: Some(6379),
         rss: Some(358 << 20),
-        saving: saving.map(|k| vec![(k.to_string(), 12_000)]).unwrap_or_default(),
+        saving: saving
+            .map(|k| vec![(k.to_string(), 12_000)])
+            .unwrap_or_default(),
     }
 }
 
@@ -104,7 +133,10 @@ fn redis(pid: u32, saving: Option<&str>) -> ProcRow {
 fn idle_host_says_it_is_waiting() {
     let vm = model(vec![], vec![]);
     let text = draw(&vm, &UiState::default(), 80, 24);
-    assert!(text.contains("Waiting for a Redis or Valkey server to start"), "{text}");
+    assert!(
+        text.contains("Waiting for a Redis or Valkey server to start"),
+        "{text}"
+    );
     assert!(text.contains("no save running"), "{text}");
     assert!(text.contains("lost events 0"), "{text}");
     assert!(text.contains("q quit"), "{text}");
@@ -112,7 +144,10 @@ fn idle_host_says_it_is_waiting() {
     // A server, but no save yet.
     let vm = model(vec![redis(4242, None)], vec![]);
     let text = draw(&vm, &UiState::default(), 80, 24);
-    assert!(text.contains("pid 4242") && text.contains("port 6379") && text.contains("358.0 MiB"), "{text}");
+    assert!(
+        text.contains("pid 4242") && text.contains("port 6379") && text.contains("358.0 MiB"),
+        "{text}"
+    );
     assert!(text.contains("idle"), "{text}");
     assert!(text.contains("No save yet"), "{text}");
     assert!(text.contains("no events yet"), "{text}");
@@ -120,7 +155,10 @@ fn idle_host_says_it_is_waiting() {
 
 #[test]
 fn one_active_save_at_80x24() {
-    let vm = model(vec![redis(4242, Some("rdb-bgsave"))], vec![session(3, true)]);
+    let vm = model(
+        vec![redis(4242, Some("rdb-bgsave"))],
+        vec![session(3, true)],
+    );
     let text = draw(&vm, &UiState::default(), 80, 24);
     eprintln!("{text}");
     assert_eq!(text.lines().count(), 24);
@@ -129,9 +167,17 @@ fn one_active_save_at_80x24() {
     assert!(text.contains("saving: rdb-bgsave for 12.0s"), "{text}");
     // The session row: id, kind, age, COW MiB, % of RSS, COW MiB/s, written MiB,
     // write MB/s, disk MB/s, fsync.
-    let row = text.lines().find(|l| l.contains("rdb-bgsave") && l.contains("120.5")).expect("session row");
-    for want in ["3", "12.0s", "120.5", "35%", "12.1", "80.2", "40.1", "38.0", "4"] {
-        assert!(row.split_whitespace().any(|w| w == want), "{want} missing in {row:?}");
+    let row = text
+        .lines()
+        .find(|l| l.contains("rdb-bgsave") && l.contains("120.5"))
+        .expect("session row");
+    for want in [
+        "3", "12.0s", "120.5", "35%", "12.1", "80.2", "40.1", "38.0", "4",
+    ] {
+        assert!(
+            row.split_whitespace().any(|w| w == want),
+            "{want} missing in {row:?}"
+        );
     }
     // The sparkline of COW per interval, newest last.
     assert!(row.contains('█'), "{row}");
@@ -141,7 +187,10 @@ fn one_active_save_at_80x24() {
     assert!(text.contains("write latency"), "{text}");
     assert!(text.contains("p50 12us p99 25us"), "{text}");
     assert!(text.contains("max 3.0ms"), "{text}");
-    assert!(text.contains("8us") && text.contains("1800"), "a log2 bucket with its count: {text}");
+    assert!(
+        text.contains("8us") && text.contains("1800"),
+        "a log2 bucket with its count: {text}"
+    );
     assert!(text.contains("write size") && text.contains("4K"), "{text}");
     assert!(text.contains("fsync latency"), "{text}");
     assert!(text.contains("block I/O"), "{text}");
@@ -156,7 +205,10 @@ fn several_sessions_live_and_recent_with_selection() {
     sessions.extend((1..=11).rev().map(|i| session(i, false)));
     sessions[3].status = "signal 9".into();
     sessions[5].hists = empty_hists();
-    let mut vm = model(vec![redis(4242, Some("aof-rewrite")), redis(4343, None)], sessions);
+    let mut vm = model(
+        vec![redis(4242, Some("aof-rewrite")), redis(4343, None)],
+        sessions,
+    );
     vm.ended_total = 25;
     let mut ui = UiState::default();
 
@@ -168,20 +220,32 @@ fn several_sessions_live_and_recent_with_selection() {
     assert!(text.contains("14 older not shown"), "{text}");
     for id in 1..=12 {
         assert!(
-            text.lines().any(|l| l.split_whitespace().find(|w| *w != "●").is_some_and(|w| w == id.to_string())),
+            text.lines().any(|l| l
+                .split_whitespace()
+                .find(|w| *w != "●")
+                .is_some_and(|w| w == id.to_string())),
             "session {id} listed: {text}"
         );
     }
-    assert!(text.contains("Session 12 aof-rewrite"), "newest selected by default: {text}");
+    assert!(
+        text.contains("Session 12 aof-rewrite"),
+        "newest selected by default: {text}"
+    );
     assert!(text.contains("pid 4343") && text.contains("idle"), "{text}");
     assert!(text.contains("saving: aof-rewrite"), "{text}");
 
     // Down twice: session 10, which ended.
-    assert_eq!(ui.on_key(KeyEvent::from(KeyCode::Down), &vm), Action::Redraw);
+    assert_eq!(
+        ui.on_key(KeyEvent::from(KeyCode::Down), &vm),
+        Action::Redraw
+    );
     ui.on_key(KeyEvent::from(KeyCode::Down), &vm);
     assert_eq!(ui.selected, Some(10));
     let text = draw(&vm, &ui, 160, 50);
-    assert!(text.contains("Session 10 aof-rewrite") && text.contains("exit 0 after 12.0s"), "{text}");
+    assert!(
+        text.contains("Session 10 aof-rewrite") && text.contains("exit 0 after 12.0s"),
+        "{text}"
+    );
     // Session 7 has no histogram data.
     for _ in 0..3 {
         ui.on_key(KeyEvent::from(KeyCode::Down), &vm);
@@ -192,7 +256,11 @@ fn several_sessions_live_and_recent_with_selection() {
     // At 80x24 the selected row is scrolled into view.
     let text = draw(&vm, &ui, 80, 24);
     assert!(text.contains("Session 7 rdb-bgsave"), "{text}");
-    assert!(text.lines().any(|l| l.trim_start().starts_with("7 rdb-bgsave")), "row 7 visible: {text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("7 rdb-bgsave")),
+        "row 7 visible: {text}"
+    );
     // Up to the top follows the newest again.
     for _ in 0..20 {
         ui.on_key(KeyEvent::from(KeyCode::Up), &vm);
@@ -203,17 +271,29 @@ fn several_sessions_live_and_recent_with_selection() {
 
 #[test]
 fn drops_are_shown() {
-    let mut vm = model(vec![redis(4242, Some("rdb-bgsave"))], vec![session(1, true)]);
-    vm.losses = Losses { cow_events: 1234, session_events: 2, decode_errors: 1 };
+    let mut vm = model(
+        vec![redis(4242, Some("rdb-bgsave"))],
+        vec![session(1, true)],
+    );
+    vm.losses = Losses {
+        cow_events: 1234,
+        session_events: 2,
+        decode_errors: 1,
+    };
     let text = draw(&vm, &UiState::default(), 80, 24);
-    assert!(text.contains("LOST 1234 COW + 2 session events, 1 bad records"), "{text}");
+    assert!(
+        text.contains("LOST 1234 COW + 2 session events, 1 bad records"),
+        "{text}"
+    );
     assert!(!text.contains("lost events 0"));
     // In red.
     let mut t = Terminal::new(TestBackend::new(80, 24)).unwrap();
     t.draw(|f| render(f, &vm, &UiState::default())).unwrap();
     let buf = t.backend().buffer();
     let y = 23;
-    let x = (0..80).find(|&x| buf[(x, y)].symbol() == "L").expect("LOST on the last line");
+    let x = (0..80)
+        .find(|&x| buf[(x, y)].symbol() == "L")
+        .expect("LOST on the last line");
     assert_eq!(buf[(x, y)].bg, ratatui::style::Color::Red);
 }
 
@@ -221,15 +301,33 @@ fn drops_are_shown() {
 fn keys_pause_quit_and_interrupt() {
     let vm = model(vec![], vec![session(1, true)]);
     let mut ui = UiState::default();
-    assert_eq!(ui.on_key(KeyEvent::from(KeyCode::Char('p')), &vm), Action::Redraw);
+    assert_eq!(
+        ui.on_key(KeyEvent::from(KeyCode::Char('p')), &vm),
+        Action::Redraw
+    );
     assert!(ui.paused);
     let text = draw(&vm, &ui, 80, 24);
     assert!(text.lines().next().unwrap().contains("PAUSED"), "{text}");
-    assert_eq!(ui.on_key(KeyEvent::from(KeyCode::Char('p')), &vm), Action::Refresh);
+    assert_eq!(
+        ui.on_key(KeyEvent::from(KeyCode::Char('p')), &vm),
+        Action::Refresh
+    );
     assert!(!ui.paused);
-    assert_eq!(ui.on_key(KeyEvent::from(KeyCode::Char('q')), &vm), Action::Quit);
-    assert_eq!(ui.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL), &vm), Action::Interrupt);
-    assert_eq!(ui.on_key(KeyEvent::from(KeyCode::Char('x')), &vm), Action::Nothing);
+    assert_eq!(
+        ui.on_key(KeyEvent::from(KeyCode::Char('q')), &vm),
+        Action::Quit
+    );
+    assert_eq!(
+        ui.on_key(
+            KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+            &vm
+        ),
+        Action::Interrupt
+    );
+    assert_eq!(
+        ui.on_key(KeyEvent::from(KeyCode::Char('x')), &vm),
+        Action::Nothing
+    );
 }
 
 #[test]
@@ -237,11 +335,24 @@ fn sizes_from_tiny_to_wide() {
     let mut sessions = vec![session(3, true), session(2, true)];
     sessions.extend((1..=10).map(|i| session(100 - i, false)));
     let vm = model((0..6).map(|i| redis(4000 + i, None)).collect(), sessions);
-    for (w, h) in [(80, 24), (60, 16), (100, 30), (120, 40), (210, 60), (80, 60)] {
+    for (w, h) in [
+        (80, 24),
+        (60, 16),
+        (100, 30),
+        (120, 40),
+        (210, 60),
+        (80, 60),
+    ] {
         let text = draw(&vm, &UiState::default(), w, h);
         assert!(text.contains("Session 3 rdb-bgsave"), "{w}x{h}: {text}");
-        assert!(text.contains("and 3 more"), "{w}x{h}: processes beyond 4 are counted: {text}");
-        assert!(text.lines().last().unwrap().contains("q quit"), "{w}x{h}: {text}");
+        assert!(
+            text.contains("and 3 more"),
+            "{w}x{h}: processes beyond 4 are counted: {text}"
+        );
+        assert!(
+            text.lines().last().unwrap().contains("q quit"),
+            "{w}x{h}: {text}"
+        );
     }
     let text = draw(&vm, &UiState::default(), 50, 10);
     assert!(text.contains("needs 60x16"), "{text}");
@@ -256,7 +367,13 @@ fn drawing_cost() {
     for s in &mut sessions {
         s.series = (0..512).map(|i| (i * 7919) % 4096).collect();
     }
-    let vm = model(vec![redis(4242, Some("rdb-bgsave")), redis(4343, Some("aof-rewrite"))], sessions);
+    let vm = model(
+        vec![
+            redis(4242, Some("rdb-bgsave")),
+            redis(4343, Some("aof-rewrite")),
+        ],
+        sessions,
+    );
     let ui = UiState::default();
     let mut t = Terminal::new(TestBackend::new(200, 50)).unwrap();
     // 1000 frames in a release build (the number reported); fewer in a debug build.
@@ -265,7 +382,10 @@ fn drawing_cost() {
     let t0 = Instant::now();
     for i in 0..n {
         // Alternate the selection so every frame differs, as on a live screen.
-        let ui = UiState { selected: Some(if i % 2 == 0 { 12 } else { 5 }), ..ui.clone() };
+        let ui = UiState {
+            selected: Some(if i % 2 == 0 { 12 } else { 5 }),
+            ..ui.clone()
+        };
         t.draw(|f| render(f, &vm, &ui)).unwrap();
     }
     let wall = t0.elapsed();
@@ -275,7 +395,11 @@ fn drawing_cost() {
         "drawing cost: {n} frames 200x50 in {:.1} ms wall, {:.1} ms CPU: {per:.0} us CPU per frame ({})",
         wall.as_secs_f64() * 1e3,
         cpu.as_secs_f64() * 1e3,
-        if cfg!(debug_assertions) { "debug build" } else { "release build" }
+        if cfg!(debug_assertions) {
+            "debug build"
+        } else {
+            "release build"
+        }
     );
     // Generous: a debug build on a slow CI machine must still pass.
     assert!(per < 50_000.0, "{per} us per frame");
@@ -293,7 +417,9 @@ fn cpu_time() -> std::time::Duration {
 /// histograms) from the tracker and the store, as the runner does at each refresh.
 #[test]
 fn model_building_cost() {
-    use agent_common::{CowCounters, EV_EXIT, EV_FORK, EV_FSYNC, EV_WRITE, IoCounters, IoEvent, ProcEvent};
+    use agent_common::{
+        CowCounters, EV_EXIT, EV_FORK, EV_FSYNC, EV_WRITE, IoCounters, IoEvent, ProcEvent,
+    };
     use cowtrace::{
         record::Record,
         session::Tracker,
@@ -324,14 +450,34 @@ fn model_building_cost() {
         t.on_fork(&ev(EV_FORK, pid, u64::from(i) * 10 * S));
         for j in 0..5000u64 {
             let lat = 1_000 + (j * 7919) % 2_000_000;
-            t.on_io(&IoEvent { kind: EV_WRITE, session: pid, latency_ns: lat, bytes: 4096 + j % 3 * 512, ..Default::default() });
+            t.on_io(&IoEvent {
+                kind: EV_WRITE,
+                session: pid,
+                latency_ns: lat,
+                bytes: 4096 + j % 3 * 512,
+                ..Default::default()
+            });
             if j % 100 == 0 {
-                t.on_io(&IoEvent { kind: EV_FSYNC, session: pid, latency_ns: lat * 10, ..Default::default() });
+                t.on_io(&IoEvent {
+                    kind: EV_FSYNC,
+                    session: pid,
+                    latency_ns: lat * 10,
+                    ..Default::default()
+                });
             }
         }
         for k in 1..=30u64 {
-            let pages = CowCounters { copy_bytes: k * k * 4096 * 10, ..Default::default() };
-            t.on_counters(pid, u64::from(i) * 10 * S + k * S / 3, pages, CowCounters::default(), IoCounters::default());
+            let pages = CowCounters {
+                copy_bytes: k * k * 4096 * 10,
+                ..Default::default()
+            };
+            t.on_counters(
+                pid,
+                u64::from(i) * 10 * S + k * S / 3,
+                pages,
+                CowCounters::default(),
+                IoCounters::default(),
+            );
             st.on_interval(u64::from(i) * 10 * S + k * S / 3, &t);
         }
         if i < 10 {
@@ -343,8 +489,17 @@ fn model_building_cost() {
             }
         }
     }
-    let procs = [ProcInfo { pid: 10, port: Some(6379), rss: Some(1 << 30) }];
-    let cx = Context { version: "0.1.0", now_ns: 130 * S, interval_ms: 1000, ..Default::default() };
+    let procs = [ProcInfo {
+        pid: 10,
+        port: Some(6379),
+        rss: Some(1 << 30),
+    }];
+    let cx = Context {
+        version: "0.1.0",
+        now_ns: 130 * S,
+        interval_ms: 1000,
+        ..Default::default()
+    };
     let vm = build(&st, &t, &procs, &cx);
     assert_eq!((vm.sessions.len(), vm.active()), (12, 2));
     assert_eq!(vm.sessions[0].hists.write_lat.q.count, 5000);

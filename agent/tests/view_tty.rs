@@ -20,12 +20,18 @@ struct Tmux {
 impl Tmux {
     fn start(width: u16, height: u16, command: &str) -> Self {
         assert!(
-            Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success()),
+            Command::new("tmux")
+                .arg("-V")
+                .output()
+                .is_ok_and(|o| o.status.success()),
             "tmux not installed: `apt-get install tmux`"
         );
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut t = Self { socket: format!("cowtrace-test-{}-{n}", std::process::id()), path: None };
+        let mut t = Self {
+            socket: format!("cowtrace-test-{}-{n}", std::process::id()),
+            path: None,
+        };
         let st = t
             .cmd()
             .args(["-f", "/dev/null", "new-session", "-d", "-s", "t"])
@@ -34,7 +40,11 @@ impl Tmux {
             .status()
             .expect("tmux new-session");
         assert!(st.success(), "tmux new-session failed: {st}");
-        let out = t.cmd().args(["display-message", "-p", "#{socket_path}"]).output().expect("tmux display-message");
+        let out = t
+            .cmd()
+            .args(["display-message", "-p", "#{socket_path}"])
+            .output()
+            .expect("tmux display-message");
         t.path = Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
         t
     }
@@ -47,18 +57,31 @@ impl Tmux {
 
     /// The visible screen.
     fn screen(&self) -> String {
-        let out = self.cmd().args(["capture-pane", "-p", "-t", "t"]).output().expect("tmux capture-pane");
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "t"])
+            .output()
+            .expect("tmux capture-pane");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// The normal screen with its history (not the alternate screen).
     fn history(&self) -> String {
-        let out = self.cmd().args(["capture-pane", "-p", "-S", "-", "-t", "t"]).output().expect("tmux capture-pane");
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-S", "-", "-t", "t"])
+            .output()
+            .expect("tmux capture-pane");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn keys(&self, keys: &[&str]) {
-        let st = self.cmd().args(["send-keys", "-t", "t"]).args(keys).status().expect("tmux send-keys");
+        let st = self
+            .cmd()
+            .args(["send-keys", "-t", "t"])
+            .args(keys)
+            .status()
+            .expect("tmux send-keys");
         assert!(st.success());
     }
 
@@ -70,7 +93,10 @@ impl Tmux {
             if ok(&s) {
                 return s;
             }
-            assert!(t0.elapsed() < limit, "screen never showed {what} within {limit:?}:\n{s}");
+            assert!(
+                t0.elapsed() < limit,
+                "screen never showed {what} within {limit:?}:\n{s}"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -94,7 +120,10 @@ fn wait_exit_file(path: &Path, limit: Duration) -> String {
         {
             return s.trim().to_string();
         }
-        assert!(t0.elapsed() < limit, "cowtrace did not exit within {limit:?}");
+        assert!(
+            t0.elapsed() < limit,
+            "cowtrace did not exit within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -105,7 +134,19 @@ fn write_load(redis: &Redis, keys: u64) -> Load {
         Command::new("redis-benchmark")
             .arg("-s")
             .arg(&redis.sock)
-            .args(["-t", "set", "-P", "16", "-q", "-r", &keys.to_string(), "-n", "100000000", "-d", "150"])
+            .args([
+                "-t",
+                "set",
+                "-P",
+                "16",
+                "-q",
+                "-r",
+                &keys.to_string(),
+                "-n",
+                "100000000",
+                "-d",
+                "150",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -140,21 +181,30 @@ fn assert_terminal_restored(t: &Tmux, dir: &Path) {
     let after = std::fs::read_to_string(dir.join("stty.after")).unwrap();
     assert_eq!(before, after, "terminal settings restored (raw mode off)");
     let h = t.history();
-    assert!(!h.contains("q quit  p pause"), "the view's screen is gone from the normal screen:\n{h}");
+    assert!(
+        !h.contains("q quit  p pause"),
+        "the view's screen is gone from the normal screen:\n{h}"
+    );
 }
 
 /// Tokens of the session row of `kind` on the screen (● id kind state age COW ...).
 fn session_row<'a>(screen: &'a str, kind: &str) -> Option<Vec<&'a str>> {
     screen
         .lines()
-        .map(|l| l.split_whitespace().filter(|w| *w != "●").collect::<Vec<_>>())
+        .map(|l| {
+            l.split_whitespace()
+                .filter(|w| *w != "●")
+                .collect::<Vec<_>>()
+        })
         .find(|t| t.len() > 6 && t[1] == kind && t[0].parse::<u64>().is_ok())
 }
 
 /// The COW MiB column of a row (after the state, which is `running` or two words).
 fn cow_mib(row: &[&str]) -> f64 {
     let i = if row[2] == "running" { 4 } else { 5 };
-    row[i].parse().unwrap_or_else(|_| panic!("COW MiB in {row:?}"))
+    row[i]
+        .parse()
+        .unwrap_or_else(|_| panic!("COW MiB in {row:?}"))
 }
 
 #[test]
@@ -166,27 +216,47 @@ fn live_view_in_a_terminal_during_bgsave() {
     let dir = TempDir::new("view-tty");
     let pid = redis.pid();
     let (t, exit) = tmux_watch(dir.path(), &format!("-p {pid}"), 120, 40);
-    let s = t.wait_screen("the view attached", Duration::from_secs(30), |s| s.contains(&format!("pid {pid}")));
-    assert!(s.contains("no save running") && s.contains("idle") && s.contains("No save yet"), "{s}");
+    let s = t.wait_screen("the view attached", Duration::from_secs(30), |s| {
+        s.contains(&format!("pid {pid}"))
+    });
+    assert!(
+        s.contains("no save running") && s.contains("idle") && s.contains("No save yet"),
+        "{s}"
+    );
 
     assert!(redis.cli(&["BGSAVE"]).contains("Background saving started"));
     let load = write_load(&redis, 200_000);
     // While the save runs: the process is saving, the session is listed with its COW,
     // and the histograms have data.
-    let s = t.wait_screen("the running save with COW and histograms", Duration::from_secs(30), |s| {
-        s.contains("1 save running")
-            && s.contains("saving: rdb-bgsave")
-            && session_row(s, "rdb-bgsave").is_some_and(|r| r[2] == "running" && cow_mib(&r) > 0.0)
-            && s.matches("p50 ").count() >= 4
-    });
+    let s = t.wait_screen(
+        "the running save with COW and histograms",
+        Duration::from_secs(30),
+        |s| {
+            s.contains("1 save running")
+                && s.contains("saving: rdb-bgsave")
+                && session_row(s, "rdb-bgsave")
+                    .is_some_and(|r| r[2] == "running" && cow_mib(&r) > 0.0)
+                && s.matches("p50 ").count() >= 4
+        },
+    );
     eprintln!("{s}");
-    for want in ["Session 1 rdb-bgsave", "write latency", "write size", "fsync latency", "block I/O", "COW pages", "fork lat", "lost events 0"] {
+    for want in [
+        "Session 1 rdb-bgsave",
+        "write latency",
+        "write size",
+        "fsync latency",
+        "block I/O",
+        "COW pages",
+        "fork lat",
+        "lost events 0",
+    ] {
         assert!(s.contains(want), "{want} on screen:\n{s}");
     }
     redis.wait_field("persistence", "rdb_bgsave_in_progress", "0");
     drop(load);
     let s = t.wait_screen("the ended save", Duration::from_secs(10), |s| {
-        s.contains("no save running") && session_row(s, "rdb-bgsave").is_some_and(|r| r[2] == "exit" && r[3] == "0")
+        s.contains("no save running")
+            && session_row(s, "rdb-bgsave").is_some_and(|r| r[2] == "exit" && r[3] == "0")
     });
     let row = session_row(&s, "rdb-bgsave").unwrap();
     assert!(cow_mib(&row) > 1.0, "the write load copied memory: {row:?}");
@@ -200,7 +270,10 @@ fn live_view_in_a_terminal_during_bgsave() {
     assert!(h.contains("(quit)"), "{h}");
     assert!(h.contains("session   1 rdb-bgsave"), "{h}");
     assert!(h.contains("Histograms of all 1 session(s)"), "{h}");
-    assert!(h.contains("     usecs               : count    distribution"), "{h}");
+    assert!(
+        h.contains("     usecs               : count    distribution"),
+        "{h}"
+    );
     assert!(h.contains("Diagnosis:") && h.contains("COW copied"), "{h}");
     let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
     assert!(stderr.is_empty(), "nothing on stderr: {stderr}");
@@ -214,14 +287,26 @@ fn live_view_keys_ctrl_c_and_resize() {
     let dir = TempDir::new("view-keys");
     let pid = redis.pid();
     let (t, exit) = tmux_watch(dir.path(), &format!("-p {pid}"), 80, 24);
-    t.wait_screen("the view attached", Duration::from_secs(30), |s| s.contains(&format!("pid {pid}")));
+    t.wait_screen("the view attached", Duration::from_secs(30), |s| {
+        s.contains(&format!("pid {pid}"))
+    });
     // Pause, resize (the view follows the new size), resume.
     t.keys(&["p"]);
-    t.wait_screen("PAUSED", Duration::from_secs(5), |s| s.lines().next().is_some_and(|l| l.contains("PAUSED")));
-    let st = t.cmd().args(["resize-window", "-t", "t", "-x", "132", "-y", "45"]).status().unwrap();
+    t.wait_screen("PAUSED", Duration::from_secs(5), |s| {
+        s.lines().next().is_some_and(|l| l.contains("PAUSED"))
+    });
+    let st = t
+        .cmd()
+        .args(["resize-window", "-t", "t", "-x", "132", "-y", "45"])
+        .status()
+        .unwrap();
     assert!(st.success());
     t.wait_screen("a 132-column screen", Duration::from_secs(5), |s| {
-        s.lines().any(|l| l.starts_with("q quit") && l.trim_end().ends_with("lost events 0") && l.trim_end().chars().count() == 132)
+        s.lines().any(|l| {
+            l.starts_with("q quit")
+                && l.trim_end().ends_with("lost events 0")
+                && l.trim_end().chars().count() == 132
+        })
     });
     t.keys(&["p"]);
     t.wait_screen("resumed", Duration::from_secs(5), |s| !s.contains("PAUSED"));
@@ -230,7 +315,10 @@ fn live_view_keys_ctrl_c_and_resize() {
     assert_eq!(wait_exit_file(&exit, Duration::from_secs(20)), "EXIT=0");
     assert_terminal_restored(&t, dir.path());
     let h = t.history();
-    assert!(h.contains("cowtrace: 0 session(s) in") && h.contains("(signal)"), "{h}");
+    assert!(
+        h.contains("cowtrace: 0 session(s) in") && h.contains("(signal)"),
+        "{h}"
+    );
 }
 
 #[test]
@@ -263,28 +351,54 @@ fn plain_lines_when_piped_during_bgsave() {
     let status = wait_timeout(&mut child, Duration::from_secs(30));
     assert!(status.success(), "cowtrace exited with {status}");
     eprintln!("{rest}");
-    assert!(!rest.contains('\x1b'), "no escape sequences in plain output");
+    assert!(
+        !rest.contains('\x1b'),
+        "no escape sequences in plain output"
+    );
 
     let lines: Vec<&str> = rest.lines().collect();
-    let start = lines.iter().position(|l| l.contains("START session 1 rdb-bgsave")).expect("START line");
-    let end = lines.iter().position(|l| l.contains("END   session 1 rdb-bgsave")).expect("END line");
+    let start = lines
+        .iter()
+        .position(|l| l.contains("START session 1 rdb-bgsave"))
+        .expect("START line");
+    let end = lines
+        .iter()
+        .position(|l| l.contains("END   session 1 rdb-bgsave"))
+        .expect("END line");
     // One line per interval while the save ran, e.g.
     // `   2.007s session 1 rdb-bgsave  COW 43.0 MiB (+235.4 MiB/s) 78% RSS  wrote 252.0 KiB (1.4 MB/s)  disk 0.0 MB/s  fsync 0`
-    let intervals: Vec<&&str> = lines[start..end].iter().filter(|l| l.contains("s session 1 rdb-bgsave  COW ")).collect();
-    assert!(intervals.len() >= 2, "interval lines between START and END:\n{rest}");
+    let intervals: Vec<&&str> = lines[start..end]
+        .iter()
+        .filter(|l| l.contains("s session 1 rdb-bgsave  COW "))
+        .collect();
+    assert!(
+        intervals.len() >= 2,
+        "interval lines between START and END:\n{rest}"
+    );
     for l in &intervals {
         assert!(
-            l.contains("/s)") && l.contains("% RSS  wrote ") && l.contains(" MB/s)  disk ") && l.contains(" MB/s  fsync "),
+            l.contains("/s)")
+                && l.contains("% RSS  wrote ")
+                && l.contains(" MB/s)  disk ")
+                && l.contains(" MB/s  fsync "),
             "interval line format: {l}"
         );
     }
-    assert!(intervals.iter().any(|l| !l.contains("COW 0 B")), "COW grew during the save:\n{rest}");
+    assert!(
+        intervals.iter().any(|l| !l.contains("COW 0 B")),
+        "COW grew during the save:\n{rest}"
+    );
 
     // The end: summary, histograms as bcc prints them, diagnosis.
     let summary = rest.find("cowtrace: 1 session(s) in").expect("summary");
-    let hists = rest.find("Histograms of all 1 session(s):").expect("histograms");
+    let hists = rest
+        .find("Histograms of all 1 session(s):")
+        .expect("histograms");
     let diag = rest.find("Diagnosis:").expect("diagnosis");
-    assert!(summary < hists && hists < diag, "summary, histograms, diagnosis in order");
+    assert!(
+        summary < hists && hists < diag,
+        "summary, histograms, diagnosis in order"
+    );
     for want in [
         "write latency: count ",
         "write size: count ",
@@ -299,8 +413,14 @@ fn plain_lines_when_piped_during_bgsave() {
     ] {
         assert!(rest.contains(want), "{want:?} in:\n{rest}");
     }
-    let bar_line = rest.lines().find(|l| l.contains(" -> ") && l.contains("|*")).expect("a bar line");
-    assert!(bar_line.ends_with('|') && bar_line.matches('|').count() == 2, "{bar_line}");
+    let bar_line = rest
+        .lines()
+        .find(|l| l.contains(" -> ") && l.contains("|*"))
+        .expect("a bar line");
+    assert!(
+        bar_line.ends_with('|') && bar_line.matches('|').count() == 2,
+        "{bar_line}"
+    );
 }
 
 #[test]
@@ -315,6 +435,11 @@ fn watch_prints_lines_when_stdout_is_not_a_terminal() {
         .expect("cowtrace");
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("watching pid") && text.contains("cowtrace: 0 session(s) in") && text.contains("(duration)"), "{text}");
+    assert!(
+        text.contains("watching pid")
+            && text.contains("cowtrace: 0 session(s) in")
+            && text.contains("(duration)"),
+        "{text}"
+    );
     assert!(!text.contains('\x1b'), "no escape sequences: {text:?}");
 }

@@ -60,19 +60,36 @@ fn cli(sock: &Path, args: &[&str]) -> Result<String> {
 
 fn info_field(sock: &Path, section: &str, field: &str) -> Option<String> {
     let info = cli(sock, &["INFO", section]).ok()?;
-    info.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+    info.lines().find_map(|l| {
+        l.strip_prefix(&format!("{field}:"))
+            .map(|v| v.trim().to_string())
+    })
 }
 
 fn proc_kb(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    s.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 fn load(sock: &Path) -> Result<Child> {
     Command::new("redis-benchmark")
         .arg("-s")
         .arg(sock)
-        .args(["-t", "set", "-P", "16", "-q", "-r", "200000", "-n", "100000000", "-d", "100"])
+        .args([
+            "-t",
+            "set",
+            "-P",
+            "16",
+            "-q",
+            "-r",
+            "200000",
+            "-n",
+            "100000000",
+            "-d",
+            "100",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -89,10 +106,22 @@ pub fn run(args: SoakArgs) -> Result<()> {
     let cowtrace = root.join("target/release/cowtrace");
     let dir = std::env::temp_dir().join(format!("cowtrace-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut g = Guard { dir: dir.clone(), children: Vec::new() };
+    let mut g = Guard {
+        dir: dir.clone(),
+        children: Vec::new(),
+    };
     let sock = dir.join("redis.sock");
     let redis = Command::new("redis-server")
-        .args(["--port", "0", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ])
         .arg("--unixsocket")
         .arg(&sock)
         .arg("--dir")
@@ -105,7 +134,10 @@ pub fn run(args: SoakArgs) -> Result<()> {
     let redis_pid = redis.id();
     g.children.push(redis);
     let t0 = Instant::now();
-    while cli(&sock, &["PING"]).map(|s| s.trim() != "PONG").unwrap_or(true) {
+    while cli(&sock, &["PING"])
+        .map(|s| s.trim() != "PONG")
+        .unwrap_or(true)
+    {
         if t0.elapsed() > Duration::from_secs(10) {
             bail!("redis-server did not answer PING");
         }
@@ -116,10 +148,14 @@ pub fn run(args: SoakArgs) -> Result<()> {
         Command::new("redis-benchmark")
             .arg("-s")
             .arg(&sock)
-            .args(["-t", "set", "-P", "16", "-q", "-r", "200000", "-n", "200000", "-d", "100"])
+            .args([
+                "-t", "set", "-P", "16", "-q", "-r", "200000", "-n", "200000", "-d", "100",
+            ])
             .stdout(Stdio::null()),
     )?;
-    let forks_before: u64 = info_field(&sock, "stats", "total_forks").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let forks_before: u64 = info_field(&sock, "stats", "total_forks")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
 
     let trace = dir.join("soak.jsonl");
     let rec = Command::new(&cowtrace)
@@ -139,7 +175,10 @@ pub fn run(args: SoakArgs) -> Result<()> {
     }
 
     let total = Duration::from_secs_f64(args.minutes * 60.0);
-    println!("[soak] {:.1} min: a save every {} s under a write load; cowtrace pid {rec_pid}", args.minutes, args.save_every);
+    println!(
+        "[soak] {:.1} min: a save every {} s under a write load; cowtrace pid {rec_pid}",
+        args.minutes, args.save_every
+    );
     let mut load_child = load(&sock)?;
     let start = Instant::now();
     let mut last_save = Instant::now() - Duration::from_secs(args.save_every);
@@ -158,8 +197,10 @@ pub fn run(args: SoakArgs) -> Result<()> {
         }
         if last_save.elapsed() >= Duration::from_secs(args.save_every) {
             last_save = Instant::now();
-            let busy = info_field(&sock, "persistence", "rdb_bgsave_in_progress").as_deref() == Some("1")
-                || info_field(&sock, "persistence", "aof_rewrite_in_progress").as_deref() == Some("1");
+            let busy = info_field(&sock, "persistence", "rdb_bgsave_in_progress").as_deref()
+                == Some("1")
+                || info_field(&sock, "persistence", "aof_rewrite_in_progress").as_deref()
+                    == Some("1");
             if busy {
                 skipped += 1;
             } else if (saves + rewrites) % 4 == 3 {
@@ -185,7 +226,10 @@ pub fn run(args: SoakArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let forks: u64 = info_field(&sock, "stats", "total_forks").and_then(|v| v.parse().ok()).unwrap_or(0) - forks_before;
+    let forks: u64 = info_field(&sock, "stats", "total_forks")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+        - forks_before;
     let hwm = proc_kb(rec_pid, "VmHWM:").unwrap_or(0);
     let cpu_ticks = std::fs::read_to_string(format!("/proc/{rec_pid}/stat"))
         .ok()
@@ -196,7 +240,11 @@ pub fn run(args: SoakArgs) -> Result<()> {
         .unwrap_or(0);
     // SAFETY: SIGINT to our own child; the guard reaps it.
     unsafe { libc::kill(rec_pid as i32, libc::SIGINT) };
-    let rec = g.children.iter_mut().find(|c| c.id() == rec_pid).context("cowtrace child")?;
+    let rec = g
+        .children
+        .iter_mut()
+        .find(|c| c.id() == rec_pid)
+        .context("cowtrace child")?;
     let status = rec.wait()?;
     if !status.success() {
         bail!("cowtrace record exited with {status}");
@@ -210,7 +258,8 @@ pub fn run(args: SoakArgs) -> Result<()> {
     let mut write_bytes = 0u64;
     for line in std::io::BufReader::new(file).lines() {
         let line = line?;
-        let v: serde_json::Value = serde_json::from_str(&line).with_context(|| format!("bad trace line: {line}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("bad trace line: {line}"))?;
         match v["type"].as_str() {
             Some("session_start") => starts += 1,
             Some("sample") => samples += 1,
@@ -228,7 +277,11 @@ pub fn run(args: SoakArgs) -> Result<()> {
     }
     let end = end_line.context("the trace has no `end` line")?;
     let trace_size = std::fs::metadata(&trace)?.len();
-    let first = rss.iter().find(|(s, _)| *s >= 30).or(rss.first()).map_or(0, |r| r.1);
+    let first = rss
+        .iter()
+        .find(|(s, _)| *s >= 30)
+        .or(rss.first())
+        .map_or(0, |r| r.1);
     let last = rss.last().map_or(0, |r| r.1);
     let max = rss.iter().map(|r| r.1).max().unwrap_or(0);
     let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
@@ -239,33 +292,90 @@ pub fn run(args: SoakArgs) -> Result<()> {
         md,
         "Produced by `cargo xtask soak --minutes {}` on {} ({} cores, kernel {}), cowtrace {}.\n",
         args.minutes,
-        util::output(Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC")).unwrap_or_default().trim(),
+        util::output(Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC"))
+            .unwrap_or_default()
+            .trim(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-        util::output(Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(&root)).unwrap_or_default().trim(),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim(),
+        util::output(
+            Command::new("git")
+                .args(["rev-parse", "--short", "HEAD"])
+                .current_dir(&root)
+        )
+        .unwrap_or_default()
+        .trim(),
     );
-    let _ = writeln!(md, "Method: a Redis 7 with 200k keys of 100 B under a continuous `redis-benchmark -t set -P 16` load; a save every {} s (every fourth a BGREWRITEAOF; a save still running is skipped); `cowtrace record -p <redis> -i 5` for the whole run; the agent's VmRSS sampled every 10 s.\n", args.save_every);
+    let _ = writeln!(
+        md,
+        "Method: a Redis 7 with 200k keys of 100 B under a continuous `redis-benchmark -t set -P 16` load; a save every {} s (every fourth a BGREWRITEAOF; a save still running is skipped); `cowtrace record -p <redis> -i 5` for the whole run; the agent's VmRSS sampled every 10 s.\n",
+        args.save_every
+    );
     let _ = writeln!(md, "| figure | value |\n| --- | --- |");
-    let _ = writeln!(md, "| run length | {:.1} min |", start.elapsed().as_secs_f64() / 60.0);
-    let _ = writeln!(md, "| saves started (BGSAVE / BGREWRITEAOF / skipped while busy) | {saves} / {rewrites} / {skipped} |");
+    let _ = writeln!(
+        md,
+        "| run length | {:.1} min |",
+        start.elapsed().as_secs_f64() / 60.0
+    );
+    let _ = writeln!(
+        md,
+        "| saves started (BGSAVE / BGREWRITEAOF / skipped while busy) | {saves} / {rewrites} / {skipped} |"
+    );
     let _ = writeln!(md, "| forks made by Redis (INFO total_forks) | {forks} |");
-    let _ = writeln!(md, "| sessions in the trace: started / ended / complete | {starts} / {ends} / {complete} |");
+    let _ = writeln!(
+        md,
+        "| sessions in the trace: started / ended / complete | {starts} / {ends} / {complete} |"
+    );
     let _ = writeln!(md, "| sample lines | {samples} |");
-    let _ = writeln!(md, "| COW copied over all sessions | {:.1} MiB |", cow_bytes as f64 / 1048576.0);
-    let _ = writeln!(md, "| bytes written by save children | {:.1} MiB |", write_bytes as f64 / 1048576.0);
+    let _ = writeln!(
+        md,
+        "| COW copied over all sessions | {:.1} MiB |",
+        cow_bytes as f64 / 1048576.0
+    );
+    let _ = writeln!(
+        md,
+        "| bytes written by save children | {:.1} MiB |",
+        write_bytes as f64 / 1048576.0
+    );
     let _ = writeln!(md, "| lost events | {} |", end["lost_events"]);
-    let _ = writeln!(md, "| kernel map entries at the end (traced / sessions / files) | {} / {} / {} |", end["maps"]["traced"], end["maps"]["sessions"], end["maps"]["files"]);
-    let _ = writeln!(md, "| agent RSS after 30 s / at the end / max sampled / VmHWM | {first} / {last} / {max} / {hwm} kB |");
-    let _ = writeln!(md, "| agent CPU over the run | {:.1} s ({:.2}% of one core) |", cpu_ticks as f64 / ticks_per_s, cpu_ticks as f64 / ticks_per_s * 100.0 / start.elapsed().as_secs_f64());
-    let _ = writeln!(md, "| trace size | {:.1} MiB |", trace_size as f64 / 1048576.0);
-    let _ = writeln!(md, "\nRSS samples (s: kB): {}", rss.iter().map(|(s, k)| format!("{s}: {k}")).collect::<Vec<_>>().join(", "));
+    let _ = writeln!(
+        md,
+        "| kernel map entries at the end (traced / sessions / files) | {} / {} / {} |",
+        end["maps"]["traced"], end["maps"]["sessions"], end["maps"]["files"]
+    );
+    let _ = writeln!(
+        md,
+        "| agent RSS after 30 s / at the end / max sampled / VmHWM | {first} / {last} / {max} / {hwm} kB |"
+    );
+    let _ = writeln!(
+        md,
+        "| agent CPU over the run | {:.1} s ({:.2}% of one core) |",
+        cpu_ticks as f64 / ticks_per_s,
+        cpu_ticks as f64 / ticks_per_s * 100.0 / start.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "| trace size | {:.1} MiB |",
+        trace_size as f64 / 1048576.0
+    );
+    let _ = writeln!(
+        md,
+        "\nRSS samples (s: kB): {}",
+        rss.iter()
+            .map(|(s, k)| format!("{s}: {k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     print!("{md}");
     std::fs::create_dir_all(root.join("bench"))?;
     std::fs::write(root.join("bench/SOAK.md"), &md)?;
     println!("[soak] wrote bench/SOAK.md");
 
     if starts != forks || ends != forks || complete != forks {
-        bail!("sessions do not match forks: {forks} forks, {starts} starts, {ends} ends, {complete} complete");
+        bail!(
+            "sessions do not match forks: {forks} forks, {starts} starts, {ends} ends, {complete} complete"
+        );
     }
     Ok(())
 }

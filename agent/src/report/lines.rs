@@ -131,13 +131,25 @@ pub struct QuantilesLine {
 
 impl QuantilesLine {
     fn to_quantiles(&self) -> Quantiles {
-        Quantiles { count: self.count, p50: self.p50, p90: self.p90, p99: self.p99, max: self.max }
+        Quantiles {
+            count: self.count,
+            p50: self.p50,
+            p90: self.p90,
+            p99: self.p99,
+            max: self.max,
+        }
     }
 }
 
 impl From<Quantiles> for QuantilesLine {
     fn from(q: Quantiles) -> Self {
-        Self { count: q.count, p50: q.p50, p90: q.p90, p99: q.p99, max: q.max }
+        Self {
+            count: q.count,
+            p50: q.p50,
+            p90: q.p90,
+            p99: q.p99,
+            max: q.max,
+        }
     }
 }
 
@@ -300,9 +312,14 @@ pub enum TraceLine {
 
 /// The writer's kind names; `None` for a kind this reader does not know.
 pub fn session_kind(s: &str) -> Option<SessionKind> {
-    [SessionKind::RdbBgsave, SessionKind::AofRewrite, SessionKind::RdbReplica, SessionKind::Fork]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+    [
+        SessionKind::RdbBgsave,
+        SessionKind::AofRewrite,
+        SessionKind::RdbReplica,
+        SessionKind::Fork,
+    ]
+    .into_iter()
+    .find(|k| k.as_str() == s)
 }
 
 impl SessionEndLine {
@@ -349,7 +366,12 @@ impl SessionEndLine {
                     .writes
                     .files
                     .iter()
-                    .map(|f| FileRow { path: f.path.clone(), renamed_to: f.renamed_to.clone(), bytes: f.bytes, calls: f.calls })
+                    .map(|f| FileRow {
+                        path: f.path.clone(),
+                        renamed_to: f.renamed_to.clone(),
+                        bytes: f.bytes,
+                        calls: f.calls,
+                    })
                     .collect(),
                 latency_us: self.writes.latency_us.to_quantiles(),
                 size_bytes: self.writes.size_bytes.to_quantiles(),
@@ -359,7 +381,11 @@ impl SessionEndLine {
                 total_ms: self.fsync.total_ms,
                 latency_us: self.fsync.latency_us.to_quantiles(),
             },
-            disk: DiskSummary { bytes: self.disk.bytes, ios: self.disk.ios, latency_us: self.disk.latency_us.to_quantiles() },
+            disk: DiskSummary {
+                bytes: self.disk.bytes,
+                ios: self.disk.ios,
+                latency_us: self.disk.latency_us.to_quantiles(),
+            },
         }
     }
 }

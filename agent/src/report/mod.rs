@@ -49,7 +49,10 @@ pub fn read_path(path: &Path) -> Result<Report, ReportError> {
         let stdin = io::stdin();
         return read("<stdin>", stdin.lock());
     }
-    let f = File::open(path).map_err(|source| ReportError::Open { path: name.clone(), source })?;
+    let f = File::open(path).map_err(|source| ReportError::Open {
+        path: name.clone(),
+        source,
+    })?;
     read(&name, BufReader::with_capacity(256 * 1024, f))
 }
 

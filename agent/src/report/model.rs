@@ -13,7 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::{
-    lines::{EndLine, IoKind, MetaLine, ProcessLine, QuantilesLine, SampleLine, SessionEndLine, SessionStartLine, TraceLine},
+    lines::{
+        EndLine, IoKind, MetaLine, ProcessLine, QuantilesLine, SampleLine, SessionEndLine,
+        SessionStartLine, TraceLine,
+    },
     reader::Item,
 };
 use crate::hist::Hist;
@@ -65,7 +68,12 @@ fn merge(a: Row, b: Row) -> Row {
 
 impl Timeline {
     pub fn new(cap: usize) -> Self {
-        Self { rows: Vec::new(), pending: None, width: 1, cap: cap.max(2) }
+        Self {
+            rows: Vec::new(),
+            pending: None,
+            width: 1,
+            cap: cap.max(2),
+        }
     }
 
     pub fn push(&mut self, r: Row) {
@@ -126,7 +134,10 @@ pub struct HistSummary {
 
 impl HistSummary {
     fn of(h: &Hist) -> Self {
-        Self { quantiles: h.quantiles().into(), log2: h.log2_buckets() }
+        Self {
+            quantiles: h.quantiles().into(),
+            log2: h.log2_buckets(),
+        }
     }
 }
 
@@ -151,7 +162,10 @@ pub struct EventCounts {
 
 impl EventCounts {
     pub fn total(&self) -> u64 {
-        self.cow.saturating_add(self.write).saturating_add(self.fsync).saturating_add(self.io)
+        self.cow
+            .saturating_add(self.write)
+            .saturating_add(self.fsync)
+            .saturating_add(self.io)
     }
 }
 
@@ -242,7 +256,12 @@ impl Session {
         self.timeline = None;
         self.cow_per_bucket = Vec::new();
         if let Some(h) = &mut self.hists {
-            for s in [&mut h.write_latency_us, &mut h.write_size_bytes, &mut h.fsync_latency_us, &mut h.disk_latency_us] {
+            for s in [
+                &mut h.write_latency_us,
+                &mut h.write_size_bytes,
+                &mut h.fsync_latency_us,
+                &mut h.disk_latency_us,
+            ] {
                 s.log2 = Vec::new();
             }
         }
@@ -371,7 +390,9 @@ impl Report {
 
     /// A read error after the first line: report what was read before it.
     pub fn read_failed(&mut self, line: u64, error: String) {
-        self.read_error = Some(format!("reading stopped at line {line}: {error}; the report covers the lines before it"));
+        self.read_error = Some(format!(
+            "reading stopped at line {line}: {error}; the report covers the lines before it"
+        ));
     }
 
     pub fn add(&mut self, item: Item) -> Flow {
@@ -397,7 +418,13 @@ impl Report {
                 self.ts(s.ts_ns);
                 let sess = self.session(s.session);
                 if sess.start.is_some() {
-                    self.line_warning(no, format!("a second session_start for session {}; the later one is used", s.session));
+                    self.line_warning(
+                        no,
+                        format!(
+                            "a second session_start for session {}; the later one is used",
+                            s.session
+                        ),
+                    );
                 }
                 let id = s.session;
                 self.session(id).start = Some(s);
@@ -429,7 +456,10 @@ impl Report {
                 self.ts(e.ts_ns);
                 let id = e.session;
                 if self.session(id).end.is_some() {
-                    self.line_warning(no, format!("a second session_end for session {id}; the later one is used"));
+                    self.line_warning(
+                        no,
+                        format!("a second session_end for session {id}; the later one is used"),
+                    );
                 }
                 let pages = std::mem::take(&mut e.cow.timeline_pages);
                 let sess = self.session(id);
@@ -446,7 +476,10 @@ impl Report {
                     sess.cow_per_bucket = h.log2_buckets();
                     // A closing row: what happened after the last sample.
                     let (w, d) = t.rows().fold((0u64, 0u64), |(w, d), r| {
-                        (w.saturating_add(r.write_bytes), d.saturating_add(r.disk_bytes))
+                        (
+                            w.saturating_add(r.write_bytes),
+                            d.saturating_add(r.disk_bytes),
+                        )
                     });
                     if t.last().is_none_or(|r| r.elapsed_ms < e.duration_ms) {
                         t.rows.extend(t.pending.take());
@@ -491,7 +524,9 @@ impl Report {
                 match c.session {
                     None => self.events_outside = self.events_outside.saturating_add(1),
                     Some(id) => {
-                        let Some(sess) = self.event_session(id) else { return Flow::Continue };
+                        let Some(sess) = self.event_session(id) else {
+                            return Flow::Continue;
+                        };
                         let ev = &mut sess.events;
                         ev.cow = ev.cow.saturating_add(1);
                         if child {
@@ -517,7 +552,9 @@ impl Report {
                     return Flow::Continue;
                 };
                 let live_hists = self.live_hists;
-                let Some(sess) = self.event_session(id) else { return Flow::Continue };
+                let Some(sess) = self.event_session(id) else {
+                    return Flow::Continue;
+                };
                 count(&mut sess.events);
                 if sess.end.is_some() {
                     sess.late_events = sess.late_events.saturating_add(1);
@@ -531,7 +568,9 @@ impl Report {
                     sess.live = Some(Box::default());
                     self.live_hists += 1;
                 }
-                let Some(sess) = self.event_session(id) else { return Flow::Continue };
+                let Some(sess) = self.event_session(id) else {
+                    return Flow::Continue;
+                };
                 if let Some(h) = sess.live.as_deref_mut() {
                     // Whole µs rounded down, as the recorder's own histograms do
                     // (`latency_ns / 1000`), so both give the same quantiles. `as`
@@ -571,7 +610,12 @@ impl Report {
         }
         // Smallest COW, and the later session among equals.
         let key = |s: &Session| (s.cow_bytes(), u64::MAX - s.id);
-        let Some((pos, _)) = self.detailed_ended.iter().enumerate().min_by_key(|&(_, &j)| key(&self.sessions[j])) else {
+        let Some((pos, _)) = self
+            .detailed_ended
+            .iter()
+            .enumerate()
+            .min_by_key(|&(_, &j)| key(&self.sessions[j]))
+        else {
             return;
         };
         let j = self.detailed_ended.swap_remove(pos);
@@ -600,7 +644,12 @@ impl Report {
     /// missing or wrong about the trace as a whole.
     pub fn finish(&mut self) {
         self.sessions.sort_by_key(|s| s.id);
-        self.index = self.sessions.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+        self.index = self
+            .sessions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
         for s in &mut self.sessions {
             s.freeze_hists();
         }
@@ -653,7 +702,11 @@ impl Report {
             }
         }
         if self.lines_after_end > 0 {
-            w.push(format!("{} line(s) after the `end` line (line {})", self.lines_after_end, self.end_line_no.unwrap_or(0)));
+            w.push(format!(
+                "{} line(s) after the `end` line (line {})",
+                self.lines_after_end,
+                self.end_line_no.unwrap_or(0)
+            ));
         }
         if self.bad_lines > 0 {
             w.push(format!("{} unreadable line(s) skipped", self.bad_lines));
@@ -661,11 +714,21 @@ impl Report {
         w.extend(self.line_warnings.iter().cloned());
         let listed = self.line_warnings.len() as u64;
         if self.line_problems > listed {
-            w.push(format!("... and {} more line problem(s) not listed", self.line_problems - listed));
+            w.push(format!(
+                "... and {} more line problem(s) not listed",
+                self.line_problems - listed
+            ));
         }
         if !self.unknown_types.is_empty() {
-            let list: Vec<String> = self.unknown_types.iter().map(|(t, n)| format!("{t} ({n})")).collect();
-            w.push(format!("line types this cowtrace does not know were skipped: {}", list.join(", ")));
+            let list: Vec<String> = self
+                .unknown_types
+                .iter()
+                .map(|(t, n)| format!("{t} ({n})"))
+                .collect();
+            w.push(format!(
+                "line types this cowtrace does not know were skipped: {}",
+                list.join(", ")
+            ));
         }
         if self.hists_skipped > 0 {
             w.push(format!(
@@ -678,7 +741,10 @@ impl Report {
             w.push(format!("{late} event line(s) came after their session's end and are left out of its histograms"));
         }
         if self.orphan_samples > 0 {
-            w.push(format!("{} `sample` line(s) of sessions without a `session_start` were skipped", self.orphan_samples));
+            w.push(format!(
+                "{} `sample` line(s) of sessions without a `session_start` were skipped",
+                self.orphan_samples
+            ));
         }
         if self.events_unattributed > 0 {
             w.push(format!(
@@ -687,7 +753,10 @@ impl Report {
             ));
         }
         if self.processes_skipped > 0 {
-            w.push(format!("{} `process` line(s) beyond the first {MAX_PROCESSES} were skipped", self.processes_skipped));
+            w.push(format!(
+                "{} `process` line(s) beyond the first {MAX_PROCESSES} were skipped",
+                self.processes_skipped
+            ));
         }
         self.warnings = w;
     }
@@ -706,7 +775,10 @@ impl Report {
     }
 
     pub fn totals(&self) -> Totals {
-        let mut t = Totals { sessions: self.sessions.len() as u64, ..Default::default() };
+        let mut t = Totals {
+            sessions: self.sessions.len() as u64,
+            ..Default::default()
+        };
         for s in &self.sessions {
             let Some(e) = &s.end else {
                 t.sessions_unfinished += 1;
@@ -873,7 +945,13 @@ mod tests {
     use super::*;
 
     fn row(ms: u64, w: u64) -> Row {
-        Row { elapsed_ms: ms, cow_bytes: ms, write_bytes: w, disk_bytes: 0, samples: 1 }
+        Row {
+            elapsed_ms: ms,
+            cow_bytes: ms,
+            write_bytes: w,
+            disk_bytes: 0,
+            samples: 1,
+        }
     }
 
     #[test]
@@ -885,9 +963,16 @@ mod tests {
         let rows: Vec<_> = t.rows().copied().collect();
         assert!(rows.len() <= 10 && rows.len() >= 5, "{}", rows.len());
         assert_eq!(rows.iter().map(|r| r.write_bytes).sum::<u64>(), 1000);
-        assert_eq!(rows.last().unwrap().cow_bytes, 1000, "cumulative value of the last sample");
+        assert_eq!(
+            rows.last().unwrap().cow_bytes,
+            1000,
+            "cumulative value of the last sample"
+        );
         let w = t.width();
-        assert!(rows[..rows.len() - 1].iter().all(|r| r.samples == w), "uniform rows but the last");
+        assert!(
+            rows[..rows.len() - 1].iter().all(|r| r.samples == w),
+            "uniform rows but the last"
+        );
         assert!(rows.windows(2).all(|p| p[0].elapsed_ms < p[1].elapsed_ms));
     }
 
@@ -905,7 +990,9 @@ mod tests {
     }
 
     fn end_of_run(sessions: u64) -> String {
-        format!(r#"{{"type":"end","sessions":{sessions},"lost_events":0,"duration_ms":2000,"reason":"signal"}}"#)
+        format!(
+            r#"{{"type":"end","sessions":{sessions},"lost_events":0,"duration_ms":2000,"reason":"signal"}}"#
+        )
     }
 
     #[test]
@@ -920,20 +1007,61 @@ mod tests {
             r#"{"type":"write","session":1,"ts_ns":3,"bytes":1,"latency_us":1}"#.into(),
             end_of_run(1),
         ]);
-        assert!(r.warnings.iter().any(|w| w.contains("1 event line(s) came after")), "{:?}", r.warnings);
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("1 event line(s) came after")),
+            "{:?}",
+            r.warnings
+        );
         assert_eq!(r.sessions.len(), 1);
         let s = &r.sessions[0];
-        assert_eq!((s.events.write, s.events.fsync, s.late_events, r.events_outside), (2, 1, 1, 1));
+        assert_eq!(
+            (
+                s.events.write,
+                s.events.fsync,
+                s.late_events,
+                r.events_outside
+            ),
+            (2, 1, 1, 1)
+        );
         let h = s.hists.as_ref().unwrap();
-        assert_eq!((h.write_latency_us.quantiles.count, h.write_latency_us.quantiles.max), (1, 9));
+        assert_eq!(
+            (
+                h.write_latency_us.quantiles.count,
+                h.write_latency_us.quantiles.max
+            ),
+            (1, 9)
+        );
         assert_eq!(h.fsync_latency_us.quantiles.p50, 700);
-        assert_eq!(s.cow_per_bucket, [(1, 2), (2, 1)], "two empty buckets (as 1) and one of 3 pages");
+        assert_eq!(
+            s.cow_per_bucket,
+            [(1, 2), (2, 1)],
+            "two empty buckets (as 1) and one of 3 pages"
+        );
         // The closing row carries what happened after the last sample.
         let rows: Vec<Row> = s.timeline.as_ref().unwrap().rows().copied().collect();
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[1].elapsed_ms, rows[1].cow_bytes, rows[1].write_bytes, rows[1].disk_bytes), (500, 12288, 40, 4096));
+        assert_eq!(
+            (
+                rows[1].elapsed_ms,
+                rows[1].cow_bytes,
+                rows[1].write_bytes,
+                rows[1].disk_bytes
+            ),
+            (500, 12288, 40, 4096)
+        );
         let t = r.totals();
-        assert_eq!((t.sessions, t.sessions_ended, t.cow_pages, t.write_bytes, t.lost_events), (1, 1, 3, 100, Some(0)));
+        assert_eq!(
+            (
+                t.sessions,
+                t.sessions_ended,
+                t.cow_pages,
+                t.write_bytes,
+                t.lost_events
+            ),
+            (1, 1, 3, 100, Some(0))
+        );
     }
 
     #[test]
@@ -941,16 +1069,28 @@ mod tests {
         let n = DETAIL_SESSIONS as u64 + 5;
         let mut lines = Vec::new();
         for id in 1..=n {
-            lines.push(format!(r#"{{"type":"session_start","session":{id},"kind":"fork"}}"#));
-            lines.push(format!(r#"{{"type":"sample","session":{id},"elapsed_ms":100,"cow_bytes":4096}}"#));
+            lines.push(format!(
+                r#"{{"type":"session_start","session":{id},"kind":"fork"}}"#
+            ));
+            lines.push(format!(
+                r#"{{"type":"sample","session":{id},"elapsed_ms":100,"cow_bytes":4096}}"#
+            ));
             // Sessions 1..=5 copy the least.
             lines.push(end_line(id, id * 10));
         }
         lines.push(end_of_run(n));
         let r = fold(&lines);
-        let detailed: Vec<u64> = r.sessions.iter().filter(|s| s.detailed()).map(|s| s.id).collect();
+        let detailed: Vec<u64> = r
+            .sessions
+            .iter()
+            .filter(|s| s.detailed())
+            .map(|s| s.id)
+            .collect();
         assert_eq!(detailed, (6..=n).collect::<Vec<_>>());
-        assert!(r.sessions.iter().all(|s| s.end.is_some()), "summaries of every session are kept");
+        assert!(
+            r.sessions.iter().all(|s| s.end.is_some()),
+            "summaries of every session are kept"
+        );
         assert_eq!(r.totals().cow_pages, (1..=n).map(|i| i * 10).sum::<u64>());
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
@@ -960,13 +1100,30 @@ mod tests {
         let mut lines = Vec::new();
         for id in 0..(LIVE_HIST_SESSIONS as u64 + 3) {
             lines.push(format!(r#"{{"type":"session_start","session":{id}}}"#));
-            lines.push(format!(r#"{{"type":"io","session":{id},"bytes":4096,"latency_us":50}}"#));
+            lines.push(format!(
+                r#"{{"type":"io","session":{id},"bytes":4096,"latency_us":50}}"#
+            ));
         }
         let r = fold(&lines);
         assert_eq!(r.sessions.len(), LIVE_HIST_SESSIONS + 3);
-        assert_eq!(r.sessions.iter().filter(|s| s.hists.is_some()).count(), LIVE_HIST_SESSIONS);
-        assert!(r.warnings.iter().any(|w| w.contains("3 event line(s) left out of histograms")), "{:?}", r.warnings);
-        assert!(r.warnings.iter().any(|w| w.contains("without an `end` line")), "{:?}", r.warnings);
+        assert_eq!(
+            r.sessions.iter().filter(|s| s.hists.is_some()).count(),
+            LIVE_HIST_SESSIONS
+        );
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("3 event line(s) left out of histograms")),
+            "{:?}",
+            r.warnings
+        );
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("without an `end` line")),
+            "{:?}",
+            r.warnings
+        );
     }
 
     #[test]
@@ -980,11 +1137,21 @@ mod tests {
         lines.push(r#"{"type":"session_start","session":0,"kind":"rdb-bgsave"}"#.into());
         lines.push(r#"{"type":"cow","session":1000,"side":"child"}"#.into());
         let r = fold(&lines);
-        assert_eq!(r.sessions.len(), LIVE_HIST_SESSIONS + 1, "events made 64 sessions, then one more after a start");
-        assert_eq!((r.get(0).unwrap().kind(), r.get(0).unwrap().events.cow_child), ("rdb-bgsave", 1));
+        assert_eq!(
+            r.sessions.len(),
+            LIVE_HIST_SESSIONS + 1,
+            "events made 64 sessions, then one more after a start"
+        );
+        assert_eq!(
+            (r.get(0).unwrap().kind(), r.get(0).unwrap().events.cow_child),
+            ("rdb-bgsave", 1)
+        );
         let w = r.warnings.join("\n");
         assert!(w.contains("3 event line(s) were not attributed"), "{w}");
-        assert!(w.contains("67 `sample` line(s) of sessions without a `session_start` were skipped"), "{w}");
+        assert!(
+            w.contains("67 `sample` line(s) of sessions without a `session_start` were skipped"),
+            "{w}"
+        );
     }
 
     #[test]
@@ -998,24 +1165,44 @@ mod tests {
         assert_eq!(r.sessions.len(), 1);
         let w = r.warnings.join("\n");
         assert!(w.contains("line 4 starts another trace"), "{w}");
-        assert!(w.contains("the `end` line counts 0 session(s) but the trace has 0 `session_start`") || !w.contains("counts"), "{w}");
+        assert!(
+            w.contains("the `end` line counts 0 session(s) but the trace has 0 `session_start`")
+                || !w.contains("counts"),
+            "{w}"
+        );
     }
 
     #[test]
     fn duplicates_and_lines_after_end_are_noted() {
-        let r = fold(&[end_line(1, 1), end_line(1, 2), end_of_run(0), r#"{"type":"sample","session":1}"#.into()]);
+        let r = fold(&[
+            end_line(1, 1),
+            end_line(1, 2),
+            end_of_run(0),
+            r#"{"type":"sample","session":1}"#.into(),
+        ]);
         let w = r.warnings.join("\n");
-        assert!(w.contains("line 3: a second session_end for session 1"), "{w}");
+        assert!(
+            w.contains("line 3: a second session_end for session 1"),
+            "{w}"
+        );
         assert!(w.contains("1 line(s) after the `end` line (line 4)"), "{w}");
-        assert_eq!(r.totals().cow_pages, 2, "the later session_end counts, once");
+        assert_eq!(
+            r.totals().cow_pages,
+            2,
+            "the later session_end counts, once"
+        );
     }
 
     #[test]
     fn hostile_numbers_saturate() {
         let big = u64::MAX;
         let r = fold(&[
-            format!(r#"{{"type":"session_end","session":1,"duration_ms":{big},"cow":{{"pages":{big},"bytes":{big},"timeline_pages":[{big},{big}]}},"writes":{{"bytes":{big}}}}}"#),
-            format!(r#"{{"type":"session_end","session":2,"cow":{{"pages":{big},"bytes":{big}}},"writes":{{"bytes":{big}}}}}"#),
+            format!(
+                r#"{{"type":"session_end","session":1,"duration_ms":{big},"cow":{{"pages":{big},"bytes":{big},"timeline_pages":[{big},{big}]}},"writes":{{"bytes":{big}}}}}"#
+            ),
+            format!(
+                r#"{{"type":"session_end","session":2,"cow":{{"pages":{big},"bytes":{big}}},"writes":{{"bytes":{big}}}}}"#
+            ),
             format!(r#"{{"type":"write","session":3,"bytes":{big},"latency_us":1e300}}"#),
             r#"{"type":"write","session":3,"bytes":0,"latency_us":-5}"#.to_string(),
         ]);
@@ -1023,7 +1210,10 @@ mod tests {
         let text = crate::report::render(&r, false);
         assert!(text.contains("Session 1"), "{text}");
         let json = crate::report::render(&r, true);
-        assert!(json.contains("\"cow_pages\": 18446744073709551615"), "{json}");
+        assert!(
+            json.contains("\"cow_pages\": 18446744073709551615"),
+            "{json}"
+        );
     }
 
     #[test]
@@ -1032,7 +1222,10 @@ mod tests {
         for i in 1..=3 {
             t.push(row(i * 1000, i));
         }
-        assert_eq!(t.rows().map(|r| r.write_bytes).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            t.rows().map(|r| r.write_bytes).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
         assert_eq!(t.width(), 1);
     }
 }

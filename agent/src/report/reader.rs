@@ -9,8 +9,8 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use super::lines::{
-    CowEventLine, EndLine, IoEventLine, IoKind, MetaLine, ProcessLine, SampleLine, SessionEndLine, SessionStartLine,
-    TraceLine,
+    CowEventLine, EndLine, IoEventLine, IoKind, MetaLine, ProcessLine, SampleLine, SessionEndLine,
+    SessionStartLine, TraceLine,
 };
 use crate::record::{FORMAT_NAME, FORMAT_VERSION};
 
@@ -23,23 +23,39 @@ pub enum ReportError {
     #[error("cannot open trace {path}: {source}")]
     Open { path: String, source: io::Error },
     #[error("cannot read trace {path} at line {line}: {source}")]
-    Read { path: String, line: u64, source: io::Error },
+    Read {
+        path: String,
+        line: u64,
+        source: io::Error,
+    },
     #[error("{path} is empty: not a cowtrace trace (record one with `cowtrace record -o FILE`)")]
     Empty { path: String },
     #[error("{path}: line {line}: not a cowtrace trace: {reason}")]
-    NotATrace { path: String, line: u64, reason: String },
+    NotATrace {
+        path: String,
+        line: u64,
+        reason: String,
+    },
     #[error(
         "{path}: line {line}: trace format version {version} is newer than this cowtrace reads \
          (version {FORMAT_VERSION}): use a newer cowtrace"
     )]
-    UnsupportedVersion { path: String, line: u64, version: u64 },
+    UnsupportedVersion {
+        path: String,
+        line: u64,
+        version: u64,
+    },
 }
 
 /// One line of input, without its newline.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RawLine<'a> {
     /// `terminated` is false for a last line that has no newline (a cut trace).
-    Text { no: u64, bytes: &'a [u8], terminated: bool },
+    Text {
+        no: u64,
+        bytes: &'a [u8],
+        terminated: bool,
+    },
     /// Longer than the limit: skipped, only its length is known.
     TooLong { no: u64, len: u64, terminated: bool },
 }
@@ -54,7 +70,12 @@ pub struct LineReader<R> {
 
 impl<R: BufRead> LineReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
-        Self { inner, buf: Vec::new(), line_no: 0, max }
+        Self {
+            inner,
+            buf: Vec::new(),
+            line_no: 0,
+            max,
+        }
     }
 
     /// The number of the last line returned (1-based).
@@ -102,9 +123,17 @@ impl<R: BufRead> LineReader<R> {
         self.line_no += 1;
         let no = self.line_no;
         Ok(Some(if too_long {
-            RawLine::TooLong { no, len, terminated }
+            RawLine::TooLong {
+                no,
+                len,
+                terminated,
+            }
         } else {
-            RawLine::Text { no, bytes: &self.buf, terminated }
+            RawLine::Text {
+                no,
+                bytes: &self.buf,
+                terminated,
+            }
         }))
     }
 }
@@ -117,18 +146,32 @@ pub enum LineProblem {
     /// The last line, cut before its end: the trace was truncated mid-write.
     Incomplete,
     /// Valid JSON, but a known line type with a missing or mistyped field.
-    Invalid { kind: String, reason: String },
-    TooLong { len: u64 },
+    Invalid {
+        kind: String,
+        reason: String,
+    },
+    TooLong {
+        len: u64,
+    },
 }
 
 impl std::fmt::Display for LineProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             LineProblem::NotJson(e) => write!(f, "not a valid JSON line ({e}); skipped"),
-            LineProblem::Incomplete => write!(f, "incomplete: the trace was cut in the middle of this line; skipped"),
-            LineProblem::Invalid { kind, reason } => write!(f, "invalid `{kind}` line ({reason}); skipped"),
+            LineProblem::Incomplete => write!(
+                f,
+                "incomplete: the trace was cut in the middle of this line; skipped"
+            ),
+            LineProblem::Invalid { kind, reason } => {
+                write!(f, "invalid `{kind}` line ({reason}); skipped")
+            }
             LineProblem::TooLong { len } => {
-                write!(f, "{len} bytes long, over the {} MiB line limit; skipped", MAX_LINE >> 20)
+                write!(
+                    f,
+                    "{len} bytes long, over the {} MiB line limit; skipped",
+                    MAX_LINE >> 20
+                )
             }
         }
     }
@@ -163,7 +206,9 @@ fn line_type(bytes: &[u8]) -> Result<String, LineProblem> {
         Err(e) if e.is_data() => {
             // Valid JSON without a string `type`.
             match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                Ok(_) => Err(LineProblem::NotJson("a JSON line without a string `type` field".into())),
+                Ok(_) => Err(LineProblem::NotJson(
+                    "a JSON line without a string `type` field".into(),
+                )),
                 Err(e) => Err(LineProblem::NotJson(json_error(&e))),
             }
         }
@@ -186,7 +231,10 @@ fn json_error(e: &serde_json::Error) -> String {
 fn typed<'a, T: Deserialize<'a>>(kind: &str, bytes: &'a [u8]) -> Result<T, LineProblem> {
     serde_json::from_slice(bytes).map_err(|e| {
         if e.is_data() {
-            LineProblem::Invalid { kind: kind.to_string(), reason: json_error(&e) }
+            LineProblem::Invalid {
+                kind: kind.to_string(),
+                reason: json_error(&e),
+            }
         } else {
             LineProblem::NotJson(json_error(&e))
         }
@@ -238,9 +286,13 @@ fn not_a_trace_reason(path: &str, bytes: &[u8]) -> String {
             let ty = v.get("type").and_then(|t| t.as_str());
             let fmt = v.get("format").and_then(|t| t.as_str());
             match (ty, fmt) {
-                (Some("meta"), Some(f)) => format!("format is {f:?}, not \"{FORMAT_NAME}\" ({EXPECTED})"),
+                (Some("meta"), Some(f)) => {
+                    format!("format is {f:?}, not \"{FORMAT_NAME}\" ({EXPECTED})")
+                }
                 (Some("meta"), None) => format!("the meta line has no `format` field ({EXPECTED})"),
-                (Some(t), _) => format!("the first line is a `{t}` line ({EXPECTED}); was the start of the trace cut?"),
+                (Some(t), _) => format!(
+                    "the first line is a `{t}` line ({EXPECTED}); was the start of the trace cut?"
+                ),
                 (None, _) => format!("a JSON line without a `type` field ({EXPECTED})"),
             }
         }
@@ -264,15 +316,32 @@ impl<R: BufRead> TraceReader<R> {
 
     pub fn with_limit(path: &str, input: R, max_line: usize) -> Result<Self, ReportError> {
         let mut lines = LineReader::new(input, max_line);
-        let read_err = |line: u64, source| ReportError::Read { path: path.to_string(), line, source };
-        let not_trace = |line: u64, reason: String| ReportError::NotATrace { path: path.to_string(), line, reason };
+        let read_err = |line: u64, source| ReportError::Read {
+            path: path.to_string(),
+            line,
+            source,
+        };
+        let not_trace = |line: u64, reason: String| ReportError::NotATrace {
+            path: path.to_string(),
+            line,
+            reason,
+        };
         loop {
             let no = lines.line_no() + 1;
             let raw = lines.next_line().map_err(|e| read_err(no, e))?;
             let (no, bytes) = match raw {
-                None => return Err(ReportError::Empty { path: path.to_string() }),
+                None => {
+                    return Err(ReportError::Empty {
+                        path: path.to_string(),
+                    });
+                }
                 Some(RawLine::TooLong { no, len, .. }) => {
-                    return Err(not_trace(no, format!("the first line is {len} bytes long, with no end in sight (binary data?)")));
+                    return Err(not_trace(
+                        no,
+                        format!(
+                            "the first line is {len} bytes long, with no end in sight (binary data?)"
+                        ),
+                    ));
                 }
                 Some(RawLine::Text { no, bytes, .. }) => (no, bytes),
             };
@@ -281,11 +350,22 @@ impl<R: BufRead> TraceReader<R> {
             }
             let meta = check_meta(bytes).map_err(|e| match e {
                 MetaCheck::NotATrace => not_trace(no, not_a_trace_reason(path, bytes)),
-                MetaCheck::BadVersion(v) => not_trace(no, format!("`version` is {v}, not a positive integer")),
-                MetaCheck::Newer(version) => ReportError::UnsupportedVersion { path: path.to_string(), line: no, version },
+                MetaCheck::BadVersion(v) => {
+                    not_trace(no, format!("`version` is {v}, not a positive integer"))
+                }
+                MetaCheck::Newer(version) => ReportError::UnsupportedVersion {
+                    path: path.to_string(),
+                    line: no,
+                    version,
+                },
                 MetaCheck::Invalid(reason) => not_trace(no, format!("invalid meta line: {reason}")),
             })?;
-            return Ok(Self { lines, path: path.to_string(), meta, meta_line: no });
+            return Ok(Self {
+                lines,
+                path: path.to_string(),
+                meta,
+                meta_line: no,
+            });
         }
     }
 
@@ -293,19 +373,30 @@ impl<R: BufRead> TraceReader<R> {
     pub fn next_item(&mut self) -> Result<Option<Item>, ReportError> {
         loop {
             let no = self.lines.line_no() + 1;
-            let raw = self
-                .lines
-                .next_line()
-                .map_err(|source| ReportError::Read { path: self.path.clone(), line: no, source })?;
+            let raw = self.lines.next_line().map_err(|source| ReportError::Read {
+                path: self.path.clone(),
+                line: no,
+                source,
+            })?;
             return Ok(match raw {
                 None => None,
-                Some(RawLine::TooLong { no, len, .. }) => Some(Item::Bad { no, problem: LineProblem::TooLong { len } }),
+                Some(RawLine::TooLong { no, len, .. }) => Some(Item::Bad {
+                    no,
+                    problem: LineProblem::TooLong { len },
+                }),
                 Some(RawLine::Text { bytes, .. }) if is_blank(bytes) => continue,
-                Some(RawLine::Text { no, bytes, terminated }) => Some(match parse_line(bytes) {
+                Some(RawLine::Text {
+                    no,
+                    bytes,
+                    terminated,
+                }) => Some(match parse_line(bytes) {
                     Ok(line) => Item::Line { no, line },
                     // A cut last line has no newline; a bad line inside the file has one.
                     Err(LineProblem::NotJson(_) | LineProblem::Invalid { .. }) if !terminated => {
-                        Item::Bad { no, problem: LineProblem::Incomplete }
+                        Item::Bad {
+                            no,
+                            problem: LineProblem::Incomplete,
+                        }
                     }
                     Err(problem) => Item::Bad { no, problem },
                 }),
@@ -362,10 +453,22 @@ mod tests {
         let mut out = Vec::new();
         while let Some(l) = r.next_line().unwrap() {
             out.push(match l {
-                RawLine::Text { no, bytes, terminated } => {
-                    format!("{no}:{}{}", String::from_utf8_lossy(bytes), if terminated { "" } else { "$" })
+                RawLine::Text {
+                    no,
+                    bytes,
+                    terminated,
+                } => {
+                    format!(
+                        "{no}:{}{}",
+                        String::from_utf8_lossy(bytes),
+                        if terminated { "" } else { "$" }
+                    )
                 }
-                RawLine::TooLong { no, len, terminated } => format!("{no}:long {len}{}", if terminated { "" } else { "$" }),
+                RawLine::TooLong {
+                    no,
+                    len,
+                    terminated,
+                } => format!("{no}:long {len}{}", if terminated { "" } else { "$" }),
             });
         }
         out
@@ -393,18 +496,30 @@ mod tests {
         assert!(matches!(e, ReportError::Empty { .. }), "{e}");
         assert!(items(b"\n\n  \n").is_err_and(|e| matches!(e, ReportError::Empty { .. })));
         let e = items(b"{\"hello\":1}\n").unwrap_err().to_string();
-        assert!(e.starts_with("t.jsonl: line 1: not a cowtrace trace: a JSON line without a `type`"), "{e}");
-        let e = items(b"{\"type\":\"meta\",\"format\":\"other\",\"version\":1}\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("t.jsonl: line 1: not a cowtrace trace: a JSON line without a `type`"),
+            "{e}"
+        );
+        let e = items(b"{\"type\":\"meta\",\"format\":\"other\",\"version\":1}\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("format is \"other\""), "{e}");
-        let e = items(b"{\"type\":\"sample\",\"session\":1}\n").unwrap_err().to_string();
+        let e = items(b"{\"type\":\"sample\",\"session\":1}\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a `sample` line") && e.contains("cut?"), "{e}");
         let e = items(b"\x1f\x8b\x08\x00\x00").unwrap_err().to_string();
-        assert!(e.contains("gzip") && e.contains("`zcat t.jsonl | cowtrace report -`"), "{e}");
+        assert!(
+            e.contains("gzip") && e.contains("`zcat t.jsonl | cowtrace report -`"),
+            "{e}"
+        );
         let e = items(b"\x00\x01\x02\xff\n").unwrap_err().to_string();
         assert!(e.contains("binary data"), "{e}");
         let e = items(b"hello world\n").unwrap_err().to_string();
         assert!(e.contains("not JSON"), "{e}");
-        let e = items(&[b'x'; 100]).map(|_| ()).map_or_else(|e| e, |()| panic!());
+        let e = items(&[b'x'; 100])
+            .map(|_| ())
+            .map_or_else(|e| e, |()| panic!());
         assert!(e.to_string().contains("not JSON"), "{e}");
         let e = items_with(&[b'x'; 100], 50).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("100 bytes long"), "{e}");
@@ -416,7 +531,17 @@ mod tests {
     fn versions() {
         let v2 = META.replace("\"version\":1", "\"version\":2");
         let e = items(v2.as_bytes()).unwrap_err();
-        assert!(matches!(e, ReportError::UnsupportedVersion { version: 2, line: 1, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                ReportError::UnsupportedVersion {
+                    version: 2,
+                    line: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("version 2 is newer"), "{e}");
         for bad in ["0", "-1", "\"1\"", "1.5", "null"] {
             let m = META.replace("\"version\":1", &format!("\"version\":{bad}"));
@@ -424,13 +549,20 @@ mod tests {
             assert!(e.contains("not a positive integer"), "{bad}: {e}");
         }
         let no_version = META.replace("\"version\":1,", "");
-        assert!(items(no_version.as_bytes()).unwrap_err().to_string().contains("`version` is null"));
+        assert!(
+            items(no_version.as_bytes())
+                .unwrap_err()
+                .to_string()
+                .contains("`version` is null")
+        );
         let (meta, rest) = items(META.as_bytes()).unwrap();
         assert_eq!((meta.version, meta.host.as_str(), rest.len()), (1, "h", 0));
         // Reformatted (spaces, other key order) and unknown fields are fine.
         let m = r#"{ "version": 1, "future": [1,2], "format": "cowtrace", "type": "meta" }"#;
         assert_eq!(items(m.as_bytes()).unwrap().0.version, 1);
-        let e = items(br#"{"type":"meta","format":"cowtrace","version":1,"pids":"x"}"#).unwrap_err().to_string();
+        let e = items(br#"{"type":"meta","format":"cowtrace","version":1,"pids":"x"}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid meta line"), "{e}");
     }
 
@@ -448,23 +580,47 @@ mod tests {
         );
         let (_, items) = items(input.as_bytes()).unwrap();
         assert_eq!(items.len(), 6, "{items:#?}");
-        assert!(matches!(&items[0], Item::Line { no: 2, line: TraceLine::Sample(s) } if s.cow_bytes == 4096));
-        assert!(matches!(&items[1], Item::Line { no: 3, line: TraceLine::Unknown(t) } if t == "from_the_future"));
+        assert!(
+            matches!(&items[0], Item::Line { no: 2, line: TraceLine::Sample(s) } if s.cow_bytes == 4096)
+        );
+        assert!(
+            matches!(&items[1], Item::Line { no: 3, line: TraceLine::Unknown(t) } if t == "from_the_future")
+        );
         assert!(
             matches!(&items[2], Item::Bad { no: 4, problem: LineProblem::Invalid { kind, reason } } if kind == "session_end" && reason.contains("missing field `session`")),
             "{:?}",
             items[2]
         );
-        assert!(matches!(&items[3], Item::Bad { no: 5, problem: LineProblem::NotJson(_) }));
-        assert!(matches!(&items[4], Item::Line { no: 7, line: TraceLine::End(e) } if e.sessions == 1));
-        assert_eq!(items[5], Item::Bad { no: 8, problem: LineProblem::Incomplete });
+        assert!(matches!(
+            &items[3],
+            Item::Bad {
+                no: 5,
+                problem: LineProblem::NotJson(_)
+            }
+        ));
+        assert!(
+            matches!(&items[4], Item::Line { no: 7, line: TraceLine::End(e) } if e.sessions == 1)
+        );
+        assert_eq!(
+            items[5],
+            Item::Bad {
+                no: 8,
+                problem: LineProblem::Incomplete
+            }
+        );
     }
 
     #[test]
     fn cut_unknown_line_is_incomplete_not_skipped() {
         let input = format!("{META}\n{{\"type\":\"future\",\"x\":[1,2");
         let (_, items) = items(input.as_bytes()).unwrap();
-        assert_eq!(items, [Item::Bad { no: 2, problem: LineProblem::Incomplete }]);
+        assert_eq!(
+            items,
+            [Item::Bad {
+                no: 2,
+                problem: LineProblem::Incomplete
+            }]
+        );
     }
 
     #[test]
@@ -473,18 +629,27 @@ mod tests {
             LineProblem::TooLong { len: 2 << 20 }.to_string(),
             "2097152 bytes long, over the 1 MiB line limit; skipped"
         );
-        assert!(LineProblem::Incomplete.to_string().contains("cut in the middle"));
+        assert!(
+            LineProblem::Incomplete
+                .to_string()
+                .contains("cut in the middle")
+        );
     }
 
     #[test]
     fn line_types() {
         let l = parse_line(br#"{"type":"write","session":3,"ts_ns":1,"pid":2,"bytes":4096,"latency_us":9.5,"dev":1,"ino":2,"fd":3}"#).unwrap();
-        assert!(matches!(l, TraceLine::Io(IoKind::Write, e) if e.session == Some(3) && e.bytes == 4096));
+        assert!(
+            matches!(l, TraceLine::Io(IoKind::Write, e) if e.session == Some(3) && e.bytes == 4096)
+        );
         let l = parse_line(br#"{"type":"cow","session":null,"ts_ns":1,"pid":2,"tid":2,"addr":4096,"order":0,"side":"parent"}"#).unwrap();
         assert!(matches!(l, TraceLine::Cow(e) if e.session.is_none() && e.side == "parent"));
         assert!(parse_line(br#"{"type":"sample","session":-1}"#).is_err());
         assert!(parse_line(br#"{"type":"sample","session":1,"cow_bytes":1e400}"#).is_err());
-        assert!(parse_line(br#"{"type":"sa\"mple","session":1}"#).unwrap() == TraceLine::Unknown("sa\"mple".into()));
+        assert!(
+            parse_line(br#"{"type":"sa\"mple","session":1}"#).unwrap()
+                == TraceLine::Unknown("sa\"mple".into())
+        );
         assert!(parse_line(br#"{"type":7}"#).is_err());
         assert!(parse_line(b"[1,2]").is_err());
         assert!(parse_line(b"\"meta\"").is_err());

@@ -33,7 +33,10 @@ pub fn utc(ms: u64, with_ms: bool) -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     let (h, mi, s) = (sod / 3600, sod % 3600 / 60, sod % 60);
     if with_ms {
-        format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{:03} UTC", ms % 1000)
+        format!(
+            "{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{:03} UTC",
+            ms % 1000
+        )
     } else {
         format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
     }
@@ -45,7 +48,11 @@ fn secs(ms: u64) -> String {
 
 /// `val` of `max` as `*` out of `width`, like bcc's `print_stars` (a `+` when over).
 fn stars(val: u64, max: u64, width: usize) -> String {
-    let n = if max == 0 { 0 } else { (u128::from(val.min(max)) * width as u128 / u128::from(max)) as usize };
+    let n = if max == 0 {
+        0
+    } else {
+        (u128::from(val.min(max)) * width as u128 / u128::from(max)) as usize
+    };
     let mut s = "*".repeat(n);
     s.push_str(&" ".repeat(width - n));
     if val > max {
@@ -64,14 +71,30 @@ pub fn log2_hist(unit: &str, buckets: &[(u64, u64)]) -> String {
     let idx = |lo: u64| lo.max(1).ilog2();
     let (lo_i, hi_i) = (idx(first.0), idx(last.0));
     let wide = hi_i >= 32;
-    let (pad, unit_w, num_w, width) = if wide { (15, 29, 20, 20) } else { (5, 19, 10, 40) };
+    let (pad, unit_w, num_w, width) = if wide {
+        (15, 29, 20, 20)
+    } else {
+        (5, 19, 10, 40)
+    };
     let max = buckets.iter().map(|b| b.1).max().unwrap_or(0);
     let _ = writeln!(out, "{:pad$}{unit:<unit_w$} : count    distribution", "");
     for i in lo_i..=hi_i {
-        let count = buckets.iter().filter(|b| idx(b.0) == i).map(|b| b.1).sum::<u64>();
+        let count = buckets
+            .iter()
+            .filter(|b| idx(b.0) == i)
+            .map(|b| b.1)
+            .sum::<u64>();
         let low = if i == 0 { 0 } else { 1u64 << i };
-        let high = if i >= 63 { u64::MAX } else { (1u64 << (i + 1)) - 1 };
-        let _ = writeln!(out, "{low:>num_w$} -> {high:<num_w$} : {count:<8} |{}|", stars(count, max, width));
+        let high = if i >= 63 {
+            u64::MAX
+        } else {
+            (1u64 << (i + 1)) - 1
+        };
+        let _ = writeln!(
+            out,
+            "{low:>num_w$} -> {high:<num_w$} : {count:<8} |{}|",
+            stars(count, max, width)
+        );
     }
     out
 }
@@ -114,7 +137,13 @@ fn table(indent: &str, head: &[(&str, Align)], rows: &[Vec<String>]) -> String {
     };
     let mut out = line(head.iter().map(|h| h.0).collect());
     for r in rows {
-        out.push_str(&line(r.iter().map(String::as_str).chain(std::iter::repeat("")).take(head.len()).collect()));
+        out.push_str(&line(
+            r.iter()
+                .map(String::as_str)
+                .chain(std::iter::repeat(""))
+                .take(head.len())
+                .collect(),
+        ));
     }
     out
 }
@@ -140,14 +169,30 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 fn header(r: &Report, out: &mut String) {
     let m = &r.meta;
     let _ = writeln!(out, "cowtrace report: {}", r.source);
-    let _ = writeln!(out, "  host:      {} (kernel {})", known(&m.host), known(&m.kernel));
-    let mut rec = m.start_unix_ms.map_or("at an unknown time".into(), |ms| utc(ms, false));
+    let _ = writeln!(
+        out,
+        "  host:      {} (kernel {})",
+        known(&m.host),
+        known(&m.kernel)
+    );
+    let mut rec = m
+        .start_unix_ms
+        .map_or("at an unknown time".into(), |ms| utc(ms, false));
     match (r.duration_ms(), &r.end) {
         (Some(d), Some(e)) => {
-            let _ = write!(rec, ", for {:.1} s, ended by {}", d as f64 / 1000.0, known(&e.reason));
+            let _ = write!(
+                rec,
+                ", for {:.1} s, ended by {}",
+                d as f64 / 1000.0,
+                known(&e.reason)
+            );
         }
         (Some(d), None) => {
-            let _ = write!(rec, ", for at least {:.1} s (no `end` line)", d as f64 / 1000.0);
+            let _ = write!(
+                rec,
+                ", for at least {:.1} s (no `end` line)",
+                d as f64 / 1000.0
+            );
         }
         (None, _) => {}
     }
@@ -157,13 +202,22 @@ fn header(r: &Report, out: &mut String) {
         "  recorder:  cowtrace {}, trace format {}{}{}",
         known(&m.cowtrace_version),
         m.version,
-        m.interval_ms.map_or(String::new(), |i| format!(", samples every {}", secs_short(i))),
-        m.attach.method.as_deref().map_or(String::new(), |a| format!(", COW via {a} hooks")),
+        m.interval_ms.map_or(String::new(), |i| format!(
+            ", samples every {}",
+            secs_short(i)
+        )),
+        m.attach
+            .method
+            .as_deref()
+            .map_or(String::new(), |a| format!(", COW via {a} hooks")),
     );
     let pids: Vec<String> = m.pids.iter().map(u32::to_string).collect();
     let targets = match (m.targets.as_str(), pids.is_empty()) {
         ("auto", true) => "every Redis/Valkey server (none running at the start)".to_string(),
-        ("auto", false) => format!("every Redis/Valkey server (at the start: pid {})", pids.join(", ")),
+        ("auto", false) => format!(
+            "every Redis/Valkey server (at the start: pid {})",
+            pids.join(", ")
+        ),
         (t, _) => format!("{} {}", known(t), pids.join(", ")),
     };
     let _ = writeln!(out, "  targets:   {}", targets.trim_end());
@@ -189,13 +243,21 @@ fn header(r: &Report, out: &mut String) {
             ev.write,
             ev.fsync,
             ev.io,
-            if r.events_outside > 0 { format!(", {} outside any session", r.events_outside) } else { String::new() }
+            if r.events_outside > 0 {
+                format!(", {} outside any session", r.events_outside)
+            } else {
+                String::new()
+            }
         );
     }
 }
 
 fn secs_short(ms: u64) -> String {
-    if ms.is_multiple_of(1000) { format!("{} s", ms / 1000) } else { format!("{:.1} s", ms as f64 / 1000.0) }
+    if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
 }
 
 fn sessions_table(r: &Report, out: &mut String) {
@@ -223,13 +285,20 @@ fn sessions_table(r: &Report, out: &mut String) {
     let mut rows = Vec::new();
     for s in &r.sessions {
         let (parent, child) = s.pids();
-        let mut row = vec![s.id.to_string(), s.kind().to_string(), opt(parent), opt(child)];
+        let mut row = vec![
+            s.id.to_string(),
+            s.kind().to_string(),
+            opt(parent),
+            opt(child),
+        ];
         match (&s.end, &s.last_sample) {
             (Some(e), _) => row.extend([
                 secs(e.duration_ms),
                 exit_text(e),
                 fmt_bytes(e.cow.bytes),
-                e.cow.pct_of_parent_rss.map_or("?".into(), |p| format!("{p:.1}%")),
+                e.cow
+                    .pct_of_parent_rss
+                    .map_or("?".into(), |p| format!("{p:.1}%")),
                 format!("{}/{}", e.cow.parent_pages, e.cow.child_pages),
                 fmt_bytes(e.writes.bytes),
                 e.writes.files.len().to_string(),
@@ -237,12 +306,18 @@ fn sessions_table(r: &Report, out: &mut String) {
                 fmt_bytes(e.disk.bytes),
             ]),
             (None, Some(l)) => {
-                let rss = s.start.as_ref().and_then(|st| st.parent_rss_bytes).filter(|&b| b > 0);
+                let rss = s
+                    .start
+                    .as_ref()
+                    .and_then(|st| st.parent_rss_bytes)
+                    .filter(|&b| b > 0);
                 row.extend([
                     format!(">{}", secs(l.elapsed_ms)),
                     "no end".into(),
                     fmt_bytes(l.cow_bytes),
-                    rss.map_or("?".into(), |b| format!("{:.1}%", l.cow_bytes as f64 * 100.0 / b as f64)),
+                    rss.map_or("?".into(), |b| {
+                        format!("{:.1}%", l.cow_bytes as f64 * 100.0 / b as f64)
+                    }),
                     format!("{}/{}", l.parent_pages, l.child_pages),
                     fmt_bytes(s.sampled_write_bytes),
                     "?".into(),
@@ -250,7 +325,9 @@ fn sessions_table(r: &Report, out: &mut String) {
                     "?".into(),
                 ]);
             }
-            (None, None) => row.extend(["?", "no end", "?", "?", "?", "?", "?", "?", "?"].map(String::from)),
+            (None, None) => {
+                row.extend(["?", "no end", "?", "?", "?", "?", "?", "?", "?"].map(String::from))
+            }
         }
         rows.push(row);
     }
@@ -296,7 +373,11 @@ fn sessions_table(r: &Report, out: &mut String) {
         .collect();
     if !files.is_empty() {
         out.push_str("\nFiles written by the children (-> renamed to):\n");
-        out.push_str(&table("  ", &[("session", R), ("bytes", R), ("calls", R), ("file", L)], &files));
+        out.push_str(&table(
+            "  ",
+            &[("session", R), ("bytes", R), ("calls", R), ("file", L)],
+            &files,
+        ));
     }
 }
 
@@ -311,7 +392,11 @@ fn processes(r: &Report, out: &mut String) {
             "  pid {} {} ({}): COW {} ({} pages), wrote {} in {} call(s), {} fsync, disk {}",
             p.pid,
             known(&p.comm),
-            if p.exited { "exited" } else { "running at the end" },
+            if p.exited {
+                "exited"
+            } else {
+                "running at the end"
+            },
             fmt_bytes(p.cow.bytes),
             p.cow.pages,
             fmt_bytes(p.io.write_bytes),
@@ -327,23 +412,56 @@ fn quantile_table(rows: &[(&str, &QuantilesLine)]) -> String {
     let rows: Vec<Vec<String>> = rows
         .iter()
         .map(|(name, q)| {
-            vec![name.to_string(), q.count.to_string(), q.p50.to_string(), q.p90.to_string(), q.p99.to_string(), q.max.to_string()]
+            vec![
+                name.to_string(),
+                q.count.to_string(),
+                q.p50.to_string(),
+                q.p90.to_string(),
+                q.p99.to_string(),
+                q.max.to_string(),
+            ]
         })
         .collect();
-    table("    ", &[("", L), ("count", R), ("p50", R), ("p90", R), ("p99", R), ("max", R)], &rows)
+    table(
+        "    ",
+        &[
+            ("", L),
+            ("count", R),
+            ("p50", R),
+            ("p90", R),
+            ("p99", R),
+            ("max", R),
+        ],
+        &rows,
+    )
 }
 
 fn session_detail(r: &Report, s: &Session, out: &mut String) {
     let (parent, child) = s.pids();
-    let _ = writeln!(out, "\nSession {}: {}, parent {}, child {}", s.id, s.kind(), opt(parent), opt(child));
+    let _ = writeln!(
+        out,
+        "\nSession {}: {}, parent {}, child {}",
+        s.id,
+        s.kind(),
+        opt(parent),
+        opt(child)
+    );
     if let Some(st) = &s.start {
         if let Some(t) = &st.title {
             let _ = writeln!(out, "  title: {t}");
         }
-        let rel_ms = r.meta.start_ts_ns.map(|t0| st.ts_ns.saturating_sub(t0) / 1_000_000);
+        let rel_ms = r
+            .meta
+            .start_ts_ns
+            .map(|t0| st.ts_ns.saturating_sub(t0) / 1_000_000);
         let mut line = String::from("  forked");
         if let (Some(wall), Some(rel)) = (r.meta.start_unix_ms, rel_ms) {
-            let _ = write!(line, " at {} ({:.3} s into the trace)", utc(wall.saturating_add(rel), true), rel as f64 / 1000.0);
+            let _ = write!(
+                line,
+                " at {} ({:.3} s into the trace)",
+                utc(wall.saturating_add(rel), true),
+                rel as f64 / 1000.0
+            );
         }
         if let Some(us) = st.fork_us {
             let _ = write!(line, ", fork took {:.1} ms", us / 1000.0);
@@ -353,7 +471,10 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
         }
         let _ = writeln!(out, "{line}");
     }
-    let host = diagnose::HostFacts { thp: r.meta.thp.clone(), overcommit_memory: r.meta.overcommit_memory };
+    let host = diagnose::HostFacts {
+        thp: r.meta.thp.clone(),
+        overcommit_memory: r.meta.overcommit_memory,
+    };
     match &s.end {
         Some(e) => {
             let c = &e.cow;
@@ -361,7 +482,11 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
                 out,
                 "  ran {}, {}; copies: {} of 4 KiB, {} of 2 MiB, {} other; reuse faults {}, zero fills {}",
                 secs(e.duration_ms),
-                if e.complete { exit_text(e) } else { "still running when the trace ended".into() },
+                if e.complete {
+                    exit_text(e)
+                } else {
+                    "still running when the trace ended".into()
+                },
                 c.copies_4k,
                 c.copies_2m,
                 c.copies_other,
@@ -381,7 +506,11 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
             ]));
             if !s.cow_per_bucket.is_empty() {
                 let n: u64 = s.cow_per_bucket.iter().map(|b| b.1).sum();
-                let _ = writeln!(out, "\n  COW pages copied per {} ms ({n} buckets):", c.timeline_bucket_ms);
+                let _ = writeln!(
+                    out,
+                    "\n  COW pages copied per {} ms ({n} buckets):",
+                    c.timeline_bucket_ms
+                );
                 out.push_str(&log2_hist("pages", &s.cow_per_bucket));
             }
         }
@@ -417,21 +546,38 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
                 continue;
             }
             let q = &hs.quantiles;
-            let _ = writeln!(out, "\n  {title} (count {}, p50 {}, p99 {}, max {}):", q.count, q.p50, q.p99, q.max);
+            let _ = writeln!(
+                out,
+                "\n  {title} (count {}, p50 {}, p99 {}, max {}):",
+                q.count, q.p50, q.p99, q.max
+            );
             out.push_str(&log2_hist(unit, &hs.log2));
         }
     } else if s.events.cow > 0 {
         let ev = &s.events;
-        let _ = writeln!(out, "\n  From --events lines: {} cow ({} parent, {} child)", ev.cow, ev.cow_parent, ev.cow_child);
+        let _ = writeln!(
+            out,
+            "\n  From --events lines: {} cow ({} parent, {} child)",
+            ev.cow, ev.cow_parent, ev.cow_child
+        );
     }
     if let Some(t) = &s.timeline
         && t.rows().next().is_some()
     {
-        let every = r.meta.interval_ms.map_or(String::new(), |i| format!(", every {}", secs_short(i.saturating_mul(u64::from(t.width())))));
+        let every = r.meta.interval_ms.map_or(String::new(), |i| {
+            format!(
+                ", every {}",
+                secs_short(i.saturating_mul(u64::from(t.width())))
+            )
+        });
         let _ = writeln!(
             out,
             "\n  Over time ({} per row{every}; copied and written during the row):",
-            if t.width() == 1 { "1 sample".to_string() } else { format!("{} samples", t.width()) }
+            if t.width() == 1 {
+                "1 sample".to_string()
+            } else {
+                format!("{} samples", t.width())
+            }
         );
         // The COW copied in each row (the cumulative figure hides when copies happen).
         let mut prev = 0u64;
@@ -455,14 +601,25 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
                     format!("+{}", fmt_bytes(d)),
                     format!("|{}|", stars(d, max_cow, BAR)),
                     fmt_bytes(row.write_bytes),
-                    format!("|{}|{}", stars(row.write_bytes, max_w, BAR), if row.samples == 0 { " end" } else { "" }),
+                    format!(
+                        "|{}|{}",
+                        stars(row.write_bytes, max_w, BAR),
+                        if row.samples == 0 { " end" } else { "" }
+                    ),
                 ]
             })
             .collect();
         use Align::{Left as L, Right as R};
         out.push_str(&table(
             "    ",
-            &[("after", R), ("COW total", R), ("copied", R), ("", L), ("written", R), ("", L)],
+            &[
+                ("after", R),
+                ("COW total", R),
+                ("copied", R),
+                ("", L),
+                ("written", R),
+                ("", L),
+            ],
             &rows,
         ));
     }
@@ -475,7 +632,13 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
         return s.into();
     }
     s.chars()
-        .map(|c| if c.is_control() && c != '\n' { c.escape_unicode().to_string() } else { c.to_string() })
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
         .collect::<String>()
         .into()
 }
@@ -559,7 +722,11 @@ mod tests {
 
     #[test]
     fn tables_align_without_trailing_spaces() {
-        let t = table("  ", &[("a", Align::Right), ("bb", Align::Left)], &[vec!["100".into(), "x".into()], vec!["1".into()]]);
+        let t = table(
+            "  ",
+            &[("a", Align::Right), ("bb", Align::Left)],
+            &[vec!["100".into(), "x".into()], vec!["1".into()]],
+        );
         assert_eq!(t, "    a  bb\n  100  x\n    1\n");
     }
 }

@@ -129,7 +129,11 @@ impl Live {
                 let port = *self.ports.entry(pid).or_insert_with(|| {
                     procfs::port_from_cmdline(&crate::classify::printable(&procfs::cmdline(pid)))
                 });
-                ProcInfo { pid, port, rss: procfs::rss_bytes(pid) }
+                ProcInfo {
+                    pid,
+                    port,
+                    rss: procfs::rss_bytes(pid),
+                }
             })
             .collect();
         let cx = Context {
@@ -154,7 +158,9 @@ impl Live {
 
     /// Handle a terminal event; returns why the run should stop, if it should.
     pub fn on_event(&mut self, ev: Event, i: &Inputs) -> std::io::Result<Option<&'static str>> {
-        let Some(s) = &mut self.screen else { return Ok(None) };
+        let Some(s) = &mut self.screen else {
+            return Ok(None);
+        };
         let action = match ev {
             Event::Key(k) => s.ui.on_key(k, &s.model),
             // ratatui notices the new size, erases the screen and draws all of it.

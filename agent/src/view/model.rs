@@ -73,11 +73,21 @@ pub struct HistView {
 
 impl HistView {
     pub fn of(name: &'static str, unit: Unit, h: &Hist) -> Self {
-        Self { name, unit, buckets: contiguous(&h.log2_buckets()), q: h.quantiles() }
+        Self {
+            name,
+            unit,
+            buckets: contiguous(&h.log2_buckets()),
+            q: h.quantiles(),
+        }
     }
 
     pub fn empty(name: &'static str, unit: Unit) -> Self {
-        Self { name, unit, buckets: Vec::new(), q: Quantiles::default() }
+        Self {
+            name,
+            unit,
+            buckets: Vec::new(),
+            q: Quantiles::default(),
+        }
     }
 }
 
@@ -244,10 +254,20 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
             let mut saving: Vec<(String, u64)> = live
                 .iter()
                 .filter(|s| s.parent_pid == p.pid)
-                .map(|s| (kind(s.kind), cx.now_ns.saturating_sub(s.fork_ts_ns) / 1_000_000))
+                .map(|s| {
+                    (
+                        kind(s.kind),
+                        cx.now_ns.saturating_sub(s.fork_ts_ns) / 1_000_000,
+                    )
+                })
                 .collect();
             saving.reverse(); // oldest first
-            ProcRow { pid: p.pid, port: p.port, rss: p.rss, saving }
+            ProcRow {
+                pid: p.pid,
+                port: p.port,
+                rss: p.rss,
+                saving,
+            }
         })
         .collect();
     ViewModel {
@@ -277,7 +297,10 @@ mod tests {
 
     #[test]
     fn contiguous_fills_gaps() {
-        assert_eq!(contiguous(&[(1, 3), (8, 1), (16, 2)]), vec![(1, 3), (2, 0), (4, 0), (8, 1), (16, 2)]);
+        assert_eq!(
+            contiguous(&[(1, 3), (8, 1), (16, 2)]),
+            vec![(1, 3), (2, 0), (4, 0), (8, 1), (16, 2)]
+        );
         assert!(contiguous(&[]).is_empty());
     }
 
@@ -290,7 +313,12 @@ mod tests {
         for (pid, ts) in [(20, 0), (21, 5 * S)] {
             t.on_fork(&ev(EV_FORK, pid, 10, ts, 0));
             t.on_fork_ret(&ev(EV_FORK_RET, pid, 10, ts + 1, 1_500_000));
-            t.observe_cmdline(pid, b"redis-rdb-bgsave *:6379", b"redis-server *:6379", ts + 2);
+            t.observe_cmdline(
+                pid,
+                b"redis-rdb-bgsave *:6379",
+                b"redis-server *:6379",
+                ts + 2,
+            );
             t.set_parent_rss(pid, 1 << 30);
         }
         for r in t.ready_starts(5 * S + 2) {
@@ -298,19 +326,53 @@ mod tests {
             st.on_start(&s);
         }
         let mut exit = ev(EV_EXIT, 20, 10, 2 * S, 0);
-        exit.cow_b = CowCounters { copies_4k: 256, copy_bytes: 1 << 20, ..Default::default() };
+        exit.cow_b = CowCounters {
+            copies_4k: 256,
+            copy_bytes: 1 << 20,
+            ..Default::default()
+        };
         st.before_exit(&t, 20);
         for r in t.on_exit(&exit, &[]) {
             if let Record::SessionEnd(e) = r {
                 st.on_end(&e);
             }
         }
-        t.on_counters(21, 6 * S, CowCounters { copy_bytes: 4 << 20, ..Default::default() }, CowCounters::default(), IoCounters::default());
+        t.on_counters(
+            21,
+            6 * S,
+            CowCounters {
+                copy_bytes: 4 << 20,
+                ..Default::default()
+            },
+            CowCounters::default(),
+            IoCounters::default(),
+        );
         st.on_interval(6 * S, &t);
-        let cx = Context { version: "0.1.0", now_ns: 7 * S, start_ns: 0, interval_ms: 1000, ..Default::default() };
-        let procs = [ProcInfo { pid: 10, port: Some(6379), rss: Some(1 << 30) }, ProcInfo { pid: 11, port: None, rss: None }];
+        let cx = Context {
+            version: "0.1.0",
+            now_ns: 7 * S,
+            start_ns: 0,
+            interval_ms: 1000,
+            ..Default::default()
+        };
+        let procs = [
+            ProcInfo {
+                pid: 10,
+                port: Some(6379),
+                rss: Some(1 << 30),
+            },
+            ProcInfo {
+                pid: 11,
+                port: None,
+                rss: None,
+            },
+        ];
         let vm = build(&st, &t, &procs, &cx);
-        let ids: Vec<(u64, bool, &str)> = vm.sessions.iter().map(|s| (s.id, s.active, s.status.as_str())).collect();
+        let ids: Vec<(u64, bool, &str)> = vm
+            .sessions
+            .iter()
+            .map(|s| (s.id, s.active, s.status.as_str()))
+            .collect();
         assert_eq!(ids, vec![(2, true, "running"), (1, false, "exit 0")]);
         assert_eq!(vm.sessions[0].elapsed_ms, 2000);
         assert_eq!(vm.sessions[0].cow_bytes, 4 << 20);
@@ -328,7 +390,15 @@ mod tests {
         let cx = Context::default();
         let vm = build(&Store::new(1), &Tracker::new(), &[], &cx);
         assert!(vm.waiting().unwrap().starts_with("Waiting for a Redis"));
-        let vm = build(&Store::new(1), &Tracker::new(), &[ProcInfo { pid: 1, ..Default::default() }], &cx);
+        let vm = build(
+            &Store::new(1),
+            &Tracker::new(),
+            &[ProcInfo {
+                pid: 1,
+                ..Default::default()
+            }],
+            &cx,
+        );
         assert!(vm.waiting().unwrap().starts_with("No save yet"));
     }
 }

@@ -44,7 +44,9 @@ pub fn render(frame: &mut Frame, vm: &ViewModel, ui: &UiState) {
     let hist_min = 1 + rows * 4;
     let fixed = 1 + (1 + proc_lines) + 1;
     let sessions_want = 3 + vm.sessions.len().max(1) as u16;
-    let sessions_h = sessions_want.min(area.height.saturating_sub(fixed + hist_min)).max(4);
+    let sessions_h = sessions_want
+        .min(area.height.saturating_sub(fixed + hist_min))
+        .max(4);
     let [header, procs, sessions, hists, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1 + proc_lines),
@@ -75,37 +77,70 @@ fn render_header(frame: &mut Frame, area: Rect, vm: &ViewModel, ui: &UiState) {
     let targets = if vm.pids.is_empty() {
         "all Redis servers".to_string()
     } else {
-        format!("pid {}", vm.pids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+        format!(
+            "pid {}",
+            vm.pids
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
     };
     let active = vm.active();
     let state = if active > 0 {
         Span::styled(
-            format!("● {active} save{} running", if active == 1 { "" } else { "s" }),
+            format!(
+                "● {active} save{} running",
+                if active == 1 { "" } else { "s" }
+            ),
             Style::new().fg(SAVE).add_modifier(Modifier::BOLD),
         )
     } else {
         Span::styled("○ no save running", Style::new().fg(IDLE))
     };
     let mut spans = vec![
-        Span::styled(format!("cowtrace {}", vm.version), Style::new().add_modifier(Modifier::BOLD)),
+        Span::styled(
+            format!("cowtrace {}", vm.version),
+            Style::new().add_modifier(Modifier::BOLD),
+        ),
         sep(),
         state,
         sep(),
         Span::raw(targets),
         sep(),
-        Span::raw(format!("up {}", if vm.elapsed_ms < 60_000 { format!("{}s", vm.elapsed_ms / 1000) } else { fmt_dur(vm.elapsed_ms) })),
+        Span::raw(format!(
+            "up {}",
+            if vm.elapsed_ms < 60_000 {
+                format!("{}s", vm.elapsed_ms / 1000)
+            } else {
+                fmt_dur(vm.elapsed_ms)
+            }
+        )),
     ];
     if area.width >= 100 {
-        spans.extend([sep(), Span::raw(format!("every {}", fmt_secs(vm.interval_ms)))]);
+        spans.extend([
+            sep(),
+            Span::raw(format!("every {}", fmt_secs(vm.interval_ms))),
+        ]);
         if let Some(thp) = &vm.host.thp {
-            let style = if thp == "always" { Style::new().fg(LOST) } else { Style::new() };
+            let style = if thp == "always" {
+                Style::new().fg(LOST)
+            } else {
+                Style::new()
+            };
             spans.extend([sep(), Span::styled(format!("THP {thp}"), style)]);
         }
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
     if ui.paused {
-        let p = Span::styled(" PAUSED ", Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD));
-        frame.render_widget(Paragraph::new(Line::from(p)).alignment(Alignment::Right), area);
+        let p = Span::styled(
+            " PAUSED ",
+            Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD),
+        );
+        frame.render_widget(
+            Paragraph::new(Line::from(p)).alignment(Alignment::Right),
+            area,
+        );
     }
 }
 
@@ -113,7 +148,10 @@ fn section(title: String) -> Block<'static> {
     Block::new()
         .borders(Borders::TOP)
         .border_style(Style::new().fg(DIM))
-        .title(Span::styled(title, Style::new().add_modifier(Modifier::BOLD)))
+        .title(Span::styled(
+            title,
+            Style::new().add_modifier(Modifier::BOLD),
+        ))
 }
 
 fn render_procs(frame: &mut Frame, area: Rect, vm: &ViewModel) {
@@ -122,20 +160,37 @@ fn render_procs(frame: &mut Frame, area: Rect, vm: &ViewModel) {
     frame.render_widget(block, area);
     let mut lines: Vec<Line> = Vec::new();
     if vm.procs.is_empty() {
-        lines.push(Line::styled(vm.waiting().unwrap_or_default(), Style::new().fg(DIM)));
+        lines.push(Line::styled(
+            vm.waiting().unwrap_or_default(),
+            Style::new().fg(DIM),
+        ));
     }
     let more = vm.procs.len().saturating_sub(MAX_PROCS);
-    let shown = if more > 0 { MAX_PROCS - 1 } else { vm.procs.len() };
+    let shown = if more > 0 {
+        MAX_PROCS - 1
+    } else {
+        vm.procs.len()
+    };
     for p in &vm.procs[..shown] {
         let mut spans = vec![
             Span::raw(format!("pid {:<7}", p.pid)),
-            Span::raw(format!(" port {:<5}", p.port.map_or("-".into(), |v| v.to_string()))),
-            Span::raw(format!("  RSS {:>10}  ", p.rss.map_or("?".into(), crate::output::fmt_bytes))),
+            Span::raw(format!(
+                " port {:<5}",
+                p.port.map_or("-".into(), |v| v.to_string())
+            )),
+            Span::raw(format!(
+                "  RSS {:>10}  ",
+                p.rss.map_or("?".into(), crate::output::fmt_bytes)
+            )),
         ];
         if p.saving.is_empty() {
             spans.push(Span::styled("idle", Style::new().fg(IDLE)));
         } else {
-            let what: Vec<String> = p.saving.iter().map(|(k, ms)| format!("{k} for {}", fmt_dur(*ms))).collect();
+            let what: Vec<String> = p
+                .saving
+                .iter()
+                .map(|(k, ms)| format!("{k} for {}", fmt_dur(*ms)))
+                .collect();
             spans.push(Span::styled(
                 format!("saving: {}", what.join(", ")),
                 Style::new().fg(SAVE).add_modifier(Modifier::BOLD),
@@ -144,7 +199,10 @@ fn render_procs(frame: &mut Frame, area: Rect, vm: &ViewModel) {
         lines.push(Line::from(spans));
     }
     if more > 0 {
-        lines.push(Line::styled(format!("… and {} more", vm.procs.len() - shown), Style::new().fg(DIM)));
+        lines.push(Line::styled(
+            format!("… and {} more", vm.procs.len() - shown),
+            Style::new().fg(DIM),
+        ));
     }
     frame.render_widget(Paragraph::new(lines), inner);
 }
@@ -157,7 +215,9 @@ struct Col {
 }
 
 fn render_sessions(frame: &mut Frame, area: Rect, vm: &ViewModel, sel: Option<usize>) {
-    let more = vm.ended_total.saturating_sub(vm.sessions.iter().filter(|s| !s.active).count() as u64);
+    let more = vm
+        .ended_total
+        .saturating_sub(vm.sessions.iter().filter(|s| !s.active).count() as u64);
     let title = if more > 0 {
         format!(" Sessions: running, then ended (newest first, {more} older not shown) ")
     } else {
@@ -168,35 +228,93 @@ fn render_sessions(frame: &mut Frame, area: Rect, vm: &ViewModel, sel: Option<us
     frame.render_widget(block, area);
     if vm.sessions.is_empty() {
         let text = vm.waiting().unwrap_or_default();
-        frame.render_widget(Paragraph::new(Line::styled(text, Style::new().fg(DIM))), inner);
+        frame.render_widget(
+            Paragraph::new(Line::styled(text, Style::new().fg(DIM))),
+            inner,
+        );
         return;
     }
     let wide = inner.width >= 100;
     let mut cols = vec![
-        Col { head: ["", "id"], width: 5, right: true },
-        Col { head: ["", "kind"], width: 11, right: false },
+        Col {
+            head: ["", "id"],
+            width: 5,
+            right: true,
+        },
+        Col {
+            head: ["", "kind"],
+            width: 11,
+            right: false,
+        },
     ];
     if wide {
-        cols.push(Col { head: ["", "state"], width: 9, right: false });
+        cols.push(Col {
+            head: ["", "state"],
+            width: 9,
+            right: false,
+        });
     }
     cols.extend([
-        Col { head: ["", "age"], width: 6, right: true },
-        Col { head: ["COW", "MiB"], width: 7, right: true },
-        Col { head: ["", "%RSS"], width: 5, right: true },
-        Col { head: ["COW", "MiB/s"], width: 6, right: true },
-        Col { head: ["COW", "trend"], width: 0, right: false },
-        Col { head: ["wrote", "MiB"], width: 7, right: true },
-        Col { head: ["write", "MB/s"], width: 6, right: true },
-        Col { head: ["disk", "MB/s"], width: 6, right: true },
-        Col { head: ["", "fsync"], width: 5, right: true },
+        Col {
+            head: ["", "age"],
+            width: 6,
+            right: true,
+        },
+        Col {
+            head: ["COW", "MiB"],
+            width: 7,
+            right: true,
+        },
+        Col {
+            head: ["", "%RSS"],
+            width: 5,
+            right: true,
+        },
+        Col {
+            head: ["COW", "MiB/s"],
+            width: 6,
+            right: true,
+        },
+        Col {
+            head: ["COW", "trend"],
+            width: 0,
+            right: false,
+        },
+        Col {
+            head: ["wrote", "MiB"],
+            width: 7,
+            right: true,
+        },
+        Col {
+            head: ["write", "MB/s"],
+            width: 6,
+            right: true,
+        },
+        Col {
+            head: ["disk", "MB/s"],
+            width: 6,
+            right: true,
+        },
+        Col {
+            head: ["", "fsync"],
+            width: 5,
+            right: true,
+        },
     ]);
     let fixed: u16 = cols.iter().map(|c| c.width).sum::<u16>() + cols.len() as u16 - 1;
     let trend_w = inner.width.saturating_sub(fixed).max(1);
-    let trend = cols.iter().position(|c| c.width == 0).expect("a trend column");
+    let trend = cols
+        .iter()
+        .position(|c| c.width == 0)
+        .expect("a trend column");
     cols[trend].width = trend_w;
 
     let cell = |c: &Col, text: String, style: Style| -> ratatui::widgets::Cell<'static> {
-        let line = if c.right { Line::from(text).alignment(Alignment::Right) } else { Line::from(text) };
+        let line = if c.right {
+            Line::from(text).alignment(Alignment::Right)
+        } else {
+            Line::from(text)
+        };
         ratatui::widgets::Cell::from(line.style(style))
     };
     let head_style = Style::new().fg(DIM);
@@ -204,30 +322,54 @@ fn render_sessions(frame: &mut Frame, area: Rect, vm: &ViewModel, sel: Option<us
         let text = format!("{}\n{}", c.head[0], c.head[1]);
         let lines: Vec<Line> = text
             .lines()
-            .map(|l| if c.right { Line::from(l.to_string()).alignment(Alignment::Right) } else { Line::from(l.to_string()) })
+            .map(|l| {
+                if c.right {
+                    Line::from(l.to_string()).alignment(Alignment::Right)
+                } else {
+                    Line::from(l.to_string())
+                }
+            })
             .collect();
         ratatui::widgets::Cell::from(ratatui::text::Text::from(lines).style(head_style))
     }))
     .height(2);
     let rows = vm.sessions.iter().map(|s| {
-        let base = if s.active { Style::new() } else { Style::new().fg(DIM) };
+        let base = if s.active {
+            Style::new()
+        } else {
+            Style::new().fg(DIM)
+        };
         let mut texts: Vec<(String, Style)> = vec![
             (
                 format!("{}{:>4}", if s.active { "●" } else { " " }, s.id),
-                if s.active { Style::new().fg(SAVE) } else { base },
+                if s.active {
+                    Style::new().fg(SAVE)
+                } else {
+                    base
+                },
             ),
             (s.kind.clone(), base),
         ];
         if wide {
             let bad = !s.active && s.status != "exit 0";
-            texts.push((s.status.clone(), if bad { Style::new().fg(LOST) } else { base }));
+            texts.push((
+                s.status.clone(),
+                if bad { Style::new().fg(LOST) } else { base },
+            ));
         }
         texts.extend([
             (fmt_dur(s.elapsed_ms), base),
             (fmt_mib(s.cow_bytes as f64), base),
             (s.pct_of_rss.map_or("-".into(), fmt_pct), base),
             (fmt_mib(s.rates.cow), base),
-            (spark(&s.series, trend_w as usize), if s.active { Style::new().fg(Color::Magenta) } else { base }),
+            (
+                spark(&s.series, trend_w as usize),
+                if s.active {
+                    Style::new().fg(Color::Magenta)
+                } else {
+                    base
+                },
+            ),
             (fmt_mib(s.written_bytes as f64), base),
             (fmt_mb(s.rates.write), base),
             (fmt_mb(s.rates.disk), base),
@@ -243,7 +385,14 @@ fn render_sessions(frame: &mut Frame, area: Rect, vm: &ViewModel, sel: Option<us
     frame.render_stateful_widget(table, inner, &mut state);
 }
 
-fn render_hists(frame: &mut Frame, area: Rect, vm: &ViewModel, s: Option<&SessionRow>, cols: u16, rows: u16) {
+fn render_hists(
+    frame: &mut Frame,
+    area: Rect,
+    vm: &ViewModel,
+    s: Option<&SessionRow>,
+    cols: u16,
+    rows: u16,
+) {
     let title = match s {
         Some(s) => format!(
             " Session {} {} · parent {} child {} · fork {} · {} ",
@@ -252,7 +401,11 @@ fn render_hists(frame: &mut Frame, area: Rect, vm: &ViewModel, s: Option<&Sessio
             s.parent_pid,
             s.child_pid,
             s.fork_us.map_or("?".into(), |us| fmt_us(us.round() as u64)),
-            if s.active { format!("running {}", fmt_dur(s.elapsed_ms)) } else { format!("{} after {}", s.status, fmt_dur(s.elapsed_ms)) },
+            if s.active {
+                format!("running {}", fmt_dur(s.elapsed_ms))
+            } else {
+                format!("{} after {}", s.status, fmt_dur(s.elapsed_ms))
+            },
         ),
         None => " Histograms ".to_string(),
     };
@@ -274,17 +427,26 @@ fn render_hists(frame: &mut Frame, area: Rect, vm: &ViewModel, s: Option<&Sessio
             (empty("write size", Unit::Bytes), Color::Cyan),
             (empty("fsync latency", Unit::Micros), Color::Cyan),
             (empty("block I/O latency", Unit::Micros), Color::Blue),
-            (empty(crate::view::model::COW_HIST, Unit::Pages), Color::Magenta),
+            (
+                empty(crate::view::model::COW_HIST, Unit::Pages),
+                Color::Magenta,
+            ),
             (vm.fork_lat.clone(), Color::Yellow),
         ],
     };
-    let row_areas = Layout::vertical((0..rows).map(|_| Constraint::Ratio(1, rows as u32))).split(inner);
+    let row_areas =
+        Layout::vertical((0..rows).map(|_| Constraint::Ratio(1, rows as u32))).split(inner);
     for (r, row_area) in row_areas.iter().enumerate() {
-        let cells = Layout::horizontal((0..cols).map(|_| Constraint::Ratio(1, cols as u32))).split(*row_area);
+        let cells = Layout::horizontal((0..cols).map(|_| Constraint::Ratio(1, cols as u32)))
+            .split(*row_area);
         for (c, cell) in cells.iter().enumerate() {
-            let Some((h, color)) = panels.get(r * cols as usize + c) else { continue };
+            let Some((h, color)) = panels.get(r * cols as usize + c) else {
+                continue;
+            };
             // Two blank columns between panels.
-            let w = cell.width.saturating_sub(if c + 1 < cols as usize { 2 } else { 0 });
+            let w = cell
+                .width
+                .saturating_sub(if c + 1 < cols as usize { 2 } else { 0 });
             let lines = hist_lines(h, w as usize, cell.height as usize, *color);
             frame.render_widget(Paragraph::new(lines), Rect { width: w, ..*cell });
         }
@@ -309,19 +471,29 @@ fn render_footer(frame: &mut Frame, area: Rect, vm: &ViewModel) {
                 " LOST {} COW + {} session events, {} bad records ",
                 l.cow_events, l.session_events, l.decode_errors
             ),
-            Style::new().fg(Color::White).bg(LOST).add_modifier(Modifier::BOLD),
+            Style::new()
+                .fg(Color::White)
+                .bg(LOST)
+                .add_modifier(Modifier::BOLD),
         )
     } else {
         Span::styled("lost events 0", Style::new().fg(DIM))
     };
-    frame.render_widget(Paragraph::new(Line::from(lost)).alignment(Alignment::Right), area);
+    frame.render_widget(
+        Paragraph::new(Line::from(lost)).alignment(Alignment::Right),
+        area,
+    );
 }
 
 /// The lines of one histogram panel `w` columns wide and `h` lines high: its name and
 /// max, p50 and p99 and the count, then log2 buckets with bars.
 pub fn hist_lines(hv: &HistView, w: usize, h: usize, color: Color) -> Vec<Line<'static>> {
     let mut out: Vec<Line<'static>> = Vec::new();
-    let name = if hv.name.chars().count() + 10 > w { short_name(hv.name) } else { hv.name };
+    let name = if hv.name.chars().count() + 10 > w {
+        short_name(hv.name)
+    } else {
+        hv.name
+    };
     let q = &hv.q;
     let bold = Style::new().add_modifier(Modifier::BOLD);
     if q.count == 0 {
@@ -329,9 +501,17 @@ pub fn hist_lines(hv: &HistView, w: usize, h: usize, color: Color) -> Vec<Line<'
         out.push(Line::styled("no events yet", Style::new().fg(DIM)));
         return out;
     }
-    out.push(spread(vec![Span::styled(name.to_string(), bold)], format!("max {}", fmt_val(q.max, hv.unit)), w));
     out.push(spread(
-        vec![Span::raw(format!("p50 {} p99 {}", fmt_val(q.p50, hv.unit), fmt_val(q.p99, hv.unit)))],
+        vec![Span::styled(name.to_string(), bold)],
+        format!("max {}", fmt_val(q.max, hv.unit)),
+        w,
+    ));
+    out.push(spread(
+        vec![Span::raw(format!(
+            "p50 {} p99 {}",
+            fmt_val(q.p50, hv.unit),
+            fmt_val(q.p99, hv.unit)
+        ))],
         format!("n {}", fmt_count(q.count)),
         w,
     ));
@@ -340,7 +520,10 @@ pub fn hist_lines(hv: &HistView, w: usize, h: usize, color: Color) -> Vec<Line<'
         return out;
     }
     let shown = fit(&hv.buckets, room);
-    let labels: Vec<String> = shown.iter().map(|&(lo, _)| bucket_label(lo, hv.unit)).collect();
+    let labels: Vec<String> = shown
+        .iter()
+        .map(|&(lo, _)| bucket_label(lo, hv.unit))
+        .collect();
     let counts: Vec<String> = shown.iter().map(|&(_, c)| fmt_count(c)).collect();
     let lw = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     let cw = counts.iter().map(String::len).max().unwrap_or(0);
@@ -349,7 +532,10 @@ pub fn hist_lines(hv: &HistView, w: usize, h: usize, color: Color) -> Vec<Line<'
     for ((label, count), &(_, c)) in labels.iter().zip(&counts).zip(&shown) {
         out.push(Line::from(vec![
             Span::styled(format!("{label:>lw$} "), Style::new().fg(DIM)),
-            Span::styled(format!("{:<bar_w$}", bar(c, peak, bar_w)), Style::new().fg(color)),
+            Span::styled(
+                format!("{:<bar_w$}", bar(c, peak, bar_w)),
+                Style::new().fg(color),
+            ),
             Span::raw(format!(" {count:>cw$}")),
         ]));
     }
@@ -388,7 +574,10 @@ pub fn fit(b: &[(u64, u64)], n: usize) -> Vec<(u64, u64)> {
         if nonzero.len() <= n {
             return nonzero;
         }
-        b = b.chunks(2).map(|c| (c[0].0, c.iter().map(|x| x.1).sum())).collect();
+        b = b
+            .chunks(2)
+            .map(|c| (c[0].0, c.iter().map(|x| x.1).sum()))
+            .collect();
     }
 }
 
@@ -466,7 +655,11 @@ pub fn fmt_size(b: u64) -> String {
         f if f >= K => (f / K, "K"),
         _ => return format!("{b}B"),
     };
-    if v >= 99.95 || v.fract() == 0.0 { format!("{v:.0}{u}") } else { format!("{v:.1}{u}") }
+    if v >= 99.95 || v.fract() == 0.0 {
+        format!("{v:.0}{u}")
+    } else {
+        format!("{v:.1}{u}")
+    }
 }
 
 /// Microseconds, at most five characters: `850us`, `1.2ms`, `131ms`, `2.5s`.
@@ -502,23 +695,39 @@ pub fn fmt_dur(ms: u64) -> String {
 }
 
 fn fmt_secs(ms: u64) -> String {
-    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{:.1}s", ms as f64 / 1e3) }
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", ms as f64 / 1e3)
+    }
 }
 
 /// Bytes (or bytes/s) in MiB, at most seven characters.
 pub fn fmt_mib(b: f64) -> String {
     let m = b / (1024.0 * 1024.0);
-    if m < 999.95 { format!("{m:.1}") } else { format!("{m:.0}") }
+    if m < 999.95 {
+        format!("{m:.1}")
+    } else {
+        format!("{m:.0}")
+    }
 }
 
 /// Bytes/s in MB/s (decimal, as disks are rated).
 pub fn fmt_mb(b: f64) -> String {
     let m = b / 1e6;
-    if m < 999.95 { format!("{m:.1}") } else { format!("{m:.0}") }
+    if m < 999.95 {
+        format!("{m:.1}")
+    } else {
+        format!("{m:.0}")
+    }
 }
 
 pub fn fmt_pct(p: f64) -> String {
-    if p < 9.95 { format!("{p:.1}%") } else { format!("{p:.0}%") }
+    if p < 9.95 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.0}%")
+    }
 }
 
 #[cfg(test)]
@@ -527,15 +736,65 @@ mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!((fmt_us(850), fmt_us(1_234), fmt_us(131_072), fmt_us(2_500_000)), ("850us".into(), "1.2ms".into(), "131ms".into(), "2.5s".into()));
-        assert_eq!((fmt_count(42), fmt_count(12_345), fmt_count(20_000), fmt_count(4_500_000)), ("42".into(), "12.3k".into(), "20k".into(), "4.5M".into()));
-        assert_eq!((fmt_dur(850), fmt_dur(12_345), fmt_dur(303_000), fmt_dur(7_260_000)), ("850ms".into(), "12.3s".into(), "5m03s".into(), "2h01m".into()));
-        assert_eq!((fmt_mib(126_353_408.0), fmt_mib(5e9)), ("120.5".into(), "4768".into()));
-        assert_eq!((fmt_pct(35.2), fmt_pct(3.52)), ("35%".into(), "3.5%".into()));
+        assert_eq!(
+            (
+                fmt_us(850),
+                fmt_us(1_234),
+                fmt_us(131_072),
+                fmt_us(2_500_000)
+            ),
+            (
+                "850us".into(),
+                "1.2ms".into(),
+                "131ms".into(),
+                "2.5s".into()
+            )
+        );
+        assert_eq!(
+            (
+                fmt_count(42),
+                fmt_count(12_345),
+                fmt_count(20_000),
+                fmt_count(4_500_000)
+            ),
+            ("42".into(), "12.3k".into(), "20k".into(), "4.5M".into())
+        );
+        assert_eq!(
+            (
+                fmt_dur(850),
+                fmt_dur(12_345),
+                fmt_dur(303_000),
+                fmt_dur(7_260_000)
+            ),
+            (
+                "850ms".into(),
+                "12.3s".into(),
+                "5m03s".into(),
+                "2h01m".into()
+            )
+        );
+        assert_eq!(
+            (fmt_mib(126_353_408.0), fmt_mib(5e9)),
+            ("120.5".into(), "4768".into())
+        );
+        assert_eq!(
+            (fmt_pct(35.2), fmt_pct(3.52)),
+            ("35%".into(), "3.5%".into())
+        );
         assert_eq!(bucket_label(1, Unit::Micros), "0-1");
-        assert_eq!((bucket_label(16, Unit::Micros), bucket_label(4096, Unit::Bytes), bucket_label(1 << 20, Unit::Pages)), ("16us".into(), "4K".into(), "1M".into()));
+        assert_eq!(
+            (
+                bucket_label(16, Unit::Micros),
+                bucket_label(4096, Unit::Bytes),
+                bucket_label(1 << 20, Unit::Pages)
+            ),
+            ("16us".into(), "4K".into(), "1M".into())
+        );
         assert_eq!(bucket_label(512, Unit::Bytes), "512B");
-        assert_eq!((fmt_size(4096), fmt_size(1536), fmt_size(200 << 20)), ("4K".into(), "1.5K".into(), "200M".into()));
+        assert_eq!(
+            (fmt_size(4096), fmt_size(1536), fmt_size(200 << 20)),
+            ("4K".into(), "1.5K".into(), "200M".into())
+        );
     }
 
     #[test]

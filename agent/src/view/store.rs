@@ -130,12 +130,16 @@ pub struct Store {
 
 /// COW bytes as a percentage of the parent's RSS at fork.
 pub fn pct_of_rss(cow_bytes: u64, rss: Option<u64>) -> Option<f64> {
-    rss.filter(|&r| r > 0).map(|r| cow_bytes as f64 * 100.0 / r as f64)
+    rss.filter(|&r| r > 0)
+        .map(|r| cow_bytes as f64 * 100.0 / r as f64)
 }
 
 impl Store {
     pub fn new(interval_ns: u64) -> Self {
-        Self { interval_ns: interval_ns.max(1), ..Default::default() }
+        Self {
+            interval_ns: interval_ns.max(1),
+            ..Default::default()
+        }
     }
 
     /// End of an output interval: step every live session. Returns a line's worth of
@@ -143,7 +147,10 @@ impl Store {
     pub fn on_interval(&mut self, now_ns: u64, tracker: &Tracker) -> Vec<IntervalRow> {
         let mut rows = Vec::new();
         for s in tracker.live() {
-            let t = self.tracks.entry(s.id).or_insert_with(|| Track::new(s.fork_ts_ns));
+            let t = self
+                .tracks
+                .entry(s.id)
+                .or_insert_with(|| Track::new(s.fork_ts_ns));
             if now_ns <= t.last_ts {
                 continue;
             }
@@ -157,7 +164,10 @@ impl Store {
     }
 
     pub fn on_start(&mut self, s: &SessionStart) {
-        let t = self.tracks.entry(s.session).or_insert_with(|| Track::new(s.ts_ns));
+        let t = self
+            .tracks
+            .entry(s.session)
+            .or_insert_with(|| Track::new(s.ts_ns));
         t.fork_us = s.fork_us;
         if let Some(us) = s.fork_us {
             self.run.fork_us.record(us.round() as u64);
@@ -181,7 +191,10 @@ impl Store {
     pub fn on_end(&mut self, e: &SessionEnd) {
         let hists = self.pending.remove(&e.child_pid).unwrap_or_default();
         let fork_ts = e.ts_ns.saturating_sub(e.duration_ms * 1_000_000);
-        let mut t = self.tracks.remove(&e.session).unwrap_or_else(|| Track::new(fork_ts));
+        let mut t = self
+            .tracks
+            .remove(&e.session)
+            .unwrap_or_else(|| Track::new(fork_ts));
         // The last, partial interval: counted unless it is a sliver with nothing in it.
         let delta = e.cow.pages.saturating_sub(t.last_pages);
         if e.ts_ns > t.last_ts && (delta > 0 || (e.ts_ns - t.last_ts) * 2 >= self.interval_ns) {
@@ -213,12 +226,18 @@ impl Store {
 
     /// Rates of a live session over its last interval (zero before the first one).
     pub fn rates(&self, session: u64) -> Rates {
-        self.tracks.get(&session).map(|t| t.rates).unwrap_or_default()
+        self.tracks
+            .get(&session)
+            .map(|t| t.rates)
+            .unwrap_or_default()
     }
 
     /// Pages copied per interval by a live session, oldest first.
     pub fn series(&self, session: u64) -> Vec<u64> {
-        self.tracks.get(&session).map(|t| t.series.iter().copied().collect()).unwrap_or_default()
+        self.tracks
+            .get(&session)
+            .map(|t| t.series.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     pub fn cow_per_interval(&self, session: u64) -> Option<&Hist> {
@@ -254,7 +273,11 @@ mod tests {
     const S: u64 = 1_000_000_000;
 
     fn pages(p: u64) -> CowCounters {
-        CowCounters { copies_4k: p, copy_bytes: p * 4096, ..Default::default() }
+        CowCounters {
+            copies_4k: p,
+            copy_bytes: p * 4096,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -269,17 +292,45 @@ mod tests {
             let Record::SessionStart(s) = r else { panic!() };
             st.on_start(&s);
         }
-        let io = |w: u64, d: u64| IoCounters { write_bytes: w, disk_bytes: d, fsync_calls: 1, ..Default::default() };
+        let io = |w: u64, d: u64| IoCounters {
+            write_bytes: w,
+            disk_bytes: d,
+            fsync_calls: 1,
+            ..Default::default()
+        };
         t.on_counters(20, S, pages(100), pages(0), io(2_000_000, 1_000_000));
         let rows = st.on_interval(S, &t);
         assert_eq!(rows.len(), 1);
         let r = &rows[0];
-        assert_eq!((r.session, r.kind, r.cow_bytes, r.written_bytes, r.fsync_calls), (1, "rdb-bgsave", 409_600, 2_000_000, 1));
+        assert_eq!(
+            (
+                r.session,
+                r.kind,
+                r.cow_bytes,
+                r.written_bytes,
+                r.fsync_calls
+            ),
+            (1, "rdb-bgsave", 409_600, 2_000_000, 1)
+        );
         assert_eq!(r.pct_of_rss, Some(10.0));
-        assert_eq!(r.rates, Rates { cow: 409_600.0, write: 2e6, disk: 1e6 });
+        assert_eq!(
+            r.rates,
+            Rates {
+                cow: 409_600.0,
+                write: 2e6,
+                disk: 1e6
+            }
+        );
         t.on_counters(20, 2 * S, pages(300), pages(0), io(3_000_000, 1_000_000));
         let r = &st.on_interval(2 * S, &t)[0];
-        assert_eq!(r.rates, Rates { cow: 819_200.0, write: 1e6, disk: 0.0 });
+        assert_eq!(
+            r.rates,
+            Rates {
+                cow: 819_200.0,
+                write: 1e6,
+                disk: 0.0
+            }
+        );
         assert_eq!(st.series(1), vec![100, 200]);
         assert_eq!(st.cow_per_interval(1).unwrap().len(), 2);
         // The same instant twice (a late timer) does not add an empty interval.

@@ -65,7 +65,11 @@ impl Term {
         std::mem::forget(guard);
         let log_level = log::max_level();
         log::set_max_level(log::LevelFilter::Off);
-        Ok(Self { terminal, events: Some(EventStream::new()), log_level })
+        Ok(Self {
+            terminal,
+            events: Some(EventStream::new()),
+            log_level,
+        })
     }
 
     pub fn draw(&mut self, vm: &ViewModel, ui: &UiState) -> io::Result<()> {
@@ -78,7 +82,10 @@ impl Term {
         let Some(events) = self.events.as_mut() else {
             return std::future::pending().await;
         };
-        let next = std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut *events), cx)).await;
+        let next = std::future::poll_fn(|cx| {
+            futures_core::Stream::poll_next(std::pin::Pin::new(&mut *events), cx)
+        })
+        .await;
         match next {
             Some(r) => r,
             None => {

@@ -31,7 +31,11 @@ impl UiState {
         if vm.sessions.is_empty() {
             return None;
         }
-        Some(self.selected.and_then(|id| vm.sessions.iter().position(|s| s.id == id)).unwrap_or(0))
+        Some(
+            self.selected
+                .and_then(|id| vm.sessions.iter().position(|s| s.id == id))
+                .unwrap_or(0),
+        )
     }
 
     pub fn on_key(&mut self, key: KeyEvent, vm: &ViewModel) -> Action {
@@ -44,7 +48,11 @@ impl UiState {
             KeyCode::Char('q' | 'Q') | KeyCode::Esc => Action::Quit,
             KeyCode::Char('p' | 'P' | ' ') => {
                 self.paused = !self.paused;
-                if self.paused { Action::Redraw } else { Action::Refresh }
+                if self.paused {
+                    Action::Redraw
+                } else {
+                    Action::Refresh
+                }
             }
             KeyCode::Up | KeyCode::Char('k') => self.step(vm, -1),
             KeyCode::Down | KeyCode::Char('j') => self.step(vm, 1),
@@ -61,10 +69,16 @@ impl UiState {
     }
 
     fn step(&mut self, vm: &ViewModel, by: isize) -> Action {
-        let Some(i) = self.selected_index(vm) else { return Action::Nothing };
+        let Some(i) = self.selected_index(vm) else {
+            return Action::Nothing;
+        };
         let j = i.saturating_add_signed(by).min(vm.sessions.len() - 1);
         // Back on the first row: follow the newest session again.
-        self.selected = if j == 0 { None } else { Some(vm.sessions[j].id) };
+        self.selected = if j == 0 {
+            None
+        } else {
+            Some(vm.sessions[j].id)
+        };
         Action::Redraw
     }
 }

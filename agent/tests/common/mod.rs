@@ -18,7 +18,10 @@ use serde_json::Value;
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "root integration test needs root: run `cargo xtask test` as root");
+    assert_eq!(
+        euid, 0,
+        "root integration test needs root: run `cargo xtask test` as root"
+    );
     assert!(
         Path::new("/sys/kernel/btf/vmlinux").exists(),
         "root integration test needs kernel BTF at /sys/kernel/btf/vmlinux"
@@ -36,7 +39,8 @@ impl TempDir {
     pub fn new(tag: &str) -> Self {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("cowtrace-test-{tag}-{}-{n}", std::process::id()));
+        let p =
+            std::env::temp_dir().join(format!("cowtrace-test-{tag}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         Self(p)
@@ -64,12 +68,19 @@ impl Recorder {
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let path = dir.join("trace.jsonl");
         let mut cmd = cowtrace();
-        cmd.arg("record").arg("-o").arg(&path).args(args).stdout(Stdio::null());
+        cmd.arg("record")
+            .arg("-o")
+            .arg(&path)
+            .args(args)
+            .stdout(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn cowtrace");
-        let mut r = Self { child: Some(child), path };
+        let mut r = Self {
+            child: Some(child),
+            path,
+        };
         let t0 = Instant::now();
         loop {
             if std::fs::read_to_string(&r.path).is_ok_and(|s| s.contains("\"type\":\"meta\"")) {
@@ -78,7 +89,10 @@ impl Recorder {
             if let Some(status) = r.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("cowtrace record exited before attaching: {status}");
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "cowtrace did not attach within 30 s");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "cowtrace did not attach within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -135,10 +149,20 @@ impl Trace {
         let text = std::fs::read_to_string(path).unwrap();
         let lines: Vec<Value> = text
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad trace line {l:?}: {e}")))
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("bad trace line {l:?}: {e}"))
+            })
             .collect();
-        assert_eq!(lines.first().map(|l| l["type"].clone()), Some("meta".into()), "first line is meta");
-        assert_eq!(lines.last().map(|l| l["type"].clone()), Some("end".into()), "last line is end");
+        assert_eq!(
+            lines.first().map(|l| l["type"].clone()),
+            Some("meta".into()),
+            "first line is meta"
+        );
+        assert_eq!(
+            lines.last().map(|l| l["type"].clone()),
+            Some("end".into()),
+            "last line is end"
+        );
         Self { lines }
     }
     pub fn of_type(&self, t: &str) -> Vec<&Value> {
@@ -148,12 +172,24 @@ impl Trace {
         self.of_type("session_end")
     }
     pub fn end_of_child(&self, child: u64) -> &Value {
-        let e = self.ends().into_iter().filter(|e| e["child_pid"] == child).collect::<Vec<_>>();
-        assert_eq!(e.len(), 1, "one session_end for child {child}: {:#?}", self.lines);
+        let e = self
+            .ends()
+            .into_iter()
+            .filter(|e| e["child_pid"] == child)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            e.len(),
+            1,
+            "one session_end for child {child}: {:#?}",
+            self.lines
+        );
         e[0]
     }
     pub fn process(&self, pid: u64) -> &Value {
-        self.of_type("process").into_iter().find(|p| p["pid"] == pid).unwrap_or_else(|| panic!("no process record for {pid}"))
+        self.of_type("process")
+            .into_iter()
+            .find(|p| p["pid"] == pid)
+            .unwrap_or_else(|| panic!("no process record for {pid}"))
     }
     pub fn end(&self) -> &Value {
         self.lines.last().unwrap()
@@ -174,8 +210,18 @@ pub fn cowload_path() -> PathBuf {
     });
     // Integration tests live in target/<profile>/deps; examples in target/<profile>/examples.
     let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join("examples").join("cowload");
-    assert!(p.exists(), "{} missing: `cargo test` builds it from agent/examples/cowload.rs", p.display());
+    let p = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("cowload");
+    assert!(
+        p.exists(),
+        "{} missing: `cargo test` builds it from agent/examples/cowload.rs",
+        p.display()
+    );
     p
 }
 
@@ -203,7 +249,12 @@ impl Workload {
             .strip_prefix("ready ")
             .and_then(|p| p.trim().parse().ok())
             .unwrap_or_else(|| panic!("cowload said {line:?}, expected `ready PID`"));
-        Self { child, stdin, stdout, pid }
+        Self {
+            child,
+            stdin,
+            stdout,
+            pid,
+        }
     }
 
     /// Let it run, wait for it, return its final JSON line.
@@ -220,7 +271,8 @@ impl Workload {
 }
 
 pub fn u(v: &Value) -> u64 {
-    v.as_u64().unwrap_or_else(|| panic!("not an unsigned integer: {v}"))
+    v.as_u64()
+        .unwrap_or_else(|| panic!("not an unsigned integer: {v}"))
 }
 
 /// A throwaway redis-server on a unix socket in its own directory.
@@ -233,13 +285,25 @@ pub struct Redis {
 impl Redis {
     pub fn start(extra: &[&str]) -> Self {
         assert!(
-            Command::new("redis-server").arg("--version").output().is_ok(),
+            Command::new("redis-server")
+                .arg("--version")
+                .output()
+                .is_ok(),
             "redis-server not installed: run `cargo xtask setup`"
         );
         let dir = TempDir::new("redis");
         let sock = dir.path().join("redis.sock");
         let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--daemonize", "no", "--appendonly", "no"])
+            .args([
+                "--port",
+                "0",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--appendonly",
+                "no",
+            ])
             .arg("--unixsocket")
             .arg(&sock)
             .arg("--dir")
@@ -254,7 +318,10 @@ impl Redis {
         let r = Self { child, dir, sock };
         let t0 = Instant::now();
         while r.cli(&["PING"]).trim() != "PONG" {
-            assert!(t0.elapsed() < Duration::from_secs(10), "redis-server did not answer PING");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "redis-server did not answer PING"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         r
@@ -265,13 +332,21 @@ impl Redis {
     }
 
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli").arg("-s").arg(&self.sock).args(args).output().expect("redis-cli");
+        let out = Command::new("redis-cli")
+            .arg("-s")
+            .arg(&self.sock)
+            .args(args)
+            .output()
+            .expect("redis-cli");
         String::from_utf8_lossy(&out.stdout).to_string()
     }
 
     pub fn info_field(&self, section: &str, field: &str) -> Option<String> {
         let info = self.cli(&["INFO", section]);
-        info.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+        info.lines().find_map(|l| {
+            l.strip_prefix(&format!("{field}:"))
+                .map(|v| v.trim().to_string())
+        })
     }
 
     /// Load `n` keys of `size` bytes with redis-benchmark.
@@ -280,7 +355,14 @@ impl Redis {
             .arg("-s")
             .arg(&self.sock)
             .args(["-t", "set", "-P", "16", "-q"])
-            .args(["-r", &n.to_string(), "-n", &n.to_string(), "-d", &size.to_string()])
+            .args([
+                "-r",
+                &n.to_string(),
+                "-n",
+                &n.to_string(),
+                "-d",
+                &size.to_string(),
+            ])
             .stdout(Stdio::null())
             .status()
             .expect("redis-benchmark");
@@ -290,7 +372,10 @@ impl Redis {
     pub fn wait_field(&self, section: &str, field: &str, value: &str) {
         let t0 = Instant::now();
         while self.info_field(section, field).as_deref() != Some(value) {
-            assert!(t0.elapsed() < Duration::from_secs(60), "{field} never became {value}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{field} never became {value}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

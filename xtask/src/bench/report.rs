@@ -858,7 +858,10 @@ fn section4(md: &mut String, r: &Results) {
             );
         }
         None => {
-            let _ = writeln!(md, "| live view CPU per refresh | – | not measured in this run (`--only` without `view`) |");
+            let _ = writeln!(
+                md,
+                "| live view CPU per refresh | – | not measured in this run (`--only` without `view`) |"
+            );
         }
     }
     let _ = writeln!(md);
@@ -1361,7 +1364,10 @@ mod tests {
             cow: Some(cow::Results { params: p, runs }),
             redis: None,
             storms: Some(vec![storm]),
-            view: Some(super::super::view::Results { full_ms: vec![1.5, 1.7], plain_ms: vec![1.0] }),
+            view: Some(super::super::view::Results {
+                full_ms: vec![1.5, 1.7],
+                plain_ms: vec![1.0],
+            }),
             elapsed_s: 60.0,
         };
         let md = render(&r);

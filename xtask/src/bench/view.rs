@@ -40,7 +40,10 @@ impl Drop for Kid {
 /// /proc/PID/task/TID/schedstat (nanosecond resolution, where /proc/PID/stat has 10 ms).
 fn cpu_ns(pid: u32) -> Option<u64> {
     let mut total = 0;
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
         let s = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
         total += s.split_whitespace().next()?.parse::<u64>().ok()?;
     }
@@ -50,10 +53,19 @@ fn cpu_ns(pid: u32) -> Option<u64> {
 /// The pid of the `cowtrace` process whose parent is `ppid` (the one `script` starts).
 fn child_cowtrace(ppid: u32) -> Option<u32> {
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some((head, tail)) = stat.rsplit_once(')') else { continue };
-        let parent = tail.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((head, tail)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let parent = tail
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
         if head.ends_with("(cowtrace") && parent == Some(ppid) {
             return Some(pid);
         }
@@ -67,7 +79,11 @@ fn one(tools: &Tools, target: u32, full: bool) -> Result<f64> {
     let started = Instant::now();
     let (kid, pid) = if full {
         let kid = Kid(Command::new("script")
-            .args(["-qfec", &format!("stty cols 120 rows 40; exec {cowtrace} {args}"), "/dev/null"])
+            .args([
+                "-qfec",
+                &format!("stty cols 120 rows 40; exec {cowtrace} {args}"),
+                "/dev/null",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -86,7 +102,16 @@ fn one(tools: &Tools, target: u32, full: bool) -> Result<f64> {
         (kid, pid)
     } else {
         let kid = Kid(Command::new(&tools.cowtrace)
-            .args(["watch", "--plain", "-i", &INTERVAL_S.to_string(), "-d", "10", "-p", &target.to_string()])
+            .args([
+                "watch",
+                "--plain",
+                "-i",
+                &INTERVAL_S.to_string(),
+                "-d",
+                "10",
+                "-p",
+                &target.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -110,13 +135,23 @@ fn one(tools: &Tools, target: u32, full: bool) -> Result<f64> {
 }
 
 pub fn run(tools: &Tools, rounds: usize) -> Result<Results> {
-    let target = Kid(Command::new("sleep").arg("600").spawn().context("starting sleep")?);
-    let mut r = Results { full_ms: Vec::new(), plain_ms: Vec::new() };
+    let target = Kid(Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .context("starting sleep")?);
+    let mut r = Results {
+        full_ms: Vec::new(),
+        plain_ms: Vec::new(),
+    };
     for round in 0..rounds {
         // Alternate which mode goes first.
         for full in [round % 2 == 0, round % 2 != 0] {
             let v = one(tools, target.0.id(), full)?;
-            if full { r.full_ms.push(v) } else { r.plain_ms.push(v) }
+            if full {
+                r.full_ms.push(v)
+            } else {
+                r.plain_ms.push(v)
+            }
         }
     }
     Ok(r)
