@@ -160,12 +160,9 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     // Every exiting thread of a traced process drops its per-thread state.
-    if PENDING.get_ptr(&tid).is_some() {
-        let _ = PENDING.remove(&tid);
-    }
-    if SYSCALL_START.get_ptr(&tid).is_some() {
-        let _ = SYSCALL_START.remove(&tid);
-    }
+    // A delete that finds nothing costs one lookup: no separate lookup first.
+    let _ = PENDING.remove(&tid);
+    let _ = SYSCALL_START.remove(&tid);
     if tgid != tid {
         return Ok(());
     }

@@ -193,10 +193,7 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
     // Parsed BTF is large (tens of MiB of heap): keep one parse alive at a time.
     let offsets = KernelBtf::open(&path)?.offsets()?;
     ensure_tracefs()?;
-    let btf = Btf::parse_file(&path, Endianness::default()).map_err(|e| BtfError::Parse {
-        path: path.clone(),
-        msg: e.to_string(),
-    })?;
+    let btf = parse_btf(&path)?;
     let agent_tgid = std::process::id();
     let auto = u32::from(opts.auto_redis);
     let wake = opts
