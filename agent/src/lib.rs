@@ -1,25 +1,21 @@
 //! cowtrace: attribute Redis fork copy-on-write memory and save I/O, with eBPF.
 //!
-//! The pure modules (`classify`, `decode`, `session`, `timeline`, `record`, `reap`,
-//! `procfs` parsers, `report`) hold every rule and are unit-tested without root. `loader`,
-//! `runner` and `check` are the thin layers that touch the kernel. The live view of
-//! `watch` (`view`) is pure too, except `view::term`, the thin layer over the terminal.
-pub mod btf;
-pub mod check;
-pub mod classify;
-pub mod decode;
-pub mod diagnose;
-pub mod files;
-pub mod hist;
-pub mod loader;
-pub mod output;
-pub mod privileges;
+//! The layers, from the bottom up (each imports only from the ones above it in this
+//! list; docs/architecture.md draws the data flow):
+//! - `trace`: the JSON Lines schema, writer and reader.
+//! - `events`: the pure event model (decoding, sessions, classification, files,
+//!   timelines, histograms, reaping).
+//! - `text`: units, histograms, exit wording and the diagnosis, as text.
+//! - `procfs`: small readers of /proc and /sys.
+//! - `live` (the `watch` lines, full-screen view and summary) and `report` (the offline
+//!   retelling of a trace): pure, except `live::screen::term`, the terminal.
+//! - `kernel`: the thin layer that loads, attaches and reads the BPF programs.
+//! - `runner`: the event loop that moves data between the kernel and the pure modules.
+pub mod events;
+pub mod kernel;
+pub mod live;
 pub mod procfs;
-pub mod reap;
-pub mod record;
 pub mod report;
 pub mod runner;
-pub mod session;
-pub mod timeline;
+pub mod text;
 pub mod trace;
-pub mod view;

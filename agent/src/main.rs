@@ -3,9 +3,10 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Args, Parser, Subcommand};
 use cowtrace::{
-    check, privileges,
+    kernel::check,
+    kernel::privileges,
     runner::{self, Output, RunConfig},
-    trace::TraceWriter,
+    trace::writer::TraceWriter,
 };
 
 const EXAMPLES: &str = "\

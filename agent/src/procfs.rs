@@ -45,7 +45,7 @@ pub fn find_redis(proc_root: &Path) -> Vec<RedisProc> {
             continue;
         }
         let cmd = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = crate::classify::printable(&cmd);
+        let cmdline = crate::events::classify::printable(&cmd);
         out.push(RedisProc {
             pid,
             port: port_from_cmdline(&cmdline),

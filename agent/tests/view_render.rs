@@ -2,14 +2,16 @@
 use std::time::Instant;
 
 use cowtrace::{
-    diagnose::HostFacts,
-    hist::Hist,
-    view::{
-        model::{HistView, Losses, ProcRow, SessionHists, SessionRow, Unit, ViewModel},
-        render::render,
+    events::hist::Hist,
+    live::{
+        screen::{
+            model::{HistView, Losses, ProcRow, SessionHists, SessionRow, ViewModel},
+            render::render,
+            ui::{Action, UiState},
+        },
         store::Rates,
-        ui::{Action, UiState},
     },
+    text::{diagnosis::HostFacts, units::Unit},
 };
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::{Terminal, backend::TestBackend};
@@ -276,7 +278,7 @@ fn drops_are_shown() {
         vec![session(1, true)],
     );
     vm.losses = Losses {
-        cow_events: 1234,
+        detail_events: 1234,
         session_events: 2,
         decode_errors: 1,
     };
@@ -421,12 +423,12 @@ fn model_building_cost() {
         CowCounters, EV_EXIT, EV_FORK, EV_FSYNC, EV_WRITE, IoCounters, IoEvent, ProcEvent,
     };
     use cowtrace::{
-        record::Record,
-        session::Tracker,
-        view::{
-            model::{Context, ProcInfo, build},
+        events::session::Tracker,
+        live::{
+            screen::model::{Context, ProcInfo, build},
             store::Store,
         },
+        trace::schema::Record,
     };
     const S: u64 = 1_000_000_000;
     let ev = |kind, pid, ts| ProcEvent {

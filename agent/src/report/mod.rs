@@ -1,12 +1,13 @@
 //! `cowtrace report`: retell a recorded trace offline (no root, no BPF).
 //!
-//! `reader` turns bytes into validated lines (bounded memory, warnings for bad lines,
-//! errors only for input that is not a trace), `model` folds the lines into sessions and
-//! totals, and `render` writes the text; `report --json` serializes the model's summary.
-pub mod lines;
-pub mod model;
-pub mod reader;
+//! `trace::reader` turns bytes into validated lines (bounded memory, warnings for bad
+//! lines, errors only for input that is not a trace); `fold` folds the lines into
+//! sessions and totals (`timeline` keeps each session's samples bounded); `render` writes
+//! the text and `json` the `report --json` object.
+pub mod fold;
+pub mod json;
 pub mod render;
+pub mod timeline;
 
 use std::{
     fs::File,
@@ -14,11 +15,12 @@ use std::{
     path::Path,
 };
 
-pub use model::{Flow, Report};
-pub use reader::{Item, ReportError, TraceReader};
+pub use fold::{Flow, Report};
+
+use crate::trace::{ReadError, TraceReader};
 
 /// Read a whole trace from `input`; `source` names it in messages.
-pub fn read<R: BufRead>(source: &str, input: R) -> Result<Report, ReportError> {
+pub fn read<R: BufRead>(source: &str, input: R) -> Result<Report, ReadError> {
     let mut reader = TraceReader::open(source, input)?;
     let mut report = Report::new(source, reader.meta.clone(), reader.meta_line);
     loop {
@@ -31,7 +33,7 @@ pub fn read<R: BufRead>(source: &str, input: R) -> Result<Report, ReportError> {
             Ok(None) => break,
             // After a valid first line, a read error cuts the trace short: report what was
             // read, like any truncated trace.
-            Err(ReportError::Read { line, source, .. }) => {
+            Err(ReadError::Read { line, source, .. }) => {
                 report.read_failed(line, source.to_string());
                 break;
             }
@@ -43,13 +45,13 @@ pub fn read<R: BufRead>(source: &str, input: R) -> Result<Report, ReportError> {
 }
 
 /// Read the trace at `path` (`-` is standard input).
-pub fn read_path(path: &Path) -> Result<Report, ReportError> {
+pub fn read_path(path: &Path) -> Result<Report, ReadError> {
     let name = path.display().to_string();
     if path == Path::new("-") {
         let stdin = io::stdin();
         return read("<stdin>", stdin.lock());
     }
-    let f = File::open(path).map_err(|source| ReportError::Open {
+    let f = File::open(path).map_err(|source| ReadError::Open {
         path: name.clone(),
         source,
     })?;

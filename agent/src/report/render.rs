@@ -2,11 +2,13 @@
 //! terminal width), so its output can be compared with golden files.
 use std::fmt::Write as _;
 
-use super::{
-    lines::{QuantilesLine, SessionEndLine},
-    model::{DETAIL_SESSIONS, HistSummary, Report, Session},
+use super::fold::{DETAIL_SESSIONS, HistSummary, Report, Session};
+use crate::text::{
+    diagnosis,
+    exit::exit_text,
+    hist::{log2_hist, stars},
+    units::fmt_bytes,
 };
-use crate::{diagnose, output::fmt_bytes};
 
 /// Width of the timeline bars.
 const BAR: usize = 24;
@@ -44,59 +46,6 @@ pub fn utc(ms: u64, with_ms: bool) -> String {
 
 fn secs(ms: u64) -> String {
     format!("{:.2} s", ms as f64 / 1000.0)
-}
-
-/// `val` of `max` as `*` out of `width`, like bcc's `print_stars` (a `+` when over).
-fn stars(val: u64, max: u64, width: usize) -> String {
-    let n = if max == 0 {
-        0
-    } else {
-        (u128::from(val.min(max)) * width as u128 / u128::from(max)) as usize
-    };
-    let mut s = "*".repeat(n);
-    s.push_str(&" ".repeat(width - n));
-    if val > max {
-        s.push('+');
-    }
-    s
-}
-
-/// A power-of-two histogram in the layout of bcc's `print_log2_hist`: rows from the
-/// lowest to the highest non-empty bucket, `low -> high : count |stars|`.
-pub fn log2_hist(unit: &str, buckets: &[(u64, u64)]) -> String {
-    let mut out = String::new();
-    let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
-        return out;
-    };
-    let idx = |lo: u64| lo.max(1).ilog2();
-    let (lo_i, hi_i) = (idx(first.0), idx(last.0));
-    let wide = hi_i >= 32;
-    let (pad, unit_w, num_w, width) = if wide {
-        (15, 29, 20, 20)
-    } else {
-        (5, 19, 10, 40)
-    };
-    let max = buckets.iter().map(|b| b.1).max().unwrap_or(0);
-    let _ = writeln!(out, "{:pad$}{unit:<unit_w$} : count    distribution", "");
-    for i in lo_i..=hi_i {
-        let count = buckets
-            .iter()
-            .filter(|b| idx(b.0) == i)
-            .map(|b| b.1)
-            .sum::<u64>();
-        let low = if i == 0 { 0 } else { 1u64 << i };
-        let high = if i >= 63 {
-            u64::MAX
-        } else {
-            (1u64 << (i + 1)) - 1
-        };
-        let _ = writeln!(
-            out,
-            "{low:>num_w$} -> {high:<num_w$} : {count:<8} |{}|",
-            stars(count, max, width)
-        );
-    }
-    out
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -148,15 +97,6 @@ fn table(indent: &str, head: &[(&str, Align)], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn exit_text(e: &SessionEndLine) -> String {
-    match (e.complete, e.exit_code, e.exit_signal) {
-        (false, _, _) => "running".into(),
-        (_, Some(c), _) => format!("exit {c}"),
-        (_, _, Some(s)) => format!("signal {s}"),
-        _ => "exit ?".into(),
-    }
-}
-
 /// A string from the trace, `?` when empty (missing).
 fn known(s: &str) -> &str {
     if s.is_empty() { "?" } else { s }
@@ -206,10 +146,11 @@ fn header(r: &Report, out: &mut String) {
             ", samples every {}",
             secs_short(i)
         )),
-        m.attach
-            .method
-            .as_deref()
-            .map_or(String::new(), |a| format!(", COW via {a} hooks")),
+        if m.attach.method.is_empty() {
+            String::new()
+        } else {
+            format!(", COW via {} hooks", m.attach.method)
+        },
     );
     let pids: Vec<String> = m.pids.iter().map(u32::to_string).collect();
     let targets = match (m.targets.as_str(), pids.is_empty()) {
@@ -294,7 +235,7 @@ fn sessions_table(r: &Report, out: &mut String) {
         match (&s.end, &s.last_sample) {
             (Some(e), _) => row.extend([
                 secs(e.duration_ms),
-                exit_text(e),
+                exit_text(e.complete, e.exit_code, e.exit_signal),
                 fmt_bytes(e.cow.bytes),
                 e.cow
                     .pct_of_parent_rss
@@ -407,7 +348,7 @@ fn processes(r: &Report, out: &mut String) {
     }
 }
 
-fn quantile_table(rows: &[(&str, &QuantilesLine)]) -> String {
+fn quantile_table(rows: &[(&str, &crate::trace::schema::Quantiles)]) -> String {
     use Align::{Left as L, Right as R};
     let rows: Vec<Vec<String>> = rows
         .iter()
@@ -471,7 +412,7 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
         }
         let _ = writeln!(out, "{line}");
     }
-    let host = diagnose::HostFacts {
+    let host = diagnosis::HostFacts {
         thp: r.meta.thp.clone(),
         overcommit_memory: r.meta.overcommit_memory,
     };
@@ -483,7 +424,7 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
                 "  ran {}, {}; copies: {} of 4 KiB, {} of 2 MiB, {} other; reuse faults {}, zero fills {}",
                 secs(e.duration_ms),
                 if e.complete {
-                    exit_text(e)
+                    exit_text(e.complete, e.exit_code, e.exit_signal)
                 } else {
                     "still running when the trace ended".into()
                 },
@@ -494,7 +435,7 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
                 c.zero_fills
             );
             out.push_str("\n  Diagnosis:\n");
-            for l in diagnose::diagnose(&e.to_record(), &host) {
+            for l in diagnosis::diagnose(e, &host) {
                 let _ = writeln!(out, "    {l}");
             }
             out.push_str("\n  Quantiles (session_end):\n");
@@ -692,32 +633,6 @@ mod tests {
         assert_eq!(utc(1_795_514_606_715, true), "2026-11-24 10:03:26.715 UTC");
         assert_eq!(utc(253_402_300_799_999, false), "9999-12-31 23:59:59 UTC");
         assert_eq!(utc(u64::MAX, false), format!("{} ms after 1970", u64::MAX));
-    }
-
-    #[test]
-    fn bcc_style_histogram() {
-        let h = log2_hist("usecs", &[(1, 3), (8, 6), (16, 1)]);
-        let want = "     usecs               : count    distribution
-         0 -> 1          : 3        |********************                    |
-         2 -> 3          : 0        |                                        |
-         4 -> 7          : 0        |                                        |
-         8 -> 15         : 6        |****************************************|
-        16 -> 31         : 1        |******                                  |
-";
-        assert_eq!(h, want);
-        assert_eq!(log2_hist("x", &[]), "");
-        let wide = log2_hist("bytes", &[(1 << 40, 1)]);
-        assert!(wide.contains("1099511627776 -> 2199023255551"), "{wide}");
-        let top = log2_hist("x", &[(1 << 63, u64::MAX)]);
-        assert!(top.contains(&u64::MAX.to_string()), "{top}");
-    }
-
-    #[test]
-    fn stars_scale_and_overflow() {
-        assert_eq!(stars(5, 10, 4), "**  ");
-        assert_eq!(stars(0, 0, 3), "   ");
-        assert_eq!(stars(u64::MAX, u64::MAX, 2), "**");
-        assert_eq!(stars(11, 10, 2), "**+");
     }
 
     #[test]

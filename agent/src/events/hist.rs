@@ -1,6 +1,7 @@
-//! Histograms (hdrhistogram) and their JSON summaries.
+//! Histograms (hdrhistogram) and their quantiles.
 use hdrhistogram::Histogram;
-use serde::Serialize;
+
+use crate::trace::schema::Quantiles;
 
 /// A histogram of positive integers (latencies in µs, sizes in bytes), 3 significant
 /// digits, auto-resizing. Zero values are recorded as 1 (hdrhistogram's lowest).
@@ -13,15 +14,6 @@ impl Default for Hist {
     fn default() -> Self {
         Self::new()
     }
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Quantiles {
-    pub count: u64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub max: u64,
 }
 
 impl Hist {

@@ -8,37 +8,11 @@
 //! at the child's `exit_group` (for children that exit before the agent looks). A child
 //! whose title never changes within [`TITLE_GRACE_NS`] is a plain `fork`.
 
-use serde::Serialize;
+use crate::trace::schema::SessionKind;
 
 /// How long after the fork a child may keep its parent's title before it counts as a
 /// plain fork. Redis sets the title within microseconds of `fork()` returning.
 pub const TITLE_GRACE_NS: u64 = 250_000_000;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SessionKind {
-    RdbBgsave,
-    AofRewrite,
-    RdbReplica,
-    Fork,
-}
-
-impl SessionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionKind::RdbBgsave => "rdb-bgsave",
-            SessionKind::AofRewrite => "aof-rewrite",
-            SessionKind::RdbReplica => "rdb-replica",
-            SessionKind::Fork => "fork",
-        }
-    }
-}
-
-impl std::fmt::Display for SessionKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Classify a child's title (the argv area, NULs allowed). Valkey uses the same
 /// suffixes with its own prefix, so only the part after the first `-` is matched.

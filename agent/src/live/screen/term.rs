@@ -16,7 +16,7 @@ use crossterm::{
 };
 use ratatui::{Terminal, backend::CrosstermBackend};
 
-use crate::view::{model::ViewModel, render::render, ui::UiState};
+use crate::live::screen::{model::ViewModel, render::render, ui::UiState};
 
 /// True while the terminal is in raw mode on the alternate screen.
 static ACTIVE: AtomicBool = AtomicBool::new(false);

@@ -1,6 +1,6 @@
 //! "Explain the spike": a short diagnosis of one session, from its summary and the
 //! host settings that shape COW. Pure, shared by the live summary and `report`.
-use crate::{output::fmt_bytes, record::SessionEnd};
+use crate::{text::units::fmt_bytes, trace::schema::SessionEnd};
 
 /// Host settings that matter for fork COW, as recorded in the trace's meta line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,10 +93,8 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::{
-        classify::SessionKind,
-        hist::Quantiles,
-        record::{CowSummary, DiskSummary, FsyncSummary, WritesSummary},
-        timeline::Timeline,
+        events::timeline::Timeline,
+        trace::schema::{DiskSummary, FsyncSummary, Quantiles, SessionKind, WritesSummary},
     };
     use agent_common::CowCounters;
 
@@ -123,7 +121,7 @@ mod tests {
             exit_code: Some(0),
             exit_signal: None,
             complete: true,
-            cow: CowSummary::new(&p, &c, Some(1 << 30), &t),
+            cow: t.summary(&p, &c, Some(1 << 30)),
             writes: WritesSummary {
                 calls: 10,
                 bytes: 100_000_000,

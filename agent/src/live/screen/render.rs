@@ -9,12 +9,16 @@ use ratatui::{
     layout::{Alignment, Constraint, Layout, Rect},
     style::{Color, Modifier, Style},
     text::{Line, Span},
-    widgets::{Block, Borders, Paragraph, Row, Table, TableState, Wrap},
+    widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap},
 };
 
-use crate::view::{
-    model::{HistView, SessionRow, Unit, ViewModel},
-    ui::UiState,
+use crate::{
+    live::screen::{
+        model::{HistView, SessionRow, ViewModel},
+        table::{self, CellCx, Col, DIM, LOST, SAVE},
+        ui::UiState,
+    },
+    text::units::{Unit, bucket_label, fmt_bytes, fmt_count, fmt_dur, fmt_secs, fmt_us, fmt_val},
 };
 
 /// Below this the view asks for a larger terminal (or `--plain`).
@@ -23,10 +27,7 @@ pub const MIN_HEIGHT: u16 = 16;
 /// Redis processes listed before "+N more".
 const MAX_PROCS: usize = 4;
 
-const SAVE: Color = Color::Yellow;
 const IDLE: Color = Color::Green;
-const LOST: Color = Color::Red;
-const DIM: Color = Color::DarkGray;
 
 pub fn render(frame: &mut Frame, vm: &ViewModel, ui: &UiState) {
     let area = frame.area();
@@ -180,7 +181,7 @@ fn render_procs(frame: &mut Frame, area: Rect, vm: &ViewModel) {
             )),
             Span::raw(format!(
                 "  RSS {:>10}  ",
-                p.rss.map_or("?".into(), crate::output::fmt_bytes)
+                p.rss.map_or("?".into(), fmt_bytes)
             )),
         ];
         if p.saving.is_empty() {
@@ -207,13 +208,6 @@ fn render_procs(frame: &mut Frame, area: Rect, vm: &ViewModel) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-/// A column of the sessions table: two heading lines, a width, and the cell text.
-struct Col {
-    head: [&'static str; 2],
-    width: u16,
-    right: bool,
-}
-
 fn render_sessions(frame: &mut Frame, area: Rect, vm: &ViewModel, sel: Option<usize>) {
     let more = vm
         .ended_total
@@ -234,150 +228,31 @@ fn render_sessions(frame: &mut Frame, area: Rect, vm: &ViewModel, sel: Option<us
         );
         return;
     }
-    let wide = inner.width >= 100;
-    let mut cols = vec![
-        Col {
-            head: ["", "id"],
-            width: 5,
-            right: true,
-        },
-        Col {
-            head: ["", "kind"],
-            width: 11,
-            right: false,
-        },
-    ];
-    if wide {
-        cols.push(Col {
-            head: ["", "state"],
-            width: 9,
-            right: false,
-        });
-    }
-    cols.extend([
-        Col {
-            head: ["", "age"],
-            width: 6,
-            right: true,
-        },
-        Col {
-            head: ["COW", "MiB"],
-            width: 7,
-            right: true,
-        },
-        Col {
-            head: ["", "%RSS"],
-            width: 5,
-            right: true,
-        },
-        Col {
-            head: ["COW", "MiB/s"],
-            width: 6,
-            right: true,
-        },
-        Col {
-            head: ["COW", "trend"],
-            width: 0,
-            right: false,
-        },
-        Col {
-            head: ["wrote", "MiB"],
-            width: 7,
-            right: true,
-        },
-        Col {
-            head: ["write", "MB/s"],
-            width: 6,
-            right: true,
-        },
-        Col {
-            head: ["disk", "MB/s"],
-            width: 6,
-            right: true,
-        },
-        Col {
-            head: ["", "fsync"],
-            width: 5,
-            right: true,
-        },
-    ]);
-    let fixed: u16 = cols.iter().map(|c| c.width).sum::<u16>() + cols.len() as u16 - 1;
-    let trend_w = inner.width.saturating_sub(fixed).max(1);
-    let trend = cols
-        .iter()
-        .position(|c| c.width == 0)
-        .expect("a trend column");
-    cols[trend].width = trend_w;
-
-    let cell = |c: &Col, text: String, style: Style| -> ratatui::widgets::Cell<'static> {
-        let line = if c.right {
+    let (cols, trend_w) = table::layout(inner.width);
+    let width = |c: &Col| if c.width == 0 { trend_w } else { c.width };
+    let cx = CellCx {
+        trend_width: trend_w as usize,
+    };
+    let aligned = |c: &Col, text: String| {
+        if c.right {
             Line::from(text).alignment(Alignment::Right)
         } else {
             Line::from(text)
-        };
-        ratatui::widgets::Cell::from(line.style(style))
+        }
     };
     let head_style = Style::new().fg(DIM);
     let header = Row::new(cols.iter().map(|c| {
-        let text = format!("{}\n{}", c.head[0], c.head[1]);
-        let lines: Vec<Line> = text
-            .lines()
-            .map(|l| {
-                if c.right {
-                    Line::from(l.to_string()).alignment(Alignment::Right)
-                } else {
-                    Line::from(l.to_string())
-                }
-            })
-            .collect();
-        ratatui::widgets::Cell::from(ratatui::text::Text::from(lines).style(head_style))
+        let lines = vec![aligned(c, c.head[0].into()), aligned(c, c.head[1].into())];
+        Cell::from(ratatui::text::Text::from(lines).style(head_style))
     }))
     .height(2);
     let rows = vm.sessions.iter().map(|s| {
-        let base = if s.active {
-            Style::new()
-        } else {
-            Style::new().fg(DIM)
-        };
-        let mut texts: Vec<(String, Style)> = vec![
-            (
-                format!("{}{:>4}", if s.active { "●" } else { " " }, s.id),
-                if s.active {
-                    Style::new().fg(SAVE)
-                } else {
-                    base
-                },
-            ),
-            (s.kind.clone(), base),
-        ];
-        if wide {
-            let bad = !s.active && s.status != "exit 0";
-            texts.push((
-                s.status.clone(),
-                if bad { Style::new().fg(LOST) } else { base },
-            ));
-        }
-        texts.extend([
-            (fmt_dur(s.elapsed_ms), base),
-            (fmt_mib(s.cow_bytes as f64), base),
-            (s.pct_of_rss.map_or("-".into(), fmt_pct), base),
-            (fmt_mib(s.rates.cow), base),
-            (
-                spark(&s.series, trend_w as usize),
-                if s.active {
-                    Style::new().fg(Color::Magenta)
-                } else {
-                    base
-                },
-            ),
-            (fmt_mib(s.written_bytes as f64), base),
-            (fmt_mb(s.rates.write), base),
-            (fmt_mb(s.rates.disk), base),
-            (s.fsync_calls.to_string(), base),
-        ]);
-        Row::new(cols.iter().zip(texts).map(|(c, (t, st))| cell(c, t, st)))
+        Row::new(cols.iter().map(|c| {
+            let (text, style) = (c.cell)(s, cx);
+            Cell::from(aligned(c, text).style(style))
+        }))
     });
-    let table = Table::new(rows, cols.iter().map(|c| Constraint::Length(c.width)))
+    let table = Table::new(rows, cols.iter().map(|&c| Constraint::Length(width(c))))
         .header(header)
         .column_spacing(1)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
@@ -428,7 +303,7 @@ fn render_hists(
             (empty("fsync latency", Unit::Micros), Color::Cyan),
             (empty("block I/O latency", Unit::Micros), Color::Blue),
             (
-                empty(crate::view::model::COW_HIST, Unit::Pages),
+                empty(crate::live::screen::model::COW_HIST, Unit::Pages),
                 Color::Magenta,
             ),
             (vm.fork_lat.clone(), Color::Yellow),
@@ -469,7 +344,7 @@ fn render_footer(frame: &mut Frame, area: Rect, vm: &ViewModel) {
         Span::styled(
             format!(
                 " LOST {} COW + {} session events, {} bad records ",
-                l.cow_events, l.session_events, l.decode_errors
+                l.detail_events, l.session_events, l.decode_errors
             ),
             Style::new()
                 .fg(Color::White)
@@ -613,189 +488,9 @@ pub fn spark(series: &[u64], w: usize) -> String {
         .collect()
 }
 
-/// Lower bound of a power-of-two bucket, short: `16us`, `2ms`, `4K`, `1M`.
-pub fn bucket_label(lo: u64, unit: Unit) -> String {
-    if lo <= 1 {
-        // Zero is recorded as one (hdrhistogram's lowest value).
-        return "0-1".into();
-    }
-    match unit {
-        Unit::Micros => fmt_us(lo),
-        Unit::Bytes => binary(lo, "B"),
-        Unit::Pages => binary(lo, ""),
-    }
-}
-
-fn binary(v: u64, unit: &str) -> String {
-    const K: u64 = 1024;
-    match v {
-        v if v >= K * K * K && v % (K * K * K) == 0 => format!("{}G", v / (K * K * K)),
-        v if v >= K * K && v % (K * K) == 0 => format!("{}M", v / (K * K)),
-        v if v >= K && v % K == 0 => format!("{}K", v / K),
-        v => format!("{v}{unit}"),
-    }
-}
-
-/// A value of `unit`, short.
-pub fn fmt_val(v: u64, unit: Unit) -> String {
-    match unit {
-        Unit::Micros => fmt_us(v),
-        Unit::Bytes => fmt_size(v),
-        Unit::Pages => fmt_count(v),
-    }
-}
-
-/// Bytes, at most five characters: `512B`, `4K`, `1.5M`, `2.0G`.
-pub fn fmt_size(b: u64) -> String {
-    const K: f64 = 1024.0;
-    let f = b as f64;
-    let (v, u) = match f {
-        f if f >= K * K * K => (f / (K * K * K), "G"),
-        f if f >= K * K => (f / (K * K), "M"),
-        f if f >= K => (f / K, "K"),
-        _ => return format!("{b}B"),
-    };
-    if v >= 99.95 || v.fract() == 0.0 {
-        format!("{v:.0}{u}")
-    } else {
-        format!("{v:.1}{u}")
-    }
-}
-
-/// Microseconds, at most five characters: `850us`, `1.2ms`, `131ms`, `2.5s`.
-pub fn fmt_us(us: u64) -> String {
-    let f = us as f64;
-    match us {
-        0..1_000 => format!("{us}us"),
-        1_000..9_950 => format!("{:.1}ms", f / 1e3),
-        9_950..999_500 => format!("{:.0}ms", f / 1e3),
-        999_500..9_950_000 => format!("{:.1}s", f / 1e6),
-        _ => format!("{:.0}s", f / 1e6),
-    }
-}
-
-/// A count, at most five characters: `42`, `9999`, `12.3k`, `4.5M`.
-pub fn fmt_count(c: u64) -> String {
-    let f = c as f64;
-    match c {
-        0..10_000 => c.to_string(),
-        10_000..999_500 => format!("{:.1}k", f / 1e3).replace(".0k", "k"),
-        _ => format!("{:.1}M", f / 1e6),
-    }
-}
-
-/// Milliseconds as an age: `850ms`, `12.3s`, `5m03s`, `2h01m`.
-pub fn fmt_dur(ms: u64) -> String {
-    match ms {
-        0..1_000 => format!("{ms}ms"),
-        1_000..60_000 => format!("{:.1}s", ms as f64 / 1e3),
-        60_000..3_600_000 => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
-        _ => format!("{}h{:02}m", ms / 3_600_000, ms / 60_000 % 60),
-    }
-}
-
-fn fmt_secs(ms: u64) -> String {
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{:.1}s", ms as f64 / 1e3)
-    }
-}
-
-/// Bytes (or bytes/s) in MiB, at most seven characters.
-pub fn fmt_mib(b: f64) -> String {
-    let m = b / (1024.0 * 1024.0);
-    if m < 999.95 {
-        format!("{m:.1}")
-    } else {
-        format!("{m:.0}")
-    }
-}
-
-/// Bytes/s in MB/s (decimal, as disks are rated).
-pub fn fmt_mb(b: f64) -> String {
-    let m = b / 1e6;
-    if m < 999.95 {
-        format!("{m:.1}")
-    } else {
-        format!("{m:.0}")
-    }
-}
-
-pub fn fmt_pct(p: f64) -> String {
-    if p < 9.95 {
-        format!("{p:.1}%")
-    } else {
-        format!("{p:.0}%")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats() {
-        assert_eq!(
-            (
-                fmt_us(850),
-                fmt_us(1_234),
-                fmt_us(131_072),
-                fmt_us(2_500_000)
-            ),
-            (
-                "850us".into(),
-                "1.2ms".into(),
-                "131ms".into(),
-                "2.5s".into()
-            )
-        );
-        assert_eq!(
-            (
-                fmt_count(42),
-                fmt_count(12_345),
-                fmt_count(20_000),
-                fmt_count(4_500_000)
-            ),
-            ("42".into(), "12.3k".into(), "20k".into(), "4.5M".into())
-        );
-        assert_eq!(
-            (
-                fmt_dur(850),
-                fmt_dur(12_345),
-                fmt_dur(303_000),
-                fmt_dur(7_260_000)
-            ),
-            (
-                "850ms".into(),
-                "12.3s".into(),
-                "5m03s".into(),
-                "2h01m".into()
-            )
-        );
-        assert_eq!(
-            (fmt_mib(126_353_408.0), fmt_mib(5e9)),
-            ("120.5".into(), "4768".into())
-        );
-        assert_eq!(
-            (fmt_pct(35.2), fmt_pct(3.52)),
-            ("35%".into(), "3.5%".into())
-        );
-        assert_eq!(bucket_label(1, Unit::Micros), "0-1");
-        assert_eq!(
-            (
-                bucket_label(16, Unit::Micros),
-                bucket_label(4096, Unit::Bytes),
-                bucket_label(1 << 20, Unit::Pages)
-            ),
-            ("16us".into(), "4K".into(), "1M".into())
-        );
-        assert_eq!(bucket_label(512, Unit::Bytes), "512B");
-        assert_eq!(
-            (fmt_size(4096), fmt_size(1536), fmt_size(200 << 20)),
-            ("4K".into(), "1.5K".into(), "200M".into())
-        );
-    }
 
     #[test]
     fn bars_and_sparks() {

@@ -2,11 +2,13 @@
 //! store at each refresh. Plain data, so that rendering is a pure function of it and
 //! the tests can build one by hand.
 use crate::{
-    classify::SessionKind,
-    diagnose::HostFacts,
-    hist::{Hist, Quantiles},
-    session::{IoHists, Tracker},
-    view::store::{Rates, Store, pct_of_rss},
+    events::{
+        hist::Hist,
+        session::{IoHists, Tracker},
+    },
+    live::store::{Rates, Store, pct_of_rss},
+    text::{diagnosis::HostFacts, exit::exit_text, units::Unit},
+    trace::schema::{Quantiles, SessionKind},
 };
 
 /// A traced Redis process as the runner read it from /proc.
@@ -34,14 +36,14 @@ pub struct Context {
 /// rates stay exact (they come from maps); histograms and event lines miss them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Losses {
-    pub cow_events: u64,
+    pub detail_events: u64,
     pub session_events: u64,
     pub decode_errors: u64,
 }
 
 impl Losses {
     pub fn any(&self) -> bool {
-        self.cow_events + self.session_events + self.decode_errors > 0
+        self.detail_events + self.session_events + self.decode_errors > 0
     }
 }
 
@@ -52,13 +54,6 @@ pub struct ProcRow {
     pub rss: Option<u64>,
     /// The saves it is running now: (kind, ms since the fork).
     pub saving: Vec<(String, u64)>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    Micros,
-    Bytes,
-    Pages,
 }
 
 /// A histogram as drawn: contiguous power-of-two buckets `(low, count)` from the
@@ -141,7 +136,7 @@ pub struct SessionRow {
     pub parent_pid: u32,
     pub child_pid: u32,
     pub active: bool,
-    /// `running`, or how it ended: `exit 0`, `signal 9`, `cut` (the run ended first).
+    /// `running`, or how it ended (`text::exit`): `exit 0`, `signal 9`.
     pub status: String,
     /// Since the fork (live) or the whole session (ended).
     pub elapsed_ms: u64,
@@ -194,15 +189,6 @@ impl ViewModel {
     }
 }
 
-fn status_of(e: &crate::record::SessionEnd) -> String {
-    match (e.complete, e.exit_code, e.exit_signal) {
-        (false, _, _) => "cut".into(),
-        (_, Some(c), _) => format!("exit {c}"),
-        (_, _, Some(s)) => format!("signal {s}"),
-        _ => "exit ?".into(),
-    }
-}
-
 /// Build the model of one screen.
 pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context) -> ViewModel {
     let mut live: Vec<_> = tracker.live().collect();
@@ -237,7 +223,7 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
         parent_pid: e.end.parent_pid,
         child_pid: e.end.child_pid,
         active: false,
-        status: status_of(&e.end),
+        status: exit_text(e.end.complete, e.end.exit_code, e.end.exit_signal),
         elapsed_ms: e.end.duration_ms,
         cow_bytes: e.end.cow.bytes,
         pct_of_rss: pct_of_rss(e.end.cow.bytes, e.end.cow.parent_rss_at_fork_bytes),
@@ -289,7 +275,7 @@ mod tests {
     use super::*;
     use agent_common::{CowCounters, EV_EXIT, EV_FORK, EV_FORK_RET, IoCounters, ProcEvent};
 
-    use crate::record::Record;
+    use crate::trace::schema::Record;
 
     fn ev(kind: u32, pid: u32, ppid: u32, ts: u64, value: u64) -> ProcEvent {
         ProcEvent::new(kind, pid, ppid, ts, value)

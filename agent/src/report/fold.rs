@@ -12,14 +12,17 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::{
-    lines::{
-        EndLine, IoKind, MetaLine, ProcessLine, QuantilesLine, SampleLine, SessionEndLine,
-        SessionStartLine, TraceLine,
+use super::timeline::{Row, Timeline};
+use crate::{
+    events::hist::Hist,
+    trace::{
+        Item,
+        schema::{
+            End, IoEvent, Meta, ProcessRecord, Quantiles, Record, Sample, SessionEnd, SessionKind,
+            SessionStart, Side,
+        },
     },
-    reader::Item,
 };
-use crate::hist::Hist;
 
 /// Timeline rows kept per session (samples are merged in pairs beyond that).
 pub const TIMELINE_ROWS: usize = 200;
@@ -33,88 +36,15 @@ pub const MAX_LINE_WARNINGS: usize = 20;
 /// `process` lines kept.
 pub const MAX_PROCESSES: usize = 1024;
 
-/// One row of a session's timeline: the end of an interval after the fork.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Row {
-    pub elapsed_ms: u64,
-    /// Cumulative COW at the end of the row.
-    pub cow_bytes: u64,
-    /// Written and block I/O bytes during the row.
-    pub write_bytes: u64,
-    pub disk_bytes: u64,
-    /// Samples merged into this row; 0 for the closing row made from `session_end`.
-    pub samples: u32,
-}
-
-/// Sample rows, downsampled to at most `cap` rows of `width` samples each (the last row
-/// may be partial), so that any number of samples fits in bounded memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Timeline {
-    rows: Vec<Row>,
-    pending: Option<Row>,
-    width: u32,
-    cap: usize,
-}
-
-fn merge(a: Row, b: Row) -> Row {
-    Row {
-        elapsed_ms: b.elapsed_ms,
-        cow_bytes: b.cow_bytes,
-        write_bytes: a.write_bytes.saturating_add(b.write_bytes),
-        disk_bytes: a.disk_bytes.saturating_add(b.disk_bytes),
-        samples: a.samples.saturating_add(b.samples),
-    }
-}
-
-impl Timeline {
-    pub fn new(cap: usize) -> Self {
-        Self {
-            rows: Vec::new(),
-            pending: None,
-            width: 1,
-            cap: cap.max(2),
-        }
-    }
-
-    pub fn push(&mut self, r: Row) {
-        let row = match self.pending.take() {
-            Some(p) => merge(p, r),
-            None => r,
-        };
-        if row.samples < self.width {
-            self.pending = Some(row);
-            return;
-        }
-        self.rows.push(row);
-        if self.rows.len() > self.cap {
-            let old = std::mem::take(&mut self.rows);
-            let mut it = old.chunks(2);
-            for pair in it.by_ref() {
-                match pair {
-                    [a, b] => self.rows.push(merge(*a, *b)),
-                    [a] => self.pending = Some(*a),
-                    _ => {}
-                }
-            }
-            self.width = self.width.saturating_mul(2);
-        }
-    }
-
-    /// Samples per full row.
-    pub fn width(&self) -> u32 {
-        self.width
-    }
-
-    pub fn rows(&self) -> impl Iterator<Item = &Row> {
-        self.rows.iter().chain(self.pending.as_ref())
-    }
-
-    pub fn last(&self) -> Option<&Row> {
-        self.pending.as_ref().or(self.rows.last())
-    }
-}
-
 /// Histograms built from `--events` lines while a session is open.
+/// Which event line an I/O event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IoKind {
+    Write,
+    Fsync,
+    Io,
+}
+
 #[derive(Debug, Clone, Default)]
 struct LiveHists {
     write_lat_us: Hist,
@@ -126,7 +56,7 @@ struct LiveHists {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct HistSummary {
     #[serde(flatten)]
-    pub quantiles: QuantilesLine,
+    pub quantiles: Quantiles,
     /// Power-of-two buckets (lowest value, count); dropped for sessions not detailed.
     #[serde(skip)]
     pub log2: Vec<(u64, u64)>,
@@ -172,9 +102,9 @@ impl EventCounts {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub id: u64,
-    pub start: Option<SessionStartLine>,
-    pub end: Option<SessionEndLine>,
-    pub last_sample: Option<SampleLine>,
+    pub start: Option<SessionStart>,
+    pub end: Option<SessionEnd>,
+    pub last_sample: Option<Sample>,
     pub samples: u64,
     /// Sums of the samples' interval `write_bytes` and `disk_bytes`.
     pub sampled_write_bytes: u64,
@@ -221,11 +151,12 @@ impl Session {
         }
     }
 
-    pub fn kind(&self) -> &str {
+    /// The kind from `session_end`, else `session_start`; `?` when neither knows it.
+    pub fn kind(&self) -> &'static str {
         match (&self.end, &self.start) {
-            (Some(e), _) if !e.kind.is_empty() => &e.kind,
-            (_, Some(s)) if !s.kind.is_empty() => &s.kind,
-            _ => "?",
+            (Some(e), _) if e.kind != SessionKind::Unknown => e.kind.as_str(),
+            (_, Some(s)) => s.kind.as_str(),
+            _ => SessionKind::Unknown.as_str(),
         }
     }
 
@@ -279,11 +210,11 @@ pub enum Flow {
 pub struct Report {
     /// The input as named on the command line.
     pub source: String,
-    pub meta: MetaLine,
+    pub meta: Meta,
     pub sessions: Vec<Session>,
     index: HashMap<u64, usize>,
-    pub processes: Vec<ProcessLine>,
-    pub end: Option<EndLine>,
+    pub processes: Vec<ProcessRecord>,
+    pub end: Option<End>,
     end_line_no: Option<u64>,
     lines_after_end: u64,
     pub events: EventCounts,
@@ -313,7 +244,7 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(source: &str, meta: MetaLine, meta_line: u64) -> Self {
+    pub fn new(source: &str, meta: Meta, meta_line: u64) -> Self {
         Self {
             source: source.to_string(),
             meta,
@@ -406,15 +337,15 @@ impl Report {
             Item::Line { no, line } => (no, line),
         };
         self.last_line = no;
-        if self.end.is_some() && !matches!(line, TraceLine::Meta(_)) {
+        if self.end.is_some() && !matches!(line, Record::Meta(_)) {
             self.lines_after_end += 1;
         }
         match line {
-            TraceLine::Meta(_) => {
+            Record::Meta(_) => {
                 self.stopped_at = Some(no);
                 return Flow::Stop;
             }
-            TraceLine::SessionStart(s) => {
+            Record::SessionStart(s) => {
                 self.ts(s.ts_ns);
                 let sess = self.session(s.session);
                 if sess.start.is_some() {
@@ -429,7 +360,7 @@ impl Report {
                 let id = s.session;
                 self.session(id).start = Some(s);
             }
-            TraceLine::Sample(s) => {
+            Record::Sample(s) => {
                 self.ts(s.ts_ns);
                 // A writer's sample always follows its session's `session_start`.
                 let Some(&i) = self.index.get(&s.session) else {
@@ -451,7 +382,7 @@ impl Report {
                 }
                 sess.last_sample = Some(s);
             }
-            TraceLine::SessionEnd(e) => {
+            Record::SessionEnd(e) => {
                 let mut e = *e;
                 self.ts(e.ts_ns);
                 let id = e.session;
@@ -497,7 +428,7 @@ impl Report {
                     self.limit_detail(i);
                 }
             }
-            TraceLine::Process(p) => {
+            Record::Process(p) => {
                 self.ts(p.ts_ns);
                 if self.processes.len() < MAX_PROCESSES {
                     self.processes.push(*p);
@@ -505,7 +436,7 @@ impl Report {
                     self.processes_skipped += 1;
                 }
             }
-            TraceLine::End(e) => {
+            Record::End(e) => {
                 self.ts(e.ts_ns);
                 if self.end.is_some() {
                     self.line_warning(no, "a second `end` line; the later one is used".into());
@@ -513,9 +444,9 @@ impl Report {
                 self.end = Some(e);
                 self.end_line_no = Some(no);
             }
-            TraceLine::Cow(c) => {
+            Record::Cow(c) => {
                 self.events.cow = self.events.cow.saturating_add(1);
-                let child = c.side == "child";
+                let child = c.side == Side::Child;
                 if child {
                     self.events.cow_child = self.events.cow_child.saturating_add(1);
                 } else {
@@ -537,56 +468,10 @@ impl Report {
                     }
                 }
             }
-            TraceLine::Io(kind, e) => {
-                let count = |c: &mut EventCounts| {
-                    let n = match kind {
-                        IoKind::Write => &mut c.write,
-                        IoKind::Fsync => &mut c.fsync,
-                        IoKind::Io => &mut c.io,
-                    };
-                    *n = n.saturating_add(1);
-                };
-                count(&mut self.events);
-                let Some(id) = e.session else {
-                    self.events_outside = self.events_outside.saturating_add(1);
-                    return Flow::Continue;
-                };
-                let live_hists = self.live_hists;
-                let Some(sess) = self.event_session(id) else {
-                    return Flow::Continue;
-                };
-                count(&mut sess.events);
-                if sess.end.is_some() {
-                    sess.late_events = sess.late_events.saturating_add(1);
-                    return Flow::Continue;
-                }
-                if sess.live.is_none() {
-                    if live_hists >= LIVE_HIST_SESSIONS {
-                        self.hists_skipped = self.hists_skipped.saturating_add(1);
-                        return Flow::Continue;
-                    }
-                    sess.live = Some(Box::default());
-                    self.live_hists += 1;
-                }
-                let Some(sess) = self.event_session(id) else {
-                    return Flow::Continue;
-                };
-                if let Some(h) = sess.live.as_deref_mut() {
-                    // Whole µs rounded down, as the recorder's own histograms do
-                    // (`latency_ns / 1000`), so both give the same quantiles. `as`
-                    // saturates: a negative or huge latency cannot wrap.
-                    let lat = e.latency_us.floor() as u64;
-                    match kind {
-                        IoKind::Write => {
-                            h.write_lat_us.record(lat);
-                            h.write_size.record(e.bytes);
-                        }
-                        IoKind::Fsync => h.fsync_lat_us.record(lat),
-                        IoKind::Io => h.disk_lat_us.record(lat),
-                    }
-                }
-            }
-            TraceLine::Unknown(t) => {
+            Record::Write(e) => self.io_event(IoKind::Write, e),
+            Record::Fsync(e) => self.io_event(IoKind::Fsync, e),
+            Record::Io(e) => self.io_event(IoKind::Io, e),
+            Record::Unknown(t) => {
                 if let Some(n) = self.unknown_types.get_mut(&t) {
                     *n = n.saturating_add(1);
                 } else if self.unknown_types.len() < 16 {
@@ -595,6 +480,58 @@ impl Report {
             }
         }
         Flow::Continue
+    }
+
+    /// A `write`, `fsync` or `io` line: counted, and into its session's histograms while
+    /// the session is open.
+    fn io_event(&mut self, kind: IoKind, e: IoEvent) {
+        let count = |c: &mut EventCounts| {
+            let n = match kind {
+                IoKind::Write => &mut c.write,
+                IoKind::Fsync => &mut c.fsync,
+                IoKind::Io => &mut c.io,
+            };
+            *n = n.saturating_add(1);
+        };
+        count(&mut self.events);
+        let Some(id) = e.session else {
+            self.events_outside = self.events_outside.saturating_add(1);
+            return;
+        };
+        let live_hists = self.live_hists;
+        let Some(sess) = self.event_session(id) else {
+            return;
+        };
+        count(&mut sess.events);
+        if sess.end.is_some() {
+            sess.late_events = sess.late_events.saturating_add(1);
+            return;
+        }
+        if sess.live.is_none() {
+            if live_hists >= LIVE_HIST_SESSIONS {
+                self.hists_skipped = self.hists_skipped.saturating_add(1);
+                return;
+            }
+            sess.live = Some(Box::default());
+            self.live_hists += 1;
+        }
+        let Some(sess) = self.event_session(id) else {
+            return;
+        };
+        if let Some(h) = sess.live.as_deref_mut() {
+            // Whole µs rounded down, as the recorder's own histograms do
+            // (`latency_ns / 1000`), so both give the same quantiles. `as`
+            // saturates: a negative or huge latency cannot wrap.
+            let lat = e.latency_us.floor() as u64;
+            match kind {
+                IoKind::Write => {
+                    h.write_lat_us.record(lat);
+                    h.write_size.record(e.bytes);
+                }
+                IoKind::Fsync => h.fsync_lat_us.record(lat),
+                IoKind::Io => h.disk_lat_us.record(lat),
+            }
+        }
     }
 
     /// Keep timelines and histogram buckets of the [`DETAIL_SESSIONS`] sessions with the
@@ -662,9 +599,9 @@ impl Report {
         let unfinished = self.sessions.iter().filter(|s| s.end.is_none()).count();
         if let Some(e) = self.end.as_ref().filter(|e| e.lost_events > 0) {
             w.push(format!(
-                "LOST EVENTS: {} ({} COW, {} session: ring buffer full); totals are exact, per-event detail (quantiles, histograms{}) is not",
+                "LOST EVENTS: {} ({} COW/I-O detail, {} session: ring buffer full); totals are exact, per-event detail (quantiles, histograms{}) is not",
                 e.lost_events,
-                e.lost_cow_events,
+                e.lost_detail_events,
                 e.lost_session_events,
                 if self.events.total() > 0 { ", --events lines" } else { "" }
             ));
@@ -773,208 +710,11 @@ impl Report {
             _ => None,
         }
     }
-
-    pub fn totals(&self) -> Totals {
-        let mut t = Totals {
-            sessions: self.sessions.len() as u64,
-            ..Default::default()
-        };
-        for s in &self.sessions {
-            let Some(e) = &s.end else {
-                t.sessions_unfinished += 1;
-                let u = &mut t.unfinished;
-                if let Some(l) = &s.last_sample {
-                    u.cow_bytes = u.cow_bytes.saturating_add(l.cow_bytes);
-                    u.cow_pages = u.cow_pages.saturating_add(l.cow_pages);
-                }
-                u.write_bytes = u.write_bytes.saturating_add(s.sampled_write_bytes);
-                u.disk_bytes = u.disk_bytes.saturating_add(s.sampled_disk_bytes);
-                continue;
-            };
-            t.sessions_ended += 1;
-            t.cow_bytes = t.cow_bytes.saturating_add(e.cow.bytes);
-            t.cow_pages = t.cow_pages.saturating_add(e.cow.pages);
-            t.parent_pages = t.parent_pages.saturating_add(e.cow.parent_pages);
-            t.child_pages = t.child_pages.saturating_add(e.cow.child_pages);
-            t.write_bytes = t.write_bytes.saturating_add(e.writes.bytes);
-            t.write_calls = t.write_calls.saturating_add(e.writes.calls);
-            t.fsync_calls = t.fsync_calls.saturating_add(e.fsync.calls);
-            t.disk_bytes = t.disk_bytes.saturating_add(e.disk.bytes);
-            t.disk_ios = t.disk_ios.saturating_add(e.disk.ios);
-        }
-        if let Some(e) = &self.end {
-            t.lost_events = Some(e.lost_events);
-            t.lost_cow_events = Some(e.lost_cow_events);
-            t.lost_session_events = Some(e.lost_session_events);
-            t.decode_errors = Some(e.decode_errors);
-        }
-        t
-    }
-
-    /// The `report --json` object.
-    pub fn json(&self) -> JsonReport<'_> {
-        JsonReport {
-            report: "cowtrace-report",
-            version: 1,
-            file: &self.source,
-            trace: TraceInfo {
-                format_version: self.meta.version,
-                cowtrace_version: &self.meta.cowtrace_version,
-                host: &self.meta.host,
-                kernel: &self.meta.kernel,
-                targets: &self.meta.targets,
-                pids: &self.meta.pids,
-                start_unix_ms: self.meta.start_unix_ms,
-                start_ts_ns: self.meta.start_ts_ns,
-                interval_ms: self.meta.interval_ms,
-                thp: self.meta.thp.as_deref(),
-                overcommit_memory: self.meta.overcommit_memory,
-                duration_ms: self.duration_ms(),
-                has_end: self.end.is_some(),
-                lines: self.last_line,
-            },
-            end: self.end.as_ref(),
-            totals: self.totals(),
-            events: self.events,
-            events_outside_sessions: self.events_outside,
-            sessions: self
-                .sessions
-                .iter()
-                .map(|s| JsonSession {
-                    session: s.id,
-                    kind: s.kind(),
-                    ended: s.end.is_some(),
-                    start: s.start.as_ref(),
-                    end: s.end.as_ref(),
-                    samples: s.samples,
-                    last_sample: s.last_sample.as_ref(),
-                    events: s.events,
-                    event_histograms: s.hists.as_ref(),
-                })
-                .collect(),
-            processes: &self.processes,
-            warnings: &self.warnings,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    /// Sessions in the trace (with any line), ended (with `session_end`) or not.
-    pub sessions: u64,
-    pub sessions_ended: u64,
-    pub sessions_unfinished: u64,
-    /// Sums over the `session_end` lines.
-    pub cow_bytes: u64,
-    pub cow_pages: u64,
-    pub parent_pages: u64,
-    pub child_pages: u64,
-    pub write_bytes: u64,
-    pub write_calls: u64,
-    pub fsync_calls: u64,
-    pub disk_bytes: u64,
-    pub disk_ios: u64,
-    /// From the `end` line; null when the trace has none.
-    pub lost_events: Option<u64>,
-    pub lost_cow_events: Option<u64>,
-    pub lost_session_events: Option<u64>,
-    pub decode_errors: Option<u64>,
-    /// Sessions without `session_end` (a cut trace), not in the sums above: their last
-    /// sample's COW and their samples' writes, lower bounds of what they did.
-    pub unfinished: Unfinished,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Unfinished {
-    pub cow_bytes: u64,
-    pub cow_pages: u64,
-    pub write_bytes: u64,
-    pub disk_bytes: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct TraceInfo<'a> {
-    pub format_version: u64,
-    pub cowtrace_version: &'a str,
-    pub host: &'a str,
-    pub kernel: &'a str,
-    pub targets: &'a str,
-    pub pids: &'a [u32],
-    pub start_unix_ms: Option<u64>,
-    pub start_ts_ns: Option<u64>,
-    pub interval_ms: Option<u64>,
-    pub thp: Option<&'a str>,
-    pub overcommit_memory: Option<u32>,
-    pub duration_ms: Option<u64>,
-    pub has_end: bool,
-    pub lines: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct JsonSession<'a> {
-    pub session: u64,
-    pub kind: &'a str,
-    /// False when the trace has no `session_end` for it (cut trace).
-    pub ended: bool,
-    pub start: Option<&'a SessionStartLine>,
-    /// The `session_end` line as written, without `cow.timeline_pages`.
-    pub end: Option<&'a SessionEndLine>,
-    pub samples: u64,
-    pub last_sample: Option<&'a SampleLine>,
-    pub events: EventCounts,
-    pub event_histograms: Option<&'a EventHists>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct JsonReport<'a> {
-    pub report: &'static str,
-    pub version: u32,
-    pub file: &'a str,
-    pub trace: TraceInfo<'a>,
-    pub end: Option<&'a EndLine>,
-    pub totals: Totals,
-    pub events: EventCounts,
-    pub events_outside_sessions: u64,
-    pub sessions: Vec<JsonSession<'a>>,
-    pub processes: &'a [ProcessLine],
-    pub warnings: &'a [String],
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(ms: u64, w: u64) -> Row {
-        Row {
-            elapsed_ms: ms,
-            cow_bytes: ms,
-            write_bytes: w,
-            disk_bytes: 0,
-            samples: 1,
-        }
-    }
-
-    #[test]
-    fn timeline_stays_bounded_and_keeps_sums() {
-        let mut t = Timeline::new(10);
-        for i in 1..=1000 {
-            t.push(row(i, 1));
-        }
-        let rows: Vec<_> = t.rows().copied().collect();
-        assert!(rows.len() <= 10 && rows.len() >= 5, "{}", rows.len());
-        assert_eq!(rows.iter().map(|r| r.write_bytes).sum::<u64>(), 1000);
-        assert_eq!(
-            rows.last().unwrap().cow_bytes,
-            1000,
-            "cumulative value of the last sample"
-        );
-        let w = t.width();
-        assert!(
-            rows[..rows.len() - 1].iter().all(|r| r.samples == w),
-            "uniform rows but the last"
-        );
-        assert!(rows.windows(2).all(|p| p[0].elapsed_ms < p[1].elapsed_ms));
-    }
 
     fn fold(lines: &[String]) -> Report {
         let meta = r#"{"type":"meta","format":"cowtrace","version":1,"start_ts_ns":1000000000,"interval_ms":1000}"#;
@@ -1214,18 +954,5 @@ mod tests {
             json.contains("\"cow_pages\": 18446744073709551615"),
             "{json}"
         );
-    }
-
-    #[test]
-    fn short_timeline_is_sample_per_row() {
-        let mut t = Timeline::new(200);
-        for i in 1..=3 {
-            t.push(row(i * 1000, i));
-        }
-        assert_eq!(
-            t.rows().map(|r| r.write_bytes).collect::<Vec<_>>(),
-            [1, 2, 3]
-        );
-        assert_eq!(t.width(), 1);
     }
 }

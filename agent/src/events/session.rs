@@ -9,14 +9,16 @@ use agent_common::{
 };
 
 use crate::{
-    classify::{SessionKind, TITLE_GRACE_NS, classify_title, printable, title_is_set},
-    files::{FileRow, resolve},
-    hist::Hist,
-    record::{
-        CowSummary, DiskSummary, FsyncSummary, Record, Sample, SessionEnd, SessionStart,
+    events::{
+        classify::{TITLE_GRACE_NS, classify_title, printable, title_is_set},
+        files::resolve,
+        hist::Hist,
+        timeline::Timeline,
+    },
+    trace::schema::{
+        DiskSummary, FileRow, FsyncSummary, Record, Sample, SessionEnd, SessionKind, SessionStart,
         WritesSummary, split_wait_status,
     },
-    timeline::Timeline,
 };
 
 /// A file row as the kernel's `FILES` map holds it.
@@ -120,7 +122,7 @@ impl Session {
             .collect();
         rows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.path.cmp(&b.path)));
         let io = &self.io;
-        Record::SessionEnd(SessionEnd {
+        Record::SessionEnd(Box::new(SessionEnd {
             session: self.id,
             parent_pid: self.parent_pid,
             child_pid: self.child_pid,
@@ -130,7 +132,9 @@ impl Session {
             exit_code,
             exit_signal,
             complete,
-            cow: CowSummary::new(&self.parent, &self.child, self.parent_rss, &self.timeline),
+            cow: self
+                .timeline
+                .summary(&self.parent, &self.child, self.parent_rss),
             writes: WritesSummary {
                 calls: io.write_calls,
                 bytes: io.write_bytes,
@@ -148,7 +152,7 @@ impl Session {
                 ios: io.disk_ios,
                 latency_us: self.hists.disk_lat_us.quantiles(),
             },
-        })
+        }))
     }
 }
 

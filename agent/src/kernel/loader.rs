@@ -2,15 +2,13 @@
 //! the pure modules; what it does is named in its errors.
 use std::path::Path;
 
-use agent_common::{ROLE_ROOT, TracedProc};
 use aya::{
     Btf, Ebpf, EbpfLoader, Endianness,
-    maps::{HashMap as BpfHashMap, MapData},
     programs::{BtfTracePoint, FEntry, KProbe, ProgramError, TracePoint, UProbe},
 };
 use thiserror::Error;
 
-use crate::btf::{BtfError, KernelBtf, KernelOffsets, btf_path};
+use crate::kernel::btf::{BtfError, KernelBtf, KernelOffsets, btf_path};
 
 /// The kernel object, built by agent/build.rs with aya-build.
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent"));
@@ -309,41 +307,6 @@ fn attach_btf(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<(), LoadError> {
     p.attach()
         .map_err(|source| prog_err(name, &hook, "attach", source))?;
     Ok(())
-}
-
-/// Slots of the kernel's `MAYBE_TRACED` pre-filter (agent-ebpf/src/maps.rs).
-pub const MAYBE_TRACED_SLOTS: u32 = 65536;
-
-/// Start tracing `tgid` as a root (a Redis server or a `-p` target): mark its slot of
-/// the pre-filter first, then add it to `TRACED`.
-pub fn add_root(
-    maybe: &mut aya::maps::Array<MapData, u8>,
-    traced: &mut BpfHashMap<MapData, u32, TracedProc>,
-    tgid: u32,
-) -> Result<(), LoadError> {
-    maybe
-        .set(tgid % MAYBE_TRACED_SLOTS, 1u8, 0)
-        .map_err(|source| LoadError::Map {
-            name: "MAYBE_TRACED",
-            source: Box::new(source),
-        })?;
-    let v = TracedProc {
-        role: ROLE_ROOT,
-        ..Default::default()
-    };
-    // NOEXIST: the exec hook may have added it already, with sessions linked to it.
-    match traced.insert(tgid, v, 1 /* BPF_NOEXIST */) {
-        Ok(()) => Ok(()),
-        Err(aya::maps::MapError::SyscallError(e))
-            if e.io_error.raw_os_error() == Some(libc::EEXIST) =>
-        {
-            Ok(())
-        }
-        Err(source) => Err(LoadError::Map {
-            name: "TRACED",
-            source: Box::new(source),
-        }),
-    }
 }
 
 /// What an optional attach type does on this kernel: `ok` or the kernel's refusal.

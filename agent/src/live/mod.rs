@@ -1,38 +1,36 @@
-//! `watch`: the full-screen live view when stdout is a terminal, lines otherwise.
+//! `watch`: lines when stdout is not a terminal (or `--plain`), else a full-screen view;
+//! and the summary that ends every run.
 //!
 //! - `store`: per-interval deltas, recent sessions and run-wide histograms (pure);
-//! - `model`: the [`model::ViewModel`] of one screen, built from the store (pure);
-//! - `render`: draws a model (pure, tested with ratatui's `TestBackend`);
-//! - `ui`: keys and selection (pure);
-//! - `term`: raw mode, the alternate screen, key events and restoring the terminal.
+//! - `lines`: the `watch --plain` lines (pure);
+//! - `summary`: the end-of-run summary, histograms and diagnoses (pure);
+//! - `screen`: the full-screen view: its model, rendering, keys and the terminal.
 //!
 //! [`Live`] is the glue the runner holds: it feeds the store, reads the traced
 //! processes from /proc at each refresh and drives the screen.
-pub mod model;
-pub mod render;
+pub mod lines;
+pub mod screen;
 pub mod store;
-pub mod term;
-pub mod ui;
+pub mod summary;
 
 use std::collections::HashMap;
 
 use crossterm::event::Event;
 
 use crate::{
-    diagnose::HostFacts,
-    procfs,
-    record::Record,
-    session::Tracker,
-    view::{
-        model::{Context, Losses, ProcInfo, ViewModel},
+    events::{classify::printable, session::Tracker},
+    live::{
+        screen::{
+            model::{Context, Losses, ProcInfo, ViewModel},
+            term::Term,
+            ui::{Action, UiState},
+        },
         store::{IntervalRow, Store},
-        term::Term,
-        ui::{Action, UiState},
     },
+    procfs,
+    text::diagnosis::HostFacts,
+    trace::schema::{Record, StopReason},
 };
-
-/// Why a key ended the run.
-pub const QUIT: &str = "quit";
 
 struct Screen {
     term: Term,
@@ -127,7 +125,7 @@ impl Live {
             .iter()
             .map(|&pid| {
                 let port = *self.ports.entry(pid).or_insert_with(|| {
-                    procfs::port_from_cmdline(&crate::classify::printable(&procfs::cmdline(pid)))
+                    procfs::port_from_cmdline(&printable(&procfs::cmdline(pid)))
                 });
                 ProcInfo {
                     pid,
@@ -145,7 +143,7 @@ impl Live {
             host: self.host.clone(),
             losses: i.losses,
         };
-        model::build(&self.store, i.tracker, &procs, &cx)
+        screen::model::build(&self.store, i.tracker, &procs, &cx)
     }
 
     /// The next key or resize of the screen; never ready without one.
@@ -157,7 +155,7 @@ impl Live {
     }
 
     /// Handle a terminal event; returns why the run should stop, if it should.
-    pub fn on_event(&mut self, ev: Event, i: &Inputs) -> std::io::Result<Option<&'static str>> {
+    pub fn on_event(&mut self, ev: Event, i: &Inputs) -> std::io::Result<Option<StopReason>> {
         let Some(s) = &mut self.screen else {
             return Ok(None);
         };
@@ -171,18 +169,18 @@ impl Live {
             Action::Nothing => {}
             Action::Redraw => s.term.draw(&s.model, &s.ui)?,
             Action::Refresh => self.refresh(i)?,
-            Action::Quit => return Ok(Some(QUIT)),
+            Action::Quit => return Ok(Some(StopReason::Quit)),
             // Ctrl-C: the same reason as SIGINT in the other modes.
-            Action::Interrupt => return Ok(Some("signal")),
+            Action::Interrupt => return Ok(Some(StopReason::Signal)),
         }
         Ok(None)
     }
 
     /// What follows the summary at the end of the run: the run's histograms as text,
     /// then the diagnosis of each session.
-    pub fn end_text(&self, ends: &crate::output::KeptEnds) -> String {
-        let mut s = crate::output::run_hists(&self.store.run, ends.total());
-        s.push_str(&crate::output::diagnoses(&ends.sessions(), &self.host));
+    pub fn end_text(&self, ends: &summary::KeptEnds) -> String {
+        let mut s = summary::run_hists(&self.store.run, ends.total());
+        s.push_str(&summary::diagnoses(&ends.sessions(), &self.host));
         s
     }
 }

@@ -8,16 +8,6 @@
 //! `dump.rdb`).
 use std::path::{Component, Path, PathBuf};
 
-use serde::Serialize;
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FileRow {
-    pub path: String,
-    pub renamed_to: Option<String>,
-    pub bytes: u64,
-    pub calls: u64,
-}
-
 /// `p` made absolute against `cwd`, with `.` and `..` folded (no symlink lookups).
 pub fn absolute(p: &str, cwd: Option<&str>) -> String {
     let path = Path::new(p);

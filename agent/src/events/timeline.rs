@@ -4,7 +4,10 @@
 //! depends on ring-buffer events (which may be dropped). The bucket width doubles
 //! whenever the series would exceed [`MAX_BUCKETS`], so memory stays bounded for saves
 //! that run for hours.
+use agent_common::CowCounters;
 use serde::Serialize;
+
+use crate::trace::schema::CowSummary;
 
 pub const BUCKET_NS: u64 = 100_000_000;
 pub const MAX_BUCKETS: usize = 4096;
@@ -72,11 +75,78 @@ impl Timeline {
         let secs = self.bucket_ns as f64 / 1e9;
         (best.0 as f64 / secs, best.1 as u64 * self.bucket_ms())
     }
+
+    /// The `cow` object of a session's end: the parent's and child's exact counters, the
+    /// parent's RSS at fork (for the share) and this timeline.
+    pub fn summary(
+        &self,
+        parent: &CowCounters,
+        child: &CowCounters,
+        rss: Option<u64>,
+    ) -> CowSummary {
+        let pages = |c: &CowCounters| c.copy_bytes / 4096;
+        let bytes = parent.copy_bytes + child.copy_bytes;
+        let (peak, peak_at) = self.peak();
+        CowSummary {
+            pages: pages(parent) + pages(child),
+            bytes,
+            parent_pages: pages(parent),
+            child_pages: pages(child),
+            parent_bytes: parent.copy_bytes,
+            child_bytes: child.copy_bytes,
+            copies_4k: parent.copies_4k + child.copies_4k,
+            copies_2m: parent.copies_2m + child.copies_2m,
+            copies_other: parent.copies_other + child.copies_other,
+            reuse_faults: parent.reuses() + child.reuses(),
+            parent_reuse_faults: parent.reuses(),
+            child_reuse_faults: child.reuses(),
+            zero_fills: parent.zero_fills + child.zero_fills,
+            wp_faults: parent.wp_faults + child.wp_faults,
+            parent_rss_at_fork_bytes: rss,
+            pct_of_parent_rss: rss
+                .filter(|&r| r > 0)
+                .map(|r| (bytes as f64 * 1000.0 / r as f64).round() / 10.0),
+            peak_pages_per_s: peak.round(),
+            peak_at_ms: peak_at,
+            timeline_bucket_ms: self.bucket_ms(),
+            timeline_pages: self.buckets.clone(),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_splits_parent_and_child() {
+        let parent = CowCounters {
+            wp_faults: 110,
+            copies_4k: 100,
+            copy_bytes: 100 * 4096,
+            ..Default::default()
+        };
+        let child = CowCounters {
+            wp_faults: 3,
+            copies_4k: 1,
+            copies_2m: 1,
+            copy_bytes: 4096 + (2 << 20),
+            zero_fills: 1,
+            ..Default::default()
+        };
+        let mut t = Timeline::new(0);
+        t.observe(50_000_000, 613);
+        let s = t.summary(&parent, &child, Some(4096 * 1000));
+        assert_eq!((s.parent_pages, s.child_pages, s.pages), (100, 513, 613));
+        assert_eq!((s.copies_4k, s.copies_2m), (101, 1));
+        assert_eq!(
+            (s.parent_reuse_faults, s.child_reuse_faults, s.reuse_faults),
+            (10, 0, 10)
+        );
+        assert_eq!(s.zero_fills, 1);
+        assert_eq!(s.pct_of_parent_rss, Some(61.3));
+        assert_eq!(s.timeline_pages, vec![613]);
+    }
 
     #[test]
     fn deltas_land_in_their_buckets() {

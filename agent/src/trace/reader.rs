@@ -8,18 +8,17 @@ use std::io::{self, BufRead};
 use serde::Deserialize;
 use thiserror::Error;
 
-use super::lines::{
-    CowEventLine, EndLine, IoEventLine, IoKind, MetaLine, ProcessLine, SampleLine, SessionEndLine,
-    SessionStartLine, TraceLine,
+use super::schema::{
+    CowEvent, End, FORMAT_NAME, FORMAT_VERSION, IoEvent, Meta, ProcessRecord, Record, Sample,
+    SessionEnd, SessionStart,
 };
-use crate::record::{FORMAT_NAME, FORMAT_VERSION};
 
 /// The longest line read. Real lines are under 40 KiB (a `session_end` with a 4096-bucket
 /// timeline and its files); anything longer is not a cowtrace line.
 pub const MAX_LINE: usize = 1 << 20;
 
 #[derive(Debug, Error)]
-pub enum ReportError {
+pub enum ReadError {
     #[error("cannot open trace {path}: {source}")]
     Open { path: String, source: io::Error },
     #[error("cannot read trace {path} at line {line}: {source}")]
@@ -180,7 +179,7 @@ impl std::fmt::Display for LineProblem {
 /// What the reader yields after the first line.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    Line { no: u64, line: TraceLine },
+    Line { no: u64, line: Record },
     Bad { no: u64, problem: LineProblem },
 }
 
@@ -242,24 +241,24 @@ fn typed<'a, T: Deserialize<'a>>(kind: &str, bytes: &'a [u8]) -> Result<T, LineP
 }
 
 /// Parse one line (not the first). Pure: the unit of the fuzz tests.
-pub fn parse_line(bytes: &[u8]) -> Result<TraceLine, LineProblem> {
+pub fn parse_line(bytes: &[u8]) -> Result<Record, LineProblem> {
     let kind = line_type(bytes)?;
     Ok(match kind.as_str() {
-        "meta" => TraceLine::Meta(Box::new(typed::<MetaLine>(&kind, bytes)?)),
-        "session_start" => TraceLine::SessionStart(typed::<SessionStartLine>(&kind, bytes)?),
-        "sample" => TraceLine::Sample(typed::<SampleLine>(&kind, bytes)?),
-        "session_end" => TraceLine::SessionEnd(Box::new(typed::<SessionEndLine>(&kind, bytes)?)),
-        "process" => TraceLine::Process(Box::new(typed::<ProcessLine>(&kind, bytes)?)),
-        "end" => TraceLine::End(typed::<EndLine>(&kind, bytes)?),
-        "cow" => TraceLine::Cow(typed::<CowEventLine>(&kind, bytes)?),
-        "write" => TraceLine::Io(IoKind::Write, typed::<IoEventLine>(&kind, bytes)?),
-        "fsync" => TraceLine::Io(IoKind::Fsync, typed::<IoEventLine>(&kind, bytes)?),
-        "io" => TraceLine::Io(IoKind::Io, typed::<IoEventLine>(&kind, bytes)?),
+        "meta" => Record::Meta(Box::new(typed::<Meta>(&kind, bytes)?)),
+        "session_start" => Record::SessionStart(typed::<SessionStart>(&kind, bytes)?),
+        "sample" => Record::Sample(typed::<Sample>(&kind, bytes)?),
+        "session_end" => Record::SessionEnd(Box::new(typed::<SessionEnd>(&kind, bytes)?)),
+        "process" => Record::Process(Box::new(typed::<ProcessRecord>(&kind, bytes)?)),
+        "end" => Record::End(typed::<End>(&kind, bytes)?),
+        "cow" => Record::Cow(typed::<CowEvent>(&kind, bytes)?),
+        "write" => Record::Write(typed::<IoEvent>(&kind, bytes)?),
+        "fsync" => Record::Fsync(typed::<IoEvent>(&kind, bytes)?),
+        "io" => Record::Io(typed::<IoEvent>(&kind, bytes)?),
         _ => {
             // Unknown types are skipped, but only when they are whole JSON lines: a cut
             // line must still be reported as cut.
             typed::<serde::de::IgnoredAny>(&kind, bytes)?;
-            TraceLine::Unknown(kind)
+            Record::Unknown(kind)
         }
     })
 }
@@ -303,25 +302,25 @@ fn not_a_trace_reason(path: &str, bytes: &[u8]) -> String {
 pub struct TraceReader<R> {
     lines: LineReader<R>,
     path: String,
-    pub meta: MetaLine,
+    pub meta: Meta,
     /// The line number of the meta line (1 unless blank lines precede it).
     pub meta_line: u64,
 }
 
 impl<R: BufRead> TraceReader<R> {
     /// Read and check the first non-blank line. `path` names the input in errors.
-    pub fn open(path: &str, input: R) -> Result<Self, ReportError> {
+    pub fn open(path: &str, input: R) -> Result<Self, ReadError> {
         Self::with_limit(path, input, MAX_LINE)
     }
 
-    pub fn with_limit(path: &str, input: R, max_line: usize) -> Result<Self, ReportError> {
+    pub fn with_limit(path: &str, input: R, max_line: usize) -> Result<Self, ReadError> {
         let mut lines = LineReader::new(input, max_line);
-        let read_err = |line: u64, source| ReportError::Read {
+        let read_err = |line: u64, source| ReadError::Read {
             path: path.to_string(),
             line,
             source,
         };
-        let not_trace = |line: u64, reason: String| ReportError::NotATrace {
+        let not_trace = |line: u64, reason: String| ReadError::NotATrace {
             path: path.to_string(),
             line,
             reason,
@@ -331,7 +330,7 @@ impl<R: BufRead> TraceReader<R> {
             let raw = lines.next_line().map_err(|e| read_err(no, e))?;
             let (no, bytes) = match raw {
                 None => {
-                    return Err(ReportError::Empty {
+                    return Err(ReadError::Empty {
                         path: path.to_string(),
                     });
                 }
@@ -353,7 +352,7 @@ impl<R: BufRead> TraceReader<R> {
                 MetaCheck::BadVersion(v) => {
                     not_trace(no, format!("`version` is {v}, not a positive integer"))
                 }
-                MetaCheck::Newer(version) => ReportError::UnsupportedVersion {
+                MetaCheck::Newer(version) => ReadError::UnsupportedVersion {
                     path: path.to_string(),
                     line: no,
                     version,
@@ -370,10 +369,10 @@ impl<R: BufRead> TraceReader<R> {
     }
 
     /// The next item, `None` at the end of the input. Only I/O errors are errors.
-    pub fn next_item(&mut self) -> Result<Option<Item>, ReportError> {
+    pub fn next_item(&mut self) -> Result<Option<Item>, ReadError> {
         loop {
             let no = self.lines.line_no() + 1;
-            let raw = self.lines.next_line().map_err(|source| ReportError::Read {
+            let raw = self.lines.next_line().map_err(|source| ReadError::Read {
                 path: self.path.clone(),
                 line: no,
                 source,
@@ -412,7 +411,7 @@ enum MetaCheck {
     Invalid(String),
 }
 
-fn check_meta(bytes: &[u8]) -> Result<MetaLine, MetaCheck> {
+fn check_meta(bytes: &[u8]) -> Result<Meta, MetaCheck> {
     let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| MetaCheck::NotATrace)?;
     if v.get("type").and_then(|t| t.as_str()) != Some("meta")
         || v.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME)
@@ -435,11 +434,11 @@ mod tests {
 
     const META: &str = r#"{"type":"meta","format":"cowtrace","version":1,"host":"h","kernel":"k","targets":"auto","pids":[]}"#;
 
-    fn items(input: &[u8]) -> Result<(MetaLine, Vec<Item>), ReportError> {
+    fn items(input: &[u8]) -> Result<(Meta, Vec<Item>), ReadError> {
         items_with(input, MAX_LINE)
     }
 
-    fn items_with(input: &[u8], max: usize) -> Result<(MetaLine, Vec<Item>), ReportError> {
+    fn items_with(input: &[u8], max: usize) -> Result<(Meta, Vec<Item>), ReadError> {
         let mut r = TraceReader::with_limit("t.jsonl", input, max)?;
         let mut out = Vec::new();
         while let Some(i) = r.next_item()? {
@@ -493,8 +492,8 @@ mod tests {
     #[test]
     fn first_line_must_be_cowtrace_meta() {
         let e = items(b"").unwrap_err();
-        assert!(matches!(e, ReportError::Empty { .. }), "{e}");
-        assert!(items(b"\n\n  \n").is_err_and(|e| matches!(e, ReportError::Empty { .. })));
+        assert!(matches!(e, ReadError::Empty { .. }), "{e}");
+        assert!(items(b"\n\n  \n").is_err_and(|e| matches!(e, ReadError::Empty { .. })));
         let e = items(b"{\"hello\":1}\n").unwrap_err().to_string();
         assert!(
             e.starts_with("t.jsonl: line 1: not a cowtrace trace: a JSON line without a `type`"),
@@ -534,7 +533,7 @@ mod tests {
         assert!(
             matches!(
                 e,
-                ReportError::UnsupportedVersion {
+                ReadError::UnsupportedVersion {
                     version: 2,
                     line: 1,
                     ..
@@ -581,10 +580,10 @@ mod tests {
         let (_, items) = items(input.as_bytes()).unwrap();
         assert_eq!(items.len(), 6, "{items:#?}");
         assert!(
-            matches!(&items[0], Item::Line { no: 2, line: TraceLine::Sample(s) } if s.cow_bytes == 4096)
+            matches!(&items[0], Item::Line { no: 2, line: Record::Sample(s) } if s.cow_bytes == 4096)
         );
         assert!(
-            matches!(&items[1], Item::Line { no: 3, line: TraceLine::Unknown(t) } if t == "from_the_future")
+            matches!(&items[1], Item::Line { no: 3, line: Record::Unknown(t) } if t == "from_the_future")
         );
         assert!(
             matches!(&items[2], Item::Bad { no: 4, problem: LineProblem::Invalid { kind, reason } } if kind == "session_end" && reason.contains("missing field `session`")),
@@ -598,9 +597,7 @@ mod tests {
                 problem: LineProblem::NotJson(_)
             }
         ));
-        assert!(
-            matches!(&items[4], Item::Line { no: 7, line: TraceLine::End(e) } if e.sessions == 1)
-        );
+        assert!(matches!(&items[4], Item::Line { no: 7, line: Record::End(e) } if e.sessions == 1));
         assert_eq!(
             items[5],
             Item::Bad {
@@ -639,16 +636,16 @@ mod tests {
     #[test]
     fn line_types() {
         let l = parse_line(br#"{"type":"write","session":3,"ts_ns":1,"pid":2,"bytes":4096,"latency_us":9.5,"dev":1,"ino":2,"fd":3}"#).unwrap();
-        assert!(
-            matches!(l, TraceLine::Io(IoKind::Write, e) if e.session == Some(3) && e.bytes == 4096)
-        );
+        assert!(matches!(l, Record::Write(e) if e.session == Some(3) && e.bytes == 4096));
         let l = parse_line(br#"{"type":"cow","session":null,"ts_ns":1,"pid":2,"tid":2,"addr":4096,"order":0,"side":"parent"}"#).unwrap();
-        assert!(matches!(l, TraceLine::Cow(e) if e.session.is_none() && e.side == "parent"));
+        assert!(
+            matches!(l, Record::Cow(e) if e.session.is_none() && e.side == crate::trace::schema::Side::Parent)
+        );
         assert!(parse_line(br#"{"type":"sample","session":-1}"#).is_err());
         assert!(parse_line(br#"{"type":"sample","session":1,"cow_bytes":1e400}"#).is_err());
         assert!(
             parse_line(br#"{"type":"sa\"mple","session":1}"#).unwrap()
-                == TraceLine::Unknown("sa\"mple".into())
+                == Record::Unknown("sa\"mple".into())
         );
         assert!(parse_line(br#"{"type":7}"#).is_err());
         assert!(parse_line(b"[1,2]").is_err());

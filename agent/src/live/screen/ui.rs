@@ -1,7 +1,7 @@
 //! What the person at the keyboard chose: the selected session and pause. Pure.
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use crate::view::model::ViewModel;
+use crate::live::screen::model::ViewModel;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UiState {

@@ -2,10 +2,11 @@
 use std::fmt::Write as _;
 
 use crate::{
-    btf::{KernelBtf, btf_path},
-    loader::{self, BTF_TRACEPOINTS, COW_HOOKS, LoadOptions},
-    output::fmt_bytes,
-    privileges, procfs,
+    kernel::btf::{KernelBtf, btf_path},
+    kernel::loader::{self, BTF_TRACEPOINTS, COW_HOOKS, LoadOptions},
+    kernel::privileges,
+    procfs,
+    text::units::fmt_bytes,
 };
 
 #[derive(Debug, Clone)]

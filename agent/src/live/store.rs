@@ -7,10 +7,10 @@ use std::collections::{HashMap, VecDeque};
 use agent_common::IoCounters;
 
 use crate::{
-    hist::Hist,
-    record::{SessionEnd, SessionStart},
-    session::{IoHists, Session, Tracker},
-    view::model::SessionHists,
+    events::hist::Hist,
+    events::session::{IoHists, Session, Tracker},
+    live::screen::model::SessionHists,
+    trace::schema::{SessionEnd, SessionStart},
 };
 
 /// Ended sessions kept for the live view.
@@ -264,7 +264,7 @@ mod tests {
     use super::*;
     use agent_common::{CowCounters, EV_EXIT, EV_FORK, EV_FORK_RET, ProcEvent};
 
-    use crate::record::Record;
+    use crate::trace::schema::Record;
 
     fn ev(kind: u32, pid: u32, ppid: u32, ts: u64, value: u64) -> ProcEvent {
         ProcEvent::new(kind, pid, ppid, ts, value)

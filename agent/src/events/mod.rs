@@ -1,0 +1,16 @@
+//! The event model: from kernel records to sessions, pure and unit-tested (no root).
+//!
+//! `decode` validates ring-buffer bytes into typed events; `merge` puts the two rings'
+//! events in time order; `session` (the tracker) turns forks, exits, counters and I/O
+//! into trace records; `classify` names a fork from the child's title; `files` names the
+//! files a session wrote; `timeline` and `hist` hold its series and histograms; `reap`
+//! plans which kernel map entries may go. Imports only `trace::schema` (the records it
+//! makes) from the crate.
+pub mod classify;
+pub mod decode;
+pub mod files;
+pub mod hist;
+pub mod merge;
+pub mod reap;
+pub mod session;
+pub mod timeline;

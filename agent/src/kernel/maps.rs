@@ -1,0 +1,260 @@
+//! The kernel maps the agent reads and writes, owned by one struct with their
+//! operations: adding a root, reading a session's counters, taking a session's file
+//! rows, the drop counters, occupancy, and reaping ended sessions (`events::reap` plans,
+//! this applies). Every fallible call names the map in its error.
+use std::collections::{HashMap, HashSet};
+
+use agent_common::{DROP_HOT, DROP_PROC, FileKey, FileStat, ROLE_ROOT, SessionState, TracedProc};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, RingBuf},
+};
+
+use crate::{
+    events::{
+        reap::{ReapAction, plan},
+        session::KernelFile,
+    },
+    kernel::loader::LoadError,
+    trace::schema::MapOccupancy,
+};
+
+/// Slots of the kernel's `MAYBE_TRACED` pre-filter (agent-ebpf/src/maps.rs).
+pub const MAYBE_TRACED_SLOTS: u32 = 65536;
+
+/// `bpf_map_update_elem` flags (include/uapi/linux/bpf.h).
+const BPF_NOEXIST: u64 = 1;
+const BPF_EXIST: u64 = 2;
+
+/// The two ring buffers: the session ring (forks, exits, titles, renames; wakes the
+/// agent) and the detail ring (COW copies, writes, syncs, block requests; drained on a
+/// timer).
+pub struct Rings {
+    pub session: RingBuf<MapData>,
+    pub detail: RingBuf<MapData>,
+}
+
+/// Events the kernel could not put in each ring (ring full), summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Drops {
+    pub detail: u64,
+    pub session: u64,
+}
+
+pub struct KernelMaps {
+    traced: BpfHashMap<MapData, u32, TracedProc>,
+    sessions: BpfHashMap<MapData, u32, SessionState>,
+    files: BpfHashMap<MapData, FileKey, FileStat>,
+    drops: PerCpuArray<MapData, u64>,
+    maybe_traced: Array<MapData, u8>,
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoadError {
+    move |source| LoadError::Map {
+        name,
+        source: Box::new(source),
+    }
+}
+
+/// Take map `name` out of the loaded object as its typed handle `T`.
+fn take<T: TryFrom<Map, Error = MapError>>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<T, LoadError> {
+    let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
+    T::try_from(map).map_err(map_err(name))
+}
+
+impl KernelMaps {
+    /// Take the agent's maps and rings out of the loaded object.
+    pub fn take(ebpf: &mut Ebpf) -> Result<(Self, Rings), LoadError> {
+        let maps = Self {
+            traced: take(ebpf, "TRACED")?,
+            sessions: take(ebpf, "SESSIONS")?,
+            files: take(ebpf, "FILES")?,
+            drops: take(ebpf, "DROPS")?,
+            maybe_traced: take(ebpf, "MAYBE_TRACED")?,
+        };
+        let rings = Rings {
+            session: take(ebpf, "PROC_EVENTS")?,
+            detail: take(ebpf, "HOT_EVENTS")?,
+        };
+        Ok((maps, rings))
+    }
+
+    /// Start tracing `tgid` as a root (a Redis server or a `-p` target): mark its slot
+    /// of the pre-filter first, then add it to `TRACED`.
+    pub fn add_root(&mut self, tgid: u32) -> Result<(), LoadError> {
+        self.maybe_traced
+            .set(tgid % MAYBE_TRACED_SLOTS, 1u8, 0)
+            .map_err(map_err("MAYBE_TRACED"))?;
+        let v = TracedProc {
+            role: ROLE_ROOT,
+            ..Default::default()
+        };
+        // NOEXIST: the exec hook may have added it already, with sessions linked to it.
+        match self.traced.insert(tgid, v, BPF_NOEXIST) {
+            Ok(()) => Ok(()),
+            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {
+                Ok(())
+            }
+            Err(source) => Err(map_err("TRACED")(source)),
+        }
+    }
+
+    /// A traced process's entry (its process totals), if it is still there.
+    pub fn traced(&self, tgid: u32) -> Option<TracedProc> {
+        self.traced.get(&tgid, 0).ok()
+    }
+
+    /// A session child's entry (its exact counters), if it is still there.
+    pub fn session(&self, child: u32) -> Option<SessionState> {
+        self.sessions.get(&child, 0).ok()
+    }
+
+    /// Every session entry now.
+    pub fn sessions(&self) -> Vec<(u32, SessionState)> {
+        self.sessions.iter().filter_map(Result::ok).collect()
+    }
+
+    /// Remove and return the `FILES` rows of `session`, one per inode.
+    pub fn take_files(&mut self, session: u32) -> Vec<KernelFile> {
+        let rows: Vec<(FileKey, FileStat)> = self
+            .files
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| k.session == session)
+            .collect();
+        for (k, _) in &rows {
+            // Already gone (a second agent took it) is fine: the row is ours anyway.
+            let _ = self.files.remove(k);
+        }
+        file_rows(rows)
+    }
+
+    pub fn drops(&self) -> Drops {
+        let sum = |i: u32| {
+            self.drops
+                .get(&i, 0)
+                .map(|v| v.iter().sum::<u64>())
+                .unwrap_or(0)
+        };
+        Drops {
+            detail: sum(DROP_HOT),
+            session: sum(DROP_PROC),
+        }
+    }
+
+    /// Entries in the kernel's bounded maps now (leak checks, soak).
+    pub fn occupancy(&self) -> MapOccupancy {
+        MapOccupancy {
+            traced: self.traced.keys().count() as u64,
+            sessions: self.sessions.keys().count() as u64,
+            files: self.files.keys().count() as u64,
+        }
+    }
+
+    /// Delete the entries of recorded sessions (`done`) that the attribution chain no
+    /// longer needs, relinking the chain around them (`events::reap::plan`). Sessions
+    /// deleted here, or gone from the map, leave `done`.
+    pub fn reap(&mut self, done: &mut HashSet<u32>) {
+        if done.is_empty() {
+            return;
+        }
+        let snapshot = self.sessions();
+        let mut newest = HashMap::new();
+        for (_, s) in &snapshot {
+            if let Some(root) = self.traced(s.parent_tgid) {
+                newest.insert(s.parent_tgid, root.newest_child);
+            }
+        }
+        for action in plan(&snapshot, &newest, done) {
+            match action {
+                ReapAction::Delete(pid) => {
+                    // Gone already (pid reuse, another agent): nothing left to do.
+                    let _ = self.sessions.remove(&pid);
+                    done.remove(&pid);
+                }
+                ReapAction::SetPrev { session, prev } => {
+                    if let Some(mut st) = self.session(session) {
+                        st.prev_child = prev;
+                        // EXIST: never resurrect an entry deleted meanwhile (its failure
+                        // then means there is nothing to relink).
+                        let _ = self.sessions.insert(session, st, BPF_EXIST);
+                    }
+                }
+            }
+        }
+        // Recorded sessions no longer in the map (overwritten by pid reuse) are done.
+        let present: HashSet<u32> = snapshot.iter().map(|(k, _)| *k).collect();
+        done.retain(|p| present.contains(p));
+    }
+}
+
+/// `FILES` rows of one session as file rows: the same inode written under one name is
+/// one row (pure: unit-tested).
+pub fn file_rows(rows: Vec<(FileKey, FileStat)>) -> Vec<KernelFile> {
+    let mut out: Vec<KernelFile> = Vec::new();
+    for (k, v) in rows {
+        let end = v.name.iter().position(|&c| c == 0).unwrap_or(v.name.len());
+        match out.iter_mut().find(|f| f.ino == k.ino) {
+            Some(f) => {
+                f.bytes += v.bytes;
+                f.calls += v.calls;
+            }
+            None => out.push(KernelFile {
+                ino: k.ino,
+                name: String::from_utf8_lossy(&v.name[..end]).into_owned(),
+                bytes: v.bytes,
+                calls: v.calls,
+            }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(session: u32, ino: u64, name: &str, bytes: u64) -> (FileKey, FileStat) {
+        let mut stat = FileStat {
+            bytes,
+            calls: 1,
+            name: [0; agent_common::NAME_LEN],
+        };
+        stat.name[..name.len()].copy_from_slice(name.as_bytes());
+        let key = FileKey {
+            session,
+            ino,
+            ..Default::default()
+        };
+        (key, stat)
+    }
+
+    #[test]
+    fn rows_of_one_inode_are_one_file() {
+        let rows = file_rows(vec![
+            row(7, 10, "temp-7.rdb", 4096),
+            row(7, 11, "other", 1),
+            row(7, 10, "temp-7.rdb", 100),
+        ]);
+        assert_eq!(
+            rows,
+            vec![
+                KernelFile {
+                    ino: 10,
+                    name: "temp-7.rdb".into(),
+                    bytes: 4196,
+                    calls: 2
+                },
+                KernelFile {
+                    ino: 11,
+                    name: "other".into(),
+                    bytes: 1,
+                    calls: 1
+                },
+            ]
+        );
+    }
+}

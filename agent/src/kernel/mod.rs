@@ -1,0 +1,8 @@
+//! The thin layer over the kernel: loading and attaching the BPF programs (`loader`),
+//! the kernel's BTF (`btf`), the programs' maps and their operations (`maps`), what the
+//! host allows (`check`) and the privileges it takes (`privileges`).
+pub mod btf;
+pub mod check;
+pub mod loader;
+pub mod maps;
+pub mod privileges;

@@ -1,0 +1,203 @@
+//! The event loop: ring buffers through `AsyncFd`, a 100 ms sampling tick, the output
+//! interval, keys, signals and the duration timer. `run` is the outline; `state` holds
+//! what the loop does with each event, `start` what is said and written once attached,
+//! and `options` the settings read from the environment. The rules live in `events`.
+mod options;
+mod start;
+mod state;
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{Signal, SignalKind, signal},
+    time::{MissedTickBehavior, interval},
+};
+
+pub use options::{EnvOverrides, OptionError};
+use state::{BrokenPipe, State};
+
+use crate::{
+    kernel::{
+        loader::{self, LoadOptions},
+        maps::KernelMaps,
+    },
+    live::Live,
+    procfs,
+    trace::{
+        TraceWriter,
+        schema::{End, StopReason},
+    },
+};
+
+/// How often the exact counters are sampled (the timeline's resolution).
+pub const TICK: Duration = Duration::from_millis(100);
+
+pub enum Output {
+    /// Lines for a person on stdout (`watch` when stdout is not a terminal, `--plain`).
+    Watch,
+    /// The full-screen live view (`watch` on a terminal).
+    View,
+    /// JSON Lines to a file or stdout.
+    Trace(TraceWriter),
+}
+
+pub struct RunConfig {
+    /// Empty: every Redis/Valkey server on the host, now and later.
+    pub pids: Vec<u32>,
+    pub duration: Option<Duration>,
+    pub interval: Duration,
+    pub output: Output,
+    /// Write one line per COW copy, write, sync and block request (`record --events`).
+    pub events: bool,
+}
+
+/// Check every `-p` pid before anything is loaded; returns their tgids.
+pub fn resolve_pids(pids: &[u32]) -> Result<Vec<u32>> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    for &pid in pids {
+        let Some(tgid) = procfs::tgid_of(pid) else {
+            bail!("no process with pid {pid} (-p {pid}): check the pid with `pgrep redis-server`");
+        };
+        if tgid == me {
+            bail!("-p {pid} is cowtrace itself; cowtrace never traces its own process");
+        }
+        if !out.contains(&tgid) {
+            out.push(tgid);
+        }
+    }
+    Ok(out)
+}
+
+/// Register a BPF fd owner (ring buffer, logger) with the event loop.
+fn register<T: std::os::fd::AsRawFd>(inner: T) -> Result<AsyncFd<T>> {
+    // SAFETY: `inner` owns its fd and keeps it open for as long as the AsyncFd lives.
+    unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("cannot poll a BPF ring buffer: {}", e.into_parts().1))
+}
+
+/// The stop signals, installed before anything is attached: a signal that arrives while
+/// the programs load must still end the run cleanly (probes detached, `end` written).
+struct Signals([Signal; 3]);
+
+impl Signals {
+    fn install() -> Result<Self> {
+        let one = |kind: SignalKind, name: &str| {
+            signal(kind).with_context(|| format!("installing the {name} handler"))
+        };
+        Ok(Self([
+            one(SignalKind::interrupt(), "SIGINT")?,
+            one(SignalKind::terminate(), "SIGTERM")?,
+            one(SignalKind::hangup(), "SIGHUP")?,
+        ]))
+    }
+
+    async fn recv(&mut self) {
+        let [a, b, c] = &mut self.0;
+        tokio::select! {
+            _ = a.recv() => {}
+            _ = b.recv() => {}
+            _ = c.recv() => {}
+        }
+    }
+}
+
+/// The next key or resize of the full-screen view (never ready without one).
+async fn next_key(live: &mut Option<Live>) -> std::io::Result<crossterm::event::Event> {
+    match live {
+        Some(l) => l.next_event().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Trace the targets until a stop signal, `-d`, the targets' exit, a closed output or
+/// `q`; then end the trace and print the summary. Returns the `end` record.
+pub async fn run(cfg: RunConfig) -> Result<End> {
+    let mut signals = Signals::install()?;
+    let pid_mode = !cfg.pids.is_empty();
+    let pids = resolve_pids(&cfg.pids)?;
+    let t0 = std::time::Instant::now();
+    let mut opts = LoadOptions {
+        auto_redis: !pid_mode,
+        ..Default::default()
+    };
+    EnvOverrides::from_env()?.apply(&mut opts);
+    let mut ebpf = loader::load(&opts)?.ebpf;
+    // Kernel-side logs (aya-log) show with RUST_LOG=debug.
+    let mut logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(l) => Some(register(l)?),
+        Err(e) => {
+            log::debug!("kernel logs unavailable: {e}");
+            None
+        }
+    };
+    let (mut maps, rings) = KernelMaps::take(&mut ebpf)?;
+    let roots = start::add_roots(&mut maps, &pids, pid_mode)?;
+    let attach_ms = t0.elapsed().as_millis();
+    let mut st = State::new(maps, cfg.output, cfg.events, &roots, pid_mode);
+    start::announce(&mut st, &roots, cfg.interval, attach_ms)?;
+    let mut session_fd = register(rings.session)?;
+    let mut detail_fd = register(rings.detail)?;
+    let mut tick = interval(TICK);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut out_tick = interval(cfg.interval);
+    out_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    out_tick.tick().await; // the first tick is immediate
+    let deadline = tokio::time::sleep(cfg.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
+    tokio::pin!(deadline);
+
+    let reason = loop {
+        let step: Result<Option<StopReason>> = tokio::select! {
+            g = session_fd.readable_mut() => {
+                let mut g = g?;
+                // Events of a session on the detail ring precede its exit: drain both, so
+                // the session's histograms are complete when it is closed.
+                let r = st.drain(g.get_inner_mut(), detail_fd.get_mut());
+                g.clear_ready();
+                r.map(|()| None)
+            }
+            g = detail_fd.readable_mut() => {
+                let mut g = g?;
+                let r = st.drain(session_fd.get_mut(), g.get_inner_mut());
+                g.clear_ready();
+                r.map(|()| None)
+            }
+            g = async { logger.as_mut().unwrap().readable_mut().await }, if logger.is_some() => {
+                let mut g = g?;
+                g.get_inner_mut().flush();
+                g.clear_ready();
+                Ok(None)
+            }
+            // The detail ring is submitted without wakeups: drain it here.
+            _ = tick.tick() => st
+                .drain(session_fd.get_mut(), detail_fd.get_mut())
+                .and_then(|()| st.on_tick()),
+            _ = out_tick.tick() => st.on_interval().map(|()| None),
+            ev = next_key(&mut st.live) => match ev {
+                Ok(ev) => st.on_key(ev),
+                Err(e) => Err(anyhow::Error::new(e).context("reading keys from the terminal")),
+            },
+            _ = signals.recv() => Ok(Some(StopReason::Signal)),
+            _ = &mut deadline => Ok(Some(StopReason::Duration)),
+        };
+        match step {
+            Ok(Some(r)) => break r,
+            Ok(None) if st.broken_pipe() => break StopReason::OutputClosed,
+            Ok(None) => {}
+            Err(e) if e.is::<BrokenPipe>() => break StopReason::OutputClosed,
+            Err(e) => {
+                // Still end the trace properly, then report the error.
+                let _ = st.finish(session_fd.get_mut(), detail_fd.get_mut(), StopReason::Error);
+                return Err(e);
+            }
+        }
+    };
+    let end = st.finish(session_fd.get_mut(), detail_fd.get_mut(), reason)?;
+    if reason != StopReason::OutputClosed {
+        start::print_summary(&st, &end);
+    }
+    drop(ebpf); // detaches every program
+    Ok(end)
+}

@@ -1,0 +1,126 @@
+//! Settings from the environment, parsed once at start-up. They exist for the tests
+//! (tiny rings make events drop, to prove that totals stay exact) and for tuning; a
+//! value that does not parse is an error, never silently ignored.
+use thiserror::Error;
+
+use crate::kernel::loader::LoadOptions;
+
+/// `COWTRACE_HOT_RING_BYTES`: size of the detail ring (COW copies, writes, syncs, block
+/// requests).
+pub const HOT_RING_BYTES: &str = "COWTRACE_HOT_RING_BYTES";
+/// `COWTRACE_PROC_RING_BYTES`: size of the session ring (forks, exits, titles, renames).
+pub const PROC_RING_BYTES: &str = "COWTRACE_PROC_RING_BYTES";
+/// `COWTRACE_HOT_WAKE_BYTES`: the detail ring's fill level that forces a wakeup (above
+/// the ring's size, only the 100 ms timer drains it).
+pub const HOT_WAKE_BYTES: &str = "COWTRACE_HOT_WAKE_BYTES";
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum OptionError {
+    #[error("{name}={value:?} is not a whole number: {want}, or unset it")]
+    NotANumber {
+        name: &'static str,
+        value: String,
+        want: &'static str,
+    },
+    #[error("{name}={value}: must be a power of two of at least 4096 (a ring's size in bytes)")]
+    BadRingSize { name: &'static str, value: u32 },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvOverrides {
+    pub hot_ring_bytes: Option<u32>,
+    pub proc_ring_bytes: Option<u32>,
+    pub hot_wake_bytes: Option<u64>,
+}
+
+const RING_WANT: &str = "a power of two of at least 4096";
+
+fn number<T: std::str::FromStr>(
+    name: &'static str,
+    value: Option<String>,
+    want: &'static str,
+) -> Result<Option<T>, OptionError> {
+    let Some(value) = value else { return Ok(None) };
+    value
+        .trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| OptionError::NotANumber { name, value, want })
+}
+
+fn ring(name: &'static str, value: Option<String>) -> Result<Option<u32>, OptionError> {
+    match number::<u32>(name, value, RING_WANT)? {
+        Some(v) if !v.is_power_of_two() || v < 4096 => {
+            Err(OptionError::BadRingSize { name, value: v })
+        }
+        v => Ok(v),
+    }
+}
+
+impl EnvOverrides {
+    pub fn from_env() -> Result<Self, OptionError> {
+        Self::parse(|k| std::env::var(k).ok())
+    }
+
+    /// `get` reads a variable (the environment, or a map in the tests).
+    pub fn parse(get: impl Fn(&str) -> Option<String>) -> Result<Self, OptionError> {
+        Ok(Self {
+            hot_ring_bytes: ring(HOT_RING_BYTES, get(HOT_RING_BYTES))?,
+            proc_ring_bytes: ring(PROC_RING_BYTES, get(PROC_RING_BYTES))?,
+            hot_wake_bytes: number(HOT_WAKE_BYTES, get(HOT_WAKE_BYTES), "bytes")?,
+        })
+    }
+
+    pub fn apply(&self, opts: &mut LoadOptions) {
+        if let Some(v) = self.hot_ring_bytes {
+            opts.hot_ring_bytes = v;
+        }
+        opts.proc_ring_bytes = self.proc_ring_bytes.or(opts.proc_ring_bytes);
+        opts.hot_wake_bytes = self.hot_wake_bytes.or(opts.hot_wake_bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<EnvOverrides, OptionError> {
+        EnvOverrides::parse(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn unset_is_none_and_values_apply() {
+        assert_eq!(parse(&[]).unwrap(), EnvOverrides::default());
+        let o = parse(&[(HOT_RING_BYTES, "65536"), (HOT_WAKE_BYTES, "1048576")]).unwrap();
+        let mut opts = LoadOptions::default();
+        o.apply(&mut opts);
+        assert_eq!(opts.hot_ring_bytes, 65536);
+        assert_eq!(opts.hot_wake_bytes, Some(1 << 20));
+        assert_eq!(opts.proc_ring_bytes, None);
+    }
+
+    #[test]
+    fn values_that_do_not_parse_are_errors() {
+        let e = parse(&[(PROC_RING_BYTES, "64k")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "COWTRACE_PROC_RING_BYTES=\"64k\" is not a whole number: a power of two of at least 4096, or unset it"
+        );
+        assert!(matches!(
+            parse(&[(HOT_WAKE_BYTES, "-1")]),
+            Err(OptionError::NotANumber { .. })
+        ));
+        assert_eq!(
+            parse(&[(HOT_RING_BYTES, "5000")]).unwrap_err(),
+            OptionError::BadRingSize {
+                name: HOT_RING_BYTES,
+                value: 5000
+            }
+        );
+        assert!(parse(&[(HOT_RING_BYTES, "2048")]).is_err());
+    }
+}

@@ -1,0 +1,509 @@
+//! What the event loop holds between events, and what it does with each: session-ring
+//! and detail-ring events, the 100 ms tick (exact counters, titles, starts, reaping and
+//! the lost-event fallbacks), the output interval and the end of the run. The rules live
+//! in `events`; this moves data between the kernel maps, /proc, the tracker and the
+//! outputs.
+use std::{
+    collections::{HashMap, HashSet},
+    io::Write as _,
+};
+
+use agent_common::{COW_FLAG_CHILD, EV_EXIT, EV_FORK, EV_FSYNC, EV_WRITE, ProcEvent, SessionState};
+use anyhow::{Context as _, Result, bail};
+use aya::maps::{MapData, RingBuf};
+
+use super::Output;
+use crate::{
+    events::{
+        decode::{HotMsg, ProcMsg, decode_hot, decode_proc},
+        merge::{self, Either},
+        session::Tracker,
+    },
+    kernel::maps::{Drops, KernelMaps},
+    live::{self, Live, lines, screen::model::Losses, summary::KeptEnds},
+    procfs,
+    trace::schema::{CowEvent, End, IoEvent, ProcessRecord, Record, Side, StopReason},
+};
+
+/// How long an exited child's session waits for its exit event before it is ended from
+/// the kernel map (the event may be in flight; it carries the exit status).
+const EXIT_EVENT_GRACE_NS: u64 = 1_000_000_000;
+
+/// A closed stdout (`| head`): ends the run quietly with `output-closed`.
+#[derive(Debug, thiserror::Error)]
+#[error("output closed")]
+pub struct BrokenPipe;
+
+pub struct State {
+    pub tracker: Tracker,
+    pub maps: KernelMaps,
+    pub output: Output,
+    /// Write one line per event (`record --events`).
+    pub events: bool,
+    pub start_ns: u64,
+    /// The costliest ended sessions, for the summary (bounded).
+    pub ends: KeptEnds,
+    /// Roots alive (pid mode ends when all of them and their sessions are gone).
+    pub roots: HashSet<u32>,
+    pub pid_mode: bool,
+    /// Sessions whose end was recorded; their kernel entries may be reaped.
+    done: HashSet<u32>,
+    /// Exited sessions seen in the map before their exit event (lost-event fallback).
+    exited_seen: HashMap<u32, u64>,
+    /// Session-ring drops already answered by a scan of the kernel's sessions.
+    lost_seen: u64,
+    decode_errors: u64,
+    detail_events: u64,
+    /// `watch` (lines or the full-screen view); None when recording a trace.
+    pub live: Option<Live>,
+}
+
+/// A fork event rebuilt for a session whose own event was lost.
+fn adopted_fork(child: u32, parent: u32, fork_ts_ns: u64) -> ProcEvent {
+    ProcEvent::new(EV_FORK, child, parent, fork_ts_ns, 0)
+}
+
+/// A line on stdout; a closed stdout (`| head`) ends the run quietly, never a panic.
+pub fn print_line(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        bail!(BrokenPipe);
+    }
+    Ok(())
+}
+
+/// The path of `pid`'s open `fd`, if it still refers to inode `ino`.
+fn fd_path(pid: u32, fd: u32, ino: u64) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let link = format!("/proc/{pid}/fd/{fd}");
+    let meta = std::fs::metadata(&link).ok()?;
+    if meta.ino() != ino {
+        return None;
+    }
+    let p = std::fs::read_link(&link).ok()?;
+    let p = p.to_string_lossy();
+    (!p.ends_with(" (deleted)")).then(|| p.into_owned())
+}
+
+impl State {
+    pub fn new(
+        maps: KernelMaps,
+        output: Output,
+        events: bool,
+        roots: &[u32],
+        pid_mode: bool,
+    ) -> Self {
+        Self {
+            tracker: Tracker::new(),
+            maps,
+            output,
+            events,
+            start_ns: procfs::monotonic_ns(),
+            ends: KeptEnds::default(),
+            roots: roots.iter().copied().collect(),
+            pid_mode,
+            done: HashSet::new(),
+            exited_seen: HashMap::new(),
+            lost_seen: 0,
+            decode_errors: 0,
+            detail_events: 0,
+            live: None,
+        }
+    }
+
+    pub fn emit(&mut self, rec: Record) -> Result<()> {
+        if let Record::SessionEnd(e) = &rec {
+            self.ends.push((**e).clone());
+        }
+        if let Some(l) = &mut self.live {
+            l.on_record(&rec);
+        }
+        match &mut self.output {
+            Output::Trace(w) => w.write(&rec)?,
+            Output::View => {}
+            Output::Watch => {
+                if let Some(line) = lines::watch_line(&rec, self.start_ns) {
+                    print_line(&line)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn emit_all(&mut self, recs: Vec<Record>) -> Result<()> {
+        recs.into_iter().try_for_each(|r| self.emit(r))
+    }
+
+    /// An event line (`record --events` only).
+    fn emit_event(&mut self, rec: Record) -> Result<()> {
+        if let (true, Output::Trace(w)) = (self.events, &mut self.output) {
+            w.write(&rec)?;
+        }
+        Ok(())
+    }
+
+    pub fn broken_pipe(&self) -> bool {
+        matches!(&self.output, Output::Trace(w) if w.broken_pipe)
+    }
+
+    /// Read both rings and handle their events in time order (`events::merge`).
+    pub fn drain(
+        &mut self,
+        session: &mut RingBuf<MapData>,
+        detail: &mut RingBuf<MapData>,
+    ) -> Result<()> {
+        let mut procs: Vec<ProcMsg> = Vec::new();
+        while let Some(item) = session.next() {
+            match decode_proc(&item) {
+                Ok(m) => procs.push(m),
+                Err(e) => {
+                    self.decode_errors += 1;
+                    log::warn!("dropping a bad session record: {e}");
+                }
+            }
+        }
+        let mut hots: Vec<HotMsg> = Vec::new();
+        while let Some(item) = detail.next() {
+            match decode_hot(&item) {
+                Ok(m) => hots.push(m),
+                Err(e) => {
+                    self.decode_errors += 1;
+                    log::warn!("dropping a bad event record: {e}");
+                }
+            }
+        }
+        for ev in merge::by_time(procs, hots, ProcMsg::ts_ns, HotMsg::ts_ns) {
+            match ev {
+                Either::Session(p) => self.on_proc(p)?,
+                Either::Detail(h) => self.on_hot(h)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn on_proc(&mut self, msg: ProcMsg) -> Result<()> {
+        match msg {
+            ProcMsg::Fork(ev) => {
+                self.tracker.on_fork(&ev);
+                // The child shares the parent's working directory: where relative
+                // file names (Redis's temp-PID.rdb) live.
+                if let Ok(cwd) = std::fs::read_link(format!("/proc/{}/cwd", ev.ppid)) {
+                    self.tracker
+                        .set_cwd(ev.pid, cwd.to_string_lossy().into_owned());
+                }
+                if let Some(rss) = procfs::rss_bytes(ev.ppid) {
+                    self.tracker.set_parent_rss(ev.pid, rss);
+                }
+                self.classify(procfs::monotonic_ns());
+            }
+            ProcMsg::ForkRet(ev) => self.tracker.on_fork_ret(&ev),
+            ProcMsg::Title(ev) => {
+                let parent = procfs::cmdline(ev.ppid);
+                let parent = (!parent.is_empty()).then_some(parent);
+                self.tracker.on_title(&ev, parent.as_deref());
+            }
+            ProcMsg::Rename(ev) => self.tracker.on_rename(&ev),
+            ProcMsg::Exit(ev) if ev.ppid != 0 => {
+                if self.tracker.get(ev.pid).is_none() && !self.done.contains(&ev.pid) {
+                    // Its fork event was lost: open the session from the kernel map (or
+                    // from the exit itself) so that the exit still ends one.
+                    let fork_ts = self.maps.session(ev.pid).map_or(ev.ts_ns, |s| s.fork_ts_ns);
+                    self.tracker
+                        .on_fork(&adopted_fork(ev.pid, ev.ppid, fork_ts));
+                }
+                self.end_session(&ev)?;
+            }
+            ProcMsg::Exit(ev) => {
+                self.roots.remove(&ev.pid);
+                log::info!("traced process {} exited", ev.pid);
+                let comm = String::from_utf8_lossy(&ev.comm)
+                    .trim_end_matches('\0')
+                    .to_string();
+                self.emit(Record::Process(Box::new(ProcessRecord {
+                    pid: ev.pid,
+                    comm,
+                    exited: true,
+                    ts_ns: ev.ts_ns,
+                    cow: (&ev.cow_a).into(),
+                    io: (&ev.io).into(),
+                })))?;
+            }
+            ProcMsg::Exec(ev) => {
+                self.roots.insert(ev.pid);
+                log::info!("tracing new Redis server pid {}", ev.pid);
+            }
+        }
+        Ok(())
+    }
+
+    /// The session of child `ev.pid` ends with this exit event (real or rebuilt).
+    fn end_session(&mut self, ev: &ProcEvent) -> Result<()> {
+        let files = self.maps.take_files(ev.pid);
+        // The live view keeps a session's histograms after the tracker closes it.
+        if let Some(l) = &mut self.live {
+            l.store.before_exit(&self.tracker, ev.pid);
+        }
+        let recs = self.tracker.on_exit(ev, &files);
+        self.done.insert(ev.pid);
+        self.exited_seen.remove(&ev.pid);
+        self.emit_all(recs)
+    }
+
+    /// Read the title of every unclassified child from /proc.
+    fn classify(&mut self, now: u64) {
+        for (child, parent) in self.tracker.unclassified() {
+            let c = procfs::cmdline(child);
+            let p = procfs::cmdline(parent);
+            self.tracker.observe_cmdline(child, &c, &p, now);
+        }
+    }
+
+    fn on_hot(&mut self, msg: HotMsg) -> Result<()> {
+        self.detail_events += 1;
+        match msg {
+            HotMsg::Cow(ev) => {
+                let rec = CowEvent {
+                    session: self.tracker.get(ev.session).map(|s| s.id),
+                    ts_ns: ev.ts_ns,
+                    pid: ev.pid,
+                    tid: ev.tid,
+                    addr: ev.addr,
+                    order: ev.order,
+                    side: if ev.flags & COW_FLAG_CHILD != 0 {
+                        Side::Child
+                    } else {
+                        Side::Parent
+                    },
+                };
+                self.emit_event(Record::Cow(rec))
+            }
+            HotMsg::Io(ev) => {
+                if ev.kind == EV_WRITE
+                    && self.tracker.wants_fd_path(ev.session, ev.ino)
+                    && let Some(p) = fd_path(ev.pid, ev.fd, ev.ino)
+                {
+                    self.tracker.note_fd_path(ev.session, ev.ino, p);
+                }
+                self.tracker.on_io(&ev);
+                let rec = IoEvent {
+                    session: self.tracker.get(ev.session).map(|s| s.id),
+                    ts_ns: ev.ts_ns,
+                    pid: ev.pid,
+                    bytes: ev.bytes,
+                    latency_us: ev.latency_ns as f64 / 1000.0,
+                    dev: ev.dev,
+                    ino: ev.ino,
+                    fd: (ev.fd != u32::MAX).then_some(ev.fd),
+                };
+                self.emit_event(match ev.kind {
+                    EV_WRITE => Record::Write(rec),
+                    EV_FSYNC => Record::Fsync(rec),
+                    _ => Record::Io(rec),
+                })
+            }
+        }
+    }
+
+    /// Every 100 ms: exact counters into the timelines, titles, starts, reaping. Returns
+    /// why to stop, if it should.
+    pub fn on_tick(&mut self) -> Result<Option<StopReason>> {
+        self.tick(EXIT_EVENT_GRACE_NS)?;
+        let gone = self.pid_mode && self.roots.is_empty() && self.tracker.live().next().is_none();
+        Ok(gone.then_some(StopReason::TargetsExited))
+    }
+
+    /// `grace_ns`: how long an exited child may wait for its exit event (0 at the end of
+    /// the run, when both rings have been drained).
+    fn tick(&mut self, grace_ns: u64) -> Result<()> {
+        let now = procfs::monotonic_ns();
+        self.adopt_lost_forks();
+        self.classify(now);
+        let live: Vec<u32> = self.tracker.live().map(|s| s.child_pid).collect();
+        for child in live {
+            if let Some(st) = self.maps.session(child) {
+                self.tracker
+                    .on_counters(child, now, st.parent, st.child, st.io);
+                if st.exited != 0 {
+                    self.lost_exit_fallback(child, &st, now, grace_ns)?;
+                }
+            }
+        }
+        let starts = self.tracker.ready_starts(now);
+        self.emit_all(starts)?;
+        self.maps.reap(&mut self.done);
+        Ok(())
+    }
+
+    /// The kernel marked `child` exited but its exit event has not arrived: after a
+    /// grace period (the event may simply be in flight), end the session from the map.
+    fn lost_exit_fallback(
+        &mut self,
+        child: u32,
+        st: &SessionState,
+        now: u64,
+        grace_ns: u64,
+    ) -> Result<()> {
+        let first = *self.exited_seen.entry(child).or_insert(now);
+        if now.saturating_sub(first) < grace_ns {
+            return Ok(());
+        }
+        log::warn!(
+            "exit event of session child {child} was lost; ending it from the kernel counters"
+        );
+        // u32::MAX: the exit status is unknown.
+        let mut ev = ProcEvent::new(EV_EXIT, child, st.parent_tgid, now, u32::MAX as u64);
+        (ev.cow_b, ev.cow_c, ev.io) = (st.parent, st.child, st.io);
+        self.end_session(&ev)
+    }
+
+    /// When the session ring has dropped events, some forks may be unknown to the agent:
+    /// take every session the kernel map holds and the agent does not, from the map
+    /// (kind from /proc if the child still runs). Its end then comes from its exit event
+    /// or, if that was lost too, from the map. So every session is accounted for, and no
+    /// kernel entry is left behind.
+    fn adopt_lost_forks(&mut self) {
+        let lost = self.maps.drops().session;
+        if lost == self.lost_seen {
+            return;
+        }
+        let mut adopted = 0;
+        for (child, st) in self.maps.sessions() {
+            if self.tracker.get(child).is_some() || self.done.contains(&child) {
+                continue;
+            }
+            self.tracker
+                .on_fork(&adopted_fork(child, st.parent_tgid, st.fork_ts_ns));
+            adopted += 1;
+        }
+        if adopted > 0 {
+            log::warn!(
+                "{adopted} fork event(s) were lost (session ring full); their sessions were taken from the kernel map"
+            );
+        }
+        // Only once the scan is done: drops during it are seen at the next tick.
+        self.lost_seen = lost;
+    }
+
+    fn sorted_roots(&self) -> Vec<u32> {
+        let mut roots: Vec<u32> = self.roots.iter().copied().collect();
+        roots.sort_unstable();
+        roots
+    }
+
+    fn losses(&self) -> Losses {
+        let Drops { detail, session } = self.maps.drops();
+        Losses {
+            detail_events: detail,
+            session_events: session,
+            decode_errors: self.decode_errors,
+        }
+    }
+
+    /// End of an output interval: samples and a flush of the trace, or for `watch` a
+    /// line per live session or a new screen.
+    pub fn on_interval(&mut self) -> Result<()> {
+        let now = procfs::monotonic_ns();
+        if let Output::Trace(_) = self.output {
+            let samples = self.tracker.samples(now);
+            self.emit_all(samples)?;
+        }
+        if let Output::Trace(w) = &mut self.output {
+            w.flush()?;
+            w.check_peer();
+        }
+        let (losses, roots) = (self.losses(), self.sorted_roots());
+        let Some(live) = &mut self.live else {
+            return Ok(());
+        };
+        let i = live::Inputs {
+            tracker: &self.tracker,
+            roots: &roots,
+            losses,
+            now_ns: now,
+        };
+        let rows = live.on_interval(&i).context("drawing the live view")?;
+        if let Output::Watch = self.output {
+            for r in &rows {
+                print_line(&lines::interval_line(r, self.start_ns))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A key or resize in the full-screen view; returns why to stop, if it should.
+    pub fn on_key(&mut self, ev: crossterm::event::Event) -> Result<Option<StopReason>> {
+        let (losses, roots) = (self.losses(), self.sorted_roots());
+        let Some(live) = &mut self.live else {
+            return Ok(None);
+        };
+        let i = live::Inputs {
+            tracker: &self.tracker,
+            roots: &roots,
+            losses,
+            now_ns: procfs::monotonic_ns(),
+        };
+        live.on_event(ev, &i).context("drawing the live view")
+    }
+
+    /// Drain what is left, close open sessions, write the `process` lines and `end`,
+    /// and restore the terminal. Returns the `end` record.
+    pub fn finish(
+        &mut self,
+        session: &mut RingBuf<MapData>,
+        detail: &mut RingBuf<MapData>,
+        reason: StopReason,
+    ) -> Result<End> {
+        let r = self
+            .drain(session, detail)
+            // Both rings are drained: an exited child's exit event is not coming any more.
+            .and_then(|()| self.tick(0));
+        if let Err(e) = r
+            && !e.is::<BrokenPipe>()
+        {
+            log::warn!("while finishing: {e:#}");
+        }
+        let now = procfs::monotonic_ns();
+        if let Some(l) = &mut self.live {
+            l.store.before_finish(&self.tracker);
+        }
+        let maps = &mut self.maps;
+        let recs = self.tracker.finish(now, |pid| maps.take_files(pid));
+        // A closed output is noticed at the `end` line below; keep going until then.
+        let _ = self.emit_all(recs);
+        for pid in self.sorted_roots() {
+            if let Some(t) = self.maps.traced(pid) {
+                let _ = self.emit(Record::Process(Box::new(ProcessRecord {
+                    pid,
+                    comm: procfs::comm(pid).unwrap_or_default(),
+                    exited: false,
+                    ts_ns: now,
+                    cow: (&t.total).into(),
+                    io: (&t.io).into(),
+                })));
+            }
+        }
+        let Drops { detail, session } = self.maps.drops();
+        let end = End {
+            sessions: self.tracker.opened,
+            lost_events: detail + session,
+            lost_detail_events: detail,
+            lost_session_events: session,
+            decode_errors: self.decode_errors,
+            ts_ns: now,
+            duration_ms: now.saturating_sub(self.start_ns) / 1_000_000,
+            reason: reason.as_str().to_string(),
+            maps: self.maps.occupancy(),
+            agent_max_rss_bytes: procfs::max_rss_bytes(std::process::id()),
+        };
+        if let Output::Trace(w) = &mut self.output {
+            w.write(&Record::End(end.clone()))?;
+            w.flush()?;
+        }
+        if let Some(l) = &mut self.live {
+            // The terminal is restored before anything is printed.
+            l.close_screen();
+        }
+        log::debug!("{} detail events drained", self.detail_events);
+        Ok(end)
+    }
+}
