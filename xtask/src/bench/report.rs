@@ -1390,4 +1390,192 @@ mod tests {
         assert!(!md.contains("**Agent CPU**"), "{md}");
         assert!(!md.contains("**Peak RSS**"), "{md}");
     }
+
+    /// Every section with figures, and every target missed: three rounds of section 1/5
+    /// (wall ns per configuration and round), two of Redis, a COW, a write and a
+    /// small-ring storm.
+    pub(super) fn fixture() -> Results {
+        let p = cow::Params {
+            rounds: 3,
+            mib: 4,
+            reps: 2,
+            touch_mib: 8,
+            write_mib: 2,
+        };
+        let run = |cow: f64, touch: f64, write: f64, traced: bool| {
+            Some(cow::Run {
+                cow_ns: cow,
+                cow_cpu_ns: cow - 10.0,
+                touch_ns: touch,
+                touch_cpu_ns: touch - 5.0,
+                write_ns: write,
+                write_cpu_ns: write - 1.0,
+                counted: traced.then_some(1030),
+                expected: 1024,
+                exact: traced.then_some(true),
+                lost: traced.then_some(2),
+                attach_ms: traced.then_some(350.0),
+                stop_ms: traced.then_some(900.0),
+            })
+        };
+        // CONFIGS order: untraced, control, cowtrace, bpftrace, elsewhere, hook floor.
+        let table: [[(f64, f64, f64); 3]; 6] = [
+            [
+                (3000.0, 2000.0, 2500.0),
+                (3100.0, 2100.0, 2600.0),
+                (2900.0, 2050.0, 2550.0),
+            ],
+            [
+                (3050.0, 2010.0, 2490.0),
+                (3000.0, 2120.0, 2640.0),
+                (2950.0, 2040.0, 2500.0),
+            ],
+            [
+                (3700.0, 2300.0, 4000.0),
+                (3800.0, 2400.0, 4100.0),
+                (3600.0, 2350.0, 4050.0),
+            ],
+            [
+                (4600.0, 3000.0, 2800.0),
+                (4700.0, 3100.0, 2900.0),
+                (4500.0, 3050.0, 2850.0),
+            ],
+            [
+                (3150.0, 2200.0, 3100.0),
+                (3250.0, 2300.0, 3200.0),
+                (3050.0, 2250.0, 3150.0),
+            ],
+            [
+                (3300.0, 2500.0, 2700.0),
+                (3400.0, 2600.0, 2800.0),
+                (3200.0, 2550.0, 2750.0),
+            ],
+        ];
+        let runs = table
+            .iter()
+            .enumerate()
+            .map(|(i, rounds)| {
+                let traced = matches!(
+                    cow::CONFIGS[i],
+                    C::Cowtrace | C::Bpftrace | C::CowtraceElsewhere
+                );
+                rounds
+                    .iter()
+                    .map(|&(c, t, w)| run(c, t, w, traced))
+                    .collect()
+            })
+            .collect();
+        let rrun = |cpu: f64, ops: f64, traced: bool| {
+            Some(redis::Run {
+                cpu_ms_per_k: cpu,
+                ops_per_s: ops,
+                parent_copies: traced.then_some(14000),
+                child_write_bytes: traced.then_some(400 << 10),
+                child_alive: true,
+                lost: traced.then_some(0),
+                stop_ms: traced.then_some(800.0),
+            })
+        };
+        let redis = redis::Results {
+            params: redis::Params {
+                rounds: 2,
+                keys: 1000,
+                sets: 2000,
+                save_delay_us: 100,
+            },
+            runs: vec![
+                vec![rrun(2.0, 400_000.0, false), rrun(2.2, 380_000.0, false)],
+                vec![rrun(2.1, 390_000.0, true), rrun(2.4, 350_000.0, true)],
+                vec![rrun(2.3, 360_000.0, true), None],
+            ],
+            redis_version: "Redis server v=7.0.15".into(),
+            rss_bytes: 50 << 20,
+        };
+        let traced = |counted: u64, cpu_s: f64, ring: u64| Traced {
+            counted,
+            exact: true,
+            cpu_s,
+            hwm_attach: 60 << 20,
+            hwm_end: 60 << 20,
+            rss_end: 30 << 20,
+            ring_rss: ring,
+            attach_ms: 420.0,
+            startup_cpu_s: 0.3,
+            startup_user_s: 0.2,
+            startup_sys_s: 0.1,
+            stop_ms: 1900.0,
+            life_cpu_s: 0.5,
+            life_max_rss: 60 << 20,
+            ..Traced::default()
+        };
+        let storm =
+            |storm: Storm, events: u64, untraced_s: f64, traced_s: f64, cpu_s: f64, ring: u64| {
+                StormResult {
+                    storm,
+                    untraced: vec![SRun {
+                        events,
+                        span_s: untraced_s,
+                        traced: None,
+                    }],
+                    traced: vec![SRun {
+                        events,
+                        span_s: traced_s,
+                        traced: Some(traced(events, cpu_s, ring)),
+                    }],
+                }
+            };
+        let mut mism = storm(
+            Storm::write("write-2x8MiB", 2, 8),
+            4096,
+            0.01,
+            0.02,
+            0.002,
+            18 << 20,
+        );
+        if let Some(t) = mism.traced[0].traced.as_mut() {
+            t.mismatches.push("pid 7: 10 calls, 9 counted".into());
+        }
+        Results {
+            machine: machine(),
+            quick: false,
+            cow: Some(cow::Results { params: p, runs }),
+            redis: Some(redis),
+            storms: Some(vec![
+                storm(
+                    Storm::cow("cow-1x8MiB", 1, 8),
+                    2048,
+                    0.01,
+                    0.0125,
+                    0.001,
+                    18 << 20,
+                ),
+                mism,
+                storm(
+                    Storm {
+                        ring_bytes: Some(64 << 10),
+                        ..Storm::cow("cow-1x4MiB-ring64KiB", 1, 4)
+                    },
+                    1024,
+                    0.005,
+                    0.008,
+                    0.001,
+                    2 << 20,
+                ),
+            ]),
+            view: Some(super::super::view::Results {
+                full_ms: vec![0.4, 0.5],
+                plain_ms: vec![0.3],
+            }),
+            elapsed_s: 300.0,
+        }
+    }
+
+    #[test]
+    fn renders_fixture() {
+        let md = render(&fixture());
+        if let Ok(p) = std::env::var("BENCH_REPORT_DUMP") {
+            std::fs::write(p, &md).unwrap();
+        }
+        assert!(md.contains("## 2. Overhead on Redis"), "{md}");
+    }
 }
