@@ -38,6 +38,18 @@ pub const NAME_LEN: usize = 64;
 pub const TITLE_LEN: usize = 64;
 pub const COMM_LEN: usize = 16;
 
+/// Slots of the kernel's `MAYBE_TRACED` pre-filter array: slot `tgid % MAYBE_TRACED_SLOTS`.
+/// The kernel sizes the map with it and userspace marks slots with it, so both sides
+/// must agree.
+pub const MAYBE_TRACED_SLOTS: u32 = 65536;
+
+/// Default byte size of the session ring buffer (`PROC_EVENTS`): the kernel declares the
+/// map with it and userspace keeps it unless `COWTRACE_PROC_RING_BYTES` overrides it.
+pub const PROC_RING_BYTES: u32 = 1 << 20;
+
+/// `IoEvent::fd` of a block request, which has no file descriptor.
+pub const NO_FD: u32 = u32::MAX;
+
 /// Exact copy-on-write counters. Kept in maps and updated with atomic adds,
 /// so a full ring buffer never changes them.
 #[repr(C)]
@@ -59,6 +71,16 @@ pub struct CowCounters {
 const _: () = assert!(core::mem::size_of::<CowCounters>() == 48);
 
 impl CowCounters {
+    /// All counters zero (`Default::default()` is not `const`, and BPF statics need one).
+    pub const ZERO: Self = Self {
+        wp_faults: 0,
+        copies_4k: 0,
+        copies_2m: 0,
+        copies_other: 0,
+        copy_bytes: 0,
+        zero_fills: 0,
+    };
+
     pub const fn copies(&self) -> u64 {
         self.copies_4k + self.copies_2m + self.copies_other
     }
@@ -103,6 +125,20 @@ pub struct IoCounters {
     pub disk_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<IoCounters>() == 64);
+
+impl IoCounters {
+    /// All counters zero (`Default::default()` is not `const`).
+    pub const ZERO: Self = Self {
+        write_calls: 0,
+        write_bytes: 0,
+        write_ns: 0,
+        fsync_calls: 0,
+        fsync_ns: 0,
+        disk_ios: 0,
+        disk_bytes: 0,
+        disk_ns: 0,
+    };
+}
 
 /// Value of the `SESSIONS` map, keyed by the child's tgid.
 #[repr(C)]
@@ -250,24 +286,6 @@ impl ProcEvent {
     /// An event with its comm, title and counters zero (userspace uses it to rebuild an
     /// event from map state, and in tests).
     pub const fn new(kind: u32, pid: u32, ppid: u32, ts_ns: u64, value: u64) -> Self {
-        const Z: CowCounters = CowCounters {
-            wp_faults: 0,
-            copies_4k: 0,
-            copies_2m: 0,
-            copies_other: 0,
-            copy_bytes: 0,
-            zero_fills: 0,
-        };
-        const IO: IoCounters = IoCounters {
-            write_calls: 0,
-            write_bytes: 0,
-            write_ns: 0,
-            fsync_calls: 0,
-            fsync_ns: 0,
-            disk_ios: 0,
-            disk_bytes: 0,
-            disk_ns: 0,
-        };
         Self {
             kind,
             pid,
@@ -277,10 +295,10 @@ impl ProcEvent {
             value,
             comm: [0; COMM_LEN],
             title: [0; TITLE_LEN],
-            cow_a: Z,
-            cow_b: Z,
-            cow_c: Z,
-            io: IO,
+            cow_a: CowCounters::ZERO,
+            cow_b: CowCounters::ZERO,
+            cow_c: CowCounters::ZERO,
+            io: IoCounters::ZERO,
         }
     }
 }
@@ -316,7 +334,7 @@ pub struct IoEvent {
     pub bytes: u64,
     pub ino: u64,
     pub dev: u32,
-    /// The file descriptor (writes and syncs), or -1 cast (block requests).
+    /// The file descriptor (writes and syncs), or `NO_FD` (block requests).
     pub fd: u32,
 }
 const _: () = assert!(core::mem::size_of::<IoEvent>() == 56);

@@ -5,7 +5,7 @@
 //! .bv_page->mapping->host` is the inode, and `INODE_OWNER` (filled by `write.rs`) says
 //! which session last wrote that inode. Journal and metadata blocks carry no such page
 //! and stay unattributed, as do direct-I/O pages (anonymous mappings).
-use agent_common::{EV_DISK, InodeKey};
+use agent_common::{EV_DISK, InodeKey, NO_FD};
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 
 use crate::{
@@ -90,7 +90,7 @@ fn try_complete(ctx: &BtfTracePointContext) -> Result<(), i64> {
         lat,
         bytes,
         s.key,
-        u32::MAX,
+        NO_FD,
     );
     Ok(())
 }

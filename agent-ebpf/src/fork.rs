@@ -20,26 +20,6 @@ use crate::{
     util::{current_ids, global, mark_traced, maybe_traced, now_ns, read_field, reserve},
 };
 
-pub const ZERO_IO: IoCounters = IoCounters {
-    write_calls: 0,
-    write_bytes: 0,
-    write_ns: 0,
-    fsync_calls: 0,
-    fsync_ns: 0,
-    disk_ios: 0,
-    disk_bytes: 0,
-    disk_ns: 0,
-};
-
-pub const ZERO_COW: CowCounters = CowCounters {
-    wp_faults: 0,
-    copies_4k: 0,
-    copies_2m: 0,
-    copies_other: 0,
-    copy_bytes: 0,
-    zero_fills: 0,
-};
-
 #[inline(always)]
 fn emit(kind: u32, pid: u32, ppid: u32, tid: u32, value: u64) {
     emit_with(
@@ -48,8 +28,8 @@ fn emit(kind: u32, pid: u32, ppid: u32, tid: u32, value: u64) {
         ppid,
         tid,
         value,
-        (ZERO_COW, ZERO_COW, ZERO_COW),
-        ZERO_IO,
+        (CowCounters::ZERO, CowCounters::ZERO, CowCounters::ZERO),
+        IoCounters::ZERO,
     );
 }
 
@@ -123,9 +103,9 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         exited: 0,
         _pad: 0,
         fork_ts_ns: now_ns(),
-        parent: ZERO_COW,
-        child: ZERO_COW,
-        io: ZERO_IO,
+        parent: CowCounters::ZERO,
+        child: CowCounters::ZERO,
+        io: IoCounters::ZERO,
     };
     mark_traced(child_tgid);
     SESSIONS.insert(&child_tgid, &state, 0)?;
@@ -134,8 +114,8 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         newest_child: 0,
         parent_tgid,
         _pad: 0,
-        total: ZERO_COW,
-        io: ZERO_IO,
+        total: CowCounters::ZERO,
+        io: IoCounters::ZERO,
     };
     TRACED.insert(&child_tgid, &traced, 0)?;
     unsafe { core::ptr::write_volatile(&mut (*root).newest_child, child_tgid) };
@@ -170,7 +150,7 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let task: *const u8 = ctx.arg(0);
     // `exit_code` holds the wait(2) status: (code << 8) or the killing signal.
     let code: i32 = read_field(task, off!(task_exit_code)).unwrap_or(-1);
-    let mut session = (ZERO_COW, ZERO_COW);
+    let mut session = (CowCounters::ZERO, CowCounters::ZERO);
     let mut io = proc.io;
     let mut ppid = 0;
     if proc.role == ROLE_CHILD {
@@ -264,8 +244,8 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
         newest_child: 0,
         parent_tgid: 0,
         _pad: 0,
-        total: ZERO_COW,
-        io: ZERO_IO,
+        total: CowCounters::ZERO,
+        io: IoCounters::ZERO,
     };
     mark_traced(tgid);
     if TRACED.insert(&tgid, &traced, BPF_NOEXIST as u64).is_ok() {
@@ -313,10 +293,10 @@ fn try_title() -> Result<(), i64> {
         value: arg_end.saturating_sub(arg_start),
         comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
         title: [0u8; TITLE_LEN],
-        cow_a: ZERO_COW,
-        cow_b: ZERO_COW,
-        cow_c: ZERO_COW,
-        io: ZERO_IO,
+        cow_a: CowCounters::ZERO,
+        cow_b: CowCounters::ZERO,
+        cow_c: CowCounters::ZERO,
+        io: IoCounters::ZERO,
     });
     let ev = e.as_mut_ptr();
     unsafe {

@@ -6,7 +6,9 @@ use aya_ebpf::{
     maps::RingBuf,
 };
 
-use crate::maps::{DROPS, MAYBE_TRACED, MAYBE_TRACED_SLOTS};
+use agent_common::MAYBE_TRACED_SLOTS;
+
+use crate::maps::{DROPS, MAYBE_TRACED};
 
 /// False when `tgid` is certainly not traced (see `maps::MAYBE_TRACED`).
 #[inline(always)]

@@ -2,7 +2,7 @@
 //! the pure modules; what it does is named in its errors.
 use std::path::Path;
 
-use agent_common::{ROLE_ROOT, TracedProc};
+use agent_common::{MAYBE_TRACED_SLOTS, PROC_RING_BYTES, ROLE_ROOT, TracedProc};
 use aya::{
     Btf, Ebpf, EbpfLoader, Endianness,
     maps::{HashMap as BpfHashMap, MapData},
@@ -206,7 +206,10 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         .override_global("HOT_WAKE_BYTES", &wake, true)
         .override_global("OFFSETS", &offsets, true)
         .map_max_entries("HOT_EVENTS", opts.hot_ring_bytes)
-        .map_max_entries("PROC_EVENTS", opts.proc_ring_bytes.unwrap_or(1 << 20))
+        .map_max_entries(
+            "PROC_EVENTS",
+            opts.proc_ring_bytes.unwrap_or(PROC_RING_BYTES),
+        )
         .load(OBJ)
         .map_err(|e| LoadError::Load(Box::new(e)))?;
 
@@ -310,9 +313,6 @@ fn attach_btf(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<(), LoadError> {
         .map_err(|source| prog_err(name, &hook, "attach", source))?;
     Ok(())
 }
-
-/// Slots of the kernel's `MAYBE_TRACED` pre-filter (agent-ebpf/src/maps.rs).
-pub const MAYBE_TRACED_SLOTS: u32 = 65536;
 
 /// Start tracing `tgid` as a root (a Redis server or a `-p` target): mark its slot of
 /// the pre-filter first, then add it to `TRACED`.

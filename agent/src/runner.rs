@@ -284,7 +284,7 @@ impl State {
                         latency_us: ev.latency_ns as f64 / 1000.0,
                         dev: ev.dev,
                         ino: ev.ino,
-                        fd: (ev.fd != u32::MAX).then_some(ev.fd),
+                        fd: (ev.fd != agent_common::NO_FD).then_some(ev.fd),
                     };
                     w.write(&rec)?;
                 }
