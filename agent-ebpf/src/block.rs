@@ -6,7 +6,7 @@
 //! which session last wrote that inode. Journal and metadata blocks carry no such page
 //! and stay unattributed, as do direct-I/O pages (anonymous mappings).
 use agent_common::{EV_DISK, InodeKey, NO_FD};
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{bindings::BPF_ANY, macros::btf_tracepoint, programs::BtfTracePointContext};
 
 use crate::{
     maps::{INODE_OWNER, RQ_START, RqStart},
@@ -46,7 +46,7 @@ fn try_issue(ctx: &BtfTracePointContext) -> Result<(), i64> {
         key,
         remaining: bytes as u64,
     };
-    RQ_START.insert(&(rq as u64), &st, 0)?;
+    RQ_START.insert(&(rq as u64), &st, BPF_ANY as u64)?;
     Ok(())
 }
 

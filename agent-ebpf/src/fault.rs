@@ -15,7 +15,7 @@ use agent_common::{
     ROLE_CHILD, ROLE_ROOT,
 };
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -93,7 +93,7 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
     match PENDING.get_ptr_mut(&tid) {
         // Only this thread writes its entry: an in-place update needs no lock.
         Some(p) => unsafe { *p = pending },
-        None => PENDING.insert(&tid, &pending, 0)?,
+        None => PENDING.insert(&tid, &pending, BPF_ANY as u64)?,
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use agent_common::{
     ProcEvent, ROLE_CHILD, ROLE_ROOT, SessionState, TITLE_LEN, TracedProc,
 };
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_ANY, BPF_NOEXIST},
     helpers::{bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_user_buf},
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
@@ -108,7 +108,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         io: IoCounters::ZERO,
     };
     mark_traced(child_tgid);
-    SESSIONS.insert(&child_tgid, &state, 0)?;
+    SESSIONS.insert(&child_tgid, &state, BPF_ANY as u64)?;
     let traced = TracedProc {
         role: ROLE_CHILD,
         newest_child: 0,
@@ -117,7 +117,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         total: CowCounters::ZERO,
         io: IoCounters::ZERO,
     };
-    TRACED.insert(&child_tgid, &traced, 0)?;
+    TRACED.insert(&child_tgid, &traced, BPF_ANY as u64)?;
     unsafe { core::ptr::write_volatile(&mut (*root).newest_child, child_tgid) };
     emit(EV_FORK, child_tgid, parent_tgid, tid, 0);
     debug!(ctx, "fork: session {} -> {}", parent_tgid, child_tgid);
@@ -178,7 +178,7 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
 pub fn fork_enter(_ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current_ids();
     if maybe_traced(tgid) && TRACED.get_ptr(&tgid).is_some() {
-        let _ = FORK_START.insert(&tid, &now_ns(), 0);
+        let _ = FORK_START.insert(&tid, &now_ns(), BPF_ANY as u64);
     }
     0
 }
@@ -249,7 +249,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
     };
     mark_traced(tgid);
     if TRACED.insert(&tgid, &traced, BPF_NOEXIST as u64).is_ok() {
-        emit(EV_EXEC, tgid, 0, tid, 0);
+        emit(EV_EXEC, tgid, 0, tid, BPF_ANY as u64);
         debug!(ctx, "exec: tracing redis {}", tgid);
     }
     Ok(())

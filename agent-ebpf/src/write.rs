@@ -8,7 +8,7 @@ use agent_common::{
     IoCounters, IoEvent, NAME_LEN, ROLE_CHILD, RenameEvent,
 };
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
+    bindings::{BPF_ANY, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_task, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user_str_bytes,
     },
@@ -46,7 +46,7 @@ pub fn fd_syscall_enter(ctx: TracePointContext) -> u32 {
         // Only this thread writes its entry: updated in place, no insert per syscall.
         Some(p) => unsafe { *p = start },
         None => {
-            let _ = SYSCALL_START.insert(&tid, &start, 0);
+            let _ = SYSCALL_START.insert(&tid, &start, BPF_ANY as u64);
         }
     }
     0
@@ -153,7 +153,7 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
     // Written once per file and owner, not on every write (an LRU update takes a lock).
     let owner = InodeOwner { session, tgid };
     if unsafe { INODE_OWNER.get(&key) } != Some(&owner) {
-        let _ = INODE_OWNER.insert(&key, &owner, 0);
+        let _ = INODE_OWNER.insert(&key, &owner, BPF_ANY as u64);
     }
     emit_io(EV_WRITE, tgid, tid, session, now, lat, bytes, key, start.fd);
     if session == 0 {
@@ -186,7 +186,7 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
                 let _ =
                     unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut stat.name) };
             }
-            let _ = FILES.insert(&fkey, &stat, 0);
+            let _ = FILES.insert(&fkey, &stat, BPF_ANY as u64);
         }
     }
     Ok(())
