@@ -258,8 +258,8 @@ const _: () = assert!(core::mem::size_of::<PendingFault>() == 24);
 /// * `EV_FORK`: `pid` = child tgid, `ppid` = parent tgid, `tid` = forking thread.
 /// * `EV_FORK_RET`: the parent's clone/fork syscall returned `pid`; `value` = latency ns.
 /// * `EV_EXIT`: `pid` exited; `value` = raw wait status (`task_struct::exit_code`);
-///   `ppid` = its root for a session child, else 0; `cow_a` = its process totals,
-///   `cow_b`/`cow_c` = the session's parent/child counters for a child.
+///   `ppid` = its root for a session child, else 0; `cow_proc` = its process totals,
+///   `cow_parent`/`cow_child` = the session's parent/child counters for a child.
 /// * `EV_EXEC`: `pid` exec'd a Redis-like binary and is now traced (auto mode).
 /// * `EV_TITLE`: the process title of session child `pid`, read at `exit_group`;
 ///   `value` = length of the argv area (only that many bytes of `title` are argv).
@@ -274,9 +274,13 @@ pub struct ProcEvent {
     pub value: u64,
     pub comm: [u8; COMM_LEN],
     pub title: [u8; TITLE_LEN],
-    pub cow_a: CowCounters,
-    pub cow_b: CowCounters,
-    pub cow_c: CowCounters,
+    /// `EV_EXIT`: the exiting process's own COW totals (`TracedProc::total`).
+    pub cow_proc: CowCounters,
+    /// `EV_EXIT` of a session child: copies made by the parent and charged to this
+    /// session (`SessionState::parent`).
+    pub cow_parent: CowCounters,
+    /// `EV_EXIT` of a session child: copies made by the child (`SessionState::child`).
+    pub cow_child: CowCounters,
     /// `EV_EXIT`: the session's I/O counters (child), or the root's process totals.
     pub io: IoCounters,
 }
@@ -295,9 +299,9 @@ impl ProcEvent {
             value,
             comm: [0; COMM_LEN],
             title: [0; TITLE_LEN],
-            cow_a: CowCounters::ZERO,
-            cow_b: CowCounters::ZERO,
-            cow_c: CowCounters::ZERO,
+            cow_proc: CowCounters::ZERO,
+            cow_parent: CowCounters::ZERO,
+            cow_child: CowCounters::ZERO,
             io: IoCounters::ZERO,
         }
     }

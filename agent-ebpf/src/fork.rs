@@ -33,7 +33,7 @@ fn emit(kind: u32, pid: u32, ppid: u32, tid: u32, value: u64) {
     );
 }
 
-/// Emit a session event. `cow` = (`cow_a`, `cow_b`, `cow_c`), see `ProcEvent`.
+/// Emit a session event. `cow` = (`cow_proc`, `cow_parent`, `cow_child`), see `ProcEvent`.
 #[inline(always)]
 fn emit_with(
     kind: u32,
@@ -56,9 +56,9 @@ fn emit_with(
         value,
         comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
         title: [0u8; TITLE_LEN],
-        cow_a: cow.0,
-        cow_b: cow.1,
-        cow_c: cow.2,
+        cow_proc: cow.0,
+        cow_parent: cow.1,
+        cow_child: cow.2,
         io,
     });
     // Submitted with a wakeup: these events are rare and the agent wants them promptly.
@@ -293,9 +293,9 @@ fn try_title() -> Result<(), i64> {
         value: arg_end.saturating_sub(arg_start),
         comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
         title: [0u8; TITLE_LEN],
-        cow_a: CowCounters::ZERO,
-        cow_b: CowCounters::ZERO,
-        cow_c: CowCounters::ZERO,
+        cow_proc: CowCounters::ZERO,
+        cow_parent: CowCounters::ZERO,
+        cow_child: CowCounters::ZERO,
         io: IoCounters::ZERO,
     });
     let ev = e.as_mut_ptr();

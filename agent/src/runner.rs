@@ -173,7 +173,7 @@ impl State {
                         comm,
                         exited: true,
                         ts_ns: ev.ts_ns,
-                        cow: (&ev.cow_a).into(),
+                        cow: (&ev.cow_proc).into(),
                         io: (&ev.io).into(),
                     }))?;
                 }
@@ -340,7 +340,7 @@ impl State {
             now,
             u32::MAX as u64,
         );
-        (ev.cow_b, ev.cow_c, ev.io) = (st.parent, st.child, st.io);
+        (ev.cow_parent, ev.cow_child, ev.io) = (st.parent, st.child, st.io);
         let files = take_files(&mut self.files, child);
         self.keep_hists(child);
         let recs = self.tracker.on_exit(&ev, &files);
