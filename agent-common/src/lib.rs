@@ -269,6 +269,8 @@ pub struct ProcEvent {
     pub kind: u32,
     pub pid: u32,
     pub ppid: u32,
+    /// The thread that raised the event in the kernel (for `EV_FORK`, the forking
+    /// thread); 0 in an event rebuilt by userspace, where it is unknown.
     pub tid: u32,
     pub ts_ns: u64,
     pub value: u64,
@@ -287,14 +289,15 @@ pub struct ProcEvent {
 const _: () = assert!(core::mem::size_of::<ProcEvent>() == 320);
 
 impl ProcEvent {
-    /// An event with its comm, title and counters zero (userspace uses it to rebuild an
-    /// event from map state, and in tests).
+    /// An event with its comm, title and counters zero, and `tid` 0: userspace uses it to
+    /// rebuild an event from map state (a lost fork or exit event), where the thread that
+    /// raised it is unknown, and in tests. Nothing in userspace reads `ProcEvent::tid`.
     pub const fn new(kind: u32, pid: u32, ppid: u32, ts_ns: u64, value: u64) -> Self {
         Self {
             kind,
             pid,
             ppid,
-            tid: ppid,
+            tid: 0,
             ts_ns,
             value,
             comm: [0; COMM_LEN],
