@@ -38,6 +38,8 @@ fn try_issue(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     let inode: u64 = read_field(mapping as *const u8, off!(mapping_host))?;
     let key: InodeKey = regular_inode(inode as *const u8).ok_or(0)?;
+    // SAFETY: bpf_map_lookup_elem returned a live INODE_OWNER value (checked non-null);
+    // the 8-byte value is copied out at once, no reference is kept.
     let owner = unsafe { *INODE_OWNER.get(&key).ok_or(0)? };
     let bytes: u32 = read_field(rq, off!(rq_data_len))?;
     let st = RqStart {
@@ -62,6 +64,9 @@ pub fn block_rq_complete(ctx: BtfTracePointContext) -> i32 {
 fn try_complete(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let rq: u64 = ctx.arg::<u64>(0);
     let st = RQ_START.get_ptr_mut(&rq).ok_or(0)?;
+    // SAFETY: `st` is a non-null RQ_START value pointer from bpf_map_lookup_elem; the
+    // value stays valid for this program run (map values are RCU-protected) and is copied
+    // out.
     let s = unsafe { *st };
     let nr_bytes = (ctx.arg::<u64>(2) as u32) as u64;
     let bytes = if nr_bytes == 0 || nr_bytes > s.remaining {
@@ -72,10 +77,14 @@ fn try_complete(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if bytes >= s.remaining {
         let _ = RQ_START.remove(&rq);
     } else {
+        // SAFETY: same live RQ_START value as above; one completion at a time updates a
+        // request's entry.
         unsafe { (*st).remaining = s.remaining - bytes };
     }
     let now = now_ns();
     let lat = now.saturating_sub(s.ts_ns);
+    // SAFETY: `with_io` passes only non-null IoCounters pointers into live TRACED/SESSIONS
+    // values; `add` is an atomic add on those aligned u64 fields.
     with_io(s.owner.tgid, s.owner.session, |io| unsafe {
         add(&mut (*io).disk_ios, 1);
         add(&mut (*io).disk_bytes, bytes);

@@ -64,6 +64,8 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if error_code & (PF_PROT | PF_WRITE) != (PF_PROT | PF_WRITE) {
         // Any other fault ends this thread's pending write-protect fault.
         if let Some(p) = PENDING.get_ptr_mut(&tid) {
+            // SAFETY: `p` is this thread's non-null PENDING value from
+            // bpf_map_lookup_elem; only this thread writes its entry.
             unsafe { core::ptr::write_volatile(&mut (*p).active, 0) };
         }
         return Ok(());
@@ -72,14 +74,19 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if tgid == global(&AGENT_TGID) {
         return Ok(());
     }
+    // SAFETY: `proc` is a non-null TRACED value pointer from bpf_map_lookup_elem, valid
+    // for this program run; two u32 fields are read.
     let (role, newest) = unsafe { ((*proc).role, (*proc).newest_child) };
     let (session, child_side) = match role {
         ROLE_CHILD => (tgid, 1),
         ROLE_ROOT => (live_session(tgid, newest), 0),
         _ => return Ok(()),
     };
+    // SAFETY: the same live TRACED value; `add` is an atomic add on its aligned u64 field.
     unsafe { add(&mut (*proc).total.wp_faults, 1) };
     if let Some(c) = session_counters(session, child_side) {
+        // SAFETY: `session_counters` returns only non-null pointers into a live SESSIONS
+        // value.
         unsafe { add(&mut (*c).wp_faults, 1) };
     }
     let addr: u64 = ctx.arg(0);
@@ -91,7 +98,8 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
         active: 1,
     };
     match PENDING.get_ptr_mut(&tid) {
-        // Only this thread writes its entry: an in-place update needs no lock.
+        // SAFETY: `p` is this thread's non-null PENDING value; only this thread writes its
+        // entry, so an in-place update needs no lock.
         Some(p) => unsafe { *p = pending },
         None => PENDING.insert(&tid, &pending, BPF_ANY as u64)?,
     }
@@ -106,6 +114,9 @@ fn live_session(root: u32, newest: u32) -> u32 {
         if c == 0 {
             return 0;
         }
+        // SAFETY: the returned reference points into a live SESSIONS value and is used
+        // only for the plain u32 reads below, within this run; a concurrent writer can
+        // only change `exited` from 0 to 1.
         let Some(s) = (unsafe { SESSIONS.get(&c) }) else {
             return 0;
         };
@@ -126,6 +137,8 @@ fn session_counters(session: u32, child_side: u32) -> Option<*mut CowCounters> {
         return None;
     }
     let s = SESSIONS.get_ptr_mut(&session)?;
+    // SAFETY: `s` is a non-null SESSIONS value pointer from bpf_map_lookup_elem; only
+    // field addresses are taken.
     Some(unsafe {
         if child_side != 0 {
             &mut (*s).child
@@ -158,19 +171,25 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let entry = PENDING.get_ptr_mut(&tid).ok_or(0)?;
+    // SAFETY: `entry` is this thread's non-null PENDING value; copied out at once.
     let p = unsafe { *entry };
     if p.active == 0 {
         return Ok(());
     }
+    // SAFETY: the same PENDING value; only this thread writes its entry.
     unsafe { core::ptr::write_volatile(&mut (*entry).active, 0) };
     let order = ctx.arg::<u64>(1) as u32;
     let zero = gfp & GFP_ZERO != 0;
     let bytes = 4096u64 << (order & 31);
     if let Some(proc) = TRACED.get_ptr_mut(&p.tgid) {
-        charge(unsafe { &mut (*proc).total }, zero, order, bytes);
+        // SAFETY: `proc` is a non-null TRACED value pointer, valid for this run; `charge`
+        // only does atomic adds on its counters.
+        unsafe { charge(&mut (*proc).total, zero, order, bytes) };
     }
     if let Some(c) = session_counters(p.session, p.child_side) {
-        charge(c, zero, order, bytes);
+        // SAFETY: `session_counters` returns only non-null pointers into a live SESSIONS
+        // value.
+        unsafe { charge(c, zero, order, bytes) };
     }
     let mut flags = if p.child_side != 0 { COW_FLAG_CHILD } else { 0 };
     if zero {
@@ -180,8 +199,14 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
+/// Count one allocation (a copy or a zero fill) in `c`.
+///
+/// # Safety
+/// `c` must point to the counters of a live map value (`TRACED` or `SESSIONS`).
 #[inline(always)]
-fn charge(c: *mut CowCounters, zero: bool, order: u32, bytes: u64) {
+unsafe fn charge(c: *mut CowCounters, zero: bool, order: u32, bytes: u64) {
+    // SAFETY: the caller passes a valid pointer to map-value counters (see the `# Safety`
+    // note); every field is an aligned u64.
     unsafe {
         if zero {
             add(&mut (*c).zero_fills, 1);

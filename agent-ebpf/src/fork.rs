@@ -82,6 +82,8 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let root = TRACED.get_ptr_mut(&parent_tgid).ok_or(0)?;
+    // SAFETY: `root` is a non-null TRACED value pointer from bpf_map_lookup_elem, valid
+    // for this program run.
     if unsafe { (*root).role } != ROLE_ROOT {
         // Children of session children are not sessions of their own.
         return Ok(());
@@ -93,6 +95,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(()); // a new thread of the parent, not a new process
     }
     let child_tgid = tgid as u32;
+    // SAFETY: the same live TRACED value.
     let mut prev = unsafe { (*root).newest_child };
     if prev == child_tgid {
         prev = 0; // pid reuse of a reaped child: never link a session to itself
@@ -118,6 +121,8 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         io: IoCounters::ZERO,
     };
     TRACED.insert(&child_tgid, &traced, BPF_ANY as u64)?;
+    // SAFETY: the same live TRACED value; an aligned volatile u32 store (two threads of
+    // one root forking at once can only race over which child is the newest).
     unsafe { core::ptr::write_volatile(&mut (*root).newest_child, child_tgid) };
     emit(EV_FORK, child_tgid, parent_tgid, tid, 0);
     debug!(ctx, "fork: session {} -> {}", parent_tgid, child_tgid);
@@ -146,6 +151,8 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if tgid != tid {
         return Ok(());
     }
+    // SAFETY: bpf_map_lookup_elem returned a live TRACED value; it is copied out before
+    // the entry is deleted below.
     let proc = unsafe { *TRACED.get(&tgid).ok_or(0)? };
     let task: *const u8 = ctx.arg(0);
     // `exit_code` holds the wait(2) status: (code << 8) or the killing signal.
@@ -156,6 +163,8 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if proc.role == ROLE_CHILD {
         ppid = proc.parent_tgid;
         if let Some(s) = SESSIONS.get_ptr_mut(&tgid) {
+            // SAFETY: `s` is a non-null SESSIONS value pointer, valid for this run; the
+            // fault path only reads `exited`.
             unsafe {
                 core::ptr::write_volatile(&mut (*s).exited, 1);
                 session = ((*s).parent, (*s).child);
@@ -197,8 +206,12 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if !maybe_traced(tgid) {
         return Ok(());
     }
+    // SAFETY: bpf_map_lookup_elem returned a live FORK_START value; the u64 is copied out
+    // before the entry is removed.
     let start = unsafe { *FORK_START.get(&tid).ok_or(0)? };
     let _ = FORK_START.remove(&tid);
+    // SAFETY: read_at is bpf_probe_read_kernel of the tracepoint record at offset 16
+    // (`long ret`, see the format file); the helper returns an error instead of faulting.
     let ret: i64 = unsafe { ctx.read_at(16).map_err(|e| e as i64)? };
     if ret > 0 {
         emit(
@@ -270,11 +283,15 @@ fn try_title() -> Result<(), i64> {
     if !maybe_traced(tgid) {
         return Ok(());
     }
+    // SAFETY: the reference into the live TRACED value is only read (role, parent_tgid)
+    // within this run.
     let proc = unsafe { TRACED.get(&tgid).ok_or(0)? };
     if proc.role != ROLE_CHILD {
         return Ok(());
     }
     let ppid = proc.parent_tgid;
+    // SAFETY: bpf_get_current_task has no preconditions; the task pointer is only
+    // dereferenced through bpf_probe_read_kernel (`read_field`).
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let mm: u64 = read_field(task, off!(task_mm))?;
     if mm == 0 {
@@ -299,6 +316,9 @@ fn try_title() -> Result<(), i64> {
         io: IoCounters::ZERO,
     });
     let ev = e.as_mut_ptr();
+    // SAFETY: `ev` points to the reserved ring-buffer entry written above, so `title` is a
+    // valid TITLE_LEN buffer; bpf_probe_read_user reads the user address and returns an
+    // error instead of faulting (the buffer is then zeroed).
     unsafe {
         let _ = bpf_probe_read_user_buf(arg_start as *const u8, &mut (*ev).title);
     }

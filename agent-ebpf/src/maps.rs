@@ -54,6 +54,8 @@ pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0
 
 // Load-time settings (`EbpfLoader::set_global`). Read with `util::global`, which uses a
 // volatile read so the compiler cannot fold the zero initialiser into the code.
+// SAFETY (`no_mangle`): the loader finds each global by this symbol name, and no other
+// symbol in the object has these names.
 
 /// tgid of the agent itself, never traced.
 #[unsafe(no_mangle)]

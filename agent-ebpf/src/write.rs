@@ -36,6 +36,8 @@ pub fn fd_syscall_enter(ctx: TracePointContext) -> u32 {
     if !maybe_traced(tgid) || TRACED.get_ptr(&tgid).is_none() {
         return 0;
     }
+    // SAFETY: read_at is bpf_probe_read_kernel of the tracepoint record at offset 16, the
+    // first syscall argument (the fd); errors become u64::MAX.
     let fd: u64 = unsafe { ctx.read_at(16).unwrap_or(u64::MAX) };
     let start = SyscallStart {
         ts_ns: now_ns(),
@@ -44,6 +46,8 @@ pub fn fd_syscall_enter(ctx: TracePointContext) -> u32 {
     };
     match SYSCALL_START.get_ptr_mut(&tid) {
         // Only this thread writes its entry: updated in place, no insert per syscall.
+        // SAFETY: `p` is this thread's non-null SYSCALL_START value; only this thread
+        // writes it.
         Some(p) => unsafe { *p = start },
         None => {
             let _ = SYSCALL_START.insert(&tid, &start, BPF_ANY as u64);
@@ -56,10 +60,12 @@ pub fn fd_syscall_enter(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn take_start(tid: u32) -> Result<SyscallStart, i64> {
     let p = SYSCALL_START.get_ptr_mut(&tid).ok_or(0)?;
+    // SAFETY: `p` is this thread's non-null SYSCALL_START value; copied out at once.
     let start = unsafe { *p };
     if start.active == 0 {
         return Err(0);
     }
+    // SAFETY: the same SYSCALL_START value; only this thread writes it.
     unsafe { core::ptr::write_volatile(&mut (*p).active, 0) };
     Ok(start)
 }
@@ -67,6 +73,8 @@ fn take_start(tid: u32) -> Result<SyscallStart, i64> {
 /// The `struct file *` behind `fd` in the current task: `current->files->fdt->fd[fd]`.
 #[inline(always)]
 fn fd_file(fd: u32) -> Result<*const u8, i64> {
+    // SAFETY: bpf_get_current_task has no preconditions; the pointer is only read through
+    // bpf_probe_read_kernel.
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let files: u64 = read_field(task, off!(task_files))?;
     let fdt: u64 = read_field(files as *const u8, off!(files_fdt))?;
@@ -75,6 +83,8 @@ fn fd_file(fd: u32) -> Result<*const u8, i64> {
         return Err(-1);
     }
     let arr: u64 = read_field(fdt as *const u8, off!(fdtable_fd))?;
+    // SAFETY: bpf_probe_read_kernel of `fdt->fd[fd]` (fd < max_fds checked above); a stale
+    // or bad address makes the helper return an error, not fault.
     let file: u64 = unsafe {
         aya_ebpf::helpers::bpf_probe_read_kernel((arr as *const u64).add(fd as usize))
             .map_err(|e| e as i64)?
@@ -101,6 +111,8 @@ pub fn regular_inode(inode: *const u8) -> Option<InodeKey> {
 /// (session, role) of a traced tgid: a session child charges its own session.
 #[inline(always)]
 fn session_of(tgid: u32) -> Option<u32> {
+    // SAFETY: the reference into the live TRACED value is only used to read `role` within
+    // this run.
     let p = unsafe { TRACED.get(&tgid)? };
     Some(if p.role == ROLE_CHILD { tgid } else { 0 })
 }
@@ -111,11 +123,15 @@ fn session_of(tgid: u32) -> Option<u32> {
 #[inline(always)]
 pub fn with_io(tgid: u32, session: u32, f: impl Fn(*mut IoCounters)) {
     if let Some(p) = TRACED.get_ptr_mut(&tgid) {
+        // SAFETY: `p` is a non-null TRACED value pointer; only the field address is
+        // computed.
         f(unsafe { core::ptr::addr_of_mut!((*p).io) });
     }
     if session != 0
         && let Some(s) = SESSIONS.get_ptr_mut(&session)
     {
+        // SAFETY: `s` is a non-null SESSIONS value pointer; only the field address is
+        // computed.
         f(unsafe { core::ptr::addr_of_mut!((*s).io) });
     }
 }
@@ -145,6 +161,8 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let session = session_of(tgid).ok_or(0)?;
     let now = now_ns();
     let lat = now.saturating_sub(start.ts_ns);
+    // SAFETY: `with_io` passes only non-null IoCounters pointers into live map values;
+    // `add` is an atomic add on their aligned u64 fields.
     with_io(tgid, session, |io| unsafe {
         add(&mut (*io).write_calls, 1);
         add(&mut (*io).write_bytes, bytes);
@@ -152,6 +170,8 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
     });
     // Written once per file and owner, not on every write (an LRU update takes a lock).
     let owner = InodeOwner { session, tgid };
+    // SAFETY: the reference into the live INODE_OWNER value is only compared, within this
+    // run.
     if unsafe { INODE_OWNER.get(&key) } != Some(&owner) {
         let _ = INODE_OWNER.insert(&key, &owner, BPF_ANY as u64);
     }
@@ -169,6 +189,8 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
         ino: key.ino,
     };
     match FILES.get_ptr_mut(&fkey) {
+        // SAFETY: `f` is a non-null FILES value pointer from bpf_map_lookup_elem; `add` is
+        // an atomic add on its aligned u64 fields.
         Some(f) => unsafe {
             add(&mut (*f).bytes, bytes);
             add(&mut (*f).calls, 1);
@@ -183,6 +205,9 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
             if let Ok(dentry) = read_field::<u64>(file, off!(file_dentry))
                 && let Ok(name) = read_field::<u64>(dentry as *const u8, off!(dentry_name))
             {
+                // SAFETY: bpf_probe_read_kernel_str copies at most NAME_LEN bytes of the
+                // dentry name into `stat.name`, returning an error instead of faulting on
+                // a bad address.
                 let _ =
                     unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut stat.name) };
             }
@@ -208,6 +233,8 @@ fn try_fsync_exit() -> Result<(), i64> {
     let session = session_of(tgid).ok_or(0)?;
     let now = now_ns();
     let lat = now.saturating_sub(start.ts_ns);
+    // SAFETY: `with_io` passes only non-null IoCounters pointers into live map values;
+    // `add` is an atomic add on their aligned u64 fields.
     with_io(tgid, session, |io| unsafe {
         add(&mut (*io).fsync_calls, 1);
         add(&mut (*io).fsync_ns, lat);
@@ -278,6 +305,9 @@ fn try_rename(ctx: &TracePointContext, old_off: usize, new_off: usize) -> Result
         return Ok(());
     }
     let session = session_of(tgid).ok_or(0)?;
+    // SAFETY: read_at is bpf_probe_read_kernel of the tracepoint record at the offsets of
+    // the two path pointers (see the format files); the helper returns an error instead of
+    // faulting.
     let old: u64 = unsafe { ctx.read_at(old_off).map_err(|e| e as i64)? };
     let new: u64 = unsafe { ctx.read_at(new_off).map_err(|e| e as i64)? };
     let mut e = reserve::<RenameEvent>(&PROC_EVENTS, DROP_PROC).ok_or(0)?;
@@ -291,6 +321,9 @@ fn try_rename(ctx: &TracePointContext, old_off: usize, new_off: usize) -> Result
         new: [0u8; NAME_LEN],
     });
     let p = e.as_mut_ptr();
+    // SAFETY: `p` points to the reserved RenameEvent written above, so `old` and `new` are
+    // valid NAME_LEN buffers; bpf_probe_read_user_str reads the user paths and returns an
+    // error instead of faulting.
     unsafe {
         let _ = bpf_probe_read_user_str_bytes(old as *const u8, &mut (*p).old);
         let _ = bpf_probe_read_user_str_bytes(new as *const u8, &mut (*p).new);
