@@ -16,7 +16,10 @@ use crate::{
 };
 
 /// Hook: `tp_btf/block_rq_issue`, `TP_PROTO(struct request *rq)`
-/// (include/trace/events/block.h; one argument since 5.11).
+/// (include/trace/events/block.h). One argument since 5.11: before, it was
+/// `(struct request_queue *q, struct request *rq)` and argument 0 would be the queue
+/// (Christoph Hellwig's "block: remove the request_queue argument to request based
+/// tracepoints"; DepSurf shows the change between 5.8 and 5.11). Lowest kernel: 5.11.
 #[btf_tracepoint(function = "block_rq_issue")]
 pub fn block_rq_issue(ctx: BtfTracePointContext) -> i32 {
     let _ = try_issue(&ctx);
@@ -53,7 +56,10 @@ fn try_issue(ctx: &BtfTracePointContext) -> Result<(), i64> {
 }
 
 /// Hook: `tp_btf/block_rq_complete`,
-/// `TP_PROTO(struct request *rq, blk_status_t error, unsigned int nr_bytes)`.
+/// `TP_PROTO(struct request *rq, blk_status_t error, unsigned int nr_bytes)`
+/// (include/trace/events/block.h). `error` was an `int` before 5.19 and the first
+/// argument was the queue before 4.13 (DepSurf); arguments 0 and 2 are read, so the
+/// lowest kernel is 5.5 (`tp_btf`), and 5.11 for the pair with `block_rq_issue`.
 /// A request may complete in parts; each part is charged as it completes.
 #[btf_tracepoint(function = "block_rq_complete")]
 pub fn block_rq_complete(ctx: BtfTracePointContext) -> i32 {

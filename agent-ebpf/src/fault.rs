@@ -1,6 +1,7 @@
 //! Copy-on-write accounting.
 //!
-//! Method (verified on this kernel, see shared/KERNEL-NOTES.md): a *copy* is a
+//! Method (README.md, "What the numbers mean"; agent/tests/cow.rs checks the counts
+//! against the pages a test process writes): a *copy* is a
 //! write-protect user fault followed, in the same thread and before that thread's next
 //! fault, by the allocation of a user page. A write-protect fault with no such allocation
 //! is a *reuse* (the page was already exclusive, e.g. the child has exited). A write
@@ -46,9 +47,12 @@ const MAX_CHAIN: usize = 8;
 
 /// Hook: `tp_btf/page_fault_user`,
 /// `TP_PROTO(unsigned long address, struct pt_regs *regs, unsigned long error_code)`
-/// (arch/x86/include/asm/trace/exceptions.h; x86 only, since 4.15). Fires on entry to
-/// the fault handler, for every user fault on the host, so the untraced path is one
-/// map lookup.
+/// (arch/x86/include/asm/trace/exceptions.h, `DEFINE_PAGE_FAULT_EVENT(page_fault_user)`,
+/// fired from `trace_page_fault_entries` in arch/x86/mm/fault.c). x86 only: riscv's
+/// `page_fault_user` (2024) takes just `(struct pt_regs *regs)`. The x86 event is in
+/// 4.4 already (DepSurf's kernel survey); lowest kernel for this hook 5.5 (`tp_btf`).
+/// Fires on entry to the fault handler, for every user fault on the host, so the
+/// untraced path is one array load (`maybe_traced`).
 #[btf_tracepoint(function = "page_fault_user")]
 pub fn page_fault_user(ctx: BtfTracePointContext) -> i32 {
     let _ = try_fault(&ctx);
@@ -150,8 +154,9 @@ fn session_counters(session: u32, child_side: u32) -> Option<*mut CowCounters> {
 
 /// Hook: `tp_btf/mm_page_alloc`,
 /// `TP_PROTO(struct page *page, unsigned int order, gfp_t gfp_flags, int migratetype)`
-/// (include/trace/events/kmem.h). Fires for every page allocation on the host; the
-/// untraced path is one lookup of the current tid in `PENDING`.
+/// (include/trace/events/kmem.h, fired from the page allocator in mm/page_alloc.c; this
+/// prototype predates BPF). Lowest kernel 5.5 (`tp_btf`). Fires for every page
+/// allocation on the host; the untraced path is a gfp test and one array load.
 #[btf_tracepoint(function = "mm_page_alloc")]
 pub fn mm_page_alloc(ctx: BtfTracePointContext) -> i32 {
     let _ = try_alloc(&ctx);

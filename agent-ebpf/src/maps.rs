@@ -43,7 +43,8 @@ pub static FORK_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096,
 pub static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(PROC_RING_BYTES, 0);
 
 /// COW copy events. Submitted with `BPF_RB_NO_WAKEUP`; userspace drains on a timer
-/// (a wakeup per event made each COW fault 3.6x slower here, see KERNEL-NOTES).
+/// (a wakeup per event made each COW fault 3.6x slower here, see README.md, "Totals are
+/// exact; events are not guaranteed").
 /// Size is set by userspace at load time.
 #[map]
 pub static HOT_EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
