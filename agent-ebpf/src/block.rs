@@ -11,7 +11,7 @@ use aya_ebpf::{bindings::BPF_ANY, macros::btf_tracepoint, programs::BtfTracePoin
 use crate::{
     maps::{INODE_OWNER, RQ_START, RqStart},
     off,
-    util::{add, now_ns, read_field},
+    util::{atomic_add, now_ns, read_field},
     write::{emit_io, regular_inode, with_io},
 };
 
@@ -90,11 +90,11 @@ fn try_complete(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let now = now_ns();
     let lat = now.saturating_sub(s.ts_ns);
     // SAFETY: `with_io` passes only non-null IoCounters pointers into live TRACED/SESSIONS
-    // values; `add` is an atomic add on those aligned u64 fields.
+    // values; `atomic_add` is an atomic add on those aligned u64 fields.
     with_io(s.owner.tgid, s.owner.session, |io| unsafe {
-        add(&mut (*io).disk_ios, 1);
-        add(&mut (*io).disk_bytes, bytes);
-        add(&mut (*io).disk_ns, lat);
+        atomic_add(&mut (*io).disk_ios, 1);
+        atomic_add(&mut (*io).disk_bytes, bytes);
+        atomic_add(&mut (*io).disk_ns, lat);
     });
     emit_io(
         EV_DISK,

@@ -23,7 +23,7 @@ use aya_ebpf::{
 
 use crate::{
     maps::{AGENT_TGID, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSIONS, TRACED},
-    util::{add, count_drop, current_ids, global, maybe_traced, now_ns},
+    util::{atomic_add, count_drop, current_ids, global, maybe_traced, now_ns},
 };
 
 /// x86 page-fault error code bits (arch/x86/include/asm/trap_pf.h).
@@ -86,12 +86,12 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
         ROLE_ROOT => (live_session(tgid, newest), 0),
         _ => return Ok(()),
     };
-    // SAFETY: the same live TRACED value; `add` is an atomic add on its aligned u64 field.
-    unsafe { add(&mut (*proc).total.wp_faults, 1) };
+    // SAFETY: the same live TRACED value; `atomic_add` is an atomic add on its aligned u64 field.
+    unsafe { atomic_add(&mut (*proc).total.wp_faults, 1) };
     if let Some(c) = session_counters(session, child_side) {
         // SAFETY: `session_counters` returns only non-null pointers into a live SESSIONS
         // value.
-        unsafe { add(&mut (*c).wp_faults, 1) };
+        unsafe { atomic_add(&mut (*c).wp_faults, 1) };
     }
     let addr: u64 = ctx.arg(0);
     let pending = PendingFault {
@@ -214,15 +214,15 @@ unsafe fn charge(c: *mut CowCounters, zero: bool, order: u32, bytes: u64) {
     // note); every field is an aligned u64.
     unsafe {
         if zero {
-            add(&mut (*c).zero_fills, 1);
+            atomic_add(&mut (*c).zero_fills, 1);
             return;
         }
         match order {
-            0 => add(&mut (*c).copies_4k, 1),
-            9 => add(&mut (*c).copies_2m, 1),
-            _ => add(&mut (*c).copies_other, 1),
+            0 => atomic_add(&mut (*c).copies_4k, 1),
+            9 => atomic_add(&mut (*c).copies_2m, 1),
+            _ => atomic_add(&mut (*c).copies_other, 1),
         }
-        add(&mut (*c).copy_bytes, bytes);
+        atomic_add(&mut (*c).copy_bytes, bytes);
     }
 }
 

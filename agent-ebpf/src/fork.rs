@@ -17,7 +17,7 @@ use crate::{
         AGENT_TGID, AUTO_REDIS, FORK_START, PENDING, PROC_EVENTS, SESSIONS, SYSCALL_START, TRACED,
     },
     off,
-    util::{current_ids, global, mark_traced, maybe_traced, now_ns, read_field, reserve},
+    util::{current_ids, global, mark_maybe_traced, maybe_traced, now_ns, read_field, reserve},
 };
 
 #[inline(always)]
@@ -111,7 +111,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         child: CowCounters::ZERO,
         io: IoCounters::ZERO,
     };
-    mark_traced(child_tgid);
+    mark_maybe_traced(child_tgid);
     SESSIONS.insert(&child_tgid, &state, BPF_ANY as u64)?;
     let traced = TracedProc {
         role: ROLE_CHILD,
@@ -161,7 +161,7 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let task: *const u8 = ctx.arg(0);
     // `exit_code` holds the wait(2) status: (code << 8) or the killing signal.
     let code: i32 = read_field(task, off!(task_exit_code)).unwrap_or(-1);
-    let mut session = (CowCounters::ZERO, CowCounters::ZERO);
+    let mut session_cow = (CowCounters::ZERO, CowCounters::ZERO);
     let mut io = proc.io;
     let mut ppid = 0;
     if proc.role == ROLE_CHILD {
@@ -171,14 +171,14 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
             // fault path only reads `exited`.
             unsafe {
                 core::ptr::write_volatile(&mut (*s).exited, 1);
-                session = ((*s).parent, (*s).child);
+                session_cow = ((*s).parent, (*s).child);
                 io = (*s).io;
             }
         }
     }
     // Removed here, not by userspace, so a reused pid is never traced by mistake.
     let _ = TRACED.remove(&tgid);
-    let cow = (proc.total, session.0, session.1);
+    let cow = (proc.total, session_cow.0, session_cow.1);
     emit_with(EV_EXIT, tgid, ppid, tid, code as u32 as u64, cow, io);
     debug!(ctx, "exit: {} code {}", tgid, code);
     Ok(())
@@ -271,7 +271,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
         total: CowCounters::ZERO,
         io: IoCounters::ZERO,
     };
-    mark_traced(tgid);
+    mark_maybe_traced(tgid);
     if TRACED.insert(&tgid, &traced, BPF_NOEXIST as u64).is_ok() {
         emit(EV_EXEC, tgid, 0, tid, BPF_ANY as u64);
         debug!(ctx, "exec: tracing redis {}", tgid);

@@ -20,7 +20,7 @@ pub fn maybe_traced(tgid: u32) -> bool {
 
 /// Mark `tgid` as possibly traced, before it is added to `TRACED`.
 #[inline(always)]
-pub fn mark_traced(tgid: u32) {
+pub fn mark_maybe_traced(tgid: u32) {
     if let Some(p) = MAYBE_TRACED.get_ptr_mut(tgid % MAYBE_TRACED_SLOTS) {
         // SAFETY: `p` is a non-null pointer to a u8 slot of the MAYBE_TRACED array value.
         unsafe { core::ptr::write_volatile(p, 1) };
@@ -56,7 +56,7 @@ pub fn now_ns() -> u64 {
 /// `counter` must be a valid, aligned pointer to a u64 in a map value that stays alive
 /// for this program run (a field of a value returned by a map lookup).
 #[inline(always)]
-pub unsafe fn add(counter: *mut u64, v: u64) {
+pub unsafe fn atomic_add(counter: *mut u64, v: u64) {
     // SAFETY: the caller guarantees `counter` is a valid, aligned u64 in a map value (see
     // `# Safety`).
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, v) };

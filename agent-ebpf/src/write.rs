@@ -21,7 +21,7 @@ use crate::{
         FILES, HOT_EVENTS, INODE_OWNER, PROC_EVENTS, SESSIONS, SYSCALL_START, SyscallStart, TRACED,
     },
     off,
-    util::{add, current_ids, maybe_traced, now_ns, read_field, reserve},
+    util::{atomic_add, current_ids, maybe_traced, now_ns, read_field, reserve},
 };
 
 const S_IFMT: u16 = 0o170000;
@@ -110,7 +110,8 @@ pub fn regular_inode(inode: *const u8) -> Option<InodeKey> {
     Some(InodeKey { dev, _pad: 0, ino })
 }
 
-/// (session, role) of a traced tgid: a session child charges its own session.
+/// The session a traced tgid charges: its own tgid for a session child, 0 for a root;
+/// None when the tgid is not traced.
 #[inline(always)]
 fn session_of(tgid: u32) -> Option<u32> {
     // SAFETY: the reference into the live TRACED value is only used to read `role` within
@@ -164,11 +165,11 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let now = now_ns();
     let lat = now.saturating_sub(start.ts_ns);
     // SAFETY: `with_io` passes only non-null IoCounters pointers into live map values;
-    // `add` is an atomic add on their aligned u64 fields.
+    // `atomic_add` is an atomic add on their aligned u64 fields.
     with_io(tgid, session, |io| unsafe {
-        add(&mut (*io).write_calls, 1);
-        add(&mut (*io).write_bytes, bytes);
-        add(&mut (*io).write_ns, lat);
+        atomic_add(&mut (*io).write_calls, 1);
+        atomic_add(&mut (*io).write_bytes, bytes);
+        atomic_add(&mut (*io).write_ns, lat);
     });
     // Written once per file and owner, not on every write (an LRU update takes a lock).
     let owner = InodeOwner { session, tgid };
@@ -191,11 +192,11 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
         ino: key.ino,
     };
     match FILES.get_ptr_mut(&fkey) {
-        // SAFETY: `f` is a non-null FILES value pointer from bpf_map_lookup_elem; `add` is
+        // SAFETY: `f` is a non-null FILES value pointer from bpf_map_lookup_elem; `atomic_add` is
         // an atomic add on its aligned u64 fields.
         Some(f) => unsafe {
-            add(&mut (*f).bytes, bytes);
-            add(&mut (*f).calls, 1);
+            atomic_add(&mut (*f).bytes, bytes);
+            atomic_add(&mut (*f).calls, 1);
         },
         None => {
             let mut stat = FileStat {
@@ -237,10 +238,10 @@ fn try_fsync_exit() -> Result<(), i64> {
     let now = now_ns();
     let lat = now.saturating_sub(start.ts_ns);
     // SAFETY: `with_io` passes only non-null IoCounters pointers into live map values;
-    // `add` is an atomic add on their aligned u64 fields.
+    // `atomic_add` is an atomic add on their aligned u64 fields.
     with_io(tgid, session, |io| unsafe {
-        add(&mut (*io).fsync_calls, 1);
-        add(&mut (*io).fsync_ns, lat);
+        atomic_add(&mut (*io).fsync_calls, 1);
+        atomic_add(&mut (*io).fsync_ns, lat);
     });
     let mut key = InodeKey::default();
     if let Ok(file) = fd_file(start.fd)
