@@ -38,6 +38,18 @@ pub const NAME_LEN: usize = 64;
 pub const TITLE_LEN: usize = 64;
 pub const COMM_LEN: usize = 16;
 
+/// Slots of the kernel's `MAYBE_TRACED` pre-filter array: slot `tgid % MAYBE_TRACED_SLOTS`.
+/// The kernel sizes the map with it and userspace marks slots with it, so both sides
+/// must agree.
+pub const MAYBE_TRACED_SLOTS: u32 = 65536;
+
+/// Default byte size of the session ring buffer (`PROC_EVENTS`): the kernel declares the
+/// map with it and userspace keeps it unless `COWTRACE_PROC_RING_BYTES` overrides it.
+pub const PROC_RING_BYTES: u32 = 1 << 20;
+
+/// `IoEvent::fd` of a block request, which has no file descriptor.
+pub const NO_FD: u32 = u32::MAX;
+
 /// Exact copy-on-write counters. Kept in maps and updated with atomic adds,
 /// so a full ring buffer never changes them.
 #[repr(C)]
@@ -59,6 +71,16 @@ pub struct CowCounters {
 const _: () = assert!(core::mem::size_of::<CowCounters>() == 48);
 
 impl CowCounters {
+    /// All counters zero (`Default::default()` is not `const`, and BPF statics need one).
+    pub const ZERO: Self = Self {
+        wp_faults: 0,
+        copies_4k: 0,
+        copies_2m: 0,
+        copies_other: 0,
+        copy_bytes: 0,
+        zero_fills: 0,
+    };
+
     pub const fn copies(&self) -> u64 {
         self.copies_4k + self.copies_2m + self.copies_other
     }
@@ -103,6 +125,20 @@ pub struct IoCounters {
     pub disk_ns: u64,
 }
 const _: () = assert!(core::mem::size_of::<IoCounters>() == 64);
+
+impl IoCounters {
+    /// All counters zero (`Default::default()` is not `const`).
+    pub const ZERO: Self = Self {
+        write_calls: 0,
+        write_bytes: 0,
+        write_ns: 0,
+        fsync_calls: 0,
+        fsync_ns: 0,
+        disk_ios: 0,
+        disk_bytes: 0,
+        disk_ns: 0,
+    };
+}
 
 /// Value of the `SESSIONS` map, keyed by the child's tgid.
 #[repr(C)]
@@ -222,8 +258,8 @@ const _: () = assert!(core::mem::size_of::<PendingFault>() == 24);
 /// * `EV_FORK`: `pid` = child tgid, `ppid` = parent tgid, `tid` = forking thread.
 /// * `EV_FORK_RET`: the parent's clone/fork syscall returned `pid`; `value` = latency ns.
 /// * `EV_EXIT`: `pid` exited; `value` = raw wait status (`task_struct::exit_code`);
-///   `ppid` = its root for a session child, else 0; `cow_a` = its process totals,
-///   `cow_b`/`cow_c` = the session's parent/child counters for a child.
+///   `ppid` = its root for a session child, else 0; `cow_proc` = its process totals,
+///   `cow_parent`/`cow_child` = the session's parent/child counters for a child.
 /// * `EV_EXEC`: `pid` exec'd a Redis-like binary and is now traced (auto mode).
 /// * `EV_TITLE`: the process title of session child `pid`, read at `exit_group`;
 ///   `value` = length of the argv area (only that many bytes of `title` are argv).
@@ -233,54 +269,43 @@ pub struct ProcEvent {
     pub kind: u32,
     pub pid: u32,
     pub ppid: u32,
+    /// The thread that raised the event in the kernel (for `EV_FORK`, the forking
+    /// thread); 0 in an event rebuilt by userspace, where it is unknown.
     pub tid: u32,
     pub ts_ns: u64,
     pub value: u64,
     pub comm: [u8; COMM_LEN],
     pub title: [u8; TITLE_LEN],
-    pub cow_a: CowCounters,
-    pub cow_b: CowCounters,
-    pub cow_c: CowCounters,
+    /// `EV_EXIT`: the exiting process's own COW totals (`TracedProc::total`).
+    pub cow_proc: CowCounters,
+    /// `EV_EXIT` of a session child: copies made by the parent and charged to this
+    /// session (`SessionState::parent`).
+    pub cow_parent: CowCounters,
+    /// `EV_EXIT` of a session child: copies made by the child (`SessionState::child`).
+    pub cow_child: CowCounters,
     /// `EV_EXIT`: the session's I/O counters (child), or the root's process totals.
     pub io: IoCounters,
 }
 const _: () = assert!(core::mem::size_of::<ProcEvent>() == 320);
 
 impl ProcEvent {
-    /// An event with its comm, title and counters zero (userspace uses it to rebuild an
-    /// event from map state, and in tests).
+    /// An event with its comm, title and counters zero, and `tid` 0: userspace uses it to
+    /// rebuild an event from map state (a lost fork or exit event), where the thread that
+    /// raised it is unknown, and in tests. Nothing in userspace reads `ProcEvent::tid`.
     pub const fn new(kind: u32, pid: u32, ppid: u32, ts_ns: u64, value: u64) -> Self {
-        const Z: CowCounters = CowCounters {
-            wp_faults: 0,
-            copies_4k: 0,
-            copies_2m: 0,
-            copies_other: 0,
-            copy_bytes: 0,
-            zero_fills: 0,
-        };
-        const IO: IoCounters = IoCounters {
-            write_calls: 0,
-            write_bytes: 0,
-            write_ns: 0,
-            fsync_calls: 0,
-            fsync_ns: 0,
-            disk_ios: 0,
-            disk_bytes: 0,
-            disk_ns: 0,
-        };
         Self {
             kind,
             pid,
             ppid,
-            tid: ppid,
+            tid: 0,
             ts_ns,
             value,
             comm: [0; COMM_LEN],
             title: [0; TITLE_LEN],
-            cow_a: Z,
-            cow_b: Z,
-            cow_c: Z,
-            io: IO,
+            cow_proc: CowCounters::ZERO,
+            cow_parent: CowCounters::ZERO,
+            cow_child: CowCounters::ZERO,
+            io: IoCounters::ZERO,
         }
     }
 }
@@ -316,7 +341,7 @@ pub struct IoEvent {
     pub bytes: u64,
     pub ino: u64,
     pub dev: u32,
-    /// The file descriptor (writes and syncs), or -1 cast (block requests).
+    /// The file descriptor (writes and syncs), or `NO_FD` (block requests).
     pub fd: u32,
 }
 const _: () = assert!(core::mem::size_of::<IoEvent>() == 56);

@@ -5,18 +5,21 @@
 //! .bv_page->mapping->host` is the inode, and `INODE_OWNER` (filled by `write.rs`) says
 //! which session last wrote that inode. Journal and metadata blocks carry no such page
 //! and stay unattributed, as do direct-I/O pages (anonymous mappings).
-use agent_common::{EV_DISK, InodeKey};
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use agent_common::{EV_DISK, InodeKey, NO_FD};
+use aya_ebpf::{bindings::BPF_ANY, macros::btf_tracepoint, programs::BtfTracePointContext};
 
 use crate::{
     maps::{INODE_OWNER, RQ_START, RqStart},
     off,
-    util::{add, now_ns, read_field},
+    util::{atomic_add, now_ns, read_field},
     write::{emit_io, regular_inode, with_io},
 };
 
 /// Hook: `tp_btf/block_rq_issue`, `TP_PROTO(struct request *rq)`
-/// (include/trace/events/block.h; one argument since 5.11).
+/// (include/trace/events/block.h). One argument since 5.11: before, it was
+/// `(struct request_queue *q, struct request *rq)` and argument 0 would be the queue
+/// (Christoph Hellwig's "block: remove the request_queue argument to request based
+/// tracepoints"; DepSurf shows the change between 5.8 and 5.11). Lowest kernel: 5.11.
 #[btf_tracepoint(function = "block_rq_issue")]
 pub fn block_rq_issue(ctx: BtfTracePointContext) -> i32 {
     let _ = try_issue(&ctx);
@@ -38,6 +41,8 @@ fn try_issue(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     let inode: u64 = read_field(mapping as *const u8, off!(mapping_host))?;
     let key: InodeKey = regular_inode(inode as *const u8).ok_or(0)?;
+    // SAFETY: bpf_map_lookup_elem returned a live INODE_OWNER value (checked non-null);
+    // the 8-byte value is copied out at once, no reference is kept.
     let owner = unsafe { *INODE_OWNER.get(&key).ok_or(0)? };
     let bytes: u32 = read_field(rq, off!(rq_data_len))?;
     let st = RqStart {
@@ -46,12 +51,15 @@ fn try_issue(ctx: &BtfTracePointContext) -> Result<(), i64> {
         key,
         remaining: bytes as u64,
     };
-    RQ_START.insert(&(rq as u64), &st, 0)?;
+    RQ_START.insert(&(rq as u64), &st, BPF_ANY as u64)?;
     Ok(())
 }
 
 /// Hook: `tp_btf/block_rq_complete`,
-/// `TP_PROTO(struct request *rq, blk_status_t error, unsigned int nr_bytes)`.
+/// `TP_PROTO(struct request *rq, blk_status_t error, unsigned int nr_bytes)`
+/// (include/trace/events/block.h). `error` was an `int` before 5.19 and the first
+/// argument was the queue before 4.13 (DepSurf); arguments 0 and 2 are read, so the
+/// lowest kernel is 5.5 (`tp_btf`), and 5.11 for the pair with `block_rq_issue`.
 /// A request may complete in parts; each part is charged as it completes.
 #[btf_tracepoint(function = "block_rq_complete")]
 pub fn block_rq_complete(ctx: BtfTracePointContext) -> i32 {
@@ -62,6 +70,9 @@ pub fn block_rq_complete(ctx: BtfTracePointContext) -> i32 {
 fn try_complete(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let rq: u64 = ctx.arg::<u64>(0);
     let st = RQ_START.get_ptr_mut(&rq).ok_or(0)?;
+    // SAFETY: `st` is a non-null RQ_START value pointer from bpf_map_lookup_elem; the
+    // value stays valid for this program run (map values are RCU-protected) and is copied
+    // out.
     let s = unsafe { *st };
     let nr_bytes = (ctx.arg::<u64>(2) as u32) as u64;
     let bytes = if nr_bytes == 0 || nr_bytes > s.remaining {
@@ -72,14 +83,18 @@ fn try_complete(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if bytes >= s.remaining {
         let _ = RQ_START.remove(&rq);
     } else {
+        // SAFETY: same live RQ_START value as above; one completion at a time updates a
+        // request's entry.
         unsafe { (*st).remaining = s.remaining - bytes };
     }
     let now = now_ns();
     let lat = now.saturating_sub(s.ts_ns);
+    // SAFETY: `with_io` passes only non-null IoCounters pointers into live TRACED/SESSIONS
+    // values; `atomic_add` is an atomic add on those aligned u64 fields.
     with_io(s.owner.tgid, s.owner.session, |io| unsafe {
-        add(&mut (*io).disk_ios, 1);
-        add(&mut (*io).disk_bytes, bytes);
-        add(&mut (*io).disk_ns, lat);
+        atomic_add(&mut (*io).disk_ios, 1);
+        atomic_add(&mut (*io).disk_bytes, bytes);
+        atomic_add(&mut (*io).disk_ns, lat);
     });
     emit_io(
         EV_DISK,
@@ -90,7 +105,7 @@ fn try_complete(ctx: &BtfTracePointContext) -> Result<(), i64> {
         lat,
         bytes,
         s.key,
-        u32::MAX,
+        NO_FD,
     );
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Copy-on-write accounting.
 //!
-//! Method (verified on this kernel, see shared/KERNEL-NOTES.md): a *copy* is a
+//! Method (README.md, "What the numbers mean"; agent/tests/cow.rs checks the counts
+//! against the pages a test process writes): a *copy* is a
 //! write-protect user fault followed, in the same thread and before that thread's next
 //! fault, by the allocation of a user page. A write-protect fault with no such allocation
 //! is a *reuse* (the page was already exclusive, e.g. the child has exited). A write
@@ -15,14 +16,14 @@ use agent_common::{
     ROLE_CHILD, ROLE_ROOT,
 };
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 
 use crate::{
     maps::{AGENT_TGID, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSIONS, TRACED},
-    util::{add, count_drop, current_ids, global, maybe_traced, now_ns},
+    util::{atomic_add, count_drop, current_ids, global, maybe_traced, now_ns},
 };
 
 /// x86 page-fault error code bits (arch/x86/include/asm/trap_pf.h).
@@ -46,9 +47,12 @@ const MAX_CHAIN: usize = 8;
 
 /// Hook: `tp_btf/page_fault_user`,
 /// `TP_PROTO(unsigned long address, struct pt_regs *regs, unsigned long error_code)`
-/// (arch/x86/include/asm/trace/exceptions.h; x86 only, since 4.15). Fires on entry to
-/// the fault handler, for every user fault on the host, so the untraced path is one
-/// map lookup.
+/// (arch/x86/include/asm/trace/exceptions.h, `DEFINE_PAGE_FAULT_EVENT(page_fault_user)`,
+/// fired from `trace_page_fault_entries` in arch/x86/mm/fault.c). x86 only: riscv's
+/// `page_fault_user` (2024) takes just `(struct pt_regs *regs)`. The x86 event is in
+/// 4.4 already (DepSurf's kernel survey); lowest kernel for this hook 5.5 (`tp_btf`).
+/// Fires on entry to the fault handler, for every user fault on the host, so the
+/// untraced path is one array load (`maybe_traced`).
 #[btf_tracepoint(function = "page_fault_user")]
 pub fn page_fault_user(ctx: BtfTracePointContext) -> i32 {
     let _ = try_fault(&ctx);
@@ -64,6 +68,8 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if error_code & (PF_PROT | PF_WRITE) != (PF_PROT | PF_WRITE) {
         // Any other fault ends this thread's pending write-protect fault.
         if let Some(p) = PENDING.get_ptr_mut(&tid) {
+            // SAFETY: `p` is this thread's non-null PENDING value from
+            // bpf_map_lookup_elem; only this thread writes its entry.
             unsafe { core::ptr::write_volatile(&mut (*p).active, 0) };
         }
         return Ok(());
@@ -72,15 +78,20 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if tgid == global(&AGENT_TGID) {
         return Ok(());
     }
+    // SAFETY: `proc` is a non-null TRACED value pointer from bpf_map_lookup_elem, valid
+    // for this program run; two u32 fields are read.
     let (role, newest) = unsafe { ((*proc).role, (*proc).newest_child) };
     let (session, child_side) = match role {
         ROLE_CHILD => (tgid, 1),
         ROLE_ROOT => (live_session(tgid, newest), 0),
         _ => return Ok(()),
     };
-    unsafe { add(&mut (*proc).total.wp_faults, 1) };
+    // SAFETY: the same live TRACED value; `atomic_add` is an atomic add on its aligned u64 field.
+    unsafe { atomic_add(&mut (*proc).total.wp_faults, 1) };
     if let Some(c) = session_counters(session, child_side) {
-        unsafe { add(&mut (*c).wp_faults, 1) };
+        // SAFETY: `session_counters` returns only non-null pointers into a live SESSIONS
+        // value.
+        unsafe { atomic_add(&mut (*c).wp_faults, 1) };
     }
     let addr: u64 = ctx.arg(0);
     let pending = PendingFault {
@@ -91,9 +102,10 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
         active: 1,
     };
     match PENDING.get_ptr_mut(&tid) {
-        // Only this thread writes its entry: an in-place update needs no lock.
+        // SAFETY: `p` is this thread's non-null PENDING value; only this thread writes its
+        // entry, so an in-place update needs no lock.
         Some(p) => unsafe { *p = pending },
-        None => PENDING.insert(&tid, &pending, 0)?,
+        None => PENDING.insert(&tid, &pending, BPF_ANY as u64)?,
     }
     Ok(())
 }
@@ -106,6 +118,9 @@ fn live_session(root: u32, newest: u32) -> u32 {
         if c == 0 {
             return 0;
         }
+        // SAFETY: the returned reference points into a live SESSIONS value and is used
+        // only for the plain u32 reads below, within this run; a concurrent writer can
+        // only change `exited` from 0 to 1.
         let Some(s) = (unsafe { SESSIONS.get(&c) }) else {
             return 0;
         };
@@ -126,6 +141,8 @@ fn session_counters(session: u32, child_side: u32) -> Option<*mut CowCounters> {
         return None;
     }
     let s = SESSIONS.get_ptr_mut(&session)?;
+    // SAFETY: `s` is a non-null SESSIONS value pointer from bpf_map_lookup_elem; only
+    // field addresses are taken.
     Some(unsafe {
         if child_side != 0 {
             &mut (*s).child
@@ -137,8 +154,9 @@ fn session_counters(session: u32, child_side: u32) -> Option<*mut CowCounters> {
 
 /// Hook: `tp_btf/mm_page_alloc`,
 /// `TP_PROTO(struct page *page, unsigned int order, gfp_t gfp_flags, int migratetype)`
-/// (include/trace/events/kmem.h). Fires for every page allocation on the host; the
-/// untraced path is one lookup of the current tid in `PENDING`.
+/// (include/trace/events/kmem.h, fired from the page allocator in mm/page_alloc.c; this
+/// prototype predates BPF). Lowest kernel 5.5 (`tp_btf`). Fires for every page
+/// allocation on the host; the untraced path is a gfp test and one array load.
 #[btf_tracepoint(function = "mm_page_alloc")]
 pub fn mm_page_alloc(ctx: BtfTracePointContext) -> i32 {
     let _ = try_alloc(&ctx);
@@ -158,19 +176,25 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let entry = PENDING.get_ptr_mut(&tid).ok_or(0)?;
+    // SAFETY: `entry` is this thread's non-null PENDING value; copied out at once.
     let p = unsafe { *entry };
     if p.active == 0 {
         return Ok(());
     }
+    // SAFETY: the same PENDING value; only this thread writes its entry.
     unsafe { core::ptr::write_volatile(&mut (*entry).active, 0) };
     let order = ctx.arg::<u64>(1) as u32;
     let zero = gfp & GFP_ZERO != 0;
     let bytes = 4096u64 << (order & 31);
     if let Some(proc) = TRACED.get_ptr_mut(&p.tgid) {
-        charge(unsafe { &mut (*proc).total }, zero, order, bytes);
+        // SAFETY: `proc` is a non-null TRACED value pointer, valid for this run; `charge`
+        // only does atomic adds on its counters.
+        unsafe { charge(&mut (*proc).total, zero, order, bytes) };
     }
     if let Some(c) = session_counters(p.session, p.child_side) {
-        charge(c, zero, order, bytes);
+        // SAFETY: `session_counters` returns only non-null pointers into a live SESSIONS
+        // value.
+        unsafe { charge(c, zero, order, bytes) };
     }
     let mut flags = if p.child_side != 0 { COW_FLAG_CHILD } else { 0 };
     if zero {
@@ -180,19 +204,25 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
+/// Count one allocation (a copy or a zero fill) in `c`.
+///
+/// # Safety
+/// `c` must point to the counters of a live map value (`TRACED` or `SESSIONS`).
 #[inline(always)]
-fn charge(c: *mut CowCounters, zero: bool, order: u32, bytes: u64) {
+unsafe fn charge(c: *mut CowCounters, zero: bool, order: u32, bytes: u64) {
+    // SAFETY: the caller passes a valid pointer to map-value counters (see the `# Safety`
+    // note); every field is an aligned u64.
     unsafe {
         if zero {
-            add(&mut (*c).zero_fills, 1);
+            atomic_add(&mut (*c).zero_fills, 1);
             return;
         }
         match order {
-            0 => add(&mut (*c).copies_4k, 1),
-            9 => add(&mut (*c).copies_2m, 1),
-            _ => add(&mut (*c).copies_other, 1),
+            0 => atomic_add(&mut (*c).copies_4k, 1),
+            9 => atomic_add(&mut (*c).copies_2m, 1),
+            _ => atomic_add(&mut (*c).copies_other, 1),
         }
-        add(&mut (*c).copy_bytes, bytes);
+        atomic_add(&mut (*c).copy_bytes, bytes);
     }
 }
 

@@ -5,7 +5,7 @@ use agent_common::{
     ProcEvent, ROLE_CHILD, ROLE_ROOT, SessionState, TITLE_LEN, TracedProc,
 };
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::{BPF_ANY, BPF_NOEXIST},
     helpers::{bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_user_buf},
     macros::{btf_tracepoint, tracepoint},
     programs::{BtfTracePointContext, TracePointContext},
@@ -17,27 +17,7 @@ use crate::{
         AGENT_TGID, AUTO_REDIS, FORK_START, PENDING, PROC_EVENTS, SESSIONS, SYSCALL_START, TRACED,
     },
     off,
-    util::{current_ids, global, mark_traced, maybe_traced, now_ns, read_field, reserve},
-};
-
-pub const ZERO_IO: IoCounters = IoCounters {
-    write_calls: 0,
-    write_bytes: 0,
-    write_ns: 0,
-    fsync_calls: 0,
-    fsync_ns: 0,
-    disk_ios: 0,
-    disk_bytes: 0,
-    disk_ns: 0,
-};
-
-pub const ZERO_COW: CowCounters = CowCounters {
-    wp_faults: 0,
-    copies_4k: 0,
-    copies_2m: 0,
-    copies_other: 0,
-    copy_bytes: 0,
-    zero_fills: 0,
+    util::{current_ids, global, mark_maybe_traced, maybe_traced, now_ns, read_field, reserve},
 };
 
 #[inline(always)]
@@ -48,12 +28,12 @@ fn emit(kind: u32, pid: u32, ppid: u32, tid: u32, value: u64) {
         ppid,
         tid,
         value,
-        (ZERO_COW, ZERO_COW, ZERO_COW),
-        ZERO_IO,
+        (CowCounters::ZERO, CowCounters::ZERO, CowCounters::ZERO),
+        IoCounters::ZERO,
     );
 }
 
-/// Emit a session event. `cow` = (`cow_a`, `cow_b`, `cow_c`), see `ProcEvent`.
+/// Emit a session event. `cow` = (`cow_proc`, `cow_parent`, `cow_child`), see `ProcEvent`.
 #[inline(always)]
 fn emit_with(
     kind: u32,
@@ -76,9 +56,9 @@ fn emit_with(
         value,
         comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
         title: [0u8; TITLE_LEN],
-        cow_a: cow.0,
-        cow_b: cow.1,
-        cow_c: cow.2,
+        cow_proc: cow.0,
+        cow_parent: cow.1,
+        cow_child: cow.2,
         io,
     });
     // Submitted with a wakeup: these events are rare and the agent wants them promptly.
@@ -87,7 +67,8 @@ fn emit_with(
 
 /// Hook: `tp_btf/sched_process_fork`,
 /// `TP_PROTO(struct task_struct *parent, struct task_struct *child)`
-/// (include/trace/events/sched.h; BTF-enabled tracepoints since 5.5).
+/// (include/trace/events/sched.h; this prototype is older than BPF itself). Lowest
+/// kernel: 5.5, the first with BTF-enabled tracepoints (`tp_btf`).
 /// Runs in the parent, inside `copy_process`, once the child is set up. Fires for new
 /// threads too; those have `child->pid != child->tgid` and are skipped.
 #[btf_tracepoint(function = "sched_process_fork")]
@@ -102,6 +83,8 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let root = TRACED.get_ptr_mut(&parent_tgid).ok_or(0)?;
+    // SAFETY: `root` is a non-null TRACED value pointer from bpf_map_lookup_elem, valid
+    // for this program run.
     if unsafe { (*root).role } != ROLE_ROOT {
         // Children of session children are not sessions of their own.
         return Ok(());
@@ -113,6 +96,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(()); // a new thread of the parent, not a new process
     }
     let child_tgid = tgid as u32;
+    // SAFETY: the same live TRACED value.
     let mut prev = unsafe { (*root).newest_child };
     if prev == child_tgid {
         prev = 0; // pid reuse of a reaped child: never link a session to itself
@@ -123,31 +107,36 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         exited: 0,
         _pad: 0,
         fork_ts_ns: now_ns(),
-        parent: ZERO_COW,
-        child: ZERO_COW,
-        io: ZERO_IO,
+        parent: CowCounters::ZERO,
+        child: CowCounters::ZERO,
+        io: IoCounters::ZERO,
     };
-    mark_traced(child_tgid);
-    SESSIONS.insert(&child_tgid, &state, 0)?;
+    mark_maybe_traced(child_tgid);
+    SESSIONS.insert(&child_tgid, &state, BPF_ANY as u64)?;
     let traced = TracedProc {
         role: ROLE_CHILD,
         newest_child: 0,
         parent_tgid,
         _pad: 0,
-        total: ZERO_COW,
-        io: ZERO_IO,
+        total: CowCounters::ZERO,
+        io: IoCounters::ZERO,
     };
-    TRACED.insert(&child_tgid, &traced, 0)?;
+    TRACED.insert(&child_tgid, &traced, BPF_ANY as u64)?;
+    // SAFETY: the same live TRACED value; an aligned volatile u32 store (two threads of
+    // one root forking at once can only race over which child is the newest).
     unsafe { core::ptr::write_volatile(&mut (*root).newest_child, child_tgid) };
     emit(EV_FORK, child_tgid, parent_tgid, tid, 0);
     debug!(ctx, "fork: session {} -> {}", parent_tgid, child_tgid);
     Ok(())
 }
 
-/// Hook: `tp_btf/sched_process_exit`, `TP_PROTO(struct task_struct *p, ...)`
-/// (6.16+ adds `bool group_dead`, which is not used, so older kernels work too).
-/// Runs in the exiting task after `exit_mm()`. Like libbpf-tools' exitsnoop, only the
-/// thread-group leader's exit counts as the process exit.
+/// Hook: `tp_btf/sched_process_exit`, `TP_PROTO(struct task_struct *p, bool group_dead)`
+/// since 6.16, `TP_PROTO(struct task_struct *p)` before (include/trace/events/sched.h;
+/// Andrii Nakryiko's "exit: move and extend sched_process_exit() tracepoint"). Only
+/// argument 0 is read, so both work; lowest kernel 5.5 (`tp_btf`). Runs in the exiting
+/// task from `do_exit` (kernel/exit.c) after `exit_code` is set: since 6.16 before
+/// `exit_mm()`, earlier after it (nothing here reads the mm). Like libbpf-tools'
+/// exitsnoop, only the thread-group leader's exit counts as the process exit.
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let _ = try_exit(&ctx);
@@ -166,26 +155,30 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if tgid != tid {
         return Ok(());
     }
+    // SAFETY: bpf_map_lookup_elem returned a live TRACED value; it is copied out before
+    // the entry is deleted below.
     let proc = unsafe { *TRACED.get(&tgid).ok_or(0)? };
     let task: *const u8 = ctx.arg(0);
     // `exit_code` holds the wait(2) status: (code << 8) or the killing signal.
     let code: i32 = read_field(task, off!(task_exit_code)).unwrap_or(-1);
-    let mut session = (ZERO_COW, ZERO_COW);
+    let mut session_cow = (CowCounters::ZERO, CowCounters::ZERO);
     let mut io = proc.io;
     let mut ppid = 0;
     if proc.role == ROLE_CHILD {
         ppid = proc.parent_tgid;
         if let Some(s) = SESSIONS.get_ptr_mut(&tgid) {
+            // SAFETY: `s` is a non-null SESSIONS value pointer, valid for this run; the
+            // fault path only reads `exited`.
             unsafe {
                 core::ptr::write_volatile(&mut (*s).exited, 1);
-                session = ((*s).parent, (*s).child);
+                session_cow = ((*s).parent, (*s).child);
                 io = (*s).io;
             }
         }
     }
     // Removed here, not by userspace, so a reused pid is never traced by mistake.
     let _ = TRACED.remove(&tgid);
-    let cow = (proc.total, session.0, session.1);
+    let cow = (proc.total, session_cow.0, session_cow.1);
     emit_with(EV_EXIT, tgid, ppid, tid, code as u32 as u64, cow, io);
     debug!(ctx, "exit: {} code {}", tgid, code);
     Ok(())
@@ -193,17 +186,21 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
 
 /// Hook: `tracepoint/syscalls/sys_enter_{clone,clone3,fork,vfork}`. The record holds
 /// `int __syscall_nr` at offset 8 and the arguments from offset 16 (see
-/// /sys/kernel/tracing/events/syscalls/sys_enter_clone/format). Only the entry time is kept.
+/// /sys/kernel/tracing/events/syscalls/sys_enter_clone/format, generated by
+/// kernel/trace/trace_syscalls.c). Only the entry time is kept. Needs
+/// CONFIG_FTRACE_SYSCALLS; BPF on classic tracepoints since 4.7; `clone3` exists since
+/// 5.3 and the loader skips a missing name.
 #[tracepoint]
 pub fn fork_enter(_ctx: TracePointContext) -> u32 {
     let (tgid, tid) = current_ids();
     if maybe_traced(tgid) && TRACED.get_ptr(&tgid).is_some() {
-        let _ = FORK_START.insert(&tid, &now_ns(), 0);
+        let _ = FORK_START.insert(&tid, &now_ns(), BPF_ANY as u64);
     }
     0
 }
 
-/// Hook: `tracepoint/syscalls/sys_exit_{clone,clone3,fork,vfork}`: `long ret` at offset 16.
+/// Hook: `tracepoint/syscalls/sys_exit_{clone,clone3,fork,vfork}`: `long ret` at offset 16
+/// (the `format` files; same kernel needs as `fork_enter`).
 /// In the parent, `ret` is the child's pid; the latency is what Redis reports as
 /// `latest_fork_usec` (it times the `fork()` call).
 #[tracepoint]
@@ -217,8 +214,12 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if !maybe_traced(tgid) {
         return Ok(());
     }
+    // SAFETY: bpf_map_lookup_elem returned a live FORK_START value; the u64 is copied out
+    // before the entry is removed.
     let start = unsafe { *FORK_START.get(&tid).ok_or(0)? };
     let _ = FORK_START.remove(&tid);
+    // SAFETY: read_at is bpf_probe_read_kernel of the tracepoint record at offset 16
+    // (`long ret`, see the format file); the helper returns an error instead of faulting.
     let ret: i64 = unsafe { ctx.read_at(16).map_err(|e| e as i64)? };
     if ret > 0 {
         emit(
@@ -232,7 +233,10 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// Hook: `tracepoint/sched/sched_process_exec`. After exec the task's comm is the new
+/// Hook: `tracepoint/sched/sched_process_exec`,
+/// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`
+/// (include/trace/events/sched.h, fired from `exec_binprm` in fs/exec.c); no argument is
+/// read. Lowest kernel 4.7 (BPF on classic tracepoints). After exec the task's comm is the new
 /// binary's name (set in `begin_new_exec`), so in auto mode a Redis server started after
 /// cowtrace is picked up here, before it can fork.
 #[tracepoint]
@@ -264,18 +268,19 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
         newest_child: 0,
         parent_tgid: 0,
         _pad: 0,
-        total: ZERO_COW,
-        io: ZERO_IO,
+        total: CowCounters::ZERO,
+        io: IoCounters::ZERO,
     };
-    mark_traced(tgid);
+    mark_maybe_traced(tgid);
     if TRACED.insert(&tgid, &traced, BPF_NOEXIST as u64).is_ok() {
-        emit(EV_EXEC, tgid, 0, tid, 0);
+        emit(EV_EXEC, tgid, 0, tid, BPF_ANY as u64);
         debug!(ctx, "exec: tracing redis {}", tgid);
     }
     Ok(())
 }
 
-/// Hook: `tracepoint/syscalls/sys_enter_exit_group`. A session child is about to exit
+/// Hook: `tracepoint/syscalls/sys_enter_exit_group` (no argument read; CONFIG_FTRACE_SYSCALLS,
+/// 4.7+). A session child is about to exit
 /// and its memory is still mapped, so its process title (Redis rewrites argv in place
 /// with setproctitle, without a syscall) can be read from `mm->arg_start`. This is the
 /// classification fallback for children that exit before userspace reads /proc.
@@ -290,11 +295,15 @@ fn try_title() -> Result<(), i64> {
     if !maybe_traced(tgid) {
         return Ok(());
     }
+    // SAFETY: the reference into the live TRACED value is only read (role, parent_tgid)
+    // within this run.
     let proc = unsafe { TRACED.get(&tgid).ok_or(0)? };
     if proc.role != ROLE_CHILD {
         return Ok(());
     }
     let ppid = proc.parent_tgid;
+    // SAFETY: bpf_get_current_task has no preconditions; the task pointer is only
+    // dereferenced through bpf_probe_read_kernel (`read_field`).
     let task = unsafe { bpf_get_current_task() } as *const u8;
     let mm: u64 = read_field(task, off!(task_mm))?;
     if mm == 0 {
@@ -313,12 +322,15 @@ fn try_title() -> Result<(), i64> {
         value: arg_end.saturating_sub(arg_start),
         comm: bpf_get_current_comm().unwrap_or([0u8; COMM_LEN]),
         title: [0u8; TITLE_LEN],
-        cow_a: ZERO_COW,
-        cow_b: ZERO_COW,
-        cow_c: ZERO_COW,
-        io: ZERO_IO,
+        cow_proc: CowCounters::ZERO,
+        cow_parent: CowCounters::ZERO,
+        cow_child: CowCounters::ZERO,
+        io: IoCounters::ZERO,
     });
     let ev = e.as_mut_ptr();
+    // SAFETY: `ev` points to the reserved ring-buffer entry written above, so `title` is a
+    // valid TITLE_LEN buffer; bpf_probe_read_user reads the user address and returns an
+    // error instead of faulting (the buffer is then zeroed).
     unsafe {
         let _ = bpf_probe_read_user_buf(arg_start as *const u8, &mut (*ev).title);
     }

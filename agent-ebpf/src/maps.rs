@@ -1,7 +1,7 @@
 //! Maps and load-time settings shared by the programs.
 use agent_common::{
-    DROP_SLOTS, FileKey, FileStat, InodeKey, InodeOwner, Offsets, PendingFault, SessionState,
-    TracedProc,
+    DROP_SLOTS, FileKey, FileStat, InodeKey, InodeOwner, MAYBE_TRACED_SLOTS, Offsets,
+    PROC_RING_BYTES, PendingFault, SessionState, TracedProc,
 };
 use aya_ebpf::{
     macros::map,
@@ -21,7 +21,6 @@ pub static TRACED: HashMap<u32, TracedProc> = HashMap::with_max_entries(16384, 0
 /// lookup on to `TRACED`, as if there were no filter.
 #[map]
 pub static MAYBE_TRACED: Array<u8> = Array::with_max_entries(MAYBE_TRACED_SLOTS, 0);
-pub const MAYBE_TRACED_SLOTS: u32 = 65536;
 
 /// Fork sessions keyed by child tgid; reaped by userspace after the exit event.
 #[map]
@@ -41,10 +40,11 @@ pub static FORK_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096,
 /// about 800 forks' worth of events, for fork storms while the agent is busy (if it
 /// still fills, the agent recovers the sessions from `SESSIONS`).
 #[map]
-pub static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(1024 * 1024, 0);
+pub static PROC_EVENTS: RingBuf = RingBuf::with_byte_size(PROC_RING_BYTES, 0);
 
 /// COW copy events. Submitted with `BPF_RB_NO_WAKEUP`; userspace drains on a timer
-/// (a wakeup per event made each COW fault 3.6x slower here, see KERNEL-NOTES).
+/// (a wakeup per event made each COW fault 3.6x slower here, see README.md, "Totals are
+/// exact; events are not guaranteed").
 /// Size is set by userspace at load time.
 #[map]
 pub static HOT_EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
@@ -55,6 +55,8 @@ pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0
 
 // Load-time settings (`EbpfLoader::set_global`). Read with `util::global`, which uses a
 // volatile read so the compiler cannot fold the zero initialiser into the code.
+// SAFETY (`no_mangle`): the loader finds each global by this symbol name, and no other
+// symbol in the object has these names.
 
 /// tgid of the agent itself, never traced.
 #[unsafe(no_mangle)]

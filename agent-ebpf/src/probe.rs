@@ -7,17 +7,20 @@ use aya_ebpf::{
 };
 
 /// `fentry/do_wp_page`: `vm_fault_t do_wp_page(struct vm_fault *vmf)` (mm/memory.c), the
-/// write-protect fault handler, a candidate for a more precise COW hook.
+/// write-protect fault handler, a candidate for a more precise COW hook. fentry needs
+/// BPF trampolines (x86-64 since 5.5).
 #[fentry(function = "do_wp_page")]
 pub fn probe_fentry(_ctx: FEntryContext) -> u32 {
     0
 }
 
+/// `kprobe/do_wp_page` (attached by the loader): needs CONFIG_KPROBES.
 #[kprobe]
 pub fn probe_kprobe(_ctx: ProbeContext) -> u32 {
     0
 }
 
+/// `uprobe` on libc's `getpid` (attached by the loader): needs CONFIG_UPROBES.
 #[uprobe]
 pub fn probe_uprobe(_ctx: ProbeContext) -> u32 {
     0

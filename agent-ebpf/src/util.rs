@@ -6,7 +6,9 @@ use aya_ebpf::{
     maps::RingBuf,
 };
 
-use crate::maps::{DROPS, MAYBE_TRACED, MAYBE_TRACED_SLOTS};
+use agent_common::MAYBE_TRACED_SLOTS;
+
+use crate::maps::{DROPS, MAYBE_TRACED};
 
 /// False when `tgid` is certainly not traced (see `maps::MAYBE_TRACED`).
 #[inline(always)]
@@ -18,8 +20,9 @@ pub fn maybe_traced(tgid: u32) -> bool {
 
 /// Mark `tgid` as possibly traced, before it is added to `TRACED`.
 #[inline(always)]
-pub fn mark_traced(tgid: u32) {
+pub fn mark_maybe_traced(tgid: u32) {
     if let Some(p) = MAYBE_TRACED.get_ptr_mut(tgid % MAYBE_TRACED_SLOTS) {
+        // SAFETY: `p` is a non-null pointer to a u8 slot of the MAYBE_TRACED array value.
         unsafe { core::ptr::write_volatile(p, 1) };
     }
 }
@@ -27,6 +30,7 @@ pub fn mark_traced(tgid: u32) {
 /// Read a load-time global. The volatile read keeps the value from being constant-folded.
 #[inline(always)]
 pub fn global<T: Copy>(v: &'static T) -> T {
+    // SAFETY: `v` is a reference to a static, so it is valid and aligned for a read.
     unsafe { core::ptr::read_volatile(v) }
 }
 
@@ -40,14 +44,21 @@ pub fn current_ids() -> (u32, u32) {
 #[inline(always)]
 pub fn now_ns() -> u64 {
     // CLOCK_MONOTONIC, the clock userspace converts from.
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
     unsafe { bpf_ktime_get_ns() }
 }
 
 /// Atomic add on a counter in a map value shared by all CPUs. The BPF target has no
 /// `AtomicU64::fetch_add` (only atomic load/store), so use the intrinsic, which LLVM
 /// lowers to the BPF atomic add instruction (`lock *(u64 *)(r1 + 0) += r2`).
+///
+/// # Safety
+/// `counter` must be a valid, aligned pointer to a u64 in a map value that stays alive
+/// for this program run (a field of a value returned by a map lookup).
 #[inline(always)]
-pub fn add(counter: *mut u64, v: u64) {
+pub unsafe fn atomic_add(counter: *mut u64, v: u64) {
+    // SAFETY: the caller guarantees `counter` is a valid, aligned u64 in a map value (see
+    // `# Safety`).
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(counter, v) };
 }
 
@@ -55,6 +66,7 @@ pub fn add(counter: *mut u64, v: u64) {
 #[macro_export]
 macro_rules! off {
     ($field:ident) => {
+        // SAFETY: the address of a field of the OFFSETS static, valid and aligned.
         unsafe { core::ptr::read_volatile(core::ptr::addr_of!($crate::maps::OFFSETS.$field)) }
     };
 }
@@ -67,6 +79,9 @@ pub fn read_field<T>(base: *const u8, off: u32) -> Result<T, i64> {
     if base.is_null() {
         return Err(-1);
     }
+    // SAFETY: bpf_probe_read_kernel copies size_of::<T>() bytes from a kernel address (a
+    // BTF-derived offset from `base`) and returns an error instead of faulting on a bad
+    // address; the offset pointer is only handed to the helper, never dereferenced here.
     unsafe { bpf_probe_read_kernel(base.add(off as usize) as *const T).map_err(|e| e as i64) }
 }
 
@@ -75,6 +90,7 @@ pub fn read_field<T>(base: *const u8, off: u32) -> Result<T, i64> {
 pub fn count_drop(slot: u32) {
     if let Some(p) = DROPS.get_ptr_mut(slot) {
         // Per-CPU value: no other CPU writes it, a plain add is enough.
+        // SAFETY: `p` is a non-null, aligned pointer to this CPU's u64 slot of DROPS.
         unsafe { *p += 1 };
     }
 }

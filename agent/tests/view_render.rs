@@ -440,9 +440,9 @@ fn model_building_cost() {
         value: 0,
         comm: [0; 16],
         title: [0; 64],
-        cow_a: CowCounters::default(),
-        cow_b: CowCounters::default(),
-        cow_c: CowCounters::default(),
+        cow_proc: CowCounters::default(),
+        cow_parent: CowCounters::default(),
+        cow_child: CowCounters::default(),
         io: IoCounters::default(),
     };
     let mut t = Tracker::new();

@@ -146,13 +146,13 @@ mod tests {
             value: 456,
             comm: *b"redis-server\0\0\0\0",
             title: [0; 64],
-            cow_a: CowCounters {
+            cow_proc: CowCounters {
                 wp_faults: 3,
                 copies_4k: 2,
                 ..Default::default()
             },
-            cow_b: CowCounters::default(),
-            cow_c: CowCounters {
+            cow_parent: CowCounters::default(),
+            cow_child: CowCounters {
                 copy_bytes: 8192,
                 ..Default::default()
             },
@@ -177,8 +177,8 @@ mod tests {
                 (ev.kind, ev.pid, ev.ppid, ev.ts_ns, ev.value),
                 (kind, 42, 7, 123, 456)
             );
-            assert_eq!(ev.cow_a.copies_4k, 2);
-            assert_eq!(ev.cow_c.copy_bytes, 8192);
+            assert_eq!(ev.cow_proc.copies_4k, 2);
+            assert_eq!(ev.cow_child.copy_bytes, 8192);
         }
     }
 

@@ -403,8 +403,8 @@ impl Tracker {
         let Some(mut s) = self.live.remove(&ev.pid) else {
             return Vec::new();
         };
-        s.parent = ev.cow_b;
-        s.child = ev.cow_c;
+        s.parent = ev.cow_parent;
+        s.child = ev.cow_child;
         s.io = ev.io;
         let pages = s.pages();
         s.timeline.observe(ev.ts_ns, pages);
@@ -481,13 +481,13 @@ mod tests {
         assert!(t.ready_starts(4_000).is_empty(), "started once");
 
         let mut exit = ev(EV_EXIT, 200, 100, 2_000_001_000, 0);
-        exit.cow_b = CowCounters {
+        exit.cow_parent = CowCounters {
             copies_4k: 10,
             copy_bytes: 40960,
             wp_faults: 12,
             ..Default::default()
         };
-        exit.cow_c = CowCounters {
+        exit.cow_child = CowCounters {
             copies_4k: 2,
             copy_bytes: 8192,
             wp_faults: 2,

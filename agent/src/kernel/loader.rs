@@ -2,6 +2,7 @@
 //! the pure modules; what it does is named in its errors.
 use std::path::Path;
 
+use agent_common::PROC_RING_BYTES;
 use aya::{
     Btf, Ebpf, EbpfLoader, Endianness,
     programs::{BtfTracePoint, FEntry, KProbe, ProgramError, TracePoint, UProbe},
@@ -204,7 +205,10 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         .override_global("HOT_WAKE_BYTES", &wake, true)
         .override_global("OFFSETS", &offsets, true)
         .map_max_entries("HOT_EVENTS", opts.hot_ring_bytes)
-        .map_max_entries("PROC_EVENTS", opts.proc_ring_bytes.unwrap_or(1 << 20))
+        .map_max_entries(
+            "PROC_EVENTS",
+            opts.proc_ring_bytes.unwrap_or(PROC_RING_BYTES),
+        )
         .load(OBJ)
         .map_err(|e| LoadError::Load(Box::new(e)))?;
 

@@ -4,7 +4,9 @@
 //! this applies). Every fallible call names the map in its error.
 use std::collections::{HashMap, HashSet};
 
-use agent_common::{DROP_HOT, DROP_PROC, FileKey, FileStat, ROLE_ROOT, SessionState, TracedProc};
+use agent_common::{
+    DROP_HOT, DROP_PROC, FileKey, FileStat, MAYBE_TRACED_SLOTS, ROLE_ROOT, SessionState, TracedProc,
+};
 use aya::{
     Ebpf,
     maps::{Array, HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, RingBuf},
@@ -18,9 +20,6 @@ use crate::{
     kernel::loader::LoadError,
     trace::schema::MapOccupancy,
 };
-
-/// Slots of the kernel's `MAYBE_TRACED` pre-filter (agent-ebpf/src/maps.rs).
-pub const MAYBE_TRACED_SLOTS: u32 = 65536;
 
 /// `bpf_map_update_elem` flags (include/uapi/linux/bpf.h).
 const BPF_NOEXIST: u64 = 1;

@@ -338,7 +338,7 @@ mod tests {
 
         // The exit: a partial interval with copies, then the session moves to `recent`.
         let mut exit = ev(EV_EXIT, 20, 10, 2 * S + S / 10, 0);
-        exit.cow_b = pages(350);
+        exit.cow_parent = pages(350);
         st.before_exit(&t, 20);
         for r in t.on_exit(&exit, &[]) {
             let Record::SessionEnd(e) = r else { panic!() };

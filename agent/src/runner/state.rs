@@ -8,7 +8,9 @@ use std::{
     io::Write as _,
 };
 
-use agent_common::{COW_FLAG_CHILD, EV_EXIT, EV_FORK, EV_FSYNC, EV_WRITE, ProcEvent, SessionState};
+use agent_common::{
+    COW_FLAG_CHILD, EV_EXIT, EV_FORK, EV_FSYNC, EV_WRITE, NO_FD, ProcEvent, SessionState,
+};
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{MapData, RingBuf};
 
@@ -224,7 +226,7 @@ impl State {
                     comm,
                     exited: true,
                     ts_ns: ev.ts_ns,
-                    cow: (&ev.cow_a).into(),
+                    cow: (&ev.cow_proc).into(),
                     io: (&ev.io).into(),
                 })))?;
             }
@@ -293,7 +295,7 @@ impl State {
                     latency_us: ev.latency_ns as f64 / 1000.0,
                     dev: ev.dev,
                     ino: ev.ino,
-                    fd: (ev.fd != u32::MAX).then_some(ev.fd),
+                    fd: (ev.fd != NO_FD).then_some(ev.fd),
                 };
                 self.emit_event(match ev.kind {
                     EV_WRITE => Record::Write(rec),
@@ -352,7 +354,7 @@ impl State {
         );
         // u32::MAX: the exit status is unknown.
         let mut ev = ProcEvent::new(EV_EXIT, child, st.parent_tgid, now, u32::MAX as u64);
-        (ev.cow_b, ev.cow_c, ev.io) = (st.parent, st.child, st.io);
+        (ev.cow_parent, ev.cow_child, ev.io) = (st.parent, st.child, st.io);
         self.end_session(&ev)
     }
 

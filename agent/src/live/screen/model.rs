@@ -312,7 +312,7 @@ mod tests {
             st.on_start(&s);
         }
         let mut exit = ev(EV_EXIT, 20, 10, 2 * S, 0);
-        exit.cow_b = CowCounters {
+        exit.cow_parent = CowCounters {
             copies_4k: 256,
             copy_bytes: 1 << 20,
             ..Default::default()
