@@ -10,17 +10,15 @@
 //! the ones the text report details.
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
-
-use super::timeline::{Row, Timeline};
+use super::{
+    session::{EventCounts, IoKind, Session},
+    timeline::Row,
+};
 use crate::{
     events::hist::Hist,
     trace::{
         Item,
-        schema::{
-            End, IoEvent, Meta, ProcessRecord, Quantiles, Record, Sample, SessionEnd, SessionKind,
-            SessionStart, Side,
-        },
+        schema::{End, IoEvent, Meta, ProcessRecord, Record, Side},
     },
 };
 
@@ -35,169 +33,6 @@ pub const LIVE_HIST_SESSIONS: usize = 64;
 pub const MAX_LINE_WARNINGS: usize = 20;
 /// `process` lines kept.
 pub const MAX_PROCESSES: usize = 1024;
-
-/// Histograms built from `--events` lines while a session is open.
-/// Which event line an I/O event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum IoKind {
-    Write,
-    Fsync,
-    Io,
-}
-
-#[derive(Debug, Clone, Default)]
-struct LiveHists {
-    write_lat_us: Hist,
-    write_size: Hist,
-    fsync_lat_us: Hist,
-    disk_lat_us: Hist,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct HistSummary {
-    #[serde(flatten)]
-    pub quantiles: Quantiles,
-    /// Power-of-two buckets (lowest value, count); dropped for sessions not detailed.
-    #[serde(skip)]
-    pub log2: Vec<(u64, u64)>,
-}
-
-impl HistSummary {
-    fn of(h: &Hist) -> Self {
-        Self {
-            quantiles: h.quantiles().into(),
-            log2: h.log2_buckets(),
-        }
-    }
-}
-
-/// What a session's `--events` lines say.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct EventHists {
-    pub write_latency_us: HistSummary,
-    pub write_size_bytes: HistSummary,
-    pub fsync_latency_us: HistSummary,
-    pub disk_latency_us: HistSummary,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct EventCounts {
-    pub cow: u64,
-    pub cow_parent: u64,
-    pub cow_child: u64,
-    pub write: u64,
-    pub fsync: u64,
-    pub io: u64,
-}
-
-impl EventCounts {
-    pub fn total(&self) -> u64 {
-        self.cow
-            .saturating_add(self.write)
-            .saturating_add(self.fsync)
-            .saturating_add(self.io)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub id: u64,
-    pub start: Option<SessionStart>,
-    pub end: Option<SessionEnd>,
-    pub last_sample: Option<Sample>,
-    pub samples: u64,
-    /// Sums of the samples' interval `write_bytes` and `disk_bytes`.
-    pub sampled_write_bytes: u64,
-    pub sampled_disk_bytes: u64,
-    /// `None` once the detail is dropped (not among the [`DETAIL_SESSIONS`] largest).
-    pub timeline: Option<Timeline>,
-    /// Log2 histogram of `cow.timeline_pages` (pages per bucket), from `session_end`.
-    pub cow_per_bucket: Vec<(u64, u64)>,
-    pub events: EventCounts,
-    live: Option<Box<LiveHists>>,
-    pub hists: Option<EventHists>,
-    /// Event lines that came after the session's end (not in its histograms).
-    pub late_events: u64,
-    /// False while the session is known from event lines only.
-    confirmed: bool,
-}
-
-impl Session {
-    fn new(id: u64, confirmed: bool) -> Self {
-        Self {
-            confirmed,
-            id,
-            start: None,
-            end: None,
-            last_sample: None,
-            samples: 0,
-            sampled_write_bytes: 0,
-            sampled_disk_bytes: 0,
-            timeline: Some(Timeline::new(TIMELINE_ROWS)),
-            cow_per_bucket: Vec::new(),
-            events: EventCounts::default(),
-            live: None,
-            hists: None,
-            late_events: 0,
-        }
-    }
-
-    /// COW bytes: final from `session_end`, else the last sample's.
-    pub fn cow_bytes(&self) -> u64 {
-        match (&self.end, &self.last_sample) {
-            (Some(e), _) => e.cow.bytes,
-            (None, Some(s)) => s.cow_bytes,
-            (None, None) => 0,
-        }
-    }
-
-    /// The kind from `session_end`, else `session_start`; `?` when neither knows it.
-    pub fn kind(&self) -> &'static str {
-        match (&self.end, &self.start) {
-            (Some(e), _) if e.kind != SessionKind::Unknown => e.kind.as_str(),
-            (_, Some(s)) => s.kind.as_str(),
-            _ => SessionKind::Unknown.as_str(),
-        }
-    }
-
-    pub fn pids(&self) -> (Option<u32>, Option<u32>) {
-        match (&self.end, &self.start) {
-            (Some(e), _) => (Some(e.parent_pid), Some(e.child_pid)),
-            (None, Some(s)) => (Some(s.parent_pid), Some(s.child_pid)),
-            (None, None) => (None, None),
-        }
-    }
-
-    pub fn detailed(&self) -> bool {
-        self.timeline.is_some()
-    }
-
-    fn freeze_hists(&mut self) {
-        if let Some(h) = self.live.take() {
-            self.hists = Some(EventHists {
-                write_latency_us: HistSummary::of(&h.write_lat_us),
-                write_size_bytes: HistSummary::of(&h.write_size),
-                fsync_latency_us: HistSummary::of(&h.fsync_lat_us),
-                disk_latency_us: HistSummary::of(&h.disk_lat_us),
-            });
-        }
-    }
-
-    fn drop_detail(&mut self) {
-        self.timeline = None;
-        self.cow_per_bucket = Vec::new();
-        if let Some(h) = &mut self.hists {
-            for s in [
-                &mut h.write_latency_us,
-                &mut h.write_size_bytes,
-                &mut h.fsync_latency_us,
-                &mut h.disk_latency_us,
-            ] {
-                s.log2 = Vec::new();
-            }
-        }
-    }
-}
 
 /// Whether to keep reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,10 @@
 //! that have no `session_end` apart), every session as read, and the warnings.
 use serde::Serialize;
 
-use super::fold::{EventCounts, EventHists, Report};
+use super::{
+    fold::Report,
+    session::{EventCounts, EventHists},
+};
 use crate::trace::schema::{End, ProcessRecord, Sample, SessionEnd, SessionStart};
 
 impl Report {

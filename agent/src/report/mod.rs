@@ -2,11 +2,12 @@
 //!
 //! `trace::reader` turns bytes into validated lines (bounded memory, warnings for bad
 //! lines, errors only for input that is not a trace); `fold` folds the lines into
-//! sessions and totals (`timeline` keeps each session's samples bounded); `render` writes
+//! sessions and totals (`session` is one session's state, `timeline` keeps each session's samples bounded); `render` writes
 //! the text and `json` the `report --json` object.
 pub mod fold;
 pub mod json;
 pub mod render;
+pub mod session;
 pub mod timeline;
 
 use std::{

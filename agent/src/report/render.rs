@@ -2,7 +2,10 @@
 //! terminal width), so its output can be compared with golden files.
 use std::fmt::Write as _;
 
-use super::fold::{DETAIL_SESSIONS, HistSummary, Report, Session};
+use super::{
+    fold::{DETAIL_SESSIONS, Report},
+    session::{HistSummary, Session},
+};
 use crate::text::{
     diagnosis,
     exit::exit_text,

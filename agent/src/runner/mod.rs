@@ -104,6 +104,26 @@ impl Signals {
     }
 }
 
+/// Kernel-side logs (aya-log), shown with RUST_LOG=debug; none if the object has none.
+fn kernel_logger(
+    ebpf: &mut aya::Ebpf,
+) -> Result<Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>> {
+    match aya_log::EbpfLogger::init(ebpf) {
+        Ok(l) => Ok(Some(register(l)?)),
+        Err(e) => {
+            log::debug!("kernel logs unavailable: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// A timer that does not try to catch up on ticks missed while the loop was busy.
+fn ticker(every: Duration) -> tokio::time::Interval {
+    let mut t = interval(every);
+    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    t
+}
+
 /// The next key or resize of the full-screen view (never ready without one).
 async fn next_key(live: &mut Option<Live>) -> std::io::Result<crossterm::event::Event> {
     match live {
@@ -125,14 +145,7 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     };
     EnvOverrides::from_env()?.apply(&mut opts);
     let mut ebpf = loader::load(&opts)?.ebpf;
-    // Kernel-side logs (aya-log) show with RUST_LOG=debug.
-    let mut logger = match aya_log::EbpfLogger::init(&mut ebpf) {
-        Ok(l) => Some(register(l)?),
-        Err(e) => {
-            log::debug!("kernel logs unavailable: {e}");
-            None
-        }
-    };
+    let mut logger = kernel_logger(&mut ebpf)?;
     let (mut maps, rings) = KernelMaps::take(&mut ebpf)?;
     let roots = start::add_roots(&mut maps, &pids, pid_mode)?;
     let attach_ms = t0.elapsed().as_millis();
@@ -140,10 +153,8 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     start::announce(&mut st, &roots, cfg.interval, attach_ms)?;
     let mut session_fd = register(rings.session)?;
     let mut detail_fd = register(rings.detail)?;
-    let mut tick = interval(TICK);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut out_tick = interval(cfg.interval);
-    out_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut tick = ticker(TICK);
+    let mut out_tick = ticker(cfg.interval);
     out_tick.tick().await; // the first tick is immediate
     let deadline = tokio::time::sleep(cfg.duration.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(deadline);
