@@ -5,12 +5,12 @@
 use crate::{
     redis::{self, Addr},
     setup, util,
+    util::check_interrupted,
 };
 use anyhow::{Context as _, Result, bail};
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long `cowtrace watch` runs (`-d`), and when the demo gives up and sends SIGINT.
@@ -67,21 +67,6 @@ impl Drop for Guard {
     }
 }
 
-/// Set by Ctrl-C. The terminal sends SIGINT to redis, the load and cowtrace as well; the
-/// demo notices it here and returns an error, so the guard still removes the temp dir.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::Relaxed) {
-        bail!("interrupted");
-    }
-    Ok(())
-}
-
 /// Sleep, but give up early on Ctrl-C.
 fn sleep(d: Duration) -> Result<()> {
     let end = Instant::now() + d;
@@ -105,10 +90,9 @@ pub fn run() -> Result<()> {
     if !util::is_root() {
         bail!("the demo runs `cowtrace watch`, which loads eBPF programs: run it as root");
     }
-    // A handler, not SIG_IGN: an ignored signal would be inherited by the children (and
-    // cowtrace must still stop on SIGINT); a handler is reset to default on exec.
-    // SAFETY: the handler only stores to an atomic.
-    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    // The terminal sends Ctrl-C's SIGINT to redis, the load and cowtrace as well; the demo
+    // notices it and returns an error, so the guard still removes the temp dir.
+    util::catch_sigint();
     let root = util::repo_root();
     util::run(util::cargo().args(["build", "--release"]))?;
     let cowtrace = root.join("target/release/cowtrace");
