@@ -6,20 +6,18 @@
 //!
 //! Protocol: set up memory, print `ready <pid>`, block until a line (or EOF) arrives on
 //! stdin (the test attaches the tracer in between), run the mode, wait for every child,
-//! print one JSON line with what was done, exit 0. Errors: message on stderr, exit 1;
-//! bad arguments: usage on stderr, exit 2.
+//! print one JSON line with what was done. Exit statuses (the workload's and its
+//! children's) are those of `common` (0 done, 1 error, 2 bad arguments).
 //!
 //! The counts are exact on purpose: every page of the region is touched before the fork
 //! (so it is present and private), and exactly K distinct pages are written afterwards,
 //! so a tracer must report K copies (or K reuses, for `child-exits-first`).
 //!
-//! Forked children only run async-signal-safe code and leave with `_exit`, never by
-//! returning into Rust (that would run the parent's exit path twice). The process is
-//! single-threaded, so the few allocations a child makes are safe too.
+//! Forked children die with cowload and leave with `_exit` (see `common`).
 
-use std::ffi::CString;
-use std::io::{BufRead as _, Write as _};
-use std::ptr;
+mod common;
+
+use common::{Gate, MIB, Region, Res, Thp, fork_child, list, num, page_size, wait_go, wait_ok};
 
 const USAGE: &str = "\
 usage: cowload --mode MODE [--mib N] [--pages K] [--children C] [--huge] [--dir D] [--bytes B] [--chunk C]
@@ -31,9 +29,6 @@ modes: parent-writes child-exits-first child-writes shared-file child-file-write
   --dir D       directory for shared-file and child-file-write (required there)
   --bytes B     bytes the child writes in child-file-write (default 10 MiB)
   --chunk C     bytes per write() call in child-file-write (default 65536)";
-
-const MIB: usize = 1 << 20;
-const HUGE: usize = 2 * MIB;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -96,34 +91,20 @@ fn parse_args() -> Result<Args, String> {
         chunk: 65536,
     };
     let mut mode = None;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--huge" {
-            a.huge = true;
-            continue;
-        }
-        if flag == "-h" || flag == "--help" {
-            println!("{USAGE}");
-            std::process::exit(0);
-        }
-        let val = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = || -> Result<usize, String> {
-            val.parse::<usize>()
-                .map_err(|_| format!("{flag}: not a number: {val}"))
-        };
-        match flag.as_str() {
-            "--mode" => {
-                mode = Some(Mode::parse(&val).ok_or_else(|| format!("unknown mode {val}"))?)
-            }
-            "--mib" => a.mib = num()?,
-            "--pages" => a.pages = Some(num()?),
-            "--children" => a.children = num()?,
-            "--dir" => a.dir = Some(val),
-            "--bytes" => a.bytes = num()?,
-            "--chunk" => a.chunk = num()?,
+    common::parse_flags(USAGE, &["--huge"], |flag, val| {
+        match flag {
+            "--huge" => a.huge = true,
+            "--mode" => mode = Some(Mode::parse(val).ok_or_else(|| format!("unknown mode {val}"))?),
+            "--mib" => a.mib = num(flag, val)?,
+            "--pages" => a.pages = Some(num(flag, val)?),
+            "--children" => a.children = num(flag, val)?,
+            "--dir" => a.dir = Some(val.to_string()),
+            "--bytes" => a.bytes = num(flag, val)?,
+            "--chunk" => a.chunk = num(flag, val)?,
             _ => return Err(format!("unknown argument {flag}")),
         }
-    }
+        Ok(())
+    })?;
     a.mode = mode.ok_or("--mode is required")?;
     if a.mib == 0 || a.mib > 1 << 20 {
         return Err("--mib must be between 1 and 1048576".into());
@@ -157,178 +138,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(msg) => {
-            eprintln!("cowload: {msg}");
-            eprintln!("{USAGE}");
-            std::process::exit(2);
-        }
-    };
-    match run(&args) {
-        Ok(json) => {
-            println!("{json}");
-            std::process::exit(0);
-        }
-        Err(msg) => {
-            eprintln!("cowload: {msg}");
-            std::process::exit(1);
-        }
-    }
-}
-
-type Res<T> = Result<T, String>;
-
-/// `what: strerror(errno)`.
-fn os_err(what: &str) -> String {
-    format!("{what}: {}", std::io::Error::last_os_error())
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if ps > 0 { ps as usize } else { 4096 }
-}
-
-/// The memory the workload writes: `len` bytes at `base`, `pages` pages.
-struct Region {
-    base: *mut u8,
-    len: usize,
-    ps: usize,
-}
-
-impl Region {
-    fn pages(&self) -> usize {
-        self.len / self.ps
-    }
-
-    /// Write one byte in each of pages 0..k. Volatile, so the compiler cannot drop or
-    /// merge the stores: each one is a write fault the tracer must see.
-    fn write_pages(&self, k: usize, val: u8) {
-        for i in 0..k {
-            // SAFETY: i < pages(), so the offset is inside the mapping.
-            unsafe { ptr::write_volatile(self.base.add(i * self.ps), val) };
-        }
-    }
-}
-
-/// Private anonymous memory, every page touched so it is present and private before fork.
-fn anon_region(mib: usize, huge: bool, ps: usize) -> Res<Region> {
-    let len = mib * MIB;
-    // For THP, over-map by 2 MiB so the region can start on a 2 MiB boundary.
-    let map_len = if huge { len + HUGE } else { len };
-    // SAFETY: a fresh anonymous mapping; no existing memory is affected.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            map_len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(os_err("mmap anonymous"));
-    }
-    let mut base = p.cast::<u8>();
-    if huge {
-        let off = (HUGE - (base as usize % HUGE)) % HUGE;
-        // SAFETY: off < 2 MiB, and the mapping is len + 2 MiB long.
-        base = unsafe { base.add(off) };
-        // SAFETY: [base, base+len) lies inside the mapping.
-        if unsafe { libc::madvise(base.cast(), len, libc::MADV_HUGEPAGE) } != 0 {
-            return Err(os_err("madvise(MADV_HUGEPAGE)"));
-        }
-    }
-    let r = Region { base, len, ps };
-    r.write_pages(r.pages(), 1);
-    Ok(r)
-}
-
-/// A pipe whose read end children block on; closing the write end releases them all.
-struct Gate {
-    rfd: libc::c_int,
-    wfd: libc::c_int,
-}
-
-impl Gate {
-    fn new() -> Res<Gate> {
-        let mut fds = [0; 2];
-        // SAFETY: fds is a valid 2-int array.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-            return Err(os_err("pipe"));
-        }
-        Ok(Gate {
-            rfd: fds[0],
-            wfd: fds[1],
-        })
-    }
-
-    /// In a child: drop our copy of the write end (or EOF would never come), block until
-    /// the parent closes its copy, then leave. Never returns.
-    fn child_wait_and_exit(&self) -> ! {
-        let mut b = 0u8;
-        // SAFETY: plain syscalls on our own fds, then _exit.
-        unsafe {
-            libc::close(self.wfd);
-            while libc::read(self.rfd, (&raw mut b).cast(), 1) < 0
-                && *libc::__errno_location() == libc::EINTR
-            {}
-            libc::_exit(0)
-        }
-    }
-
-    /// In the parent: let every child go.
-    fn release(&self) {
-        // SAFETY: closing our own fds.
-        unsafe {
-            libc::close(self.wfd);
-            libc::close(self.rfd);
-        }
-    }
-}
-
-/// fork(); the child runs `f` and then `_exit(0)`s, so it never returns into Rust
-/// (`f` may also `_exit` itself, with another status).
-fn fork_child(f: impl FnOnce()) -> Res<libc::pid_t> {
-    // Flush first so buffered stdout is not duplicated into the child.
-    let _ = std::io::stdout().flush();
-    // SAFETY: the process is single-threaded; the child only runs `f`, then exits.
-    match unsafe { libc::fork() } {
-        -1 => Err(os_err("fork")),
-        0 => {
-            f();
-            // SAFETY: leave without running Rust's exit path (atexit, stdout flush).
-            unsafe { libc::_exit(0) }
-        }
-        pid => Ok(pid),
-    }
-}
-
-/// waitpid() each child and insist that it exited with status 0.
-fn wait_all(pids: &[libc::pid_t]) -> Res<()> {
-    for &pid in pids {
-        let mut status = 0;
-        loop {
-            // SAFETY: waiting for our own child.
-            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-            if r == pid {
-                break;
-            }
-            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return Err(os_err(&format!("waitpid {pid}")));
-            }
-        }
-        if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-            return Err(format!("child {pid} failed (wait status {status:#x})"));
-        }
-    }
-    Ok(())
-}
-
-fn cstr(s: &str) -> Res<CString> {
-    CString::new(s).map_err(|_| format!("path contains NUL: {s}"))
+    common::main("cowload", USAGE, parse_args, run)
 }
 
 /// JSON string literal (paths are the only free text in the output).
@@ -351,24 +161,19 @@ fn run(a: &Args) -> Res<String> {
     let k = a.pages.unwrap_or(a.mib * MIB / ps);
 
     // Set up memory before `ready`, so its faults happen before the tracer attaches.
+    // Every page is written, so it is present and private (or dirty in the page cache,
+    // for the shared file) before the fork.
     let shared_path = a.dir.as_ref().map(|d| format!("{d}/cowload-shared.dat"));
     let region = match a.mode {
-        Mode::SharedFile => shared_region(shared_path.as_deref().unwrap_or_default(), a.mib, ps)?,
-        _ => anon_region(a.mib, a.huge, ps)?,
+        Mode::SharedFile => Region::shared_file(shared_path.as_deref().unwrap_or_default(), a.mib)?,
+        _ => {
+            let thp = if a.huge { Thp::Huge } else { Thp::Host };
+            Region::anon(a.mib, thp, false)?
+        }
     };
+    region.write_pages(region.pages(), 1);
 
-    // SAFETY: getpid cannot fail.
-    let me = unsafe { libc::getpid() };
-    println!("ready {me}");
-    std::io::stdout()
-        .flush()
-        .map_err(|e| format!("stdout: {e}"))?;
-    // Block until the test has attached the tracer and says "go" (EOF also proceeds).
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| format!("stdin: {e}"))?;
+    let me = wait_go()?;
 
     // Children still to be waited for, and those already reaped (both are reported).
     let mut children = Vec::new();
@@ -380,39 +185,42 @@ fn run(a: &Args) -> Res<String> {
             // Children keep the pages shared while the parent writes: K copies.
             let gate = Gate::new()?;
             for _ in 0..a.children {
-                children.push(fork_child(|| gate.child_wait_and_exit())?);
+                children.push(fork_child(|| gate.child_wait())?);
             }
             region.write_pages(k, 2);
             gate.release();
         }
         Mode::ChildExitsFirst => {
             // The only other user is gone before the writes: K reuses, no copies.
-            let pid = fork_child(|| {})?;
-            wait_all(&[pid])?;
+            let pid = fork_child(|| Ok(()))?;
+            wait_ok(pid)?;
             reaped.push(pid);
             region.write_pages(k, 2);
         }
         Mode::ChildWrites => {
             // The child does the writing (like a Redis save child that touches memory);
             // the parent leaves the region alone.
-            children.push(fork_child(|| region.write_pages(k, 3))?);
+            children.push(fork_child(|| {
+                region.write_pages(k, 3);
+                Ok(())
+            })?);
         }
         Mode::SharedFile => {
             // MAP_SHARED file pages are never copied; their write faults after msync
             // (pages cleaned and write-protected) must not be counted as COW.
             let gate = Gate::new()?;
-            children.push(fork_child(|| gate.child_wait_and_exit())?);
-            msync(&region)?;
+            children.push(fork_child(|| gate.child_wait())?);
+            region.msync()?;
             region.write_pages(k, 2);
-            msync(&region)?;
+            region.msync()?;
             gate.release();
         }
         Mode::ChildFileWrite => {
             let dir = a.dir.as_deref().unwrap_or_default();
-            // Allocate before fork; the child only does syscalls and one format!.
+            // Allocate before fork; the child only does syscalls and formats two paths.
+            // One write() call per chunk (the last one shorter).
             let buf = vec![0xa5u8; a.chunk.min(a.bytes).max(1)];
-            let (bytes, chunk) = (a.bytes, a.chunk);
-            let pid = fork_child(|| child_file_write(dir, bytes, chunk, &buf))?;
+            let pid = fork_child(|| common::save_like_write(dir, a.bytes, &buf).map(|_| ()))?;
             children.push(pid);
             pages_written = 0;
             extra = format!(
@@ -426,138 +234,29 @@ fn run(a: &Args) -> Res<String> {
         Mode::ManyForks => {
             // C short-lived children, one after the other: a fork storm for leak tests.
             for _ in 0..a.children {
-                let pid = fork_child(|| {})?;
-                wait_all(&[pid])?;
+                let pid = fork_child(|| Ok(()))?;
+                wait_ok(pid)?;
             }
             pages_written = 0;
             extra = format!(",\"forks\":{}", a.children);
         }
     }
-    wait_all(&children)?;
+    for &pid in &children {
+        wait_ok(pid)?;
+    }
     children.extend(reaped);
 
     if a.mode == Mode::SharedFile {
-        // SAFETY: unmapping our own mapping, nothing refers to it afterwards.
-        unsafe { libc::munmap(region.base.cast(), region.len) };
+        drop(region);
         let p = shared_path.unwrap_or_default();
         std::fs::remove_file(&p).map_err(|e| format!("remove {p}: {e}"))?;
     }
 
-    let kids: Vec<String> = children.iter().map(|p| p.to_string()).collect();
     Ok(format!(
         "{{\"mode\":\"{}\",\"pid\":{me},\"children\":[{}],\"pages_written\":{pages_written},\"page_size\":{ps},\"mib\":{},\"huge\":{}{extra}}}",
         a.mode.name(),
-        kids.join(","),
+        list(&children),
         a.mib,
         a.huge,
     ))
-}
-
-/// A `mib` MiB file mapped MAP_SHARED, every page written (dirty in the page cache).
-fn shared_region(path: &str, mib: usize, ps: usize) -> Res<Region> {
-    let len = mib * MIB;
-    let c = cstr(path)?;
-    // SAFETY: plain syscalls with a valid NUL-terminated path.
-    let fd = unsafe {
-        libc::open(
-            c.as_ptr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC,
-            0o644,
-        )
-    };
-    if fd < 0 {
-        return Err(os_err(&format!("open {path}")));
-    }
-    // SAFETY: fd is ours.
-    if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
-        return Err(os_err(&format!("ftruncate {path}")));
-    }
-    // SAFETY: a new shared mapping of our file.
-    let p = unsafe {
-        libc::mmap(
-            ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        )
-    };
-    // SAFETY: the mapping keeps the file referenced; the fd is no longer needed.
-    unsafe { libc::close(fd) };
-    if p == libc::MAP_FAILED {
-        return Err(os_err(&format!("mmap {path}")));
-    }
-    let r = Region {
-        base: p.cast(),
-        len,
-        ps,
-    };
-    r.write_pages(r.pages(), 1);
-    Ok(r)
-}
-
-/// Write dirty pages back and write-protect them, so the next write to each page faults.
-fn msync(r: &Region) -> Res<()> {
-    // SAFETY: msync over our own mapping.
-    if unsafe { libc::msync(r.base.cast(), r.len, libc::MS_SYNC) } != 0 {
-        return Err(os_err("msync"));
-    }
-    Ok(())
-}
-
-/// In the child: write exactly `bytes` bytes to `dir/temp-<pid>.dat` in `chunk`-byte
-/// write() calls, fsync, close, rename to `dir/final-<pid>.dat` (what a Redis save child
-/// does). Exits 0 on success, 1 on any error (with a message on stderr).
-fn child_file_write(dir: &str, bytes: usize, chunk: usize, buf: &[u8]) -> ! {
-    let fail = |what: &str| -> ! {
-        eprintln!("cowload child: {}", os_err(what));
-        // SAFETY: leave without running Rust's exit path.
-        unsafe { libc::_exit(1) }
-    };
-    // SAFETY: getpid cannot fail.
-    let pid = unsafe { libc::getpid() };
-    let (Ok(temp), Ok(fin)) = (
-        cstr(&format!("{dir}/temp-{pid}.dat")),
-        cstr(&format!("{dir}/final-{pid}.dat")),
-    ) else {
-        fail("path")
-    };
-    // SAFETY (all syscalls below): valid paths, our own fd, buf outlives the calls.
-    let fd = unsafe {
-        libc::open(
-            temp.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
-            0o644,
-        )
-    };
-    if fd < 0 {
-        fail("open temp file");
-    }
-    let mut left = bytes;
-    while left > 0 {
-        // One write() per chunk (the last one shorter); loop on short writes.
-        let mut want = chunk.min(left);
-        while want > 0 {
-            let n = unsafe { libc::write(fd, buf.as_ptr().cast(), want.min(buf.len())) };
-            if n < 0 {
-                if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                fail("write");
-            }
-            want -= n as usize;
-            left -= n as usize;
-        }
-    }
-    if unsafe { libc::fsync(fd) } != 0 {
-        fail("fsync");
-    }
-    if unsafe { libc::close(fd) } != 0 {
-        fail("close");
-    }
-    if unsafe { libc::rename(temp.as_ptr(), fin.as_ptr()) } != 0 {
-        fail("rename");
-    }
-    unsafe { libc::_exit(0) }
 }

@@ -2,15 +2,6 @@
 mod common;
 use common::*;
 
-/// The pid Redis logs for its last background save: "Background saving started by pid N".
-fn logged_bgsave_pid(log: &str) -> u64 {
-    log.lines()
-        .rev()
-        .find_map(|l| l.split("Background saving started by pid ").nth(1))
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no BGSAVE pid in the Redis log:\n{log}"))
-}
-
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn bgsave_and_bgrewriteaof_are_classified_sessions() {
@@ -21,17 +12,15 @@ fn bgsave_and_bgrewriteaof_are_classified_sessions() {
     let pid = redis.pid().to_string();
     let rec = Recorder::start(dir.path(), &["-p", &pid], &[]);
 
-    assert!(redis.cli(&["BGSAVE"]).contains("Background saving started"));
-    redis.wait_field("persistence", "rdb_bgsave_in_progress", "0");
-    let bgsave_child = logged_bgsave_pid(&redis.log());
+    redis.save();
+    let bgsave_child = redis.save_pid();
     let fork_usec: f64 = redis
         .info_field("stats", "latest_fork_usec")
         .unwrap()
         .parse()
         .unwrap();
 
-    assert!(redis.cli(&["BGREWRITEAOF"]).contains("rewriting"));
-    redis.wait_field("persistence", "aof_rewrite_in_progress", "0");
+    redis.rewrite_aof();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let trace = rec.stop();
 
@@ -79,13 +68,12 @@ fn auto_mode_finds_redis_started_before_and_after() {
     let rec = Recorder::start(dir.path(), &[], &[]);
     let after = Redis::start(&[]);
     for r in [&before, &after] {
-        assert!(r.cli(&["BGSAVE"]).contains("Background saving started"));
-        r.wait_field("persistence", "rdb_bgsave_in_progress", "0");
+        r.save();
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     let trace = rec.stop();
     for r in [&before, &after] {
-        let child = logged_bgsave_pid(&r.log());
+        let child = r.save_pid();
         let e = trace.end_of_child(child);
         assert_eq!(
             (e["kind"].as_str(), u(&e["parent_pid"])),
@@ -105,32 +93,13 @@ fn bgsave_cow_agrees_with_redis_own_estimate() {
     let dir = TempDir::new("redis-cow");
     let pid = redis.pid().to_string();
     let rec = Recorder::start(dir.path(), &["-p", &pid], &[]);
-    assert!(redis.cli(&["BGSAVE"]).contains("Background saving started"));
-    let mut load = std::process::Command::new("redis-benchmark")
-        .arg("-s")
-        .arg(&redis.sock)
-        .args([
-            "-t",
-            "set",
-            "-P",
-            "16",
-            "-q",
-            "-r",
-            "300000",
-            "-n",
-            "100000000",
-            "-d",
-            "150",
-        ])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    redis.wait_field("persistence", "rdb_bgsave_in_progress", "0");
-    let _ = load.kill();
-    let _ = load.wait();
+    redis.bgsave();
+    let load = redis.write_load(300_000, 150);
+    redis.wait_bgsave();
+    drop(load);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let trace = rec.stop();
-    let child = logged_bgsave_pid(&redis.log());
+    let child = redis.save_pid();
     let e = trace.end_of_child(child);
     let ours = u(&e["cow"]["bytes"]) as f64;
     let theirs: f64 = redis

@@ -7,13 +7,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-fn logged_bgsave_pid(log: &str) -> Option<u32> {
-    log.lines()
-        .rev()
-        .find_map(|l| l.split("Background saving started by pid ").nth(1))
-        .and_then(|p| p.trim().parse().ok())
-}
-
 fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let t0 = Instant::now();
     loop {
@@ -35,25 +28,17 @@ fn save_child_killed_mid_save_keeps_its_totals() {
     let dir = TempDir::new("kill9");
     let pid = redis.pid().to_string();
     let rec = Recorder::start(dir.path(), &["-p", &pid], &[]);
-    assert!(redis.cli(&["BGSAVE"]).contains("Background saving started"));
+    redis.bgsave();
     // A write load so the parent copies pages while the child is alive.
-    let load = Command::new("redis-benchmark")
-        .arg("-s")
-        .arg(&redis.sock)
-        .args([
-            "-t", "set", "-P", "16", "-q", "-r", "30000", "-n", "200000", "-d", "100",
-        ])
-        .stdout(Stdio::null())
-        .status();
-    assert!(load.unwrap().success());
+    redis.run_sets(30_000, 200_000, 100);
     let child = wait_for("the save child's pid", Duration::from_secs(10), || {
-        logged_bgsave_pid(&redis.log())
+        redis.logged_save_pid()
     });
     unsafe { libc::kill(child as i32, libc::SIGKILL) };
-    redis.wait_field("persistence", "rdb_bgsave_in_progress", "0");
+    redis.wait_bgsave();
     std::thread::sleep(Duration::from_millis(300));
     let t = rec.stop();
-    let e = t.end_of_child(child as u64);
+    let e = t.end_of_child(child);
     eprintln!(
         "killed save: {} cow pages, {} bytes written",
         e["cow"]["pages"], e["writes"]["bytes"]
@@ -84,13 +69,11 @@ fn redis_killed_and_restarted_is_followed() {
     let rec = Recorder::start(dir.path(), &[], &[]);
     let mut old = Redis::start(&[]);
     let old_pid = old.pid();
-    assert!(old.cli(&["BGSAVE"]).contains("Background saving started"));
-    old.wait_field("persistence", "rdb_bgsave_in_progress", "0");
+    old.save();
     let _ = old.child.kill();
     let _ = old.child.wait();
     let new = Redis::start(&[]);
-    assert!(new.cli(&["BGSAVE"]).contains("Background saving started"));
-    new.wait_field("persistence", "rdb_bgsave_in_progress", "0");
+    new.save();
     std::thread::sleep(Duration::from_millis(300));
     let t = rec.stop();
     let p = t.process(old_pid as u64);
@@ -99,8 +82,7 @@ fn redis_killed_and_restarted_is_followed() {
         "the killed server's process line says it exited: {p}"
     );
     for (r, pid) in [(&old, old_pid), (&new, new.pid())] {
-        let child = logged_bgsave_pid(&r.log()).expect("save pid logged");
-        let e = t.end_of_child(child as u64);
+        let e = t.end_of_child(r.save_pid());
         assert_eq!(
             (e["kind"].as_str(), u(&e["parent_pid"])),
             (Some("rdb-bgsave"), pid as u64)
@@ -127,12 +109,7 @@ fn every_stop_signal_ends_the_trace_cleanly() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        wait_for("attach", Duration::from_secs(30), || {
-            std::fs::read_to_string(&path)
-                .ok()
-                .filter(|s| s.contains("\"meta\""))
-                .map(|_| ())
-        });
+        wait_attached(&path, &mut child);
         unsafe { libc::kill(child.id() as i32, sig) };
         let status = wait_timeout(&mut child, Duration::from_secs(10));
         assert!(status.success(), "{name}: exit {status}");
@@ -140,11 +117,11 @@ fn every_stop_signal_ends_the_trace_cleanly() {
         assert_eq!(t.end()["reason"], "signal", "{name}");
         // No program stays attached: the kernel frees programs asynchronously after their
         // last fd closes, so allow it a moment to return to the count before the run.
-        let left = wait_for("programs to be freed", Duration::from_secs(5), || {
-            let n = count_our_programs();
-            (n <= before).then_some(n)
-        });
-        assert!(left <= before, "{name}: programs left");
+        wait_for(
+            &format!("{name}: programs to be freed"),
+            Duration::from_secs(5),
+            || (count_our_programs() <= before).then_some(()),
+        );
     }
 }
 
@@ -204,8 +181,7 @@ fn traces_hold_no_redis_data_and_are_private() {
     let dir = TempDir::new("secret");
     let pid = redis.pid().to_string();
     let rec = Recorder::start(dir.path(), &["-p", &pid, "--events"], &[]);
-    assert!(redis.cli(&["BGSAVE"]).contains("Background saving started"));
-    redis.wait_field("persistence", "rdb_bgsave_in_progress", "0");
+    redis.save();
     std::thread::sleep(Duration::from_millis(300));
     let path = rec.path.clone();
     let t = rec.stop();
@@ -234,12 +210,7 @@ fn cowtrace_opens_no_network_socket() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("attach", Duration::from_secs(30), || {
-        std::fs::read_to_string(&path)
-            .ok()
-            .filter(|s| s.contains("\"meta\""))
-            .map(|_| ())
-    });
+    wait_attached(&path, &mut child);
     let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", child.id()))
         .unwrap()
         .flatten()
@@ -314,22 +285,30 @@ fn closed_stdout_ends_record_promptly_and_quietly() {
     assert!(err.trim().is_empty(), "quiet: {err}");
 }
 
-#[test]
-#[ignore = "root: run with `cargo xtask test`"]
-fn ten_thousand_forks_leave_no_map_entries() {
-    require_root();
-    let dir = TempDir::new("forks");
-    let w = Workload::spawn(&["--mode", "many-forks", "--children", "10000", "--mib", "1"]);
+/// Record `forks` short-lived children forked one after the other by cowload, with
+/// `env` for cowtrace; stop `settle` after the storm.
+fn fork_storm(tag: &str, forks: u32, settle: Duration, env: &[(&str, &str)]) -> Trace {
+    let dir = TempDir::new(tag);
+    let n = forks.to_string();
+    let w = Workload::spawn(&["--mode", "many-forks", "--children", &n, "--mib", "1"]);
     let pid = w.pid.to_string();
     // A second, long-lived target keeps the run going after the fork storm ends.
     let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
     let sp = sleeper.id().to_string();
-    let rec = Recorder::start(dir.path(), &["-p", &pid, "-p", &sp], &[]);
+    let rec = Recorder::start(dir.path(), &["-p", &pid, "-p", &sp], env);
     w.go();
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(settle);
     let t = rec.stop();
     let _ = sleeper.kill();
     let _ = sleeper.wait();
+    t
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn ten_thousand_forks_leave_no_map_entries() {
+    require_root();
+    let t = fork_storm("forks", 10_000, Duration::from_millis(500), &[]);
     let end = t.end();
     eprintln!("10k forks: end {end}");
     assert_eq!(u(&end["sessions"]), 10_000);
@@ -393,12 +372,7 @@ fn full_disk_stops_cleanly_with_a_clear_error() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for("attach", Duration::from_secs(30), || {
-        std::fs::read_to_string(&path)
-            .ok()
-            .filter(|s| s.contains("\"meta\""))
-            .map(|_| ())
-    });
+    wait_attached(&path, &mut child);
     w.go();
     let status = wait_timeout(&mut child, Duration::from_secs(30));
     let mut err = String::new();
@@ -431,20 +405,12 @@ fn lost_fork_and_exit_events_still_account_for_every_session() {
     // A 4 KiB session ring holds 12 events: a burst of forks overflows it, and the
     // agent must recover the sessions whose fork or exit event was dropped from the
     // kernel's SESSIONS map.
-    let dir = TempDir::new("lostforks");
-    let w = Workload::spawn(&["--mode", "many-forks", "--children", "3000", "--mib", "1"]);
-    let pid = w.pid.to_string();
-    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
-    let sp = sleeper.id().to_string();
-    let rec = Recorder::start(
-        dir.path(),
-        &["-p", &pid, "-p", &sp],
+    let t = fork_storm(
+        "lostforks",
+        3_000,
+        Duration::ZERO,
         &[("COWTRACE_PROC_RING_BYTES", "4096")],
     );
-    w.go();
-    let t = rec.stop();
-    let _ = sleeper.kill();
-    let _ = sleeper.wait();
     let end = t.end();
     eprintln!("lost events: {end}");
     assert!(

@@ -435,31 +435,10 @@ fn record_then_report_gives_the_ledgers_totals() {
     let pid = redis.pid().to_string();
     let rec = Recorder::start(dir.path(), &["-p", &pid, "--events", "-i", "0.2"], &[]);
     let path = rec.path.clone();
-    let mut load = Command::new("redis-benchmark")
-        .arg("-s")
-        .arg(&redis.sock)
-        .args([
-            "-t",
-            "set",
-            "-P",
-            "16",
-            "-q",
-            "-r",
-            "50000",
-            "-n",
-            "100000000",
-            "-d",
-            "150",
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(redis.cli(&["BGSAVE"]).contains("Background saving started"));
-    redis.wait_field("persistence", "rdb_bgsave_in_progress", "0");
-    assert!(redis.cli(&["BGREWRITEAOF"]).contains("rewriting"));
-    redis.wait_field("persistence", "aof_rewrite_in_progress", "0");
-    let _ = load.kill();
-    let _ = load.wait();
+    let load = redis.write_load(50_000, 150);
+    redis.save();
+    redis.rewrite_aof();
+    drop(load);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let trace = rec.stop();
     let text = std::fs::read_to_string(&path).unwrap();

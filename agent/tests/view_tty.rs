@@ -3,7 +3,7 @@
 mod common;
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -128,41 +128,6 @@ fn wait_exit_file(path: &Path, limit: Duration) -> String {
     }
 }
 
-/// A write load on every key while the save runs: the parent's writes are what copy.
-fn write_load(redis: &Redis, keys: u64) -> Load {
-    Load(
-        Command::new("redis-benchmark")
-            .arg("-s")
-            .arg(&redis.sock)
-            .args([
-                "-t",
-                "set",
-                "-P",
-                "16",
-                "-q",
-                "-r",
-                &keys.to_string(),
-                "-n",
-                "100000000",
-                "-d",
-                "150",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-benchmark"),
-    )
-}
-
-struct Load(Child);
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `cowtrace watch` in tmux, with the terminal settings saved before and after it.
 fn tmux_watch(dir: &Path, args: &str, width: u16, height: u16) -> (Tmux, PathBuf) {
     let exit = dir.join("exit");
@@ -224,8 +189,8 @@ fn live_view_in_a_terminal_during_bgsave() {
         "{s}"
     );
 
-    assert!(redis.cli(&["BGSAVE"]).contains("Background saving started"));
-    let load = write_load(&redis, 200_000);
+    redis.bgsave();
+    let load = redis.write_load(200_000, 150);
     // While the save runs: the process is saving, the session is listed with its COW,
     // and the histograms have data.
     let s = t.wait_screen(
@@ -252,7 +217,7 @@ fn live_view_in_a_terminal_during_bgsave() {
     ] {
         assert!(s.contains(want), "{want} on screen:\n{s}");
     }
-    redis.wait_field("persistence", "rdb_bgsave_in_progress", "0");
+    redis.wait_bgsave();
     drop(load);
     let s = t.wait_screen("the ended save", Duration::from_secs(10), |s| {
         s.contains("no save running")
@@ -339,9 +304,9 @@ fn plain_lines_when_piped_during_bgsave() {
     std::io::BufRead::read_line(&mut out, &mut first).unwrap();
     assert!(first.contains(&format!("watching pid {pid}")), "{first}");
 
-    assert!(redis.cli(&["BGSAVE"]).contains("Background saving started"));
-    let load = write_load(&redis, 200_000);
-    redis.wait_field("persistence", "rdb_bgsave_in_progress", "0");
+    redis.bgsave();
+    let load = redis.write_load(200_000, 150);
+    redis.wait_bgsave();
     drop(load);
     std::thread::sleep(Duration::from_millis(500));
     // SAFETY: kill(2) on our own child.

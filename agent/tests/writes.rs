@@ -105,8 +105,7 @@ fn redis_bgsave_writes_equal_the_rdb_file() {
     let dir = TempDir::new("redis-writes");
     let pid = redis.pid().to_string();
     let rec = Recorder::start(dir.path(), &["-p", &pid], &[]);
-    assert!(redis.cli(&["BGSAVE"]).contains("Background saving started"));
-    redis.wait_field("persistence", "rdb_bgsave_in_progress", "0");
+    redis.save();
     std::thread::sleep(Duration::from_millis(300));
     let t = rec.stop();
     let e = t
@@ -147,12 +146,11 @@ fn redis_bgrewriteaof_writes_equal_the_new_base_file() {
     require_root();
     let redis = Redis::start(&["--appendonly", "yes", "--logfile", ""]);
     redis.fill(50_000, 100);
-    redis.wait_field("persistence", "aof_rewrite_in_progress", "0");
+    redis.wait_aof_rewrite();
     let dir = TempDir::new("redis-aof");
     let pid = redis.pid().to_string();
     let rec = Recorder::start(dir.path(), &["-p", &pid], &[]);
-    assert!(redis.cli(&["BGREWRITEAOF"]).contains("rewriting"));
-    redis.wait_field("persistence", "aof_rewrite_in_progress", "0");
+    redis.rewrite_aof();
     std::thread::sleep(Duration::from_millis(300));
     let t = rec.stop();
     let e = t

@@ -2,12 +2,15 @@
 //! BGREWRITEAOF rounds, and `cowtrace watch` on the Redis process so the user sees the
 //! copy-on-write it causes next to Redis's own estimate.
 
-use crate::{setup, util};
+use crate::{
+    redis::{self, Addr},
+    setup, util,
+    util::check_interrupted,
+};
 use anyhow::{Context as _, Result, bail};
 use std::ffi::CString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long `cowtrace watch` runs (`-d`), and when the demo gives up and sends SIGINT.
@@ -64,21 +67,6 @@ impl Drop for Guard {
     }
 }
 
-/// Set by Ctrl-C. The terminal sends SIGINT to redis, the load and cowtrace as well; the
-/// demo notices it here and returns an error, so the guard still removes the temp dir.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::Relaxed) {
-        bail!("interrupted");
-    }
-    Ok(())
-}
-
 /// Sleep, but give up early on Ctrl-C.
 fn sleep(d: Duration) -> Result<()> {
     let end = Instant::now() + d;
@@ -102,10 +90,9 @@ pub fn run() -> Result<()> {
     if !util::is_root() {
         bail!("the demo runs `cowtrace watch`, which loads eBPF programs: run it as root");
     }
-    // A handler, not SIG_IGN: an ignored signal would be inherited by the children (and
-    // cowtrace must still stop on SIGINT); a handler is reset to default on exec.
-    // SAFETY: the handler only stores to an atomic.
-    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    // The terminal sends Ctrl-C's SIGINT to redis, the load and cowtrace as well; the demo
+    // notices it and returns an error, so the guard still removes the temp dir.
+    util::catch_sigint();
     let root = util::repo_root();
     util::run(util::cargo().args(["build", "--release"]))?;
     let cowtrace = root.join("target/release/cowtrace");
@@ -122,30 +109,23 @@ pub fn run() -> Result<()> {
     println!("[demo] temp dir {}, redis port {port}", tmp.display());
 
     // 1. Redis with persistence off (we trigger the saves ourselves).
-    let redis = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .arg("--dir")
-        .arg(&tmp)
-        .args([
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--logfile",
-        ])
-        .arg(tmp.join("redis.log"))
-        .stdin(Stdio::null())
+    let addr = Addr::Tcp(port);
+    let server = redis::server(&addr, &tmp)
         .spawn()
         .context("could not start redis-server (is redis-server installed?)")?;
-    let redis_pid = guard.add("redis-server", redis, libc::SIGTERM);
-    wait_for_pong(&mut guard, port, &tmp)?;
+    let redis_pid = guard.add("redis-server", server, libc::SIGTERM);
+    redis::wait_ready(&addr, &tmp, || {
+        check_interrupted()?;
+        Ok(guard
+            .get("redis-server")
+            .and_then(|c| c.try_wait().ok().flatten())
+            .map(|s| s.to_string()))
+    })?;
     println!("[demo] redis-server pid {redis_pid} is up");
 
     // 2. ~50 MB of data: 400k keys of 100 bytes.
     println!("[demo] loading 400k keys of 100 B ...");
-    util::run(bench_cmd(port, 400_000).stdin(Stdio::null()))?;
+    util::run(&mut redis::sets(&addr, LOAD_KEYS, 400_000, 100))?;
 
     // 3. The tracer, output straight to the user's terminal. `--plain`: the demo prints
     // its own progress lines in between, which would garble the full-screen view.
@@ -178,24 +158,24 @@ pub fn run() -> Result<()> {
 
     // 4. A write load during the saves, so that the parent dirties pages its fork child
     //    still shares: that is the copy-on-write cowtrace attributes.
-    ensure_load(&mut guard, port)?;
+    ensure_load(&mut guard, &addr)?;
     sleep(Duration::from_millis(500))?;
 
     // 5. Saves: BGSAVE then BGREWRITEAOF, three times, with Redis's own COW numbers.
     for round in 1..=SAVE_ROUNDS {
-        ensure_load(&mut guard, port)?;
-        redis_cli(port, &["BGSAVE"])?;
-        wait_info(port, "persistence", &[("rdb_bgsave_in_progress", "0")])?;
+        ensure_load(&mut guard, &addr)?;
+        redis::cli(&addr, &["BGSAVE"])?;
+        wait_info(&addr, "persistence", &[("rdb_bgsave_in_progress", "0")])?;
         println!(
             "[demo] round {round}: BGSAVE done: rdb_last_cow_size={} latest_fork_usec={}",
-            info_field(port, "persistence", "rdb_last_cow_size")?,
-            info_field(port, "stats", "latest_fork_usec")?,
+            redis::info_field(&addr, "persistence", "rdb_last_cow_size")?,
+            redis::info_field(&addr, "stats", "latest_fork_usec")?,
         );
         sleep(Duration::from_secs(1))?;
-        ensure_load(&mut guard, port)?;
-        redis_cli(port, &["BGREWRITEAOF"])?;
+        ensure_load(&mut guard, &addr)?;
+        redis::cli(&addr, &["BGREWRITEAOF"])?;
         wait_info(
-            port,
+            &addr,
             "persistence",
             &[
                 ("aof_rewrite_in_progress", "0"),
@@ -204,8 +184,8 @@ pub fn run() -> Result<()> {
         )?;
         println!(
             "[demo] round {round}: BGREWRITEAOF done: aof_last_cow_size={} latest_fork_usec={}",
-            info_field(port, "persistence", "aof_last_cow_size")?,
-            info_field(port, "stats", "latest_fork_usec")?,
+            redis::info_field(&addr, "persistence", "aof_last_cow_size")?,
+            redis::info_field(&addr, "stats", "latest_fork_usec")?,
         );
         sleep(Duration::from_secs(1))?;
     }
@@ -250,7 +230,7 @@ pub fn run() -> Result<()> {
 
 /// Start the background write load, or restart it when it has already finished (2 M
 /// pipelined SETs take only a few seconds here, less than the three save rounds).
-fn ensure_load(guard: &mut Guard, port: u16) -> Result<()> {
+fn ensure_load(guard: &mut Guard, addr: &Addr) -> Result<()> {
     if let Some(i) = guard
         .children
         .iter()
@@ -261,8 +241,7 @@ fn ensure_load(guard: &mut Guard, port: u16) -> Result<()> {
         }
         guard.children.remove(i);
     }
-    let load = bench_cmd(port, 2_000_000)
-        .stdin(Stdio::null())
+    let load = redis::sets(addr, LOAD_KEYS, 2_000_000, 100)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -271,56 +250,17 @@ fn ensure_load(guard: &mut Guard, port: u16) -> Result<()> {
     Ok(())
 }
 
-/// `redis-benchmark` doing pipelined SETs of 100 B values over `keys` random keys.
-fn bench_cmd(port: u16, requests: u32) -> Command {
-    let mut c = Command::new("redis-benchmark");
-    c.args([
-        "-h",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-t",
-        "set",
-        "-r",
-        "400000",
-    ])
-    .args(["-n", &requests.to_string(), "-d", "100", "-P", "16", "-q"]);
-    c
-}
-
-fn redis_cli(port: u16, args: &[&str]) -> Result<String> {
-    let out = util::output(
-        Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args(args),
-    )?;
-    let out = out.trim().to_string();
-    if out.starts_with("ERR") || out.starts_with("(error)") {
-        bail!("redis-cli {}: {out}", args.join(" "));
-    }
-    Ok(out)
-}
-
-fn info_field(port: u16, section: &str, key: &str) -> Result<String> {
-    let info = redis_cli(port, &["INFO", section])?;
-    info.lines()
-        .find_map(|l| {
-            l.trim_end()
-                .strip_prefix(key)?
-                .strip_prefix(':')
-                .map(str::to_string)
-        })
-        .with_context(|| format!("INFO {section} has no {key}"))
-}
+/// The demo's SETs of 100 B values go to 400k random keys.
+const LOAD_KEYS: u64 = 400_000;
 
 /// Poll `INFO section` every 200 ms until every `key:value` pair holds (60 s at most).
-fn wait_info(port: u16, section: &str, want: &[(&str, &str)]) -> Result<()> {
+fn wait_info(addr: &Addr, section: &str, want: &[(&str, &str)]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         check_interrupted()?;
         let mut all = true;
         for (k, v) in want {
-            all &= info_field(port, section, k)? == *v;
+            all &= redis::info_field(addr, section, k)? == *v;
         }
         if all {
             return Ok(());
@@ -329,29 +269,6 @@ fn wait_info(port: u16, section: &str, want: &[(&str, &str)]) -> Result<()> {
             bail!("timed out waiting for INFO {section} to show {want:?}");
         }
         sleep(Duration::from_millis(200))?;
-    }
-}
-
-fn wait_for_pong(guard: &mut Guard, port: u16, tmp: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if redis_cli(port, &["ping"]).is_ok_and(|s| s == "PONG") {
-            return Ok(());
-        }
-        let exited = guard
-            .get("redis-server")
-            .and_then(|c| c.try_wait().ok().flatten());
-        if exited.is_some() || Instant::now() > deadline {
-            let log = std::fs::read_to_string(tmp.join("redis.log")).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(10).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            bail!(
-                "redis-server on port {port} did not answer PING within 10 s ({}); log tail:\n{}",
-                exited.map_or("still running".to_string(), |s| format!("exited: {s}")),
-                tail.join("\n")
-            );
-        }
-        sleep(Duration::from_millis(100))?;
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod bench;
 mod demo;
+mod redis;
 mod setup;
 mod soak;
 mod test;

@@ -11,14 +11,17 @@
 use std::{
     fmt::Write as _,
     io::BufRead as _,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{setup, util};
+use crate::{
+    redis::{self, Addr},
+    setup, util,
+};
 
 #[derive(clap::Args)]
 pub struct SoakArgs {
@@ -54,16 +57,8 @@ impl Drop for Guard {
     }
 }
 
-fn cli(sock: &Path, args: &[&str]) -> Result<String> {
-    util::output(Command::new("redis-cli").arg("-s").arg(sock).args(args))
-}
-
-fn info_field(sock: &Path, section: &str, field: &str) -> Option<String> {
-    let info = cli(sock, &["INFO", section]).ok()?;
-    info.lines().find_map(|l| {
-        l.strip_prefix(&format!("{field}:"))
-            .map(|v| v.trim().to_string())
-    })
+fn info_field(addr: &Addr, section: &str, field: &str) -> Option<String> {
+    redis::info_field(addr, section, field).ok()
 }
 
 fn proc_kb(pid: u32, key: &str) -> Option<u64> {
@@ -73,23 +68,9 @@ fn proc_kb(pid: u32, key: &str) -> Option<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-fn load(sock: &Path) -> Result<Child> {
-    Command::new("redis-benchmark")
-        .arg("-s")
-        .arg(sock)
-        .args([
-            "-t",
-            "set",
-            "-P",
-            "16",
-            "-q",
-            "-r",
-            "200000",
-            "-n",
-            "100000000",
-            "-d",
-            "100",
-        ])
+/// The write load: SETs of 100 B over the 200k keys, until killed.
+fn load(addr: &Addr) -> Result<Child> {
+    redis::sets(addr, 200_000, 100_000_000, 100)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -110,50 +91,19 @@ pub fn run(args: SoakArgs) -> Result<()> {
         dir: dir.clone(),
         children: Vec::new(),
     };
-    let sock = dir.join("redis.sock");
-    let redis = Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ])
-        .arg("--unixsocket")
-        .arg(&sock)
-        .arg("--dir")
-        .arg(&dir)
-        .arg("--logfile")
-        .arg(dir.join("redis.log"))
-        .stdout(Stdio::null())
+    let addr = Addr::Unix(dir.join("redis.sock"));
+    let mut server = redis::server(&addr, &dir)
         .spawn()
         .context("starting redis-server")?;
-    let redis_pid = redis.id();
-    g.children.push(redis);
-    let t0 = Instant::now();
-    while cli(&sock, &["PING"])
-        .map(|s| s.trim() != "PONG")
-        .unwrap_or(true)
-    {
-        if t0.elapsed() > Duration::from_secs(10) {
-            bail!("redis-server did not answer PING");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let redis_pid = server.id();
+    let ready = redis::wait_ready(&addr, &dir, || {
+        Ok(server.try_wait()?.map(|s| s.to_string()))
+    });
+    g.children.push(server);
+    ready?;
     println!("[soak] loading 200k keys ...");
-    util::run(
-        Command::new("redis-benchmark")
-            .arg("-s")
-            .arg(&sock)
-            .args([
-                "-t", "set", "-P", "16", "-q", "-r", "200000", "-n", "200000", "-d", "100",
-            ])
-            .stdout(Stdio::null()),
-    )?;
-    let forks_before: u64 = info_field(&sock, "stats", "total_forks")
+    util::run(redis::sets(&addr, 200_000, 200_000, 100).stdout(Stdio::null()))?;
+    let forks_before: u64 = info_field(&addr, "stats", "total_forks")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
 
@@ -179,7 +129,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
         "[soak] {:.1} min: a save every {} s under a write load; cowtrace pid {rec_pid}",
         args.minutes, args.save_every
     );
-    let mut load_child = load(&sock)?;
+    let mut load_child = load(&addr)?;
     let start = Instant::now();
     let mut last_save = Instant::now() - Duration::from_secs(args.save_every);
     let mut last_rss = Instant::now() - Duration::from_secs(10);
@@ -187,7 +137,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
     let (mut saves, mut rewrites, mut skipped) = (0u64, 0u64, 0u64);
     while start.elapsed() < total {
         if matches!(load_child.try_wait(), Ok(Some(_))) {
-            load_child = load(&sock)?;
+            load_child = load(&addr)?;
         }
         if last_rss.elapsed() >= Duration::from_secs(10) {
             last_rss = Instant::now();
@@ -197,17 +147,17 @@ pub fn run(args: SoakArgs) -> Result<()> {
         }
         if last_save.elapsed() >= Duration::from_secs(args.save_every) {
             last_save = Instant::now();
-            let busy = info_field(&sock, "persistence", "rdb_bgsave_in_progress").as_deref()
+            let busy = info_field(&addr, "persistence", "rdb_bgsave_in_progress").as_deref()
                 == Some("1")
-                || info_field(&sock, "persistence", "aof_rewrite_in_progress").as_deref()
+                || info_field(&addr, "persistence", "aof_rewrite_in_progress").as_deref()
                     == Some("1");
             if busy {
                 skipped += 1;
             } else if (saves + rewrites) % 4 == 3 {
-                cli(&sock, &["BGREWRITEAOF"])?;
+                redis::cli(&addr, &["BGREWRITEAOF"])?;
                 rewrites += 1;
             } else {
-                cli(&sock, &["BGSAVE"])?;
+                redis::cli(&addr, &["BGSAVE"])?;
                 saves += 1;
             }
         }
@@ -217,8 +167,8 @@ pub fn run(args: SoakArgs) -> Result<()> {
     let _ = load_child.wait();
     // Let the last save finish, so every fork has ended.
     let t0 = Instant::now();
-    while info_field(&sock, "persistence", "rdb_bgsave_in_progress").as_deref() == Some("1")
-        || info_field(&sock, "persistence", "aof_rewrite_in_progress").as_deref() == Some("1")
+    while info_field(&addr, "persistence", "rdb_bgsave_in_progress").as_deref() == Some("1")
+        || info_field(&addr, "persistence", "aof_rewrite_in_progress").as_deref() == Some("1")
     {
         if t0.elapsed() > Duration::from_secs(60) {
             bail!("the last save did not finish within 60 s");
@@ -226,7 +176,7 @@ pub fn run(args: SoakArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
-    let forks: u64 = info_field(&sock, "stats", "total_forks")
+    let forks: u64 = info_field(&addr, "stats", "total_forks")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
         - forks_before;

@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The workspace root (xtask lives in `<root>/xtask`).
 pub fn repo_root() -> PathBuf {
@@ -157,4 +158,28 @@ pub fn run_tee(cmd: &mut Command) -> Result<(ExitStatus, String)> {
         .wait()
         .with_context(|| format!("waiting for `{shown}`"))?;
     Ok((status, captured))
+}
+
+/// Set by Ctrl-C once [`catch_sigint`] is in place.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Catch SIGINT, for long jobs that must clean up after Ctrl-C: they poll
+/// [`check_interrupted`]. A handler, not SIG_IGN: an ignored signal would be inherited
+/// by the children (and cowtrace must still stop on SIGINT); a handler is reset to the
+/// default on exec.
+pub fn catch_sigint() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+}
+
+/// An error once Ctrl-C was pressed.
+pub fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
 }

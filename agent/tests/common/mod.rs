@@ -81,20 +81,8 @@ impl Recorder {
             child: Some(child),
             path,
         };
-        let t0 = Instant::now();
-        loop {
-            if std::fs::read_to_string(&r.path).is_ok_and(|s| s.contains("\"type\":\"meta\"")) {
-                return r;
-            }
-            if let Some(status) = r.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("cowtrace record exited before attaching: {status}");
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "cowtrace did not attach within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_attached(&r.path, r.child.as_mut().unwrap());
+        r
     }
 
     /// SIGINT, wait for a clean exit, parse the trace.
@@ -122,6 +110,25 @@ impl Drop for Recorder {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// Wait until the `cowtrace record` `child` writing to `path` has attached: the meta
+/// line is written after every program is attached.
+pub fn wait_attached(path: &Path, child: &mut Child) {
+    let t0 = Instant::now();
+    loop {
+        if std::fs::read_to_string(path).is_ok_and(|s| s.contains("\"type\":\"meta\"")) {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("cowtrace record exited before attaching: {status}");
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "cowtrace did not attach within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -349,24 +356,89 @@ impl Redis {
         })
     }
 
-    /// Load `n` keys of `size` bytes with redis-benchmark.
-    pub fn fill(&self, n: u64, size: u64) {
-        let st = Command::new("redis-benchmark")
-            .arg("-s")
+    /// `redis-benchmark` SETs, pipelined 16 deep: `requests` of them over `keys` random
+    /// keys, with `size`-byte values.
+    fn sets(&self, keys: u64, requests: u64, size: u64) -> Command {
+        let mut cmd = Command::new("redis-benchmark");
+        cmd.arg("-s")
             .arg(&self.sock)
             .args(["-t", "set", "-P", "16", "-q"])
-            .args([
-                "-r",
-                &n.to_string(),
-                "-n",
-                &n.to_string(),
-                "-d",
-                &size.to_string(),
-            ])
-            .stdout(Stdio::null())
+            .args(["-r", &keys.to_string()])
+            .args(["-n", &requests.to_string()])
+            .args(["-d", &size.to_string()])
+            .stdout(Stdio::null());
+        cmd
+    }
+
+    /// Load `n` keys of `size` bytes with redis-benchmark.
+    pub fn fill(&self, n: u64, size: u64) {
+        self.run_sets(n, n, size);
+    }
+
+    /// `requests` SETs over `keys` keys of `size` bytes, waited for.
+    pub fn run_sets(&self, keys: u64, requests: u64, size: u64) {
+        let st = self
+            .sets(keys, requests, size)
             .status()
             .expect("redis-benchmark");
-        assert!(st.success());
+        assert!(st.success(), "redis-benchmark failed: {st}");
+    }
+
+    /// A write load on `keys` keys of `size` bytes that runs until it is dropped: while
+    /// a save runs, the parent's writes are what copy.
+    pub fn write_load(&self, keys: u64, size: u64) -> Load {
+        Load(
+            self.sets(keys, 100_000_000, size)
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-benchmark"),
+        )
+    }
+
+    /// Start a BGSAVE (it runs on when this returns).
+    pub fn bgsave(&self) {
+        let reply = self.cli(&["BGSAVE"]);
+        assert!(
+            reply.contains("Background saving started"),
+            "BGSAVE: {reply}"
+        );
+    }
+
+    pub fn wait_bgsave(&self) {
+        self.wait_field("persistence", "rdb_bgsave_in_progress", "0");
+    }
+
+    /// A whole BGSAVE: started and waited for.
+    pub fn save(&self) {
+        self.bgsave();
+        self.wait_bgsave();
+    }
+
+    /// A whole BGREWRITEAOF: started and waited for.
+    pub fn rewrite_aof(&self) {
+        let reply = self.cli(&["BGREWRITEAOF"]);
+        assert!(reply.contains("rewriting"), "BGREWRITEAOF: {reply}");
+        self.wait_aof_rewrite();
+    }
+
+    pub fn wait_aof_rewrite(&self) {
+        self.wait_field("persistence", "aof_rewrite_in_progress", "0");
+    }
+
+    /// The pid Redis logged for its last background save ("Background saving started by
+    /// pid N"), if it has logged one yet.
+    pub fn logged_save_pid(&self) -> Option<u64> {
+        self.log()
+            .lines()
+            .rev()
+            .find_map(|l| l.split("Background saving started by pid ").nth(1))
+            .and_then(|p| p.trim().parse().ok())
+    }
+
+    /// [`Redis::logged_save_pid`], which must be there.
+    pub fn save_pid(&self) -> u64 {
+        self.logged_save_pid()
+            .unwrap_or_else(|| panic!("no BGSAVE pid in the Redis log:\n{}", self.log()))
     }
 
     pub fn wait_field(&self, section: &str, field: &str, value: &str) {
@@ -389,5 +461,15 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A background `redis-benchmark`, killed on drop.
+pub struct Load(Child);
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -23,11 +23,11 @@ mod stats;
 mod tracers;
 mod view;
 
+use crate::util::check_interrupted;
 use crate::{setup, util};
 use anyhow::{Context as _, Result, bail};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 #[derive(clap::Args)]
@@ -134,20 +134,6 @@ impl Plan {
     }
 }
 
-/// Set by Ctrl-C; checked between runs so that the guards still clean up.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(Ordering::Relaxed) {
-        bail!("interrupted");
-    }
-    Ok(())
-}
-
 pub fn run(args: BenchArgs) -> Result<()> {
     let started = Instant::now();
     let root = util::repo_root();
@@ -155,10 +141,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         setup::run()?;
     }
     preflight()?;
-    // A handler, not SIG_IGN: an ignored signal would be inherited by the children, and
-    // cowtrace must still stop on SIGINT; a handler is reset to default on exec.
-    // SAFETY: the handler only stores to an atomic.
-    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    // Ctrl-C is checked between runs, so that the guards still clean up.
+    util::catch_sigint();
     if !args.no_build {
         util::run(util::cargo().args([
             "build",

@@ -12,9 +12,10 @@
 use super::procs::{self, Proc, TempDir};
 use super::stats::{Spread, ratios, rotation};
 use super::tracers::{Output, Running, Tools};
+use crate::redis::{self, Addr};
 use anyhow::{Context as _, Result, bail};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy)]
@@ -120,88 +121,26 @@ impl Results {
 /// The throwaway server.
 struct Redis {
     proc: Proc,
-    sock: PathBuf,
-    dir: PathBuf,
+    addr: Addr,
 }
 
 impl Redis {
     fn start(dir: &Path) -> Result<Redis> {
-        let sock = dir.join("redis.sock");
-        let mut cmd = Command::new("redis-server");
-        cmd.args([
-            "--port",
-            "0",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ])
-        .args(["--stop-writes-on-bgsave-error", "no"])
-        .arg("--unixsocket")
-        .arg(&sock)
-        .arg("--dir")
-        .arg(dir)
-        .arg("--logfile")
-        .arg(dir.join("redis.log"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-        let proc = Proc::spawn("redis-server", &mut cmd, libc::SIGTERM)?;
-        let mut r = Redis {
-            proc,
-            sock,
-            dir: dir.to_path_buf(),
-        };
-        let t0 = Instant::now();
-        while r.cli(&["PING"]).ok().as_deref() != Some("PONG") {
-            if let Some(e) = r.proc.poll()? {
-                bail!("redis-server exited ({}); log:\n{}", e.describe(), r.log());
-            }
-            if t0.elapsed() > Duration::from_secs(10) {
-                bail!(
-                    "redis-server did not answer PING within 10 s; log:\n{}",
-                    r.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(r)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
+        let addr = Addr::Unix(dir.join("redis.sock"));
+        let mut cmd = redis::server(&addr, dir);
+        cmd.args(["--stop-writes-on-bgsave-error", "no"]);
+        let mut proc = Proc::spawn("redis-server", &mut cmd, libc::SIGTERM)?;
+        redis::wait_ready(&addr, dir, || Ok(proc.poll()?.map(|e| e.describe())))?;
+        Ok(Redis { proc, addr })
     }
 
     fn cli(&self, args: &[&str]) -> Result<String> {
-        let out = crate::util::output(
-            Command::new("redis-cli")
-                .arg("-s")
-                .arg(&self.sock)
-                .args(args),
-        )?;
-        let out = out.trim().to_string();
-        if out.starts_with("ERR") {
-            bail!("redis-cli {}: {out}", args.join(" "));
-        }
-        Ok(out)
-    }
-
-    fn info(&self, section: &str, field: &str) -> Result<String> {
-        let info = self.cli(&["INFO", section])?;
-        info.lines()
-            .find_map(|l| {
-                l.trim_end()
-                    .strip_prefix(field)?
-                    .strip_prefix(':')
-                    .map(str::to_string)
-            })
-            .with_context(|| format!("INFO {section} has no {field}"))
+        redis::cli(&self.addr, args)
     }
 
     fn wait_info(&self, section: &str, field: &str, want: &str, limit: Duration) -> Result<()> {
         let t0 = Instant::now();
-        while self.info(section, field)? != want {
+        while redis::info_field(&self.addr, section, field)? != want {
             if t0.elapsed() > limit {
                 bail!("INFO {field} did not become {want} within {limit:?}");
             }
@@ -210,15 +149,9 @@ impl Redis {
         Ok(())
     }
 
-    /// `redis-benchmark -t set` and its requests per second.
+    /// `n` SETs of 100 B over `keyspace` keys, and their requests per second.
     fn bench(&self, n: u64, keyspace: u64) -> Result<f64> {
-        let out = crate::util::output(
-            Command::new("redis-benchmark")
-                .arg("-s")
-                .arg(&self.sock)
-                .args(["-t", "set", "-P", "16", "-d", "100", "-q"])
-                .args(["-n", &n.to_string(), "-r", &keyspace.to_string()]),
-        )?;
+        let out = crate::util::output(&mut redis::sets(&self.addr, keyspace, n, 100))?;
         parse_rps(&out)
             .with_context(|| format!("no `requests per second` in redis-benchmark output {out:?}"))
     }
