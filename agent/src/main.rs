@@ -102,7 +102,8 @@ struct RecordArgs {
     /// Trace file to write (`-` for stdout). New files are created with mode 0600.
     #[arg(short = 'o', long, value_name = "FILE")]
     output: PathBuf,
-    /// Also write one line per COW copy (large; off by default).
+    /// Also write one line per COW copy, write, sync and block request (large; off by
+    /// default).
     #[arg(long)]
     events: bool,
     #[command(flatten)]
