@@ -23,11 +23,14 @@ const REPORT_EXAMPLES: &str = "\
 Examples:
   cowtrace report save.jsonl                      # header, sessions, diagnosis, histograms, timelines
   cowtrace report --json save.jsonl | jq .totals  # one JSON object: totals, sessions, warnings
+  cowtrace report --instance db1:6379 save.jsonl  # one server's sessions (as named in the report)
+  cowtrace report --kind aof-rewrite --session 3 save.jsonl
   zcat save.jsonl.gz | cowtrace report -          # read standard input
   ssh db1 cat /var/tmp/save.jsonl | cowtrace report -   # a trace from another host
 
 Exit status: 0 when a report was printed (warnings about a cut or damaged trace are part of
-it), 1 when the input is not a cowtrace trace or cannot be read.";
+it), 1 when the input is not a cowtrace trace or cannot be read, or when no session
+matches --instance/--kind/--session.";
 
 #[derive(Parser)]
 #[command(
@@ -71,6 +74,16 @@ struct ReportArgs {
     /// Print one JSON object (totals, sessions, warnings) instead of text.
     #[arg(long)]
     json: bool,
+    /// Only the sessions of this server, named as the report names it (`host:port`, a
+    /// unix socket path, or `pid N`).
+    #[arg(long, value_name = "NAME")]
+    instance: Option<String>,
+    /// Only sessions of this kind.
+    #[arg(long, value_name = "KIND", value_parser = ["rdb-bgsave", "aof-rewrite", "rdb-replica", "fork"])]
+    kind: Option<String>,
+    /// Only this session (its number in the trace).
+    #[arg(long, value_name = "N")]
+    session: Option<u64>,
 }
 
 #[derive(Args, Clone)]
@@ -93,6 +106,9 @@ struct WatchArgs {
     /// default when stdout is not a terminal).
     #[arg(long)]
     plain: bool,
+    /// Stamp each line with the time of day (HH:MM:SS) instead of seconds since the start.
+    #[arg(short = 'T', long)]
+    timestamp: bool,
     #[command(flatten)]
     targets: Targets,
 }
@@ -135,9 +151,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             };
         }
-        Some(Cmd::Record(r)) => run_with(r.targets, Some((r.output, r.events)), false),
-        Some(Cmd::Watch(w)) => run_with(w.targets, None, w.plain),
-        None => run_with(cli.watch.targets, None, cli.watch.plain),
+        Some(Cmd::Record(r)) => run_with(r.targets, Some((r.output, r.events)), false, false),
+        Some(Cmd::Watch(w)) => run_with(w.targets, None, w.plain, w.timestamp),
+        None => run_with(
+            cli.watch.targets,
+            None,
+            cli.watch.plain,
+            cli.watch.timestamp,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -149,8 +170,20 @@ fn main() -> ExitCode {
 }
 
 fn report(args: &ReportArgs) -> ExitCode {
+    let filter = cowtrace::report::fold::Filter {
+        instance: args.instance.clone(),
+        kind: args.kind.clone(),
+        session: args.session,
+    };
     match cowtrace::report::read_path(&args.file) {
-        Ok(r) => {
+        Ok(mut r) => {
+            if let Err(msg) = r.retain(&filter) {
+                eprintln!(
+                    "cowtrace: error: {}",
+                    cowtrace::report::render::printable(&msg)
+                );
+                return ExitCode::FAILURE;
+            }
             if args.json {
                 // Warnings are in the JSON; repeat them where a person sees them.
                 for w in &r.warnings {
@@ -180,7 +213,12 @@ fn report(args: &ReportArgs) -> ExitCode {
     }
 }
 
-fn run_with(t: Targets, record: Option<(PathBuf, bool)>, plain: bool) -> anyhow::Result<()> {
+fn run_with(
+    t: Targets,
+    record: Option<(PathBuf, bool)>,
+    plain: bool,
+    timestamps: bool,
+) -> anyhow::Result<()> {
     if let Err(msg) = privileges::require() {
         anyhow::bail!(msg);
     }
@@ -199,6 +237,7 @@ fn run_with(t: Targets, record: Option<(PathBuf, bool)>, plain: bool) -> anyhow:
         interval: t.interval,
         output,
         events,
+        timestamps,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

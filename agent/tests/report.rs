@@ -155,8 +155,28 @@ fn sums_of(trace: &str) -> Value {
 
 fn assert_totals_match(json: &Value, trace: &str, what: &str) {
     let want = sums_of(trace);
+    let unfinished = &json["totals"]["unfinished"];
     for (k, v) in want.as_object().unwrap() {
-        assert_eq!(&json["totals"][k], v, "{what}: totals.{k}");
+        // Sessions without `session_end` (a cut trace) add their last figures to the
+        // sums of COW, written and disk bytes and pages; the flag says so.
+        let extra = unfinished[k].as_u64().unwrap_or(0);
+        assert_eq!(
+            json["totals"][k].as_u64(),
+            Some(v.as_u64().unwrap() + extra),
+            "{what}: totals.{k}"
+        );
+    }
+    let cut = json["totals"]["sessions_unfinished"].as_u64().unwrap() > 0;
+    assert_eq!(
+        json["totals"]["includes_unfinished"].as_bool(),
+        Some(cut),
+        "{what}: totals.includes_unfinished"
+    );
+    if cut {
+        assert!(
+            unfinished["cow_bytes"].as_u64().unwrap() > 0,
+            "{what}: a cut session's COW is in the totals, not hidden: {unfinished}"
+        );
     }
     let end = trace
         .lines()
@@ -521,4 +541,106 @@ fn record_then_report_gives_the_ledgers_totals() {
         o.stdout
     );
     eprintln!("{}", o.stdout);
+}
+
+/// A trace of three servers (two TCP, one unix socket), written here.
+fn three_servers() -> String {
+    let mut t = String::from(
+        r#"{"type":"meta","format":"cowtrace","version":1,"start_ts_ns":1000000000,"start_unix_ms":1764000000000,"interval_ms":1000}"#,
+    );
+    t.push('\n');
+    for (id, inst, kind, parent) in [
+        (1, "db1:6379", "rdb-bgsave", 100),
+        (2, "db1:6380", "aof-rewrite", 200),
+        (3, "/run/redis/r.sock", "rdb-bgsave", 300),
+        (4, "db1:6379", "aof-rewrite", 100),
+    ] {
+        t.push_str(&format!(
+            r#"{{"type":"session_start","session":{id},"instance":"{inst}","parent_pid":{parent},"child_pid":{},"kind":"{kind}","ts_ns":1100000000}}"#,
+            parent + id
+        ));
+        t.push('\n');
+        t.push_str(&format!(
+            r#"{{"type":"session_end","session":{id},"instance":"{inst}","parent_pid":{parent},"child_pid":{},"kind":"{kind}","ts_ns":1600000000,"duration_ms":500,"exit_code":0,"complete":true,"cow":{{"pages":{id},"bytes":{}}}}}"#,
+            parent + id,
+            id * 4096
+        ));
+        t.push('\n');
+    }
+    t.push_str(
+        r#"{"type":"end","sessions":4,"lost_events":0,"duration_ms":2000,"reason":"signal"}"#,
+    );
+    t.push('\n');
+    t
+}
+
+#[test]
+fn every_output_names_the_instance_and_filters_select_it() {
+    let trace = three_servers();
+    let all = run(&["report", "-"], Some(trace.as_bytes()));
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    for inst in ["db1:6379", "db1:6380", "/run/redis/r.sock"] {
+        assert!(all.stdout.contains(inst), "{inst} missing:\n{}", all.stdout);
+    }
+    assert!(
+        all.stdout
+            .contains("Session 3: rdb-bgsave on /run/redis/r.sock")
+    );
+
+    let one = run(
+        &["report", "--instance", "db1:6379", "-"],
+        Some(trace.as_bytes()),
+    );
+    assert_eq!(one.code, 0, "{}", one.stderr);
+    assert!(
+        one.stdout
+            .contains("Sessions: 2 (selected by --instance db1:6379)")
+    );
+    assert!(!one.stdout.contains("db1:6380") && !one.stdout.contains("r.sock"));
+
+    let json = run(
+        &[
+            "report",
+            "--json",
+            "--instance",
+            "db1:6379",
+            "--kind",
+            "aof-rewrite",
+            "-",
+        ],
+        Some(trace.as_bytes()),
+    );
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    let sessions = v["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{}", json.stdout);
+    assert_eq!(sessions[0]["session"], 4);
+    assert_eq!(sessions[0]["instance"], "db1:6379");
+    assert_eq!(v["totals"]["cow_bytes"], 4 * 4096);
+    assert!(
+        sessions[0]["diagnosis"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("COW copied 16.0 KiB"),
+        "{}",
+        json.stdout
+    );
+
+    let n = run(&["report", "--session", "3", "-"], Some(trace.as_bytes()));
+    assert!(
+        n.stdout.contains("Sessions: 1 (selected by --session 3)"),
+        "{}",
+        n.stdout
+    );
+
+    let none = run(
+        &["report", "--instance", "db2:6379", "-"],
+        Some(trace.as_bytes()),
+    );
+    assert_eq!(none.code, 1);
+    assert_eq!(
+        none.stderr.trim(),
+        "cowtrace: error: no session in <stdin> matches --instance db2:6379; its servers: /run/redis/r.sock, db1:6379, db1:6380"
+    );
+    let bad = run(&["report", "--kind", "bgsave", "-"], Some(trace.as_bytes()));
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
 }

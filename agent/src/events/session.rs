@@ -13,11 +13,11 @@ use crate::{
         classify::{TITLE_GRACE_NS, classify_title, printable, title_is_set},
         files::resolve,
         hist::Hist,
-        timeline::Timeline,
+        timeline::{Timeline, pct},
     },
     trace::schema::{
-        DiskSummary, FileRow, FsyncSummary, Record, Sample, SessionEnd, SessionKind, SessionStart,
-        WritesSummary, split_wait_status,
+        CowSummary, DiskSummary, FileRow, FsyncSummary, MidSave, Record, Sample, SessionEnd,
+        SessionKind, SessionStart, WritesSummary, split_wait_status,
     },
 };
 
@@ -69,6 +69,10 @@ pub struct Session {
     pub renames: Vec<(String, String)>,
     /// The writer's working directory (relative names are resolved against it).
     pub cwd: Option<String>,
+    /// The traced server's name (`trace::schema::SessionStart::instance`).
+    pub instance: Option<String>,
+    /// Set when cowtrace attached while the child was already running.
+    pub mid_save: Option<MidSave>,
     last_sample_pages: u64,
     last_sample_ts: u64,
     last_sample_io: IoCounters,
@@ -94,6 +98,8 @@ impl Session {
             fork_us: self.fork_us,
             title: self.title.clone(),
             parent_rss_bytes: self.parent_rss,
+            instance: self.instance.clone(),
+            attached_mid_save: self.mid_save.clone(),
         })
     }
 
@@ -132,9 +138,7 @@ impl Session {
             exit_code,
             exit_signal,
             complete,
-            cow: self
-                .timeline
-                .summary(&self.parent, &self.child, self.parent_rss),
+            cow: self.cow_summary(),
             writes: WritesSummary {
                 calls: io.write_calls,
                 bytes: io.write_bytes,
@@ -152,7 +156,21 @@ impl Session {
                 ios: io.disk_ios,
                 latency_us: self.hists.disk_lat_us.quantiles(),
             },
+            instance: self.instance.clone(),
+            attached_mid_save: self.mid_save.clone(),
         }))
+    }
+
+    /// The `cow` object; a session attached mid-save has its share of the parent's RSS
+    /// from the estimate plus what was counted.
+    fn cow_summary(&self) -> CowSummary {
+        let mut c = self
+            .timeline
+            .summary(&self.parent, &self.child, self.parent_rss);
+        if let Some(est) = self.mid_save.as_ref().and_then(|m| m.cow_bytes_estimate) {
+            c.pct_of_parent_rss = pct(c.bytes.saturating_add(est), self.parent_rss);
+        }
+        c
     }
 }
 
@@ -210,6 +228,8 @@ impl Tracker {
             fd_paths: HashMap::new(),
             renames: Vec::new(),
             cwd: None,
+            instance: None,
+            mid_save: None,
             last_sample_pages: 0,
             last_sample_ts: ev.ts_ns,
             last_sample_io: IoCounters::default(),
@@ -225,6 +245,22 @@ impl Tracker {
             && s.parent_pid == ev.ppid
         {
             s.fork_us = Some((ev.value as f64 / 100.0).round() / 10.0);
+        }
+    }
+
+    /// Name the session by its server (`procfs::instance_name`).
+    pub fn set_instance(&mut self, child: u32, instance: String) {
+        if let Some(s) = self.live.get_mut(&child) {
+            s.instance.get_or_insert(instance);
+        }
+    }
+
+    /// Open the session of a child that was already running when cowtrace started
+    /// (`ev` is its fork rebuilt from /proc), with what it had done before.
+    pub fn on_attached_mid_save(&mut self, ev: &ProcEvent, mid: MidSave) {
+        self.on_fork(ev);
+        if let Some(s) = self.live.get_mut(&ev.pid) {
+            s.mid_save = Some(mid);
         }
     }
 
@@ -375,6 +411,7 @@ impl Tracker {
             let dt = now_ns.saturating_sub(s.last_sample_ts).max(1);
             out.push(Record::Sample(Sample {
                 session: s.id,
+                instance: s.instance.clone(),
                 ts_ns: now_ns,
                 elapsed_ms: now_ns.saturating_sub(s.fork_ts_ns) / 1_000_000,
                 cow_pages: pages,

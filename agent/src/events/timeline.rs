@@ -103,15 +103,19 @@ impl Timeline {
             zero_fills: parent.zero_fills + child.zero_fills,
             wp_faults: parent.wp_faults + child.wp_faults,
             parent_rss_at_fork_bytes: rss,
-            pct_of_parent_rss: rss
-                .filter(|&r| r > 0)
-                .map(|r| (bytes as f64 * 1000.0 / r as f64).round() / 10.0),
+            pct_of_parent_rss: pct(bytes, rss),
             peak_pages_per_s: peak.round(),
             peak_at_ms: peak_at,
             timeline_bucket_ms: self.bucket_ms(),
             timeline_pages: self.buckets.clone(),
         }
     }
+}
+
+/// `bytes` as a percentage of `rss`, to one decimal; `None` without an RSS.
+pub fn pct(bytes: u64, rss: Option<u64>) -> Option<f64> {
+    rss.filter(|&r| r > 0)
+        .map(|r| (bytes as f64 * 1000.0 / r as f64).round() / 10.0)
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 use std::collections::{HashMap, HashSet};
 
 use agent_common::{
-    DROP_HOT, DROP_PROC, FileKey, FileStat, MAYBE_TRACED_SLOTS, ROLE_ROOT, SessionState, TracedProc,
+    DROP_HOT, DROP_PROC, FileKey, FileStat, MAYBE_TRACED_SLOTS, ROLE_CHILD, ROLE_ROOT,
+    SessionState, TracedProc,
 };
 use aya::{
     Ebpf,
@@ -81,14 +82,49 @@ impl KernelMaps {
         Ok((maps, rings))
     }
 
+    /// Trace `child`, a fork child of `root` that was already running when cowtrace
+    /// started, as a session: the same entries the fork hook makes (agent-ebpf fork.rs),
+    /// with `prev` the root's session before it. Called before the root is added, so the
+    /// kernel never sees a chain that points to a missing entry.
+    pub fn add_running_child(
+        &mut self,
+        root: u32,
+        child: u32,
+        prev: u32,
+        fork_ts_ns: u64,
+    ) -> Result<(), LoadError> {
+        self.maybe_traced
+            .set(child % MAYBE_TRACED_SLOTS, 1u8, 0)
+            .map_err(map_err("MAYBE_TRACED"))?;
+        let state = SessionState {
+            parent_tgid: root,
+            prev_child: prev,
+            fork_ts_ns,
+            ..Default::default()
+        };
+        self.sessions
+            .insert(child, state, BPF_NOEXIST)
+            .map_err(map_err("SESSIONS"))?;
+        let traced = TracedProc {
+            role: ROLE_CHILD,
+            parent_tgid: root,
+            ..Default::default()
+        };
+        self.traced
+            .insert(child, traced, BPF_NOEXIST)
+            .map_err(map_err("TRACED"))
+    }
+
     /// Start tracing `tgid` as a root (a Redis server or a `-p` target): mark its slot
-    /// of the pre-filter first, then add it to `TRACED`.
-    pub fn add_root(&mut self, tgid: u32) -> Result<(), LoadError> {
+    /// of the pre-filter first, then add it to `TRACED`. `newest_child` is its newest
+    /// running session child (`add_running_child`), 0 for none.
+    pub fn add_root(&mut self, tgid: u32, newest_child: u32) -> Result<(), LoadError> {
         self.maybe_traced
             .set(tgid % MAYBE_TRACED_SLOTS, 1u8, 0)
             .map_err(map_err("MAYBE_TRACED"))?;
         let v = TracedProc {
             role: ROLE_ROOT,
+            newest_child,
             ..Default::default()
         };
         // NOEXIST: the exec hook may have added it already, with sessions linked to it.

@@ -1,46 +1,133 @@
 //! The `watch` lines (when stdout is not a terminal, or `--plain`): one when a session
-//! starts and ends, and one per interval for each running session.
+//! starts and ends, and one per interval for each running session. Every line names the
+//! server (`instance`); sizes and rates are IEC (MiB, MiB/s).
 use crate::{
     live::store::IntervalRow,
-    text::{exit::exit_text, units::fmt_bytes},
-    trace::schema::Record,
+    text::{
+        exit::exit_text,
+        units::{fmt_bytes, fmt_rate},
+    },
+    trace::schema::{MidSave, Record, SessionEnd},
 };
 
-/// Seconds since the start of the run, for line prefixes.
-fn rel(ts_ns: u64, start_ns: u64) -> String {
-    format!("{:>8.3}s", ts_ns.saturating_sub(start_ns) as f64 / 1e9)
+/// How lines are stamped: seconds since the start of the run, or with `-T` the
+/// wall-clock time (`HH:MM:SS`, local time), as bcc's tools do.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub start_ns: u64,
+    /// Wall-clock ms at `start_ns`, when `-T` was given.
+    pub wall_start_ms: Option<u64>,
+}
+
+impl Clock {
+    pub fn relative(start_ns: u64) -> Self {
+        Self {
+            start_ns,
+            wall_start_ms: None,
+        }
+    }
+
+    fn stamp(&self, ts_ns: u64) -> String {
+        let since_ns = ts_ns.saturating_sub(self.start_ns);
+        match self.wall_start_ms {
+            None => format!("{:>8.3}s", since_ns as f64 / 1e9),
+            Some(ms) => local_hms((ms + since_ns / 1_000_000) / 1000),
+        }
+    }
+}
+
+/// `HH:MM:SS` of a Unix time in the local time zone.
+fn local_hms(unix_s: u64) -> String {
+    let t = unix_s as libc::time_t;
+    // SAFETY: an all-zero `tm` is a valid value for localtime_r to overwrite.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return format!("{unix_s}");
+    }
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+/// `; attached mid-save after 3.0s: before it COW ≈120.5 MiB, wrote ≈40.0 MiB (estimates)`
+fn mid_save_text(m: &MidSave) -> String {
+    let est = |v: Option<u64>| v.map_or("?".into(), |b| format!("≈{}", fmt_bytes(b)));
+    format!(
+        "; attached mid-save after {:.1}s: before it COW {}, wrote {} (estimates)",
+        m.ran_ms as f64 / 1000.0,
+        est(m.cow_bytes_estimate),
+        est(m.written_bytes_estimate)
+    )
+}
+
+/// The COW of an ended session: counted, or for a session attached mid-save the
+/// estimate before the attach plus what was counted after it.
+fn end_cow(e: &SessionEnd) -> String {
+    let counted = format!(
+        "{} ({} pages: parent {}, child {})",
+        fmt_bytes(e.cow.bytes),
+        e.cow.pages,
+        e.cow.parent_pages,
+        e.cow.child_pages
+    );
+    match e
+        .attached_mid_save
+        .as_ref()
+        .and_then(|m| m.cow_bytes_estimate)
+    {
+        None => counted,
+        Some(est) => format!(
+            "≈{} = ≈{} before attach (estimate) + {counted} counted",
+            fmt_bytes(e.cow_bytes_with_estimate()),
+            fmt_bytes(est)
+        ),
+    }
 }
 
 /// One line per session start and end (the `watch` view when stdout is not a terminal).
-pub fn watch_line(rec: &Record, start_ns: u64) -> Option<String> {
+pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
     match rec {
         Record::SessionStart(s) => Some(format!(
-            "{} START session {} {:<11} parent {} child {} fork {}{}",
-            rel(s.ts_ns, start_ns),
+            "{} START session {} {:<11} {} parent {} child {} fork {}{}{}",
+            clock.stamp(s.ts_ns.max(clock.start_ns)),
             s.session,
             s.kind.as_str(),
+            s.instance.as_deref().unwrap_or("?"),
             s.parent_pid,
             s.child_pid,
             s.fork_us
                 .map_or("?".into(), |us| format!("{:.1} ms", us / 1000.0)),
             s.parent_rss_bytes
                 .map_or(String::new(), |r| format!(", parent RSS {}", fmt_bytes(r))),
+            s.attached_mid_save
+                .as_ref()
+                .map_or(String::new(), mid_save_text),
         )),
-        Record::SessionEnd(e) => Some(format!(
-            "{} END   session {} {:<11} child {} after {:.2}s, {}: COW {} ({} pages: parent {}, child {}){}, reuse faults {}; wrote {} in {} file(s), {} fsync, disk {}",
-            rel(e.ts_ns, start_ns),
+        // A session still running when cowtrace stops is not an end: say so.
+        Record::SessionEnd(e) if !e.complete => Some(format!(
+            "{} STOP  session {} {:<11} {} child {} still running when cowtrace stopped, after {:.2}s: COW {}; wrote {} in {} file(s)",
+            clock.stamp(e.ts_ns),
             e.session,
             e.kind.as_str(),
+            e.instance_name(),
+            e.child_pid,
+            e.duration_ms as f64 / 1000.0,
+            end_cow(e),
+            fmt_bytes(e.writes.bytes),
+            e.writes.files.len(),
+        )),
+        Record::SessionEnd(e) => Some(format!(
+            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {} fsync, disk {}",
+            clock.stamp(e.ts_ns),
+            e.session,
+            e.kind.as_str(),
+            e.instance_name(),
             e.child_pid,
             e.duration_ms as f64 / 1000.0,
             exit_text(e.complete, e.exit_code, e.exit_signal),
-            fmt_bytes(e.cow.bytes),
-            e.cow.pages,
-            e.cow.parent_pages,
-            e.cow.child_pages,
-            e.cow
-                .pct_of_parent_rss
-                .map_or(String::new(), |p| format!(" = {p:.1}% of parent RSS")),
+            end_cow(e),
+            e.cow.pct_of_parent_rss.map_or(String::new(), |p| format!(
+                " = {p:.1}% of parent RSS at fork"
+            )),
             e.cow.reuse_faults,
             fmt_bytes(e.writes.bytes),
             e.writes.files.len(),
@@ -52,23 +139,31 @@ pub fn watch_line(rec: &Record, start_ns: u64) -> Option<String> {
 }
 
 /// One `watch --plain` line per live session at the end of each interval.
-pub fn interval_line(r: &IntervalRow, start_ns: u64) -> String {
-    let rate = |b: f64| fmt_bytes(b.round() as u64);
+pub fn interval_line(r: &IntervalRow, clock: &Clock) -> String {
+    let cow = match r.cow_estimate {
+        None => fmt_bytes(r.cow_bytes),
+        Some(est) => format!(
+            "≈{} (≈{} estimated before attach)",
+            fmt_bytes(r.cow_bytes.saturating_add(est)),
+            fmt_bytes(est)
+        ),
+    };
     format!(
-        "{} session {} {:<11} COW {} (+{}/s){}  wrote {} ({:.1} MB/s)  disk {:.1} MB/s  fsync {}",
-        rel(r.ts_ns, start_ns),
+        "{} session {} {:<11} {}  COW {} (+{}){}  wrote {} ({})  disk {}  fsync {}",
+        clock.stamp(r.ts_ns),
         r.session,
         r.kind,
-        fmt_bytes(r.cow_bytes),
-        rate(r.rates.cow),
+        r.instance,
+        cow,
+        fmt_rate(r.rates.cow),
         r.pct_of_rss.map_or(String::new(), |p| if p < 9.95 {
-            format!(" {p:.1}% RSS")
+            format!(" {p:.1}% of RSS at fork")
         } else {
-            format!(" {p:.0}% RSS")
+            format!(" {p:.0}% of RSS at fork")
         }),
         fmt_bytes(r.written_bytes),
-        r.rates.write / 1e6,
-        r.rates.disk / 1e6,
+        fmt_rate(r.rates.write),
+        fmt_rate(r.rates.disk),
         r.fsync_calls,
     )
 }
@@ -81,8 +176,7 @@ pub(crate) mod tests {
     use crate::{
         events::timeline::Timeline,
         trace::schema::{
-            DiskSummary, FsyncSummary, Quantiles, SessionEnd, SessionKind, SessionStart,
-            WritesSummary,
+            DiskSummary, FsyncSummary, Quantiles, SessionKind, SessionStart, WritesSummary,
         },
     };
 
@@ -122,13 +216,17 @@ pub(crate) mod tests {
                 ios: 3,
                 latency_us: Quantiles::default(),
             },
+            instance: None,
+            attached_mid_save: None,
         }
     }
 
     #[test]
     fn lines() {
+        let clock = Clock::relative(0);
         let start = Record::SessionStart(SessionStart {
             session: 3,
+            instance: Some("db1:6379".into()),
             parent_pid: 10,
             child_pid: 11,
             kind: SessionKind::AofRewrite,
@@ -136,26 +234,88 @@ pub(crate) mod tests {
             fork_us: Some(1500.0),
             title: None,
             parent_rss_bytes: Some(1 << 30),
+            attached_mid_save: None,
         });
-        let l = watch_line(&start, 0).unwrap();
+        let l = watch_line(&start, &clock).unwrap();
         assert_eq!(
             l,
-            "   1.000s START session 3 aof-rewrite parent 10 child 11 fork 1.5 ms, parent RSS 1.00 GiB"
+            "   1.000s START session 3 aof-rewrite db1:6379 parent 10 child 11 fork 1.5 ms, parent RSS 1.00 GiB"
         );
-        let l = watch_line(&Record::SessionEnd(Box::new(end_rec())), 0).unwrap();
+        let l = watch_line(&Record::SessionEnd(Box::new(end_rec())), &clock).unwrap();
         assert!(
-            l.contains("END   session 3 rdb-bgsave")
-                && l.contains("COW 1.0 MiB (256 pages: parent 256, child 0) = 25.0% of parent RSS"),
+            l.contains("END   session 3 rdb-bgsave  pid 10 child 11")
+                && l.contains(
+                    "COW 1.0 MiB (256 pages: parent 256, child 0) = 25.0% of parent RSS at fork"
+                ),
+            "{l}"
+        );
+        // Still running at the end: not an END.
+        let cut = SessionEnd {
+            complete: false,
+            ..end_rec()
+        };
+        let l = watch_line(&Record::SessionEnd(Box::new(cut)), &clock).unwrap();
+        assert!(
+            l.contains("STOP  session 3") && l.contains("still running when cowtrace stopped"),
+            "{l}"
+        );
+        assert!(!l.contains("END"), "{l}");
+    }
+
+    #[test]
+    fn attached_mid_save_is_labelled_as_an_estimate() {
+        let clock = Clock::relative(0);
+        let mid = MidSave {
+            ran_ms: 3000,
+            cow_bytes_estimate: Some(100 << 20),
+            cow_source: "smaps_rollup".into(),
+            written_bytes_estimate: Some(40 << 20),
+        };
+        let start = Record::SessionStart(SessionStart {
+            session: 1,
+            instance: Some("/tmp/r.sock".into()),
+            attached_mid_save: Some(mid.clone()),
+            ..Default::default()
+        });
+        let l = watch_line(&start, &clock).unwrap();
+        assert!(
+            l.contains("/tmp/r.sock")
+                && l.contains(
+                    "attached mid-save after 3.0s: before it COW ≈100.0 MiB, wrote ≈40.0 MiB (estimates)"
+                ),
+            "{l}"
+        );
+        let end = SessionEnd {
+            attached_mid_save: Some(mid),
+            ..end_rec()
+        };
+        let l = watch_line(&Record::SessionEnd(Box::new(end)), &clock).unwrap();
+        assert!(
+            l.contains("COW ≈101.0 MiB = ≈100.0 MiB before attach (estimate) + 1.0 MiB (256 pages"),
             "{l}"
         );
     }
 
     #[test]
+    fn wall_clock_stamps() {
+        let clock = Clock {
+            start_ns: 5_000_000_000,
+            wall_start_ms: Some(1_000_000),
+        };
+        let s = clock.stamp(7_000_000_000);
+        assert_eq!(s.len(), 8, "{s}");
+        assert_eq!(s.matches(':').count(), 2, "{s}");
+    }
+
+    #[test]
     fn interval_lines() {
         use crate::live::store::Rates;
+        let clock = Clock::relative(0);
         let r = IntervalRow {
             session: 3,
             kind: "rdb-bgsave",
+            instance: "db1:6379".into(),
+            cow_estimate: None,
             ts_ns: 12_000_000_000,
             cow_bytes: 126_353_408,
             pct_of_rss: Some(35.2),
@@ -168,13 +328,19 @@ pub(crate) mod tests {
             },
         };
         assert_eq!(
-            interval_line(&r, 0),
-            "  12.000s session 3 rdb-bgsave  COW 120.5 MiB (+12.1 MiB/s) 35% RSS  wrote 80.2 MiB (40.1 MB/s)  disk 38.0 MB/s  fsync 4"
+            interval_line(&r, &clock),
+            "  12.000s session 3 rdb-bgsave  db1:6379  COW 120.5 MiB (+12.1 MiB/s) 35% of RSS at fork  wrote 80.2 MiB (38.2 MiB/s)  disk 36.2 MiB/s  fsync 4"
         );
         let r = IntervalRow {
             pct_of_rss: None,
+            cow_estimate: Some(1 << 20),
             ..r
         };
-        assert!(interval_line(&r, 0).contains("MiB/s)  wrote"));
+        let l = interval_line(&r, &clock);
+        assert!(l.contains("MiB/s)  wrote"), "{l}");
+        assert!(
+            l.contains("COW ≈121.5 MiB (≈1.0 MiB estimated before attach)"),
+            "{l}"
+        );
     }
 }

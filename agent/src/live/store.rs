@@ -108,6 +108,11 @@ pub struct RunHists {
 pub struct IntervalRow {
     pub session: u64,
     pub kind: &'static str,
+    /// The server's name (`pid N` until it is known).
+    pub instance: String,
+    /// For a session attached mid-save: the COW estimated before the attach (`cow_bytes`
+    /// is what was counted since).
+    pub cow_estimate: Option<u64>,
     pub ts_ns: u64,
     pub cow_bytes: u64,
     pub pct_of_rss: Option<f64>,
@@ -250,9 +255,21 @@ fn row(s: &Session, rates: Rates, now_ns: u64) -> IntervalRow {
     IntervalRow {
         session: s.id,
         kind: s.kind.map_or("fork", |k| k.as_str()),
+        instance: s
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("pid {}", s.parent_pid)),
+        cow_estimate: s.mid_save.as_ref().and_then(|m| m.cow_bytes_estimate),
         ts_ns: now_ns,
         cow_bytes,
-        pct_of_rss: pct_of_rss(cow_bytes, s.parent_rss),
+        pct_of_rss: pct_of_rss(
+            cow_bytes
+                + s.mid_save
+                    .as_ref()
+                    .and_then(|m| m.cow_bytes_estimate)
+                    .unwrap_or(0),
+            s.parent_rss,
+        ),
         written_bytes: s.io.write_bytes,
         fsync_calls: s.io.fsync_calls,
         rates,

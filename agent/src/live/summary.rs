@@ -83,15 +83,20 @@ pub fn summary(kept: &KeptEnds, end: &End) -> String {
     }
     for e in &shown {
         s.push_str(&format!(
-            "  session {:>3} {:<11} parent {:>7} child {:>7} {:>8.2}s  COW {:>10} ({:>6} pages{})  wrote {:>10}  disk {:>10}  {}\n",
+            "  session {:>3} {:<11} {:<21} parent {:>7} child {:>7} {:>8.2}s  COW {:>10} ({:>6} pages{}){}  wrote {:>10}  disk {:>10}  {}\n",
             e.session,
             e.kind.as_str(),
+            e.instance_name(),
             e.parent_pid,
             e.child_pid,
             e.duration_ms as f64 / 1000.0,
             fmt_bytes(e.cow.bytes),
             e.cow.pages,
-            e.cow.pct_of_parent_rss.map_or(String::new(), |p| format!(", {p:.1}% of RSS")),
+            e.cow.pct_of_parent_rss.map_or(String::new(), |p| format!(", {p:.1}% of RSS at fork")),
+            e.attached_mid_save
+                .as_ref()
+                .and_then(|m| m.cow_bytes_estimate)
+                .map_or(String::new(), |est| format!(" + ≈{} before attach", fmt_bytes(est))),
             fmt_bytes(e.writes.bytes),
             fmt_bytes(e.disk.bytes),
             exit_text(e.complete, e.exit_code, e.exit_signal),
@@ -159,9 +164,10 @@ pub fn diagnoses(ends: &[SessionEnd], host: &HostFacts) -> String {
     s.push_str("\nDiagnosis:\n");
     for e in ends {
         s.push_str(&format!(
-            "session {} {} (parent {}, child {}, {:.1}s, {}):\n",
+            "session {} {} {} (parent {}, child {}, {:.1}s, {}):\n",
             e.session,
             e.kind.as_str(),
+            e.instance_name(),
             e.parent_pid,
             e.child_pid,
             e.duration_ms as f64 / 1000.0,
@@ -251,7 +257,7 @@ mod tests {
             overcommit_memory: Some(1),
         };
         let d = diagnoses(&[end_rec()], &host);
-        assert!(d.starts_with("\nDiagnosis:\nsession 3 rdb-bgsave (parent 10, child 11, 1.5s, exit 0):\n  COW copied 1.0 MiB"), "{d}");
+        assert!(d.starts_with("\nDiagnosis:\nsession 3 rdb-bgsave pid 10 (parent 10, child 11, 1.5s, exit 0):\n  COW copied 1.0 MiB"), "{d}");
         assert_eq!(diagnoses(&[], &host), "");
     }
 }

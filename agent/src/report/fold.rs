@@ -34,6 +34,42 @@ pub const MAX_LINE_WARNINGS: usize = 20;
 /// `process` lines kept.
 pub const MAX_PROCESSES: usize = 1024;
 
+/// Which sessions a report is about (`report --instance/--kind/--session`); empty
+/// fields select everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub instance: Option<String>,
+    pub kind: Option<String>,
+    pub session: Option<u64>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self == &Filter::default()
+    }
+
+    fn matches(&self, s: &Session) -> bool {
+        self.instance.as_ref().is_none_or(|i| *i == s.instance())
+            && self.kind.as_ref().is_none_or(|k| k == s.kind())
+            && self.session.is_none_or(|id| id == s.id)
+    }
+
+    /// `--instance A --kind rdb-bgsave`, for the report's header.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(i) = &self.instance {
+            parts.push(format!("--instance {i}"));
+        }
+        if let Some(k) = &self.kind {
+            parts.push(format!("--kind {k}"));
+        }
+        if let Some(n) = self.session {
+            parts.push(format!("--session {n}"));
+        }
+        parts.join(" ")
+    }
+}
+
 /// Whether to keep reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
@@ -76,6 +112,8 @@ pub struct Report {
     processes_skipped: u64,
     stopped_at: Option<u64>,
     read_error: Option<String>,
+    /// The filter applied (`Report::retain`), for the header.
+    pub filter: Option<String>,
 }
 
 impl Report {
@@ -107,6 +145,7 @@ impl Report {
             processes_skipped: 0,
             stopped_at: None,
             read_error: None,
+            filter: None,
         }
     }
 
@@ -531,6 +570,46 @@ impl Report {
             ));
         }
         self.warnings = w;
+    }
+
+    /// Keep only the sessions `f` selects (and, with `--instance`, that server's
+    /// `process` lines). An error names what the trace has when nothing matches.
+    pub fn retain(&mut self, f: &Filter) -> Result<(), String> {
+        if f.is_empty() {
+            return Ok(());
+        }
+        let mut names: Vec<String> = self.sessions.iter().map(Session::instance).collect();
+        names.sort();
+        names.dedup();
+        self.sessions.retain(|s| f.matches(s));
+        if self.sessions.is_empty() {
+            return Err(format!(
+                "no session in {} matches {}; its servers: {}",
+                self.source,
+                f.describe(),
+                if names.is_empty() {
+                    "none (no session at all)".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        }
+        if let Some(i) = &f.instance {
+            self.processes.retain(|p| {
+                p.instance
+                    .clone()
+                    .unwrap_or_else(|| format!("pid {}", p.pid))
+                    == *i
+            });
+        }
+        self.index = self
+            .sessions
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
+        self.filter = Some(f.describe());
+        Ok(())
     }
 
     pub fn get(&self, id: u64) -> Option<&Session> {

@@ -6,11 +6,18 @@ use super::{
     fold::Report,
     session::{EventCounts, EventHists},
 };
-use crate::trace::schema::{End, ProcessRecord, Sample, SessionEnd, SessionStart};
+use crate::{
+    text::diagnosis::{HostFacts, diagnose},
+    trace::schema::{End, ProcessRecord, Sample, SessionEnd, SessionStart},
+};
 
 impl Report {
     /// The `report --json` object.
     pub fn json(&self) -> JsonReport<'_> {
+        let host = HostFacts {
+            thp: self.meta.thp.clone(),
+            overcommit_memory: self.meta.overcommit_memory,
+        };
         JsonReport {
             report: "cowtrace-report",
             version: 1,
@@ -30,6 +37,7 @@ impl Report {
                 duration_ms: self.duration_ms(),
                 has_end: self.end.is_some(),
                 lines: self.last_line,
+                filter: self.filter.as_deref(),
             },
             end: self.end.as_ref().map(EndSummary::of),
             totals: self.totals(),
@@ -40,6 +48,7 @@ impl Report {
                 .iter()
                 .map(|s| JsonSession {
                     session: s.id,
+                    instance: s.instance(),
                     kind: s.kind(),
                     ended: s.end.is_some(),
                     start: s.start.as_ref(),
@@ -48,6 +57,11 @@ impl Report {
                     last_sample: s.last_sample.as_ref(),
                     events: s.events,
                     event_histograms: s.hists.as_ref(),
+                    diagnosis: s
+                        .end
+                        .as_ref()
+                        .map(|e| diagnose(e, &host))
+                        .unwrap_or_default(),
                 })
                 .collect(),
             processes: &self.processes,
@@ -73,6 +87,14 @@ impl Report {
                 continue;
             };
             t.sessions_ended += 1;
+            if let Some(est) = e
+                .attached_mid_save
+                .as_ref()
+                .and_then(|m| m.cow_bytes_estimate)
+            {
+                t.cow_bytes_estimated_before_attach =
+                    t.cow_bytes_estimated_before_attach.saturating_add(est);
+            }
             t.cow_bytes = t.cow_bytes.saturating_add(e.cow.bytes);
             t.cow_pages = t.cow_pages.saturating_add(e.cow.pages);
             t.parent_pages = t.parent_pages.saturating_add(e.cow.parent_pages);
@@ -83,6 +105,14 @@ impl Report {
             t.disk_bytes = t.disk_bytes.saturating_add(e.disk.bytes);
             t.disk_ios = t.disk_ios.saturating_add(e.disk.ios);
         }
+        // The sums include what the unfinished sessions did (their last sample), so a cut
+        // trace does not read as zero; the flag and `unfinished` say how much.
+        let u = t.unfinished.clone();
+        t.includes_unfinished = t.sessions_unfinished > 0;
+        t.cow_bytes = t.cow_bytes.saturating_add(u.cow_bytes);
+        t.cow_pages = t.cow_pages.saturating_add(u.cow_pages);
+        t.write_bytes = t.write_bytes.saturating_add(u.write_bytes);
+        t.disk_bytes = t.disk_bytes.saturating_add(u.disk_bytes);
         if let Some(e) = &self.end {
             t.lost_events = Some(e.lost_events);
             t.lost_cow_events = Some(e.lost_detail_events);
@@ -99,7 +129,10 @@ pub struct Totals {
     pub sessions: u64,
     pub sessions_ended: u64,
     pub sessions_unfinished: u64,
-    /// Sums over the `session_end` lines.
+    /// Sums over the sessions: their `session_end` lines, and for sessions without one
+    /// (a cut trace) their last sample (COW) and their samples (written, disk), so the
+    /// sums are lower bounds when `includes_unfinished` is true. Calls, pages by side and
+    /// I/O counts come from `session_end` lines only.
     pub cow_bytes: u64,
     pub cow_pages: u64,
     pub parent_pages: u64,
@@ -114,9 +147,13 @@ pub struct Totals {
     pub lost_cow_events: Option<u64>,
     pub lost_session_events: Option<u64>,
     pub decode_errors: Option<u64>,
-    /// Sessions without `session_end` (a cut trace), not in the sums above: their last
-    /// sample's COW and their samples' writes, lower bounds of what they did.
+    /// True when sessions without `session_end` are in the sums above.
+    pub includes_unfinished: bool,
+    /// The part of the sums that comes from sessions without `session_end`.
     pub unfinished: Unfinished,
+    /// COW of sessions attached mid-save, estimated before the attach: not in
+    /// `cow_bytes`, which is what was counted.
+    pub cow_bytes_estimated_before_attach: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -143,11 +180,15 @@ pub struct TraceInfo<'a> {
     pub duration_ms: Option<u64>,
     pub has_end: bool,
     pub lines: u64,
+    /// `--instance/--kind/--session` as given, when the report is filtered.
+    pub filter: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct JsonSession<'a> {
     pub session: u64,
+    /// The server's name (`pid N` for a trace written before names existed).
+    pub instance: String,
     pub kind: &'a str,
     /// False when the trace has no `session_end` for it (cut trace).
     pub ended: bool,
@@ -158,6 +199,8 @@ pub struct JsonSession<'a> {
     pub last_sample: Option<&'a Sample>,
     pub events: EventCounts,
     pub event_histograms: Option<&'a EventHists>,
+    /// The diagnosis of an ended session, as the text report gives it.
+    pub diagnosis: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]

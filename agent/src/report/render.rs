@@ -205,7 +205,14 @@ fn secs_short(ms: u64) -> String {
 }
 
 fn sessions_table(r: &Report, out: &mut String) {
-    let _ = writeln!(out, "Sessions: {}", r.sessions.len());
+    match &r.filter {
+        Some(f) => {
+            let _ = writeln!(out, "Sessions: {} (selected by {f})", r.sessions.len());
+        }
+        None => {
+            let _ = writeln!(out, "Sessions: {}", r.sessions.len());
+        }
+    }
     if r.sessions.is_empty() {
         out.push_str("  (no fork session in this trace)\n");
         return;
@@ -214,6 +221,7 @@ fn sessions_table(r: &Report, out: &mut String) {
     let head = [
         ("session", R),
         ("kind", L),
+        ("server", L),
         ("parent", R),
         ("child", R),
         ("duration", R),
@@ -232,6 +240,7 @@ fn sessions_table(r: &Report, out: &mut String) {
         let mut row = vec![
             s.id.to_string(),
             s.kind().to_string(),
+            s.instance(),
             opt(parent),
             opt(child),
         ];
@@ -239,7 +248,11 @@ fn sessions_table(r: &Report, out: &mut String) {
             (Some(e), _) => row.extend([
                 secs(e.duration_ms),
                 exit_text(e.complete, e.exit_code, e.exit_signal),
-                fmt_bytes(e.cow.bytes),
+                if e.attached_mid_save.is_some() {
+                    format!("≈{}", fmt_bytes(e.cow_bytes_with_estimate()))
+                } else {
+                    fmt_bytes(e.cow.bytes)
+                },
                 e.cow
                     .pct_of_parent_rss
                     .map_or("?".into(), |p| format!("{p:.1}%")),
@@ -284,6 +297,7 @@ fn sessions_table(r: &Report, out: &mut String) {
             String::new(),
             String::new(),
             String::new(),
+            String::new(),
             fmt_bytes(t.cow_bytes),
             String::new(),
             format!("{}/{}", t.parent_pages, t.child_pages),
@@ -294,6 +308,9 @@ fn sessions_table(r: &Report, out: &mut String) {
         ]);
     }
     out.push_str(&table("  ", &head, &rows));
+    if r.sessions.iter().any(|s| s.mid_save().is_some()) {
+        out.push_str("  (\"≈\": cowtrace attached while the save ran; its COW before that is an estimate, see the session below)\n");
+    }
     if r.sessions.iter().any(|s| s.end.is_none()) {
         out.push_str("  (\"no end\": the trace has no session_end for it; figures are from its last sample, written is the sum of its samples)\n");
     }
@@ -333,9 +350,12 @@ fn processes(r: &Report, out: &mut String) {
     for p in &r.processes {
         let _ = writeln!(
             out,
-            "  pid {} {} ({}): COW {} ({} pages), wrote {} in {} call(s), {} fsync, disk {}",
+            "  pid {} {}{} ({}): COW {} ({} pages), wrote {} in {} call(s), {} fsync, disk {}",
             p.pid,
             known(&p.comm),
+            p.instance
+                .as_deref()
+                .map_or(String::new(), |i| format!(" {i}")),
             if p.exited {
                 "exited"
             } else {
@@ -384,12 +404,24 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
     let (parent, child) = s.pids();
     let _ = writeln!(
         out,
-        "\nSession {}: {}, parent {}, child {}",
+        "\nSession {}: {} on {}, parent {}, child {}",
         s.id,
         s.kind(),
+        s.instance(),
         opt(parent),
         opt(child)
     );
+    if let Some(m) = s.mid_save() {
+        let est = |v: Option<u64>| v.map_or("unknown".into(), |b| format!("≈{}", fmt_bytes(b)));
+        let _ = writeln!(
+            out,
+            "  attached mid-save: the child had run {} when cowtrace started; before that, COW {} ({}) and {} written (estimates); everything else is counted from the attach",
+            secs(m.ran_ms),
+            est(m.cow_bytes_estimate),
+            m.cow_source,
+            est(m.written_bytes_estimate)
+        );
+    }
     if let Some(st) = &s.start {
         if let Some(t) = &st.title {
             let _ = writeln!(out, "  title: {t}");

@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::{fold::TIMELINE_ROWS, timeline::Timeline};
 use crate::{
     events::hist::Hist,
-    trace::schema::{Quantiles, Sample, SessionEnd, SessionKind, SessionStart},
+    trace::schema::{MidSave, Quantiles, Sample, SessionEnd, SessionKind, SessionStart},
 };
 
 /// Which event line an I/O event came from.
@@ -130,6 +130,34 @@ impl Session {
             (_, Some(s)) => s.kind.as_str(),
             _ => SessionKind::Unknown.as_str(),
         }
+    }
+
+    /// The server's name from the session's lines; `pid N` of the parent for a trace
+    /// written before names existed; `?` when nothing is known.
+    pub fn instance(&self) -> String {
+        let named = [
+            self.end.as_ref().and_then(|e| e.instance.as_deref()),
+            self.start.as_ref().and_then(|s| s.instance.as_deref()),
+            self.last_sample
+                .as_ref()
+                .and_then(|s| s.instance.as_deref()),
+        ];
+        match (named.into_iter().flatten().next(), self.pids().0) {
+            (Some(n), _) => n.to_string(),
+            (None, Some(p)) => format!("pid {p}"),
+            (None, None) => "?".into(),
+        }
+    }
+
+    /// What the session did before cowtrace attached, if it attached mid-save.
+    pub fn mid_save(&self) -> Option<&MidSave> {
+        self.end
+            .as_ref()
+            .and_then(|e| e.attached_mid_save.as_ref())
+            .or(self
+                .start
+                .as_ref()
+                .and_then(|s| s.attached_mid_save.as_ref()))
     }
 
     pub fn pids(&self) -> (Option<u32>, Option<u32>) {

@@ -51,6 +51,8 @@ pub struct RunConfig {
     pub output: Output,
     /// Write one line per COW copy, write, sync and block request (`record --events`).
     pub events: bool,
+    /// Stamp `watch` lines with the time of day instead of seconds since the start (`-T`).
+    pub timestamps: bool,
 }
 
 /// Check every `-p` pid before anything is loaded; returns their tgids.
@@ -147,9 +149,17 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     let mut ebpf = loader::load(&opts)?.ebpf;
     let mut logger = kernel_logger(&mut ebpf)?;
     let (mut maps, rings) = KernelMaps::take(&mut ebpf)?;
-    let roots = start::add_roots(&mut maps, &pids, pid_mode)?;
+    let (roots, running) = start::add_roots(&mut maps, &pids, pid_mode)?;
     let attach_ms = t0.elapsed().as_millis();
-    let mut st = State::new(maps, cfg.output, cfg.events, &roots, pid_mode);
+    let mut st = State::new(
+        maps,
+        cfg.output,
+        cfg.events,
+        &roots,
+        pid_mode,
+        cfg.timestamps,
+    );
+    st.adopt_running(running);
     start::announce(&mut st, &roots, cfg.interval, attach_ms)?;
     let mut session_fd = register(rings.session)?;
     let mut detail_fd = register(rings.detail)?;

@@ -12,14 +12,27 @@ use crate::{
         maps::KernelMaps,
     },
     live::{self, Live, screen::model::Losses, summary},
-    procfs,
+    procfs::{self, children},
     text::diagnosis::HostFacts,
-    trace::schema::{Attach, End, FORMAT_NAME, FORMAT_VERSION, Meta, Record},
+    trace::schema::{Attach, End, FORMAT_NAME, FORMAT_VERSION, Meta, MidSave, Record},
 };
 
+/// A fork child of a root that was already running when cowtrace attached.
+pub struct Running {
+    pub root: u32,
+    pub child: u32,
+    pub fork_ts_ns: u64,
+    pub mid: MidSave,
+}
+
 /// Add the roots to the kernel maps: the `-p` targets, or every Redis server running now
-/// (the exec hook, already attached, catches the ones that start later).
-pub fn add_roots(maps: &mut KernelMaps, pids: &[u32], pid_mode: bool) -> Result<Vec<u32>> {
+/// (the exec hook, already attached, catches the ones that start later). A save already
+/// running is traced as a session from now on (`add_running`).
+pub fn add_roots(
+    maps: &mut KernelMaps,
+    pids: &[u32],
+    pid_mode: bool,
+) -> Result<(Vec<u32>, Vec<Running>)> {
     let roots: Vec<u32> = if pid_mode {
         pids.to_vec()
     } else {
@@ -28,8 +41,9 @@ pub fn add_roots(maps: &mut KernelMaps, pids: &[u32], pid_mode: bool) -> Result<
             .map(|p| p.pid)
             .collect()
     };
+    let mut running = Vec::new();
     for &pid in &roots {
-        maps.add_root(pid)?;
+        running.extend(add_running(maps, pid)?);
     }
     for &pid in pids {
         // A -p target that exited while we were loading must not go unnoticed.
@@ -37,7 +51,47 @@ pub fn add_roots(maps: &mut KernelMaps, pids: &[u32], pid_mode: bool) -> Result<
             bail!("process {pid} (-p {pid}) exited before cowtrace attached");
         }
     }
-    Ok(roots)
+    Ok((roots, running))
+}
+
+/// Add `root` with its running fork children (a save started before cowtrace), oldest
+/// first, chained as the fork hook chains them; then read what each had done so far.
+/// The estimates are read after the kernel counts: a copy in between is in both, never
+/// in neither.
+fn add_running(maps: &mut KernelMaps, root: u32) -> Result<Vec<Running>> {
+    let now = procfs::monotonic_ns();
+    let mut kids: Vec<(u32, u64)> = children::children_of(root)
+        .into_iter()
+        .filter_map(|c| Some((c, now.saturating_sub(children::age_ns(c)?))))
+        .collect();
+    kids.sort_by_key(|&(c, ts)| (ts, c));
+    let mut prev = 0;
+    for &(child, fork_ts_ns) in &kids {
+        maps.add_running_child(root, child, prev, fork_ts_ns)?;
+        prev = child;
+    }
+    maps.add_root(root, prev)?;
+    Ok(kids
+        .into_iter()
+        .map(|(child, fork_ts_ns)| {
+            let mid = MidSave {
+                ran_ms: now.saturating_sub(fork_ts_ns) / 1_000_000,
+                cow_bytes_estimate: children::private_dirty_bytes(child),
+                cow_source: "Private_Dirty of /proc/PID/smaps_rollup at attach".into(),
+                written_bytes_estimate: children::open_written_bytes(child),
+            };
+            log::info!(
+                "pid {root}'s child {child} was already running ({} ms): tracing it from now on",
+                mid.ran_ms
+            );
+            Running {
+                root,
+                child,
+                fork_ts_ns,
+                mid,
+            }
+        })
+        .collect())
 }
 
 fn meta(roots: &[u32], pid_mode: bool, start_ns: u64, interval: Duration) -> Meta {
@@ -60,11 +114,7 @@ fn meta(roots: &[u32], pid_mode: bool, start_ns: u64, interval: Duration) -> Met
         },
         targets: if pid_mode { "pids" } else { "auto" }.into(),
         pids: roots.to_vec(),
-        start_unix_ms: Some(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        ),
+        start_unix_ms: Some(procfs::unix_ms()),
         start_ts_ns: Some(start_ns),
         interval_ms: Some(interval.as_millis() as u64),
         page_size: Some(procfs::page_size()),

@@ -14,7 +14,7 @@ use agent_common::{
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{MapData, RingBuf};
 
-use super::Output;
+use super::{Output, start::Running};
 use crate::{
     events::{
         decode::{HotMsg, ProcMsg, decode_hot, decode_proc},
@@ -22,8 +22,13 @@ use crate::{
         session::Tracker,
     },
     kernel::maps::{Drops, KernelMaps},
-    live::{self, Live, lines, screen::model::Losses, summary::KeptEnds},
-    procfs,
+    live::{
+        self, Live,
+        lines::{self, Clock},
+        screen::model::Losses,
+        summary::KeptEnds,
+    },
+    procfs::{self, sockets},
     trace::schema::{CowEvent, End, IoEvent, ProcessRecord, Record, Side, StopReason},
 };
 
@@ -43,6 +48,8 @@ pub struct State {
     /// Write one line per event (`record --events`).
     pub events: bool,
     pub start_ns: u64,
+    /// How `watch` lines are stamped (`-T`: wall-clock time).
+    pub clock: Clock,
     /// The costliest ended sessions, for the summary (bounded).
     pub ends: KeptEnds,
     /// Roots alive (pid mode ends when all of them and their sessions are gone).
@@ -58,6 +65,8 @@ pub struct State {
     detail_events: u64,
     /// `watch` (lines or the full-screen view); None when recording a trace.
     pub live: Option<Live>,
+    /// Each traced server's name, read from its sockets at its first fork.
+    instances: HashMap<u32, String>,
 }
 
 /// A fork event rebuilt for a session whose own event was lost.
@@ -94,13 +103,19 @@ impl State {
         events: bool,
         roots: &[u32],
         pid_mode: bool,
+        wall_clock: bool,
     ) -> Self {
+        let start_ns = procfs::monotonic_ns();
         Self {
             tracker: Tracker::new(),
             maps,
             output,
             events,
-            start_ns: procfs::monotonic_ns(),
+            start_ns,
+            clock: Clock {
+                start_ns,
+                wall_start_ms: wall_clock.then(procfs::unix_ms),
+            },
             ends: KeptEnds::default(),
             roots: roots.iter().copied().collect(),
             pid_mode,
@@ -110,7 +125,41 @@ impl State {
             decode_errors: 0,
             detail_events: 0,
             live: None,
+            instances: HashMap::new(),
         }
+    }
+
+    /// The name of server `root`, read once (a server listens before it forks).
+    fn instance(&mut self, root: u32) -> String {
+        self.instances
+            .entry(root)
+            .or_insert_with(|| sockets::instance_name(root))
+            .clone()
+    }
+
+    /// A new session of `root`: where it writes, the parent's RSS, the server's name.
+    fn describe(&mut self, child: u32, root: u32) {
+        // The child shares the parent's working directory: where relative file names
+        // (Redis's temp-PID.rdb) live.
+        if let Ok(cwd) = std::fs::read_link(format!("/proc/{root}/cwd")) {
+            self.tracker
+                .set_cwd(child, cwd.to_string_lossy().into_owned());
+        }
+        if let Some(rss) = procfs::rss_bytes(root) {
+            self.tracker.set_parent_rss(child, rss);
+        }
+        let name = self.instance(root);
+        self.tracker.set_instance(child, name);
+    }
+
+    /// Sessions of saves that were running when cowtrace attached (`start::add_roots`).
+    pub fn adopt_running(&mut self, running: Vec<Running>) {
+        for r in running {
+            let ev = adopted_fork(r.child, r.root, r.fork_ts_ns);
+            self.tracker.on_attached_mid_save(&ev, r.mid);
+            self.describe(r.child, r.root);
+        }
+        self.classify(procfs::monotonic_ns());
     }
 
     pub fn emit(&mut self, rec: Record) -> Result<()> {
@@ -124,7 +173,7 @@ impl State {
             Output::Trace(w) => w.write(&rec)?,
             Output::View => {}
             Output::Watch => {
-                if let Some(line) = lines::watch_line(&rec, self.start_ns) {
+                if let Some(line) = lines::watch_line(&rec, &self.clock) {
                     print_line(&line)?;
                 }
             }
@@ -187,15 +236,7 @@ impl State {
         match msg {
             ProcMsg::Fork(ev) => {
                 self.tracker.on_fork(&ev);
-                // The child shares the parent's working directory: where relative
-                // file names (Redis's temp-PID.rdb) live.
-                if let Ok(cwd) = std::fs::read_link(format!("/proc/{}/cwd", ev.ppid)) {
-                    self.tracker
-                        .set_cwd(ev.pid, cwd.to_string_lossy().into_owned());
-                }
-                if let Some(rss) = procfs::rss_bytes(ev.ppid) {
-                    self.tracker.set_parent_rss(ev.pid, rss);
-                }
+                self.describe(ev.pid, ev.ppid);
                 self.classify(procfs::monotonic_ns());
             }
             ProcMsg::ForkRet(ev) => self.tracker.on_fork_ret(&ev),
@@ -221,8 +262,10 @@ impl State {
                 let comm = String::from_utf8_lossy(&ev.comm)
                     .trim_end_matches('\0')
                     .to_string();
+                let instance = self.instances.remove(&ev.pid);
                 self.emit(Record::Process(Box::new(ProcessRecord {
                     pid: ev.pid,
+                    instance,
                     comm,
                     exited: true,
                     ts_ns: ev.ts_ns,
@@ -426,7 +469,7 @@ impl State {
         let rows = live.on_interval(&i).context("drawing the live view")?;
         if let Output::Watch = self.output {
             for r in &rows {
-                print_line(&lines::interval_line(r, self.start_ns))?;
+                print_line(&lines::interval_line(r, &self.clock))?;
             }
         }
         Ok(())
@@ -474,8 +517,10 @@ impl State {
         let _ = self.emit_all(recs);
         for pid in self.sorted_roots() {
             if let Some(t) = self.maps.traced(pid) {
+                let instance = Some(self.instance(pid));
                 let _ = self.emit(Record::Process(Box::new(ProcessRecord {
                     pid,
+                    instance,
                     comm: procfs::comm(pid).unwrap_or_default(),
                     exited: false,
                     ts_ns: now,

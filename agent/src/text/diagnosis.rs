@@ -16,20 +16,35 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
     let mut out = Vec::new();
     let c = &e.cow;
     let secs = e.duration_ms as f64 / 1000.0;
+    if let Some(m) = &e.attached_mid_save {
+        out.push(format!(
+            "cowtrace attached {:.1} s into this save: the COW before that is an estimate ({} from {}); the copies after it are counted ({}).",
+            m.ran_ms as f64 / 1000.0,
+            m.cow_bytes_estimate.map_or("unknown".into(), |b| format!("≈{}", fmt_bytes(b))),
+            m.cow_source,
+            fmt_bytes(c.bytes),
+        ));
+    }
+    let total = e.cow_bytes_with_estimate();
+    let approx = if e.attached_mid_save.is_some() {
+        "≈"
+    } else {
+        ""
+    };
     match (c.pct_of_parent_rss, c.parent_rss_at_fork_bytes) {
         (Some(p), Some(rss)) => out.push(format!(
-            "COW copied {} = {p:.1}% of the parent's RSS at fork ({}).",
-            fmt_bytes(c.bytes),
+            "COW copied {approx}{} = {p:.1}% of the parent's RSS at fork ({}).",
+            fmt_bytes(total),
             fmt_bytes(rss)
         )),
-        _ => out.push(format!("COW copied {}.", fmt_bytes(c.bytes))),
+        _ => out.push(format!("COW copied {approx}{}.", fmt_bytes(total))),
     }
     if c.pages > 0 {
         let parent_share = c.parent_pages as f64 * 100.0 / c.pages as f64;
         out.push(format!(
             "Source: the parent's writes copied {} pages ({parent_share:.0}%) during the {secs:.1} s the {} child ran; the child copied {}.",
             c.parent_pages,
-            e.kind.as_str(),
+            e.kind.child_role(),
             c.child_pages
         ));
         if c.peak_pages_per_s > 0.0 {
@@ -139,6 +154,8 @@ mod tests {
                 ios: 0,
                 latency_us: Quantiles::default(),
             },
+            instance: None,
+            attached_mid_save: None,
         }
     }
 

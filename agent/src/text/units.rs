@@ -9,6 +9,11 @@ pub enum Unit {
     Pages,
 }
 
+/// Bytes per second, IEC like sizes: `512 B/s`, `12.1 MiB/s`.
+pub fn fmt_rate(bytes_per_s: f64) -> String {
+    format!("{}/s", fmt_bytes(bytes_per_s.max(0.0).round() as u64))
+}
+
 /// Bytes with one or two decimals: `512 B`, `1.5 KiB`, `120.5 MiB`, `2.00 GiB`.
 pub fn fmt_bytes(b: u64) -> String {
     const K: f64 = 1024.0;

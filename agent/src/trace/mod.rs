@@ -17,8 +17,9 @@ mod tests {
         reader::parse_line,
         schema::{
             Attach, CowEvent, CowSummary, DiskSummary, End, FORMAT_NAME, FORMAT_VERSION, FileRow,
-            FsyncSummary, IoEvent, MapOccupancy, Meta, ProcessCow, ProcessIo, ProcessRecord,
-            Quantiles, Sample, SessionEnd, SessionKind, SessionStart, Side, WritesSummary,
+            FsyncSummary, IoEvent, MapOccupancy, Meta, MidSave, ProcessCow, ProcessIo,
+            ProcessRecord, Quantiles, Sample, SessionEnd, SessionKind, SessionStart, Side,
+            WritesSummary,
         },
         *,
     };
@@ -74,6 +75,13 @@ mod tests {
             })),
             Record::SessionStart(SessionStart {
                 session: 3,
+                instance: Some("db1:6379".into()),
+                attached_mid_save: Some(MidSave {
+                    ran_ms: 3000,
+                    cow_bytes_estimate: Some(1 << 20),
+                    cow_source: "smaps_rollup".into(),
+                    written_bytes_estimate: Some(4096),
+                }),
                 parent_pid: 10,
                 child_pid: 11,
                 kind: SessionKind::AofRewrite,
@@ -84,6 +92,7 @@ mod tests {
             }),
             Record::Sample(Sample {
                 session: 3,
+                instance: Some("db1:6379".into()),
                 ts_ns: 6,
                 elapsed_ms: 100,
                 cow_pages: 2,
@@ -97,6 +106,8 @@ mod tests {
             }),
             Record::SessionEnd(Box::new(SessionEnd {
                 session: 3,
+                instance: Some("/run/redis.sock".into()),
+                attached_mid_save: Some(MidSave::default()),
                 parent_pid: 10,
                 child_pid: 11,
                 kind: SessionKind::RdbReplica,
@@ -152,6 +163,7 @@ mod tests {
             })),
             Record::Process(Box::new(ProcessRecord {
                 pid: 10,
+                instance: Some("pid 10".into()),
                 comm: "redis-server".into(),
                 exited: true,
                 ts_ns: 8,

@@ -85,6 +85,9 @@ impl std::fmt::Display for SessionKind {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessRecord {
     pub pid: u32,
+    /// The server's name (see [`SessionStart::instance`]).
+    #[serde(default)]
+    pub instance: Option<String>,
     #[serde(default)]
     pub comm: String,
     #[serde(default)]
@@ -168,6 +171,10 @@ pub struct Attach {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SessionStart {
     pub session: u64,
+    /// The traced server's name: `host:port` of its lowest listening TCP port (the host
+    /// name when it listens on every address), its unix socket's path, or `pid N`.
+    #[serde(default)]
+    pub instance: Option<String>,
     #[serde(default)]
     pub parent_pid: u32,
     #[serde(default)]
@@ -182,11 +189,33 @@ pub struct SessionStart {
     pub title: Option<String>,
     #[serde(default)]
     pub parent_rss_bytes: Option<u64>,
+    /// Present when cowtrace started while this child was already running: what it had
+    /// done before, estimated. Everything else about the session is counted from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_mid_save: Option<MidSave>,
+}
+
+/// What a session had done before cowtrace attached to it (estimates).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MidSave {
+    /// Time the child had run when cowtrace attached.
+    pub ran_ms: u64,
+    /// COW before the attach: the child's `Private_Dirty` (what Redis reports as
+    /// `current_cow_size`), read once from /proc/PID/smaps_rollup.
+    pub cow_bytes_estimate: Option<u64>,
+    /// Where `cow_bytes_estimate` comes from.
+    pub cow_source: String,
+    /// Bytes written before the attach: the current size of the regular files the
+    /// child had open.
+    pub written_bytes_estimate: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub session: u64,
+    #[serde(default)]
+    pub instance: Option<String>,
     #[serde(default)]
     pub ts_ns: u64,
     #[serde(default)]
@@ -217,6 +246,8 @@ pub struct Sample {
 pub struct SessionEnd {
     pub session: u64,
     #[serde(default)]
+    pub instance: Option<String>,
+    #[serde(default)]
     pub parent_pid: u32,
     #[serde(default)]
     pub child_pid: u32,
@@ -241,6 +272,29 @@ pub struct SessionEnd {
     pub fsync: FsyncSummary,
     #[serde(default)]
     pub disk: DiskSummary,
+    /// Present when cowtrace attached while the child was already running (as in its
+    /// `session_start`): `cow` and `writes` count from the attach on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_mid_save: Option<MidSave>,
+}
+
+impl SessionEnd {
+    /// COW including the estimate of what was copied before cowtrace attached.
+    pub fn cow_bytes_with_estimate(&self) -> u64 {
+        self.cow.bytes.saturating_add(
+            self.attached_mid_save
+                .as_ref()
+                .and_then(|m| m.cow_bytes_estimate)
+                .unwrap_or(0),
+        )
+    }
+
+    /// The server's name, or `pid N` of the parent for a trace without it.
+    pub fn instance_name(&self) -> String {
+        self.instance
+            .clone()
+            .unwrap_or_else(|| format!("pid {}", self.parent_pid))
+    }
 }
 
 fn yes() -> bool {

@@ -1,4 +1,7 @@
 //! What the agent reads from /proc: Redis discovery, command lines, RSS.
+pub mod children;
+pub mod sockets;
+
 use std::{fs, path::Path};
 
 /// Process names (comm) that cowtrace traces by default.
@@ -112,6 +115,13 @@ pub fn max_rss_bytes(pid: u32) -> Option<u64> {
 
 pub fn parse_statm_rss_pages(statm: &str) -> Option<u64> {
     statm.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Wall-clock time, ms since 1970 (0 if the clock is before 1970).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
