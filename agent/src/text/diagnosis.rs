@@ -1,6 +1,9 @@
 //! "Explain the spike": a short diagnosis of one session, from its summary and the
 //! host settings that shape COW. Pure, shared by the live summary and `report`.
-use crate::{text::units::fmt_bytes, trace::schema::SessionEnd};
+use crate::{
+    text::units::{fmt_bytes, fmt_rate},
+    trace::schema::SessionEnd,
+};
 
 /// Host settings that matter for fork COW, as recorded in the trace's meta line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,9 +62,9 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
     }
     if e.writes.bytes > 0 && secs > 0.0 {
         out.push(format!(
-            "The child wrote {} ({:.1} MB/s) in {} file(s); {} fsync call(s) took {:.1} ms.",
+            "The child wrote {} ({}) in {} file(s); {} fsync call(s) took {:.1} ms.",
             fmt_bytes(e.writes.bytes),
-            e.writes.bytes as f64 / 1e6 / secs,
+            fmt_rate(e.writes.bytes as f64 / secs),
             e.writes.files.len(),
             e.fsync.calls,
             e.fsync.total_ms
@@ -174,7 +177,7 @@ mod tests {
         assert!(text.contains("the parent's writes copied 131072 pages (100%) during the 2.0 s the rdb-bgsave child ran"), "{text}");
         assert!(
             text.contains(
-                "The child wrote 95.4 MiB (50.0 MB/s) in 0 file(s); 3 fsync call(s) took 12.5 ms."
+                "The child wrote 95.4 MiB (47.7 MiB/s) in 0 file(s); 3 fsync call(s) took 12.5 ms."
             ),
             "{text}"
         );
