@@ -2,6 +2,7 @@
 //! units (`units`), bcc-style log2 histograms (`hist`), a session's exit in words
 //! (`exit`), and the diagnosis of a session (`diagnosis`). A leaf: it imports only the
 //! trace schema and `events::hist`, never the live view, the report or the runner.
+pub mod date;
 pub mod diagnosis;
 pub mod exit;
 pub mod hist;
