@@ -23,6 +23,8 @@ const REPORT_EXAMPLES: &str = "\
 Examples:
   cowtrace report save.jsonl                      # header, sessions, diagnosis, histograms, timelines
   cowtrace report --json save.jsonl | jq .totals  # one JSON object: totals, sessions, warnings
+  cowtrace report --html save.jsonl > save.html   # one page with charts, for a postmortem
+  cowtrace report before.jsonl after.jsonl        # did it help? medians side by side, with the change
   cowtrace report --instance db1:6379 save.jsonl  # one server's sessions (as named in the report)
   cowtrace report --kind aof-rewrite --session 3 save.jsonl
   zcat save.jsonl.gz | cowtrace report -          # read standard input
@@ -71,9 +73,17 @@ struct ReportArgs {
     /// Trace written by `cowtrace record` (`-` for standard input).
     #[arg(value_name = "FILE|-")]
     file: PathBuf,
+    /// A second trace to compare with the first (A = FILE, B = this): sessions matched
+    /// by server and kind, medians side by side with the change and its sign.
+    #[arg(value_name = "B")]
+    other: Option<PathBuf>,
     /// Print one JSON object (totals, sessions, warnings) instead of text.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "html")]
     json: bool,
+    /// Print one self-contained HTML page (charts, tables, diagnosis; no script, no
+    /// network) instead of text: `cowtrace report --html save.jsonl > save.html`.
+    #[arg(long)]
+    html: bool,
     /// Only the sessions of this server, named as the report names it (`host:port`, a
     /// unix socket path, or `pid N`).
     #[arg(long, value_name = "NAME")]
@@ -170,46 +180,52 @@ fn main() -> ExitCode {
 }
 
 fn report(args: &ReportArgs) -> ExitCode {
-    let filter = cowtrace::report::fold::Filter {
+    use cowtrace::report::{self, Format, render::printable};
+    let filter = report::fold::Filter {
         instance: args.instance.clone(),
         kind: args.kind.clone(),
         session: args.session,
     };
-    match cowtrace::report::read_path(&args.file) {
-        Ok(mut r) => {
-            if let Err(msg) = r.retain(&filter) {
-                eprintln!(
-                    "cowtrace: error: {}",
-                    cowtrace::report::render::printable(&msg)
-                );
-                return ExitCode::FAILURE;
-            }
-            if args.json {
-                // Warnings are in the JSON; repeat them where a person sees them.
-                for w in &r.warnings {
-                    eprintln!(
-                        "cowtrace: warning: {}",
-                        cowtrace::report::render::printable(w)
-                    );
-                }
-            }
-            // `| head` closes stdout early: not an error.
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            match cowtrace::report::write(&r, args.json, &mut out) {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-                    eprintln!("cowtrace: error: cannot write the report: {e}");
-                    ExitCode::FAILURE
-                }
-                _ => ExitCode::SUCCESS,
+    let format = match (args.json, args.html) {
+        (true, _) => Format::Json,
+        (_, true) => Format::Html,
+        _ => Format::Text,
+    };
+    if args.other.as_deref() == Some(std::path::Path::new("-")) && args.file.as_os_str() == "-" {
+        eprintln!("cowtrace: error: only one of the two traces can be standard input (-)");
+        return ExitCode::FAILURE;
+    }
+    let read = |path: &std::path::Path| -> Result<report::Report, String> {
+        let mut r = report::read_path(path).map_err(|e| e.to_string())?;
+        r.retain(&filter)?;
+        if format != Format::Text {
+            // Warnings are in the JSON and the page; repeat them where a person sees them.
+            for w in &r.warnings {
+                eprintln!("cowtrace: warning: {}", printable(w));
             }
         }
-        Err(e) => {
-            eprintln!(
-                "cowtrace: error: {}",
-                cowtrace::report::render::printable(&e.to_string())
-            );
+        Ok(r)
+    };
+    let reports = match (read(&args.file), args.other.as_deref().map(read)) {
+        (Ok(a), None) => (a, None),
+        (Ok(a), Some(Ok(b))) => (a, Some(b)),
+        (Err(e), _) | (_, Some(Err(e))) => {
+            eprintln!("cowtrace: error: {}", printable(&e));
+            return ExitCode::FAILURE;
+        }
+    };
+    // `| head` closes stdout early: not an error.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = match &reports {
+        (a, None) => report::write(a, format, &mut out),
+        (a, Some(b)) => report::write_comparison(a, b, format, &mut out),
+    };
+    match written {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("cowtrace: error: cannot write the report: {e}");
             ExitCode::FAILURE
         }
+        _ => ExitCode::SUCCESS,
     }
 }
 

@@ -113,7 +113,7 @@ fn a_save_running_before_cowtrace_starts_is_one_session_from_the_attach() {
     // The report says what is an estimate.
     let out = cowtrace()
         .args(["report"])
-        .arg(&trace_path(&dir))
+        .arg(trace_path(&dir))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

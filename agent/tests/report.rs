@@ -427,8 +427,9 @@ fn truncation_at_every_byte() {
                     // Rendering a cut trace never panics either (every 10th cut: it is
                     // the slow part in a debug build).
                     if cut % 10 == 0 {
-                        let _ = cowtrace::report::render(&r, false);
-                        let _ = cowtrace::report::render(&r, true);
+                        let _ = cowtrace::report::render(&r, cowtrace::report::Format::Text);
+                        let _ = cowtrace::report::render(&r, cowtrace::report::Format::Json);
+                        let _ = cowtrace::report::render(&r, cowtrace::report::Format::Html);
                     }
                 }
             }

@@ -249,6 +249,8 @@ impl Report {
                     t.push(Row {
                         elapsed_ms: s.elapsed_ms,
                         cow_bytes: s.cow_bytes,
+                        parent_pages: s.parent_pages,
+                        child_pages: s.child_pages,
                         write_bytes: s.write_bytes,
                         disk_bytes: s.disk_bytes,
                         samples: 1,
@@ -291,6 +293,8 @@ impl Report {
                         t.rows.push(Row {
                             elapsed_ms: e.duration_ms,
                             cow_bytes: e.cow.bytes,
+                            parent_pages: e.cow.parent_pages,
+                            child_pages: e.cow.child_pages,
                             write_bytes: e.writes.bytes.saturating_sub(w),
                             disk_bytes: e.disk.bytes.saturating_sub(d),
                             samples: 0,
@@ -861,9 +865,11 @@ mod tests {
             r#"{"type":"write","session":3,"bytes":0,"latency_us":-5}"#.to_string(),
         ]);
         assert_eq!(r.totals().cow_pages, big);
-        let text = crate::report::render(&r, false);
+        let text = crate::report::render(&r, crate::report::Format::Text);
         assert!(text.contains("Session 1"), "{text}");
-        let json = crate::report::render(&r, true);
+        let html = crate::report::render(&r, crate::report::Format::Html);
+        assert!(html.contains("Session 1") && html.ends_with("</html>\n"));
+        let json = crate::report::render(&r, crate::report::Format::Json);
         assert!(
             json.contains("\"cow_pages\": 18446744073709551615"),
             "{json}"

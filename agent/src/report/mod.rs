@@ -3,8 +3,10 @@
 //! `trace::reader` turns bytes into validated lines (bounded memory, warnings for bad
 //! lines, errors only for input that is not a trace); `fold` folds the lines into
 //! sessions and totals (`session` is one session's state, `timeline` keeps each session's samples bounded); `render` writes
-//! the text and `json` the `report --json` object.
+//! the text, `json` the `report --json` object and `html` the `report --html` page.
+pub mod compare;
 pub mod fold;
+pub mod html;
 pub mod json;
 pub mod render;
 pub mod session;
@@ -59,22 +61,52 @@ pub fn read_path(path: &Path) -> Result<Report, ReadError> {
     read(&name, BufReader::with_capacity(256 * 1024, f))
 }
 
-/// The report as text, or as one JSON object (with a final newline).
-pub fn render(report: &Report, json: bool) -> String {
+/// How `report` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Html,
+}
+
+/// The report as text, one JSON object (with a final newline) or an HTML page.
+pub fn render(report: &Report, format: Format) -> String {
     let mut out = Vec::new();
     // Writing to a Vec fails only if serialization does, which our types cannot.
-    let _ = write(report, json, &mut out);
+    let _ = write(report, format, &mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Write the report to `out`. JSON is streamed (a trace of many sessions gives a large
-/// object); text is built first, as its columns are sized to their content.
-pub fn write(report: &Report, json: bool, out: &mut impl io::Write) -> io::Result<()> {
-    if json {
-        serde_json::to_writer_pretty(&mut *out, &report.json()).map_err(io::Error::from)?;
-        out.write_all(b"\n")?;
-    } else {
-        out.write_all(render::text(report).as_bytes())?;
+/// object); text and HTML are built first (bounded: the fold keeps detail for a few
+/// sessions only).
+pub fn write(report: &Report, format: Format, out: &mut impl io::Write) -> io::Result<()> {
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &report.json()).map_err(io::Error::from)?;
+            out.write_all(b"\n")?;
+        }
+        Format::Text => out.write_all(render::text(report).as_bytes())?,
+        Format::Html => out.write_all(html::page(report).as_bytes())?,
+    }
+    out.flush()
+}
+
+/// Write the comparison of two reports to `out`.
+pub fn write_comparison(
+    a: &Report,
+    b: &Report,
+    format: Format,
+    out: &mut impl io::Write,
+) -> io::Result<()> {
+    let c = compare::compare(a, b);
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &c).map_err(io::Error::from)?;
+            out.write_all(b"\n")?;
+        }
+        Format::Text => out.write_all(render::printable(&compare::text(&c)).as_bytes())?,
+        Format::Html => out.write_all(html::compare_page(&c).as_bytes())?,
     }
     out.flush()
 }

@@ -37,7 +37,7 @@ pub struct HistSummary {
 impl HistSummary {
     fn of(h: &Hist) -> Self {
         Self {
-            quantiles: h.quantiles().into(),
+            quantiles: h.quantiles(),
             log2: h.log2_buckets(),
         }
     }

@@ -6,8 +6,10 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Row {
     pub elapsed_ms: u64,
-    /// Cumulative COW at the end of the row.
+    /// Cumulative COW at the end of the row, and its 4 KiB pages by the side that copied.
     pub cow_bytes: u64,
+    pub parent_pages: u64,
+    pub child_pages: u64,
     /// Written and block I/O bytes during the row.
     pub write_bytes: u64,
     pub disk_bytes: u64,
@@ -29,6 +31,8 @@ fn merge(a: Row, b: Row) -> Row {
     Row {
         elapsed_ms: b.elapsed_ms,
         cow_bytes: b.cow_bytes,
+        parent_pages: b.parent_pages,
+        child_pages: b.child_pages,
         write_bytes: a.write_bytes.saturating_add(b.write_bytes),
         disk_bytes: a.disk_bytes.saturating_add(b.disk_bytes),
         samples: a.samples.saturating_add(b.samples),
@@ -91,6 +95,8 @@ mod tests {
         Row {
             elapsed_ms: ms,
             cow_bytes: ms,
+            parent_pages: ms,
+            child_pages: 0,
             write_bytes: w,
             disk_bytes: 0,
             samples: 1,
