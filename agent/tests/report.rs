@@ -123,6 +123,78 @@ fn json_reports_match_golden_files() {
     }
 }
 
+/// Fixtures whose HTML page is golden (the others are checked for a whole page).
+const HTML_GOLDEN: &[&str] = &["bgsave", "events", "cut-mid-line"];
+
+#[test]
+fn html_reports_are_whole_pages_and_golden() {
+    for name in TRACES {
+        let o = run(&["report", "--html", &format!("{name}.jsonl")], None);
+        assert_eq!(o.code, 0, "{name}: {}", o.stderr);
+        let page = &o.stdout;
+        assert!(
+            page.starts_with("<!DOCTYPE html>") && page.ends_with("</html>\n"),
+            "{name}: a whole page"
+        );
+        assert!(
+            page.contains("Content-Security-Policy\" content=\"default-src 'none';"),
+            "{name}: every load is forbidden"
+        );
+        // Nothing to fetch: links are fragments within the page only.
+        for attr in ["src=", "href=\"http", "url("] {
+            assert!(!page.contains(attr), "{name}: {attr} in the page");
+        }
+        // A chart for each kept session's COW and rates.
+        let kept = page.matches("class=\"session\"").count();
+        assert!(kept >= 1, "{name}: a section per session");
+        assert_eq!(
+            page.matches("data-chart=\"cow\"").count(),
+            page.matches("data-chart=\"rates\"").count(),
+            "{name}"
+        );
+        if HTML_GOLDEN.contains(name) {
+            golden(&format!("{name}.html.expected"), page);
+        }
+    }
+}
+
+#[test]
+fn two_traces_compare_in_text_json_and_html() {
+    let o = run(&["report", "bgsave.jsonl", "events.jsonl"], None);
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""), "{}", o.stderr);
+    golden("compare.expected.txt", &o.stdout);
+    let o = run(&["report", "--json", "bgsave.jsonl", "events.jsonl"], None);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let v: Value = serde_json::from_str(&o.stdout).expect("one JSON object");
+    let cow = &v["groups"][0]["figures"][0];
+    assert_eq!(cow["name"], "COW per save");
+    // bgsave.jsonl copied 31.1 MiB, events.jsonl 1.7 MiB: B is smaller.
+    assert!(cow["change"].as_f64().unwrap() < 0.0, "{cow}");
+    assert_eq!(
+        cow["change"].as_f64().unwrap(),
+        cow["b"].as_f64().unwrap() - cow["a"].as_f64().unwrap()
+    );
+    let o = run(&["report", "--html", "bgsave.jsonl", "events.jsonl"], None);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stdout.contains("B copied 94% less per save than A"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("data-chart=\"cow-per-save\""));
+    // A bad second trace fails like a bad first one, naming it.
+    let o = run(&["report", "bgsave.jsonl", "not-a-trace.jsonl"], None);
+    assert_eq!((o.code, o.stdout.as_str()), (1, ""));
+    assert!(o.stderr.contains("not-a-trace.jsonl"), "{}", o.stderr);
+    let o = run(&["report", "-", "-"], Some(b""));
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.contains("only one of the two traces"),
+        "{}",
+        o.stderr
+    );
+}
+
 /// The fixture's own `session_end` lines, summed independently of the report's code.
 fn sums_of(trace: &str) -> Value {
     let mut t = [0u64; 9];
@@ -237,10 +309,11 @@ fn bad_input_fails_with_the_file_and_line() {
         "no-such-file.jsonl",
         ".",
     ] {
-        for json in [false, true] {
+        for format in ["", "--json", "--html"] {
+            let json = !format.is_empty();
             let mut args = vec!["report"];
             if json {
-                args.push("--json");
+                args.push(format);
             }
             args.push(file);
             let o = run(&args, None);

@@ -166,7 +166,7 @@ pub fn legend(series: &[Series], refs: &[Reference]) -> String {
 
 /// Power-of-two buckets from the lowest to the highest, the empty ones included (a
 /// histogram that skipped them would hide gaps).
-fn contiguous(data: &[(u64, u64)]) -> Vec<(u64, u64)> {
+pub fn contiguous(data: &[(u64, u64)]) -> Vec<(u64, u64)> {
     let (Some(first), Some(last)) = (data.first(), data.last()) else {
         return Vec::new();
     };

@@ -603,7 +603,7 @@ fn hists(s: &Session, out: &mut String) {
             figure(
                 out,
                 name,
-                data.len(),
+                charts::contiguous(data).len(),
                 &svg,
                 "Power-of-two buckets, labelled by their lowest value.",
             );
