@@ -145,6 +145,26 @@ pub fn run() -> Result<()> {
         .context("could not start cowtrace")?;
     let watch_started = Instant::now();
     guard.add("cowtrace", child, libc::SIGINT);
+    // A second cowtrace records the same saves for the HTML report at the end. The trace
+    // and the page stay under target/demo/ (the temp dir is removed).
+    let out_dir = root.join("target/demo");
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let trace = out_dir.join("demo.jsonl");
+    // The previous demo's trace: `record` refuses to overwrite a file.
+    let _ = std::fs::remove_file(&trace);
+    let mut record = Command::new(&cowtrace);
+    record
+        .args(["record", "-o"])
+        .arg(&trace)
+        .args(["-p", &redis_pid.to_string(), "-d", &WATCH_SECS.to_string()]);
+    let child = record
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("could not start cowtrace record")?;
+    guard.add("cowtrace record", child, libc::SIGINT);
     sleep(Duration::from_secs(1))?; // let it attach
     if let Some(status) = guard
         .get("cowtrace")
@@ -190,42 +210,76 @@ pub fn run() -> Result<()> {
         sleep(Duration::from_secs(1))?;
     }
 
-    // 6. Let cowtrace finish its -d run (SIGINT if it overstays), then report.
+    // 6. Let both cowtraces finish their -d run (SIGINT if they overstay), then report.
     println!("[demo] waiting for cowtrace watch to finish (-d {WATCH_SECS}) ...");
-    let status = loop {
+    let status = finish(&mut guard, "cowtrace", watch_started)?;
+    let recorded = finish(&mut guard, "cowtrace record", watch_started)?;
+    drop(guard); // stop redis and the load, remove the temp dir
+    if !status.success() {
+        bail!("cowtrace watch exited with {status}");
+    }
+    if !recorded.success() {
+        bail!("cowtrace record exited with {recorded}");
+    }
+
+    // 7. The same saves as a postmortem page.
+    let html = out_dir.join("report.html");
+    let page = Command::new(&cowtrace)
+        .args(["report", "--html"])
+        .arg(&trace)
+        .output()
+        .context("could not run cowtrace report")?;
+    if !page.status.success() {
+        bail!(
+            "cowtrace report --html failed: {}",
+            String::from_utf8_lossy(&page.stderr)
+        );
+    }
+    std::fs::write(&html, &page.stdout)
+        .with_context(|| format!("cannot write {}", html.display()))?;
+    println!();
+    println!("[demo] the trace of these saves: {}", trace.display());
+    println!(
+        "[demo] its HTML report ({} KiB, self-contained): {}",
+        page.stdout.len() / 1024,
+        html.display()
+    );
+
+    println!();
+    println!("[demo] done. Try next:");
+    println!("  sudo target/release/cowtrace check");
+    println!("  sudo target/release/cowtrace record -o trace.jsonl -d 30");
+    println!("  target/release/cowtrace report {}", trace.display());
+    println!("  target/release/cowtrace --help");
+    Ok(())
+}
+
+/// Wait for the cowtrace child `name` to end its `-d` run; SIGINT when it overstays, and
+/// a kill when it ignores that.
+fn finish(guard: &mut Guard, name: &str, started: Instant) -> Result<std::process::ExitStatus> {
+    loop {
         check_interrupted()?;
         let c = guard
-            .get("cowtrace")
-            .expect("cowtrace child is in the guard");
-        if let Some(s) = c.try_wait().context("waiting for cowtrace")? {
-            break s;
+            .get(name)
+            .with_context(|| format!("{name} is not among the demo's children"))?;
+        if let Some(s) = c.try_wait().with_context(|| format!("waiting for {name}"))? {
+            return Ok(s);
         }
-        if watch_started.elapsed() > WATCH_KILL_AFTER {
-            eprintln!("[demo] cowtrace still running after {WATCH_KILL_AFTER:?}, sending SIGINT");
+        if started.elapsed() > WATCH_KILL_AFTER {
+            eprintln!("[demo] {name} still running after {WATCH_KILL_AFTER:?}, sending SIGINT");
             signal(c.id(), libc::SIGINT);
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline && c.try_wait()?.is_none() {
                 std::thread::sleep(Duration::from_millis(100));
             }
             if c.try_wait()?.is_none() {
-                eprintln!("[demo] cowtrace ignored SIGINT, killing it");
+                eprintln!("[demo] {name} ignored SIGINT, killing it");
                 c.kill()?;
             }
-            break c.wait().context("waiting for cowtrace")?;
+            return c.wait().with_context(|| format!("waiting for {name}"));
         }
         std::thread::sleep(Duration::from_millis(200));
-    };
-    drop(guard); // stop redis and the load, remove the temp dir
-    if !status.success() {
-        bail!("cowtrace watch exited with {status}");
     }
-
-    println!();
-    println!("[demo] done. Try next:");
-    println!("  sudo target/release/cowtrace check");
-    println!("  sudo target/release/cowtrace record -o trace.jsonl -d 30");
-    println!("  target/release/cowtrace --help");
-    Ok(())
 }
 
 /// Start the background write load, or restart it when it has already finished (2 M
