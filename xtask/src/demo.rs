@@ -154,10 +154,12 @@ pub fn run() -> Result<()> {
     // The previous demo's trace: `record` refuses to overwrite a file.
     let _ = std::fs::remove_file(&trace);
     let mut record = Command::new(&cowtrace);
-    record
-        .args(["record", "-o"])
-        .arg(&trace)
-        .args(["-p", &redis_pid.to_string(), "-d", &WATCH_SECS.to_string()]);
+    record.args(["record", "-o"]).arg(&trace).args([
+        "-p",
+        &redis_pid.to_string(),
+        "-d",
+        &WATCH_SECS.to_string(),
+    ]);
     let child = record
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -262,7 +264,10 @@ fn finish(guard: &mut Guard, name: &str, started: Instant) -> Result<std::proces
         let c = guard
             .get(name)
             .with_context(|| format!("{name} is not among the demo's children"))?;
-        if let Some(s) = c.try_wait().with_context(|| format!("waiting for {name}"))? {
+        if let Some(s) = c
+            .try_wait()
+            .with_context(|| format!("waiting for {name}"))?
+        {
             return Ok(s);
         }
         if started.elapsed() > WATCH_KILL_AFTER {

@@ -7,7 +7,8 @@
 //! 2. overhead on Redis during a BGSAVE (`redis.rs`);
 //! 3. capacity: COW and write storms, rates, drops, exact totals (`capacity.rs`);
 //! 4. cowtrace's own cost: CPU per event, RSS, start-up time (from 1 and 3);
-//! 5. cost on processes cowtrace does not trace (from the runs of 1).
+//! 5. cost on processes cowtrace does not trace (from the runs of 1);
+//! 6. `cowtrace report` (text and `--html`) on large synthetic traces (`postmortem.rs`).
 //!
 //! Every figure is a ratio between runs of the same invocation taken in alternating
 //! order, reported as the median with min–max; nothing is asserted (benchmarks are not
@@ -16,6 +17,7 @@
 
 mod capacity;
 mod cow;
+mod postmortem;
 mod procs;
 mod redis;
 mod report;
@@ -35,9 +37,9 @@ pub struct BenchArgs {
     /// Tiny sizes and few rounds, to check the harness (the figures mean nothing).
     #[arg(long)]
     quick: bool,
-    /// Run only these sections (comma-separated: cow, redis, capacity, view). Sections 4
-    /// and 5 come from the runs of `cow`, `capacity` and `view`.
-    #[arg(long, value_delimiter = ',', value_parser = ["cow", "redis", "capacity", "view"])]
+    /// Run only these sections (comma-separated: cow, redis, capacity, view, report).
+    /// Sections 4 and 5 come from the runs of `cow`, `capacity` and `view`.
+    #[arg(long, value_delimiter = ',', value_parser = ["cow", "redis", "capacity", "view", "report"])]
     only: Vec<String>,
     /// Skip `setup` and the release build (use the binaries already in target/release).
     #[arg(long)]
@@ -202,6 +204,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         redis: None,
         storms: None,
         view: None,
+        postmortem: None,
         elapsed_s: 0.0,
     };
     if want("cow") {
@@ -249,6 +252,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!("== bench 4: live view CPU per refresh ({rounds} rounds)");
         results.view = Some(view::run(&tools, rounds)?);
         println!("[bench] live view took {:.0} s", t.elapsed().as_secs_f64());
+    }
+    if want("report") {
+        check_interrupted()?;
+        let t = Instant::now();
+        println!("== bench 6: report on large traces");
+        results.postmortem = Some(postmortem::run(&tools.cowtrace, &tools.tmp, args.quick)?);
+        println!("[bench] section 6 took {:.0} s", t.elapsed().as_secs_f64());
     }
     results.elapsed_s = started.elapsed().as_secs_f64();
     results.machine.load_end = report::loadavg();

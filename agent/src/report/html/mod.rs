@@ -196,7 +196,7 @@ fn sessions_table(r: &Report, out: &mut String) {
         out.push_str("<p class=\"note\">No fork session in this trace: no traced server forked while it was recorded.</p></section>\n");
         return;
     }
-    out.push_str("<table class=\"sessions\">\n");
+    out.push_str("<div class=\"wide\"><table class=\"sessions\">\n");
     head(
         out,
         &[
@@ -224,7 +224,13 @@ fn sessions_table(r: &Report, out: &mut String) {
                 (format!("<a href=\"#session-{0}\">{0}</a>", s.id), true),
                 (attr(s.kind()), false),
                 (attr(&s.instance()), false),
-                (f.forked.clone(), false),
+                // The date is in the header; the time of day tells the saves apart.
+                (
+                    f.forked
+                        .split_once(' ')
+                        .map_or(f.forked.clone(), |(_, t)| t.to_string()),
+                    false,
+                ),
                 (f.ran.clone(), true),
                 (f.exit.clone(), false),
                 (f.cow.clone(), true),
@@ -237,7 +243,7 @@ fn sessions_table(r: &Report, out: &mut String) {
             ],
         );
     }
-    out.push_str("</tbody></table>\n");
+    out.push_str("</tbody></table></div>\n");
     if r.sessions.iter().any(|s| s.mid_save().is_some()) {
         out.push_str("<p class=\"note\">≈: cowtrace attached while the save ran; its COW before that is an estimate.</p>\n");
     }

@@ -18,6 +18,9 @@ table { border-collapse: collapse; margin: 8px 0; font-variant-numeric: tabular-
 th, td { border: 1px solid #bbb; padding: 2px 6px; text-align: left; vertical-align: top; }
 th { background: #eee; }
 td.n { text-align: right; white-space: nowrap; }
+table.sessions { font-size: 13px; }
+table.sessions td, table.sessions th { white-space: nowrap; }
+div.wide { overflow-x: auto; }
 section.session { border-top: 2px solid #333; padding-top: 12px; margin-top: 20px; }
 section.warnings { border: 2px solid #000; padding: 4px 12px; margin: 12px 0; }
 .diagnosis ul { margin: 0; padding-left: 20px; }
@@ -33,6 +36,8 @@ a { color: #0645ad; }
 @media print {
   @page { size: A4; margin: 14mm 12mm; }
   body { max-width: none; padding: 0; font-size: 10pt; }
+  table.sessions { font-size: 7.5pt; }
+  div.wide { overflow: visible; }
   section.session { break-before: page; border-top: none; }
   figure.chart, table, dl.facts, .diagnosis { break-inside: avoid; }
   figure.chart > svg { max-width: 100%; }

@@ -5,7 +5,7 @@
 //! claims about the code are dated and cannot go stale unnoticed.
 //!
 //! One module per section: `summary`, `cow` (1), `redis` (2), `capacity` (3), `agent`
-//! (4, with the live view), `untraced` (5), `missed`, `raw`; `fmt` holds the table and
+//! (4, with the live view), `untraced` (5), `postmortem` (6), `missed`, `raw`; `fmt` holds the table and
 //! number formatting they share.
 
 /// `writeln!` into a `String`, which cannot fail.
@@ -25,6 +25,7 @@ mod cow;
 mod fmt;
 mod machine;
 mod missed;
+mod postmortem;
 mod raw;
 mod redis;
 mod summary;
@@ -57,6 +58,7 @@ pub struct Results {
     pub redis: Option<super::redis::Results>,
     pub storms: Option<Vec<StormResult>>,
     pub view: Option<super::view::Results>,
+    pub postmortem: Option<super::postmortem::Results>,
     pub elapsed_s: f64,
 }
 
@@ -76,6 +78,9 @@ pub fn render(r: &Results) -> String {
     agent::render(&mut md, r);
     if let Some(c) = &r.cow {
         untraced::render(&mut md, c);
+    }
+    if let Some(p) = &r.postmortem {
+        postmortem::render(&mut md, p);
     }
     missed::render(&mut md, r);
     raw::render(&mut md, r);

@@ -98,6 +98,7 @@ fn renders_every_section_and_names_misses() {
             full_ms: vec![1.5, 1.7],
             plain_ms: vec![1.0],
         }),
+        postmortem: None,
         elapsed_s: 60.0,
     };
     let md = render(&r);
@@ -296,6 +297,22 @@ pub(super) fn fixture() -> Results {
             full_ms: vec![0.4, 0.5],
             plain_ms: vec![0.3],
         }),
+        postmortem: Some(crate::bench::postmortem::Results {
+            cases: vec![(
+                crate::bench::postmortem::Case {
+                    name: "day",
+                    what: "1440 saves".into(),
+                    lines: 46_081,
+                    bytes: 30 << 20,
+                },
+                vec![crate::bench::postmortem::Run {
+                    format: "html",
+                    secs: 1.25,
+                    max_rss_bytes: 12 << 20,
+                    out_bytes: 2 << 20,
+                }],
+            )],
+        }),
         elapsed_s: 300.0,
     }
 }
@@ -326,6 +343,7 @@ fn renders_fixture() {
         "| cowtrace record -p PID | 3700 / 3690 (2300) | 3800 / 3790 (2400) | 3600 / 3590 (2350) |",
         "| bpftrace bench/redis.bt REDIS | 2.30 / 360000 | – |",
         "- `cow-1x4MiB-ring64KiB`: 205k/s / 128k/s / 0.001 s / 60.0 MiB / 2.0 MiB",
+        "| day: 1440 saves | 46081 | 30.0 MiB | html | 1.25 s | 12.0 MiB | 2048 KiB |",
     ] {
         assert!(lines.contains(&want), "missing line {want:?} in:\n{md}");
     }
