@@ -193,6 +193,49 @@ fn two_traces_compare_in_text_json_and_html() {
         "{}",
         o.stderr
     );
+    // A newer major version is refused, named, whichever side it is on.
+    let o = run(
+        &["report", "--html", "bgsave.jsonl", "version2.jsonl"],
+        None,
+    );
+    assert_eq!((o.code, o.stdout.as_str()), (1, ""));
+    assert!(o.stderr.contains("version2.jsonl"), "{}", o.stderr);
+}
+
+#[test]
+fn a_trace_without_sessions_gives_a_page_that_says_so() {
+    let meta = std::fs::read_to_string(fixtures().join("bgsave.jsonl"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let trace = format!(
+        "{meta}\n{}\n",
+        r#"{"type":"end","sessions":0,"lost_events":0,"ts_ns":1,"duration_ms":5000,"reason":"duration"}"#
+    );
+    let o = run(&["report", "--html", "-"], Some(trace.as_bytes()));
+    assert_eq!((o.code, o.stderr.as_str()), (0, ""), "{}", o.stderr);
+    assert!(
+        o.stdout.contains("No fork session in this trace"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.ends_with("</html>\n"));
+    // Compared with itself: nothing to compare, said in every format.
+    let dir = common::TempDir::new("nosessions");
+    let path = dir.path().join("none.jsonl");
+    std::fs::write(&path, &trace).unwrap();
+    let p = path.to_str().unwrap();
+    for format in ["", "--html", "--json"] {
+        let args: Vec<&str> = ["report", format, p, p]
+            .into_iter()
+            .filter(|a| !a.is_empty())
+            .collect();
+        let o = run(&args, None);
+        assert_eq!(o.code, 0, "{args:?}: {}", o.stderr);
+        assert!(o.stdout.contains("nothing"), "{args:?}: {}", o.stdout);
+    }
 }
 
 /// The fixture's own `session_end` lines, summed independently of the report's code.
