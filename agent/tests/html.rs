@@ -2,7 +2,8 @@
 //! `cargo xtask setup`) loads each page from a file. The page must log nothing to the
 //! console (its Content-Security-Policy turns any load it would make into a logged
 //! violation, so this also proves it fetches nothing), every chart must be in the DOM
-//! with its data points, and a screenshot must not be blank.
+//! with its data points, a screenshot must not be blank, and it prints on A4 pages, a
+//! session a page.
 //!
 //! Marked ignored because it needs the browser: `cargo xtask test` runs it with the root
 //! tests (`--ignored`), after set-up has installed Chromium; without it, it fails.
