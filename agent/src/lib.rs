@@ -17,5 +17,6 @@ pub mod live;
 pub mod procfs;
 pub mod report;
 pub mod runner;
+pub mod serve;
 pub mod text;
 pub mod trace;

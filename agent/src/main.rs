@@ -16,6 +16,7 @@ Examples:
   sudo cowtrace watch --plain > w.log    # a line per save and interval, then histograms
   sudo cowtrace record -o save.jsonl     # record sessions to JSON Lines until Ctrl-C
   sudo cowtrace record -o - -d 30 | jq . # stream a 30 s trace to stdout
+  sudo cowtrace serve                    # Prometheus metrics on http://127.0.0.1:10690/metrics
   sudo cowtrace check                    # what this host allows
   cowtrace report save.jsonl             # retell a recorded trace (no root needed)";
 
@@ -59,6 +60,10 @@ enum Cmd {
     /// Record fork sessions to a JSON Lines trace.
     #[command(after_help = EXAMPLES)]
     Record(RecordArgs),
+    /// Run as an agent for Prometheus: /metrics and /healthz over HTTP, every ended
+    /// session kept as a trace with --trace-dir.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
     /// Say what this host allows (privileges, BTF, attach types, THP, Redis) and exit
     /// non-zero when cowtrace cannot run.
     Check,
@@ -123,6 +128,36 @@ struct WatchArgs {
     targets: Targets,
 }
 
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  sudo cowtrace serve                                   # http://127.0.0.1:10690/metrics, every Redis/Valkey server
+  sudo cowtrace serve --listen 0.0.0.0:10690            # for a scraper on another host (a DaemonSet)
+  sudo cowtrace serve --trace-dir /var/lib/cowtrace --keep 200   # and a trace of every save
+  curl -s localhost:10690/metrics | grep cowtrace_save_cow
+
+Metrics (prefix cowtrace_): cow_bytes_total{instance,kind,side}, saves_total{instance,kind,outcome},
+save_written_bytes_total, save_disk_bytes_total, save_sync_calls_total, fork_duration_seconds,
+save_duration_seconds, save_cow_bytes, save_write_latency_seconds, save_sync_latency_seconds,
+save_in_progress, save_current_cow_bytes, save_current_cow_rate_bytes_per_second,
+last_save_cow_bytes, memory_limit_bytes, memory_usage_bytes, last_save_peak_memory_ratios,
+lost_events_total, decode_errors_total, trace_dir_errors_total, agent_cpu_seconds_total,
+agent_resident_memory_bytes, map_entries{map}. SIGTERM or Ctrl-C stops it (exit 0).";
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to serve /metrics and /healthz on (IP:PORT). The default is loopback only.
+    #[arg(long, value_name = "ADDR", default_value = cowtrace::serve::http::DEFAULT_LISTEN)]
+    listen: String,
+    /// Also write every ended session as its own trace (mode 0600) in this directory.
+    #[arg(long, value_name = "DIR")]
+    trace_dir: Option<PathBuf>,
+    /// With --trace-dir: how many session traces to keep (the newest).
+    #[arg(long, value_name = "N", default_value = "100", requires = "trace_dir", value_parser = clap::value_parser!(u64).range(1..))]
+    keep: u64,
+    #[command(flatten)]
+    targets: Targets,
+}
+
 #[derive(Args)]
 struct RecordArgs {
     /// Trace file to write (`-` for stdout). New files are created with mode 0600.
@@ -161,6 +196,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             };
         }
+        Some(Cmd::Serve(s)) => serve(s),
         Some(Cmd::Record(r)) => run_with(r.targets, Some((r.output, r.events)), false, false),
         Some(Cmd::Watch(w)) => run_with(w.targets, None, w.plain, w.timestamp),
         None => run_with(
@@ -227,6 +263,47 @@ fn report(args: &ReportArgs) -> ExitCode {
         }
         _ => ExitCode::SUCCESS,
     }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    use cowtrace::serve::{Exporter, http, metrics::Metrics, tracedir::TraceDir};
+    if let Err(msg) = privileges::require() {
+        anyhow::bail!(msg);
+    }
+    // Everything that can fail on the user's input fails before anything is attached.
+    let listener = http::bind(&args.listen)?;
+    let trace_dir = match args.trace_dir {
+        Some(dir) => {
+            if !dir.is_dir() {
+                anyhow::bail!(
+                    "--trace-dir {}: not a directory; create it first (mkdir -p {0})",
+                    dir.display()
+                );
+            }
+            Some(TraceDir::new(dir, usize::try_from(args.keep).unwrap_or(usize::MAX)))
+        }
+        None => None,
+    };
+    let (metrics, registry) = Metrics::new();
+    let mut exporter = Exporter::new(metrics, trace_dir);
+    exporter.listen = listener
+        .local_addr()
+        .map_or(args.listen.clone(), |a| a.to_string());
+    http::spawn(listener, registry, exporter.ready.clone())?;
+    let cfg = RunConfig {
+        pids: args.targets.pids,
+        duration: args.targets.duration,
+        interval: args.targets.interval,
+        output: Output::Serve(Box::new(exporter)),
+        events: false,
+        timestamps: false,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the event loop: {e}"))?;
+    rt.block_on(runner::run(cfg))?;
+    Ok(())
 }
 
 fn run_with(

@@ -118,6 +118,18 @@ pub fn parse_statm_rss_pages(statm: &str) -> Option<u64> {
 }
 
 /// Wall-clock time, ms since 1970 (0 if the clock is before 1970).
+/// CPU time (user + system) this process has used, in seconds.
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we pass; an all-zero rusage is a valid value.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer to a local.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(u.ru_utime) + secs(u.ru_stime)
+}
+
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

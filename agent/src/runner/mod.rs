@@ -41,6 +41,8 @@ pub enum Output {
     View,
     /// JSON Lines to a file or stdout.
     Trace(TraceWriter),
+    /// Prometheus metrics over HTTP (`serve`), and session traces with `--trace-dir`.
+    Serve(Box<crate::serve::Exporter>),
 }
 
 pub struct RunConfig {

@@ -135,7 +135,7 @@ fn pid_list(roots: &[u32]) -> String {
 /// its screen.
 pub fn announce(st: &mut State, roots: &[u32], interval: Duration, attach_ms: u128) -> Result<()> {
     let meta = meta(roots, st.pid_mode, st.start_ns, interval);
-    if !matches!(st.output, Output::Trace(_)) {
+    if matches!(st.output, Output::Watch | Output::View) {
         let host = HostFacts {
             thp: meta.thp.clone(),
             overcommit_memory: meta.overcommit_memory,
@@ -152,6 +152,19 @@ pub fn announce(st: &mut State, roots: &[u32], interval: Duration, attach_ms: u1
         Output::Trace(w) => {
             w.write(&Record::Meta(Box::new(meta)))?;
             w.flush()?;
+        }
+        Output::Serve(x) => {
+            x.attached(meta);
+            eprintln!(
+                "cowtrace {}: serving metrics on http://{}/metrics for {} (attached in {attach_ms} ms; Ctrl-C or SIGTERM to stop)",
+                env!("CARGO_PKG_VERSION"),
+                x.listen,
+                if st.pid_mode {
+                    format!("pid {}", pid_list(roots))
+                } else {
+                    "every Redis/Valkey server".to_string()
+                }
+            );
         }
         Output::View => {
             let i = live::Inputs {
@@ -190,7 +203,7 @@ pub fn announce(st: &mut State, roots: &[u32], interval: Duration, attach_ms: u1
 pub fn print_summary(st: &State, end: &End) {
     let text = summary::summary(&st.ends, end);
     match (&st.output, &st.live) {
-        (Output::Trace(_), _) => eprint!("{text}"),
+        (Output::Trace(_) | Output::Serve(_), _) => eprint!("{text}"),
         (Output::Watch | Output::View, live) => {
             let more = live
                 .as_ref()

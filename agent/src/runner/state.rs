@@ -171,6 +171,7 @@ impl State {
         }
         match &mut self.output {
             Output::Trace(w) => w.write(&rec)?,
+            Output::Serve(x) => x.on_record(&rec),
             Output::View => {}
             Output::Watch => {
                 if let Some(line) = lines::watch_line(&rec, &self.clock) {
@@ -187,8 +188,11 @@ impl State {
 
     /// An event line (`record --events` only).
     fn emit_event(&mut self, rec: Record) -> Result<()> {
-        if let (true, Output::Trace(w)) = (self.events, &mut self.output) {
-            w.write(&rec)?;
+        match (self.events, &mut self.output) {
+            (true, Output::Trace(w)) => w.write(&rec)?,
+            // Latency histograms (the event is not written anywhere).
+            (_, Output::Serve(x)) => x.on_event(&rec),
+            _ => {}
         }
         Ok(())
     }
@@ -448,9 +452,27 @@ impl State {
     /// line per live session or a new screen.
     pub fn on_interval(&mut self) -> Result<()> {
         let now = procfs::monotonic_ns();
-        if let Output::Trace(_) = self.output {
+        if let Output::Trace(_) | Output::Serve(_) = self.output {
             let samples = self.tracker.samples(now);
             self.emit_all(samples)?;
+        }
+        if let Output::Serve(_) = self.output {
+            let Drops { detail, session } = self.maps.drops();
+            let o = self.maps.occupancy();
+            let figures = crate::serve::AgentFigures {
+                cpu_seconds: procfs::own_cpu_seconds(),
+                rss_bytes: procfs::rss_bytes(std::process::id()).unwrap_or(0),
+                lost_events: detail + session,
+                decode_errors: self.decode_errors,
+                maps: vec![
+                    ("traced".into(), o.traced),
+                    ("sessions".into(), o.sessions),
+                    ("files".into(), o.files),
+                ],
+            };
+            if let Output::Serve(x) = &mut self.output {
+                x.on_agent(figures);
+            }
         }
         if let Output::Trace(w) = &mut self.output {
             w.flush()?;

@@ -1,0 +1,509 @@
+//! `cowtrace serve`: the agent for fleets. The same kernel side and event loop as
+//! `record`; the records feed Prometheus metrics (`metrics`), served over HTTP (`http`),
+//! and each ended session can also be kept as its own trace (`tracedir`).
+//!
+//! [`Exporter`] is pure: it turns records and the agent's own figures into metric
+//! updates, so it is tested without a kernel or a socket.
+pub mod http;
+pub mod metrics;
+pub mod tracedir;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use metrics::{Instance, MapName, Metrics, Save, SaveOutcome, SaveSide};
+
+use crate::trace::schema::{IoEvent, Meta, Record, SessionEnd};
+
+/// What is counted of a session still running, so that the counters move with each
+/// sample and the session's end adds only the rest.
+#[derive(Debug, Clone)]
+struct Open {
+    save: Save,
+    parent_bytes: u64,
+    child_bytes: u64,
+    written: u64,
+    disk: u64,
+}
+
+/// The agent's own figures, read once an interval.
+#[derive(Debug, Clone, Default)]
+pub struct AgentFigures {
+    pub cpu_seconds: f64,
+    pub rss_bytes: u64,
+    pub lost_events: u64,
+    pub decode_errors: u64,
+    /// Entries of each kernel map.
+    pub maps: Vec<(String, u64)>,
+}
+
+/// Records in, metric updates out.
+pub struct Exporter {
+    m: Metrics,
+    open: HashMap<u64, Open>,
+    /// Last absolute values seen, to turn them into counter increments.
+    seen: AgentFigures,
+    pub trace_dir: Option<tracedir::TraceDir>,
+    /// Where the metrics are served (for messages).
+    pub listen: String,
+    /// Set once every program is attached (`/healthz` says so).
+    pub ready: Arc<AtomicBool>,
+}
+
+const PAGE: u64 = 4096;
+
+/// `ok`, `failed`, `killed` or `oom`; None for a session the agent stopped watching
+/// before it ended (not a save's outcome).
+pub fn outcome(e: &SessionEnd) -> Option<&'static str> {
+    if !e.complete {
+        return None;
+    }
+    Some(match (e.exit_code, e.exit_signal) {
+        (Some(0), _) => "ok",
+        (_, Some(_)) => "killed",
+        _ => "failed",
+    })
+}
+
+impl Exporter {
+    pub fn new(m: Metrics, trace_dir: Option<tracedir::TraceDir>) -> Self {
+        Self {
+            m,
+            open: HashMap::new(),
+            seen: AgentFigures::default(),
+            trace_dir,
+            listen: String::new(),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Every program is attached: `/healthz` turns ok, and the session traces get the
+    /// run's `meta` line.
+    pub fn attached(&mut self, meta: Meta) {
+        if let Some(d) = &mut self.trace_dir {
+            d.set_meta(meta);
+        }
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    fn side(save: &Save, side: &str) -> SaveSide {
+        SaveSide {
+            instance: save.instance.clone(),
+            kind: save.kind.clone(),
+            side: side.into(),
+        }
+    }
+
+    /// Bring the counters of `open` up to these cumulative values.
+    fn count_up(m: &Metrics, o: &mut Open, parent: u64, child: u64) {
+        let d = parent.saturating_sub(o.parent_bytes);
+        if d > 0 {
+            m.cow_bytes
+                .get_or_create(&Self::side(&o.save, "parent"))
+                .inc_by(d);
+        }
+        let d = child.saturating_sub(o.child_bytes);
+        if d > 0 {
+            m.cow_bytes
+                .get_or_create(&Self::side(&o.save, "child"))
+                .inc_by(d);
+        }
+        o.parent_bytes = o.parent_bytes.max(parent);
+        o.child_bytes = o.child_bytes.max(child);
+    }
+
+    pub fn on_record(&mut self, rec: &Record) {
+        let m = &self.m;
+        match rec {
+            Record::SessionStart(s) => {
+                let save = Save {
+                    instance: s
+                        .instance
+                        .clone()
+                        .unwrap_or_else(|| format!("pid {}", s.parent_pid)),
+                    kind: s.kind.as_str().to_string(),
+                };
+                m.in_progress.get_or_create(&save).inc();
+                if let Some(us) = s.fork_us {
+                    m.fork_seconds
+                        .get_or_create(&Instance {
+                            instance: save.instance.clone(),
+                        })
+                        .observe(us / 1e6);
+                }
+                self.open.insert(
+                    s.session,
+                    Open {
+                        save,
+                        parent_bytes: 0,
+                        child_bytes: 0,
+                        written: 0,
+                        disk: 0,
+                    },
+                );
+            }
+            Record::Sample(s) => {
+                if let Some(o) = self.open.get_mut(&s.session) {
+                    Self::count_up(m, o, s.parent_pages * PAGE, s.child_pages * PAGE);
+                    m.written_bytes.get_or_create(&o.save).inc_by(s.write_bytes);
+                    m.disk_bytes.get_or_create(&o.save).inc_by(s.disk_bytes);
+                    o.written = o.written.saturating_add(s.write_bytes);
+                    o.disk = o.disk.saturating_add(s.disk_bytes);
+                    m.current_cow_bytes
+                        .get_or_create(&o.save)
+                        .set(i64::try_from(s.cow_bytes).unwrap_or(i64::MAX));
+                    m.current_cow_rate
+                        .get_or_create(&o.save)
+                        .set(s.cow_pages_per_s * PAGE as f64);
+                }
+            }
+            Record::SessionEnd(e) => self.on_end(e),
+            _ => {}
+        }
+        if let Some(d) = &mut self.trace_dir
+            && let Err(err) = d.on_record(rec)
+        {
+            self.m.trace_dir_errors.inc();
+            log::warn!("--trace-dir: {err}");
+        }
+    }
+
+    fn on_end(&mut self, e: &SessionEnd) {
+        let m = &self.m;
+        let save = Save {
+            instance: e.instance_name(),
+            kind: e.kind.as_str().to_string(),
+        };
+        let mut o = match self.open.remove(&e.session) {
+            Some(o) => o,
+            // Its start was not seen (the agent started mid-session): counted from zero.
+            None => {
+                m.in_progress.get_or_create(&save).inc();
+                Open {
+                    save: save.clone(),
+                    parent_bytes: 0,
+                    child_bytes: 0,
+                    written: 0,
+                    disk: 0,
+                }
+            }
+        };
+        if o.save != save {
+            // Classified after its start: its gauges were under the start's kind.
+            m.in_progress.get_or_create(&o.save).dec();
+            m.in_progress.get_or_create(&save).inc();
+            m.current_cow_bytes.get_or_create(&o.save).set(0);
+            m.current_cow_rate.get_or_create(&o.save).set(0.0);
+            o.save = save.clone();
+        }
+        Self::count_up(m, &mut o, e.cow.parent_bytes, e.cow.child_bytes);
+        m.written_bytes
+            .get_or_create(&save)
+            .inc_by(e.writes.bytes.saturating_sub(o.written));
+        m.disk_bytes
+            .get_or_create(&save)
+            .inc_by(e.disk.bytes.saturating_sub(o.disk));
+        m.sync_calls.get_or_create(&save).inc_by(e.fsync.calls);
+        m.in_progress.get_or_create(&save).dec();
+        m.current_cow_bytes.get_or_create(&save).set(0);
+        m.current_cow_rate.get_or_create(&save).set(0.0);
+        let cow = e.cow_bytes_with_estimate();
+        if let Some(outcome) = outcome(e) {
+            m.saves
+                .get_or_create(&SaveOutcome {
+                    instance: save.instance.clone(),
+                    kind: save.kind.clone(),
+                    outcome: outcome.into(),
+                })
+                .inc();
+            m.save_seconds
+                .get_or_create(&save)
+                .observe(e.duration_ms as f64 / 1000.0);
+            m.save_cow_bytes.get_or_create(&save).observe(cow as f64);
+            m.last_cow_bytes
+                .get_or_create(&save)
+                .set(i64::try_from(cow).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// A detail event: write and sync latencies.
+    pub fn on_event(&mut self, rec: &Record) {
+        let (ev, hist): (&IoEvent, _) = match rec {
+            Record::Write(ev) => (ev, &self.m.write_latency),
+            Record::Fsync(ev) => (ev, &self.m.sync_latency),
+            _ => return,
+        };
+        let Some(o) = ev.session.and_then(|s| self.open.get(&s)) else {
+            return;
+        };
+        hist.get_or_create(&Instance {
+            instance: o.save.instance.clone(),
+        })
+        .observe(ev.latency_us / 1e6);
+    }
+
+    /// The agent's own figures (once an interval).
+    pub fn on_agent(&mut self, a: AgentFigures) {
+        let m = &self.m;
+        let cpu = a.cpu_seconds - self.seen.cpu_seconds;
+        if cpu > 0.0 {
+            m.agent_cpu.inc_by(cpu);
+        }
+        m.agent_rss
+            .set(i64::try_from(a.rss_bytes).unwrap_or(i64::MAX));
+        m.lost_events
+            .inc_by(a.lost_events.saturating_sub(self.seen.lost_events));
+        m.decode_errors
+            .inc_by(a.decode_errors.saturating_sub(self.seen.decode_errors));
+        for (name, n) in &a.maps {
+            m.map_entries
+                .get_or_create(&MapName { map: name.clone() })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
+        self.seen = AgentFigures {
+            cpu_seconds: a.cpu_seconds.max(self.seen.cpu_seconds),
+            lost_events: a.lost_events.max(self.seen.lost_events),
+            decode_errors: a.decode_errors.max(self.seen.decode_errors),
+            ..a
+        };
+    }
+
+    /// A server's memory limit and usage (sampled while its saves run).
+    pub fn on_memory(&mut self, instance: &str, limit: u64, usage: u64) {
+        let i = Instance {
+            instance: instance.to_string(),
+        };
+        self.m
+            .memory_limit
+            .get_or_create(&i)
+            .set(i64::try_from(limit).unwrap_or(i64::MAX));
+        self.m
+            .memory_usage
+            .get_or_create(&i)
+            .set(i64::try_from(usage).unwrap_or(i64::MAX));
+    }
+
+    /// The peak usage of a save that ended, as a fraction of its limit.
+    pub fn on_peak(&mut self, instance: &str, ratio: f64) {
+        self.m
+            .last_peak_ratio
+            .get_or_create(&Instance {
+                instance: instance.to_string(),
+            })
+            .set(ratio);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::schema::{Sample, SessionKind, SessionStart};
+
+    fn exporter() -> (Exporter, prometheus_client::registry::Registry) {
+        let (m, r) = Metrics::new();
+        (Exporter::new(m, None), r)
+    }
+
+    fn start(id: u64, kind: SessionKind) -> Record {
+        Record::SessionStart(SessionStart {
+            session: id,
+            instance: Some("10.0.0.1:6379".into()),
+            parent_pid: 100,
+            child_pid: 100 + id as u32,
+            kind,
+            fork_us: Some(2500.0),
+            ..Default::default()
+        })
+    }
+
+    fn sample(id: u64, parent_pages: u64, written: u64) -> Record {
+        Record::Sample(Sample {
+            session: id,
+            parent_pages,
+            cow_pages: parent_pages,
+            cow_bytes: parent_pages * 4096,
+            cow_pages_per_s: 1000.0,
+            write_bytes: written,
+            disk_bytes: written,
+            ..Default::default()
+        })
+    }
+
+    fn end(
+        id: u64,
+        kind: SessionKind,
+        parent_pages: u64,
+        child_pages: u64,
+        code: Option<i32>,
+    ) -> Record {
+        let mut e = SessionEnd {
+            session: id,
+            instance: Some("10.0.0.1:6379".into()),
+            parent_pid: 100,
+            child_pid: 100 + id as u32,
+            kind,
+            duration_ms: 1500,
+            complete: true,
+            exit_code: code,
+            exit_signal: if code.is_none() { Some(9) } else { None },
+            ..Default::default()
+        };
+        e.cow.parent_bytes = parent_pages * 4096;
+        e.cow.child_bytes = child_pages * 4096;
+        e.cow.bytes = (parent_pages + child_pages) * 4096;
+        e.writes.bytes = 10_000;
+        e.disk.bytes = 12_000;
+        e.fsync.calls = 3;
+        Record::SessionEnd(Box::new(e))
+    }
+
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    const L: &str = "{instance=\"10.0.0.1:6379\",kind=\"rdb-bgsave\"";
+
+    #[test]
+    fn counters_move_with_samples_and_end_at_the_sessions_totals() {
+        let (mut x, r) = exporter();
+        x.on_record(&start(1, SessionKind::RdbBgsave));
+        x.on_record(&sample(1, 100, 4000));
+        let t = metrics::openmetrics(&r);
+        assert_eq!(
+            value(
+                &t,
+                &format!("cowtrace_cow_bytes_total{L},side=\"parent\"}}")
+            ),
+            409_600.0
+        );
+        assert_eq!(value(&t, &format!("cowtrace_save_in_progress{L}}}")), 1.0);
+        assert_eq!(
+            value(&t, &format!("cowtrace_save_current_cow_bytes{L}}}")),
+            409_600.0
+        );
+        x.on_record(&sample(1, 150, 4000));
+        x.on_record(&end(1, SessionKind::RdbBgsave, 160, 5, Some(0)));
+        let t = metrics::openmetrics(&r);
+        assert_eq!(
+            value(
+                &t,
+                &format!("cowtrace_cow_bytes_total{L},side=\"parent\"}}")
+            ),
+            160.0 * 4096.0
+        );
+        assert_eq!(
+            value(&t, &format!("cowtrace_cow_bytes_total{L},side=\"child\"}}")),
+            5.0 * 4096.0
+        );
+        assert_eq!(
+            value(&t, &format!("cowtrace_save_written_bytes_total{L}}}")),
+            10_000.0
+        );
+        assert_eq!(
+            value(&t, &format!("cowtrace_save_disk_bytes_total{L}}}")),
+            12_000.0
+        );
+        assert_eq!(
+            value(&t, &format!("cowtrace_save_sync_calls_total{L}}}")),
+            3.0
+        );
+        assert_eq!(
+            value(&t, &format!("cowtrace_saves_total{L},outcome=\"ok\"}}")),
+            1.0
+        );
+        assert_eq!(value(&t, &format!("cowtrace_save_in_progress{L}}}")), 0.0);
+        assert_eq!(
+            value(&t, &format!("cowtrace_last_save_cow_bytes{L}}}")),
+            165.0 * 4096.0
+        );
+        assert_eq!(
+            value(&t, &format!("cowtrace_save_duration_seconds_count{L}}}")),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &t,
+                "cowtrace_fork_duration_seconds_sum{instance=\"10.0.0.1:6379\"}"
+            ),
+            0.0025
+        );
+    }
+
+    #[test]
+    fn a_kind_known_only_at_the_end_moves_the_gauges() {
+        let (mut x, r) = exporter();
+        x.on_record(&start(1, SessionKind::Fork));
+        x.on_record(&end(1, SessionKind::RdbBgsave, 1, 0, None));
+        let t = metrics::openmetrics(&r);
+        assert_eq!(
+            value(
+                &t,
+                "cowtrace_save_in_progress{instance=\"10.0.0.1:6379\",kind=\"fork\"}"
+            ),
+            0.0
+        );
+        assert_eq!(value(&t, &format!("cowtrace_save_in_progress{L}}}")), 0.0);
+        assert_eq!(
+            value(&t, &format!("cowtrace_saves_total{L},outcome=\"killed\"}}")),
+            1.0
+        );
+    }
+
+    #[test]
+    fn a_thousand_saves_keep_the_series_bounded() {
+        let (mut x, r) = exporter();
+        let series = |r: &prometheus_client::registry::Registry| {
+            metrics::openmetrics(r)
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .count()
+        };
+        for id in 1..=10 {
+            x.on_record(&start(id, SessionKind::RdbBgsave));
+            x.on_record(&sample(id, 10, 100));
+            x.on_record(&end(id, SessionKind::RdbBgsave, 10, 1, Some(0)));
+        }
+        let after_ten = series(&r);
+        for id in 11..=1000 {
+            x.on_record(&start(id, SessionKind::RdbBgsave));
+            x.on_record(&sample(id, 10, 100));
+            x.on_record(&end(id, SessionKind::RdbBgsave, 10, 1, Some(0)));
+        }
+        assert_eq!(series(&r), after_ten, "no series per save");
+        assert!(x.open.is_empty());
+    }
+
+    #[test]
+    fn agent_figures_become_counters_and_gauges() {
+        let (mut x, r) = exporter();
+        x.on_agent(AgentFigures {
+            cpu_seconds: 1.5,
+            rss_bytes: 30 << 20,
+            lost_events: 4,
+            decode_errors: 0,
+            maps: vec![("traced".into(), 3)],
+        });
+        x.on_agent(AgentFigures {
+            cpu_seconds: 2.0,
+            rss_bytes: 31 << 20,
+            lost_events: 6,
+            decode_errors: 0,
+            maps: vec![("traced".into(), 2)],
+        });
+        let t = metrics::openmetrics(&r);
+        assert_eq!(value(&t, "cowtrace_agent_cpu_seconds_total"), 2.0);
+        assert_eq!(value(&t, "cowtrace_lost_events_total"), 6.0);
+        assert_eq!(
+            value(&t, "cowtrace_agent_resident_memory_bytes"),
+            f64::from(31u32 << 20)
+        );
+        assert_eq!(value(&t, "cowtrace_map_entries{map=\"traced\"}"), 2.0);
+    }
+}
