@@ -280,7 +280,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     dir.display()
                 );
             }
-            Some(TraceDir::new(dir, usize::try_from(args.keep).unwrap_or(usize::MAX)))
+            Some(TraceDir::new(
+                dir,
+                usize::try_from(args.keep).unwrap_or(usize::MAX),
+            ))
         }
         None => None,
     };

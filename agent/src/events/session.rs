@@ -158,6 +158,7 @@ impl Session {
             },
             instance: self.instance.clone(),
             attached_mid_save: self.mid_save.clone(),
+            memory: None,
         }))
     }
 

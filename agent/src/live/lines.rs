@@ -218,6 +218,7 @@ pub(crate) mod tests {
             },
             instance: None,
             attached_mid_save: None,
+            memory: None,
         }
     }
 
@@ -287,6 +288,7 @@ pub(crate) mod tests {
         );
         let end = SessionEnd {
             attached_mid_save: Some(mid),
+            memory: None,
             ..end_rec()
         };
         let l = watch_line(&Record::SessionEnd(Box::new(end)), &clock).unwrap();

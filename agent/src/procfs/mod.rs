@@ -1,4 +1,5 @@
 //! What the agent reads from /proc: Redis discovery, command lines, RSS.
+pub mod cgroup;
 pub mod children;
 pub mod sockets;
 

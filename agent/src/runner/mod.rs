@@ -2,6 +2,7 @@
 //! interval, keys, signals and the duration timer. `run` is the outline; `state` holds
 //! what the loop does with each event, `start` what is said and written once attached,
 //! and `options` the settings read from the environment. The rules live in `events`.
+mod memory;
 mod options;
 mod start;
 mod state;

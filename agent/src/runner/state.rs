@@ -67,6 +67,8 @@ pub struct State {
     pub live: Option<Live>,
     /// Each traced server's name, read from its sockets at its first fork.
     instances: HashMap<u32, String>,
+    /// The servers' memory limits and each running save's peak usage.
+    memory: super::memory::MemoryWatch,
 }
 
 /// A fork event rebuilt for a session whose own event was lost.
@@ -126,6 +128,7 @@ impl State {
             detail_events: 0,
             live: None,
             instances: HashMap::new(),
+            memory: Default::default(),
         }
     }
 
@@ -162,8 +165,9 @@ impl State {
         self.classify(procfs::monotonic_ns());
     }
 
-    pub fn emit(&mut self, rec: Record) -> Result<()> {
-        if let Record::SessionEnd(e) = &rec {
+    pub fn emit(&mut self, mut rec: Record) -> Result<()> {
+        if let Record::SessionEnd(e) = &mut rec {
+            e.memory = self.memory.take(e.child_pid);
             self.ends.push((**e).clone());
         }
         if let Some(l) = &mut self.live {
@@ -262,6 +266,7 @@ impl State {
             }
             ProcMsg::Exit(ev) => {
                 self.roots.remove(&ev.pid);
+                self.memory.forget_server(ev.pid);
                 log::info!("traced process {} exited", ev.pid);
                 let comm = String::from_utf8_lossy(&ev.comm)
                     .trim_end_matches('\0')
@@ -367,8 +372,22 @@ impl State {
         let now = procfs::monotonic_ns();
         self.adopt_lost_forks();
         self.classify(now);
-        let live: Vec<u32> = self.tracker.live().map(|s| s.child_pid).collect();
-        for child in live {
+        let live: Vec<(u32, u32)> = self
+            .tracker
+            .live()
+            .map(|s| (s.child_pid, s.parent_pid))
+            .collect();
+        for &(child, parent) in &live {
+            if let Some((limit, usage)) = self.memory.sample(child, parent)
+                && let Output::Serve(_) = self.output
+            {
+                let name = self.instance(parent);
+                if let Output::Serve(x) = &mut self.output {
+                    x.on_memory(&name, limit, usage);
+                }
+            }
+        }
+        for child in live.into_iter().map(|l| l.0) {
             if let Some(st) = self.maps.session(child) {
                 self.tracker
                     .on_counters(child, now, st.parent, st.child, st.io);

@@ -212,6 +212,13 @@ impl Exporter {
         m.in_progress.get_or_create(&save).dec();
         m.current_cow_bytes.get_or_create(&save).set(0);
         m.current_cow_rate.get_or_create(&save).set(0.0);
+        if let Some(pct) = e.memory.as_ref().and_then(|m| m.peak_pct()) {
+            m.last_peak_ratio
+                .get_or_create(&Instance {
+                    instance: save.instance.clone(),
+                })
+                .set(pct / 100.0);
+        }
         let cow = e.cow_bytes_with_estimate();
         if let Some(outcome) = outcome(e) {
             m.saves
@@ -286,16 +293,6 @@ impl Exporter {
             .memory_usage
             .get_or_create(&i)
             .set(i64::try_from(usage).unwrap_or(i64::MAX));
-    }
-
-    /// The peak usage of a save that ended, as a fraction of its limit.
-    pub fn on_peak(&mut self, instance: &str, ratio: f64) {
-        self.m
-            .last_peak_ratio
-            .get_or_create(&Instance {
-                instance: instance.to_string(),
-            })
-            .set(ratio);
     }
 }
 

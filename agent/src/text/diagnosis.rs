@@ -70,6 +70,9 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
             e.fsync.total_ms
         ));
     }
+    if let Some(m) = &e.memory {
+        out.extend(memory(m, total));
+    }
     match host.thp.as_deref() {
         Some("always") => out.push(
             "THP is `always`: huge pages make RSS and copy sizes jumpy and Redis warns against it; \
@@ -107,9 +110,80 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
     out
 }
 
+/// Peak usage against the limit, and how close the save came to an OOM kill.
+fn memory(m: &crate::trace::schema::SaveMemory, cow: u64) -> Vec<String> {
+    let Some(pct) = m.peak_pct() else {
+        return Vec::new();
+    };
+    let limit = fmt_bytes(m.limit_bytes);
+    let whose = match (&m.container, m.source.as_str()) {
+        (Some(c), s) => format!("the {limit} limit of container {c} ({s})"),
+        (None, "host") => format!("the host's {limit} (no cgroup limit is set)"),
+        (None, s) => format!(
+            "the {limit} limit of cgroup {} ({s})",
+            m.cgroup.as_deref().unwrap_or("?")
+        ),
+    };
+    let mut out = vec![format!(
+        "Memory: peak {} of {whose} = {pct:.1}%; {} at the fork.",
+        fmt_bytes(m.peak_bytes),
+        fmt_bytes(m.at_fork_bytes)
+    )];
+    let headroom = m.limit_bytes.saturating_sub(m.peak_bytes);
+    if pct >= 90.0 {
+        out.push(format!(
+            "Danger: this save left {} below the limit. A save that copies {} more (a larger dataset, more writes while it runs) is OOM-killed; Redis's `oom-score-adj` settings decide whether the kernel kills the child or the server.",
+            fmt_bytes(headroom),
+            fmt_bytes(headroom)
+        ));
+    } else if cow > 0 && headroom < cow {
+        out.push(format!(
+            "Headroom {} is less than this save's COW ({}): a save twice as costly would not fit.",
+            fmt_bytes(headroom),
+            fmt_bytes(cow)
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_against_the_limit() {
+        let m = crate::trace::schema::SaveMemory {
+            source: "cgroup v1".into(),
+            cgroup: Some("/libpod_parent/libpod-4f2d".into()),
+            limit_bytes: 512 << 20,
+            at_fork_bytes: 300 << 20,
+            peak_bytes: 480 << 20,
+            container: Some("redis1".into()),
+            ..Default::default()
+        };
+        let l = memory(&m, 180 << 20);
+        assert_eq!(
+            l[0],
+            "Memory: peak 480.0 MiB of the 512.0 MiB limit of container redis1 (cgroup v1) = 93.8%; 300.0 MiB at the fork."
+        );
+        assert!(
+            l[1].starts_with("Danger: this save left 32.0 MiB below the limit."),
+            "{l:?}"
+        );
+        let roomy = crate::trace::schema::SaveMemory {
+            source: "host".into(),
+            limit_bytes: 24 << 30,
+            at_fork_bytes: 2 << 30,
+            peak_bytes: 3 << 30,
+            ..Default::default()
+        };
+        let l = memory(&roomy, 1 << 30);
+        assert_eq!(l.len(), 1, "{l:?}");
+        assert!(
+            l[0].contains("the host's 24.00 GiB (no cgroup limit is set) = 12.5%"),
+            "{l:?}"
+        );
+    }
     use crate::{
         events::timeline::Timeline,
         trace::schema::{DiskSummary, FsyncSummary, Quantiles, SessionKind, WritesSummary},
@@ -159,6 +233,7 @@ mod tests {
             },
             instance: None,
             attached_mid_save: None,
+            memory: None,
         }
     }
 

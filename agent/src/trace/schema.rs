@@ -276,6 +276,38 @@ pub struct SessionEnd {
     /// `session_start`): `cow` and `writes` count from the attach on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached_mid_save: Option<MidSave>,
+    /// The server's memory limit and its peak usage while the save ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<SaveMemory>,
+}
+
+/// The memory the traced server may use (its cgroup's limit, else the host's memory)
+/// and what it used while the save ran.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SaveMemory {
+    /// `cgroup v1`, `cgroup v2`, or `host` when no cgroup limit is set.
+    pub source: String,
+    /// The cgroup's path, as /proc/PID/cgroup names it.
+    pub cgroup: Option<String>,
+    pub limit_bytes: u64,
+    /// Usage when the save started, and the highest while it ran: the cgroup's own
+    /// high-water mark when the save raised it (exact), else the highest of the samples
+    /// taken every 100 ms (a shorter spike can be missed).
+    pub at_fork_bytes: u64,
+    pub peak_bytes: u64,
+    /// The container (runtime and short id, or its name when the runtime tells it) and
+    /// the Kubernetes pod's UID, from the cgroup path.
+    pub container: Option<String>,
+    pub container_id: Option<String>,
+    pub pod_uid: Option<String>,
+}
+
+impl SaveMemory {
+    /// Peak usage as a percentage of the limit.
+    pub fn peak_pct(&self) -> Option<f64> {
+        (self.limit_bytes > 0).then(|| self.peak_bytes as f64 * 100.0 / self.limit_bytes as f64)
+    }
 }
 
 impl SessionEnd {

@@ -488,13 +488,34 @@ fn charts_of(s: &Session, rows: &[Row], start_ms: u64, out: &mut String) {
         .and_then(|e| e.cow.parent_rss_at_fork_bytes)
         .or(s.start.as_ref().and_then(|st| st.parent_rss_bytes))
         .filter(|&b| b > 0);
-    let refs: Vec<Reference> = rss
+    let mut refs: Vec<Reference> = rss
         .map(|b| Reference {
             name: format!("parent RSS at fork ({})", fmt_bytes(b)),
             y: mib(b),
         })
         .into_iter()
         .collect();
+    // COW adds to the usage: above this line the save would have crossed the limit.
+    let memory = s.end.as_ref().and_then(|e| e.memory.as_ref());
+    if let Some(m) = memory {
+        refs.push(Reference {
+            name: format!(
+                "room below the memory limit at the fork ({} limit − {} in use)",
+                fmt_bytes(m.limit_bytes),
+                fmt_bytes(m.at_fork_bytes)
+            ),
+            y: mib(m.limit_bytes.saturating_sub(m.at_fork_bytes)),
+        });
+    }
+    let limit_note = match memory {
+        Some(m) => format!(
+            "The memory limit is {} ({}); usage peaked at {}.",
+            fmt_bytes(m.limit_bytes),
+            m.source,
+            fmt_bytes(m.peak_bytes)
+        ),
+        None => "No memory limit is known for this server.".to_string(),
+    };
     let counted = if start_ms > 0 {
         " Counted from the attach; the estimate before it is not drawn."
     } else {
@@ -511,7 +532,7 @@ fn charts_of(s: &Session, rows: &[Row], start_ms: u64, out: &mut String) {
         &cow,
         &refs,
         &format!(
-            "Pages copied on write, by the side whose write copied them, against the parent's RSS at fork (the most a save can copy without new allocations). No memory limit is known for this server.{counted}"
+            "Pages copied on write, by the side whose write copied them, against the parent's RSS at fork (the most a save can copy without new allocations). {limit_note}{counted}"
         ),
     );
     // Rates over each row's interval.
