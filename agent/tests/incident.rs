@@ -2,7 +2,6 @@
 //! already running when cowtrace started, and several servers on one host, each named.
 mod common;
 use std::{
-    net::TcpListener,
     process::{Child, Stdio},
     thread::sleep,
     time::Duration,
@@ -125,15 +124,6 @@ fn a_save_running_before_cowtrace_starts_is_one_session_from_the_attach() {
 
 fn trace_path(dir: &TempDir) -> std::path::PathBuf {
     dir.path().join("trace.jsonl")
-}
-
-/// A free TCP port on loopback.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `cowtrace watch --plain` in the background, its stdout captured.

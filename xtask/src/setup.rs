@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::Command;
 
 /// Debian packages: LLVM 22 for bpf-linker (matches nightly's LLVM), Redis for the demo
-/// and the Redis tests, bpftrace/bpftool for cross-checks, and Chromium, in which the
-/// tests load `report --html` pages.
+/// and the Redis tests, bpftrace/bpftool for cross-checks, Chromium, in which the
+/// tests load `report --html` pages, and Prometheus (with promtool), which scrapes
+/// `cowtrace serve` in the tests and checks the alert rules.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -20,6 +21,7 @@ const APT_PACKAGES: &[&str] = &[
     "bpftrace",
     "bpftool",
     "chromium",
+    "prometheus",
 ];
 
 const LLVM_DIR: &str = "/usr/lib/llvm-22";

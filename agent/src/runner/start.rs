@@ -148,6 +148,14 @@ pub fn announce(st: &mut State, roots: &[u32], interval: Duration, attach_ms: u1
         };
         st.live = Some(Live::new(pids, st.start_ns, interval_ns, host));
     }
+    if let Output::Serve(_) = st.output {
+        let names: Vec<String> = roots.iter().map(|&r| st.instance(r)).collect();
+        if let Output::Serve(x) = &mut st.output {
+            for n in &names {
+                x.on_server(n);
+            }
+        }
+    }
     match &mut st.output {
         Output::Trace(w) => {
             w.write(&Record::Meta(Box::new(meta)))?;

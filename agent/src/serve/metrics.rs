@@ -1,7 +1,12 @@
 //! The metrics `cowtrace serve` exports: their names, units, help and bounded labels
-//! (`instance`, `kind`, `side`, `outcome`, `map`: never a pid), registered once, and the
+//! (`server`, `kind`, `side`, `outcome`, `map`: never a pid), registered once, and the
 //! two text expositions (OpenMetrics, and Prometheus' 0.0.4 text for scrapers that do not
 //! ask for OpenMetrics).
+//!
+//! The Redis server is the `server` label (`host:port`, a unix socket path, or `pid N`),
+//! not `instance`: Prometheus sets `instance` to the scrape target (the node cowtrace runs
+//! on) and would rename an exported `instance` to `exported_instance`; and two nodes'
+//! `127.0.0.1:6379` servers must stay apart, which the target's `instance` does.
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{
@@ -17,14 +22,14 @@ use std::sync::atomic::AtomicU64;
 /// A save's server and kind.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Save {
-    pub instance: String,
+    pub server: String,
     pub kind: String,
 }
 
 /// Which side's writes copied the pages.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SaveSide {
-    pub instance: String,
+    pub server: String,
     pub kind: String,
     pub side: String,
 }
@@ -33,14 +38,14 @@ pub struct SaveSide {
 /// `oom` (killed by the kernel's OOM killer).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SaveOutcome {
-    pub instance: String,
+    pub server: String,
     pub kind: String,
     pub outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct Instance {
-    pub instance: String,
+pub struct Server {
+    pub server: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,18 +87,19 @@ pub struct Metrics {
     pub lost_events: Counter,
     pub decode_errors: Counter,
     pub trace_dir_errors: Counter,
-    pub fork_seconds: Hist<Instance>,
+    pub fork_seconds: Hist<Server>,
     pub save_seconds: Hist<Save>,
     pub save_cow_bytes: Hist<Save>,
-    pub write_latency: Hist<Instance>,
-    pub sync_latency: Hist<Instance>,
+    pub write_latency: Hist<Server>,
+    pub sync_latency: Hist<Server>,
     pub in_progress: Family<Save, Gauge>,
     pub current_cow_bytes: Family<Save, Gauge>,
     pub current_cow_rate: Family<Save, FloatGauge>,
     pub last_cow_bytes: Family<Save, Gauge>,
-    pub memory_limit: Family<Instance, Gauge>,
-    pub memory_usage: Family<Instance, Gauge>,
-    pub last_peak_ratio: Family<Instance, FloatGauge>,
+    pub last_fork_seconds: Family<Server, FloatGauge>,
+    pub memory_limit: Family<Server, Gauge>,
+    pub memory_usage: Family<Server, Gauge>,
+    pub last_peak_ratio: Family<Server, FloatGauge>,
     pub agent_cpu: Counter<f64, AtomicU64>,
     pub agent_rss: Gauge,
     pub map_entries: Family<MapName, Gauge>,
@@ -120,6 +126,7 @@ impl Metrics {
             current_cow_bytes: Family::default(),
             current_cow_rate: Family::default(),
             last_cow_bytes: Family::default(),
+            last_fork_seconds: Family::default(),
             memory_limit: Family::default(),
             memory_usage: Family::default(),
             last_peak_ratio: Family::default(),
@@ -227,6 +234,12 @@ impl Metrics {
             m.last_cow_bytes.clone(),
         );
         r.register_with_unit(
+            "last_fork_duration",
+            "Time the server spent in its last fork() (like Redis's latest_fork_usec)",
+            s.clone(),
+            m.last_fork_seconds.clone(),
+        );
+        r.register_with_unit(
             "memory_limit",
             "The server's memory limit: its cgroup's, else the host's memory",
             b.clone(),
@@ -316,7 +329,7 @@ mod tests {
 
     fn save() -> Save {
         Save {
-            instance: "127.0.0.1:6379".into(),
+            server: "127.0.0.1:6379".into(),
             kind: "rdb-bgsave".into(),
         }
     }
@@ -326,7 +339,7 @@ mod tests {
         let (m, r) = Metrics::new();
         m.cow_bytes
             .get_or_create(&SaveSide {
-                instance: "127.0.0.1:6379".into(),
+                server: "127.0.0.1:6379".into(),
                 kind: "rdb-bgsave".into(),
                 side: "parent".into(),
             })
@@ -337,9 +350,9 @@ mod tests {
         for want in [
             "# TYPE cowtrace_cow_bytes counter",
             "# UNIT cowtrace_cow_bytes bytes",
-            "cowtrace_cow_bytes_total{instance=\"127.0.0.1:6379\",kind=\"rdb-bgsave\",side=\"parent\"} 4096",
-            "cowtrace_save_duration_seconds_bucket{le=\"1.6\",instance=\"127.0.0.1:6379\",kind=\"rdb-bgsave\"} 1",
-            "cowtrace_save_current_cow_rate_bytes_per_second{instance=\"127.0.0.1:6379\",kind=\"rdb-bgsave\"} 1000000.0",
+            "cowtrace_cow_bytes_total{server=\"127.0.0.1:6379\",kind=\"rdb-bgsave\",side=\"parent\"} 4096",
+            "cowtrace_save_duration_seconds_bucket{le=\"1.6\",server=\"127.0.0.1:6379\",kind=\"rdb-bgsave\"} 1",
+            "cowtrace_save_current_cow_rate_bytes_per_second{server=\"127.0.0.1:6379\",kind=\"rdb-bgsave\"} 1000000.0",
             "# EOF",
         ] {
             assert!(om.contains(want), "missing {want:?} in\n{om}");

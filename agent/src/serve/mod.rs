@@ -16,7 +16,7 @@ use std::{
     },
 };
 
-use metrics::{Instance, MapName, Metrics, Save, SaveOutcome, SaveSide};
+use metrics::{MapName, Metrics, Save, SaveOutcome, SaveSide, Server};
 
 use crate::trace::schema::{IoEvent, Meta, Record, SessionEnd};
 
@@ -93,7 +93,7 @@ impl Exporter {
 
     fn side(save: &Save, side: &str) -> SaveSide {
         SaveSide {
-            instance: save.instance.clone(),
+            server: save.server.clone(),
             kind: save.kind.clone(),
             side: side.into(),
         }
@@ -122,7 +122,7 @@ impl Exporter {
         match rec {
             Record::SessionStart(s) => {
                 let save = Save {
-                    instance: s
+                    server: s
                         .instance
                         .clone()
                         .unwrap_or_else(|| format!("pid {}", s.parent_pid)),
@@ -130,9 +130,14 @@ impl Exporter {
                 };
                 m.in_progress.get_or_create(&save).inc();
                 if let Some(us) = s.fork_us {
+                    m.last_fork_seconds
+                        .get_or_create(&Server {
+                            server: save.server.clone(),
+                        })
+                        .set(us / 1e6);
                     m.fork_seconds
-                        .get_or_create(&Instance {
-                            instance: save.instance.clone(),
+                        .get_or_create(&Server {
+                            server: save.server.clone(),
                         })
                         .observe(us / 1e6);
                 }
@@ -176,7 +181,7 @@ impl Exporter {
     fn on_end(&mut self, e: &SessionEnd) {
         let m = &self.m;
         let save = Save {
-            instance: e.instance_name(),
+            server: e.instance_name(),
             kind: e.kind.as_str().to_string(),
         };
         let mut o = match self.open.remove(&e.session) {
@@ -214,8 +219,8 @@ impl Exporter {
         m.current_cow_rate.get_or_create(&save).set(0.0);
         if let Some(pct) = e.memory.as_ref().and_then(|m| m.peak_pct()) {
             m.last_peak_ratio
-                .get_or_create(&Instance {
-                    instance: save.instance.clone(),
+                .get_or_create(&Server {
+                    server: save.server.clone(),
                 })
                 .set(pct / 100.0);
         }
@@ -223,7 +228,7 @@ impl Exporter {
         if let Some(outcome) = outcome(e) {
             m.saves
                 .get_or_create(&SaveOutcome {
-                    instance: save.instance.clone(),
+                    server: save.server.clone(),
                     kind: save.kind.clone(),
                     outcome: outcome.into(),
                 })
@@ -238,6 +243,34 @@ impl Exporter {
         }
     }
 
+    /// A server cowtrace traces: its per-server series exist from now on, at zero, so
+    /// that `rate()` and `increase()` see its first fork and its first save.
+    pub fn on_server(&mut self, server: &str) {
+        let l = Server {
+            server: server.to_string(),
+        };
+        let _ = self.m.fork_seconds.get_or_create(&l);
+        for kind in ["rdb-bgsave", "aof-rewrite"] {
+            let save = Save {
+                server: server.to_string(),
+                kind: kind.to_string(),
+            };
+            let _ = self.m.save_seconds.get_or_create(&save);
+            let _ = self.m.save_cow_bytes.get_or_create(&save);
+            let _ = self.m.written_bytes.get_or_create(&save);
+            let _ = self.m.disk_bytes.get_or_create(&save);
+            let _ = self.m.in_progress.get_or_create(&save);
+            for side in ["parent", "child"] {
+                let _ = self.m.cow_bytes.get_or_create(&Self::side(&save, side));
+            }
+            let _ = self.m.saves.get_or_create(&SaveOutcome {
+                server: server.to_string(),
+                kind: kind.to_string(),
+                outcome: "ok".into(),
+            });
+        }
+    }
+
     /// A detail event: write and sync latencies.
     pub fn on_event(&mut self, rec: &Record) {
         let (ev, hist): (&IoEvent, _) = match rec {
@@ -248,8 +281,8 @@ impl Exporter {
         let Some(o) = ev.session.and_then(|s| self.open.get(&s)) else {
             return;
         };
-        hist.get_or_create(&Instance {
-            instance: o.save.instance.clone(),
+        hist.get_or_create(&Server {
+            server: o.save.server.clone(),
         })
         .observe(ev.latency_us / 1e6);
     }
@@ -281,9 +314,9 @@ impl Exporter {
     }
 
     /// A server's memory limit and usage (sampled while its saves run).
-    pub fn on_memory(&mut self, instance: &str, limit: u64, usage: u64) {
-        let i = Instance {
-            instance: instance.to_string(),
+    pub fn on_memory(&mut self, server: &str, limit: u64, usage: u64) {
+        let i = Server {
+            server: server.to_string(),
         };
         self.m
             .memory_limit
@@ -365,7 +398,7 @@ mod tests {
             .unwrap_or_else(|| panic!("no {series} in\n{text}"))
     }
 
-    const L: &str = "{instance=\"10.0.0.1:6379\",kind=\"rdb-bgsave\"";
+    const L: &str = "{server=\"10.0.0.1:6379\",kind=\"rdb-bgsave\"";
 
     #[test]
     fn counters_move_with_samples_and_end_at_the_sessions_totals() {
@@ -427,7 +460,7 @@ mod tests {
         assert_eq!(
             value(
                 &t,
-                "cowtrace_fork_duration_seconds_sum{instance=\"10.0.0.1:6379\"}"
+                "cowtrace_fork_duration_seconds_sum{server=\"10.0.0.1:6379\"}"
             ),
             0.0025
         );
@@ -442,7 +475,7 @@ mod tests {
         assert_eq!(
             value(
                 &t,
-                "cowtrace_save_in_progress{instance=\"10.0.0.1:6379\",kind=\"fork\"}"
+                "cowtrace_save_in_progress{server=\"10.0.0.1:6379\",kind=\"fork\"}"
             ),
             0.0
         );

@@ -28,6 +28,15 @@ pub fn require_root() {
     );
 }
 
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn cowtrace() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cowtrace"))
 }
@@ -291,6 +300,12 @@ pub struct Redis {
 
 impl Redis {
     pub fn start(extra: &[&str]) -> Self {
+        Self::start_on(None, extra)
+    }
+
+    /// A server on the unix socket `sock` (a server restarted on the same socket keeps
+    /// its name), or on one in its own directory.
+    pub fn start_on(sock: Option<&Path>, extra: &[&str]) -> Self {
         assert!(
             Command::new("redis-server")
                 .arg("--version")
@@ -299,7 +314,7 @@ impl Redis {
             "redis-server not installed: run `cargo xtask setup`"
         );
         let dir = TempDir::new("redis");
-        let sock = dir.path().join("redis.sock");
+        let sock = sock.map_or_else(|| dir.path().join("redis.sock"), Path::to_path_buf);
         let child = Command::new("redis-server")
             .args([
                 "--port",
