@@ -140,6 +140,11 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     let mut signals = Signals::install()?;
     let pid_mode = !cfg.pids.is_empty();
     let pids = resolve_pids(&cfg.pids)?;
+    for &pid in &pids {
+        if let Some(w) = procfs::comm(pid).and_then(|c| procfs::not_redis_warning(pid, &c)) {
+            eprintln!("cowtrace: warning: {w}");
+        }
+    }
     let t0 = std::time::Instant::now();
     let mut opts = LoadOptions {
         auto_redis: !pid_mode,
