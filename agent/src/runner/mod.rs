@@ -151,7 +151,8 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
         ..Default::default()
     };
     EnvOverrides::from_env()?.apply(&mut opts);
-    let mut ebpf = loader::load(&opts)?.ebpf;
+    let probes = loader::load(&opts)?;
+    let (mut ebpf, links) = (probes.ebpf, probes.links);
     let mut logger = kernel_logger(&mut ebpf)?;
     let (mut maps, rings) = KernelMaps::take(&mut ebpf)?;
     let (roots, running) = start::add_roots(&mut maps, &pids, pid_mode)?;
@@ -221,9 +222,12 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
         }
     };
     let end = st.finish(session_fd.get_mut(), detail_fd.get_mut(), reason)?;
+    // Nothing more is read from the kernel: detach while the summary is printed.
+    let detaching = links.detach_in_background();
     if reason != StopReason::OutputClosed {
         start::print_summary(&st, &end);
     }
-    drop(ebpf); // detaches every program
+    detaching.wait();
+    drop(ebpf);
     Ok(end)
 }
