@@ -89,6 +89,7 @@ fn session(id: u64, active: bool) -> SessionRow {
         },
         elapsed_ms: 12_000,
         cow_bytes: 126_353_408, // 120.5 MiB
+        cow_estimate: None,
         pct_of_rss: Some(35.2),
         rss_at_fork: Some(358 << 20),
         // Averages over the run.
@@ -264,6 +265,22 @@ fn one_active_save_at_80x24() {
         wide.contains("fork 1.4ms · parent 4242 child 5003"),
         "{wide}"
     );
+}
+
+/// A save already running when cowtrace attached: its COW before the attach is an
+/// estimate, marked `≈` and counted in its share of the RSS at fork.
+#[test]
+fn a_session_attached_mid_save_shows_its_estimate() {
+    let mut s = session(3, true);
+    s.cow_bytes = 1 << 20;
+    s.cow_estimate = Some(45 << 20);
+    let vm = model(vec![redis(4242, Some("rdb-bgsave"))], vec![s]);
+    let text = draw(&vm, &UiState::default(), 80, 24);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with('●'))
+        .expect("session row");
+    assert!(row.split_whitespace().any(|w| w == "≈46.0"), "{row}");
 }
 
 /// An ended session's columns mean what a running one's do: how long it ran and its

@@ -98,10 +98,11 @@ pub struct Ended {
 }
 
 impl Ended {
-    /// Average rates over the session's run.
+    /// Average rates over the session's run (with the COW estimated before the attach
+    /// of a session attached mid-save).
     pub fn rates(&self) -> Rates {
         Rates::average(
-            self.end.cow.bytes,
+            self.end.cow_bytes_with_estimate(),
             self.end.writes.bytes,
             self.end.disk.bytes,
             self.end.duration_ms,

@@ -149,7 +149,12 @@ pub struct SessionRow {
     pub status: String,
     /// How long it ran: from the fork to now (running) or to its end.
     pub elapsed_ms: u64,
+    /// Counted by cowtrace.
     pub cow_bytes: u64,
+    /// For a session attached mid-save: the COW estimated before the attach (shown
+    /// with `≈`, added to `cow_bytes` in the share and the average rate).
+    pub cow_estimate: Option<u64>,
+    /// Of the counted COW plus the estimate.
     pub pct_of_rss: Option<f64>,
     /// The parent's RSS at the fork: the base of `pct_of_rss`.
     pub rss_at_fork: Option<u64>,
@@ -211,6 +216,8 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
         .iter()
         .map(|s| {
             let cow_bytes = s.parent.copy_bytes + s.child.copy_bytes;
+            let cow_estimate = s.mid_save.as_ref().and_then(|m| m.cow_bytes_estimate);
+            let cow_total = cow_bytes.saturating_add(cow_estimate.unwrap_or(0));
             let elapsed_ms = cx.now_ns.saturating_sub(s.fork_ts_ns) / 1_000_000;
             SessionRow {
                 id: s.id,
@@ -225,9 +232,10 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
                 status: "running".into(),
                 elapsed_ms,
                 cow_bytes,
-                pct_of_rss: pct_of_rss(cow_bytes, s.parent_rss),
+                cow_estimate,
+                pct_of_rss: pct_of_rss(cow_total, s.parent_rss),
                 rss_at_fork: s.parent_rss,
-                rates: Rates::average(cow_bytes, s.io.write_bytes, s.io.disk_bytes, elapsed_ms),
+                rates: Rates::average(cow_total, s.io.write_bytes, s.io.disk_bytes, elapsed_ms),
                 now: Some(store.rates(s.id)),
                 series: store.series(s.id),
                 written_bytes: s.io.write_bytes,
@@ -237,25 +245,32 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
             }
         })
         .collect();
-    sessions.extend(store.recent().map(|e| SessionRow {
-        id: e.end.session,
-        kind: e.end.kind.as_str().to_string(),
-        instance: e.end.instance_name(),
-        parent_pid: e.end.parent_pid,
-        child_pid: e.end.child_pid,
-        active: false,
-        status: exit_text(e.end.complete, e.end.exit_code, e.end.exit_signal),
-        elapsed_ms: e.end.duration_ms,
-        cow_bytes: e.end.cow.bytes,
-        pct_of_rss: pct_of_rss(e.end.cow.bytes, e.end.cow.parent_rss_at_fork_bytes),
-        rss_at_fork: e.end.cow.parent_rss_at_fork_bytes,
-        rates: e.rates(),
-        now: None,
-        series: e.series.clone(),
-        written_bytes: e.end.writes.bytes,
-        fsync_calls: e.end.fsync.calls,
-        fork_us: e.fork_us,
-        hists: e.hists.clone(),
+    sessions.extend(store.recent().map(|e| {
+        SessionRow {
+            id: e.end.session,
+            kind: e.end.kind.as_str().to_string(),
+            instance: e.end.instance_name(),
+            parent_pid: e.end.parent_pid,
+            child_pid: e.end.child_pid,
+            active: false,
+            status: exit_text(e.end.complete, e.end.exit_code, e.end.exit_signal),
+            elapsed_ms: e.end.duration_ms,
+            cow_bytes: e.end.cow.bytes,
+            cow_estimate: e
+                .end
+                .attached_mid_save
+                .as_ref()
+                .and_then(|m| m.cow_bytes_estimate),
+            pct_of_rss: e.end.cow.pct_of_parent_rss,
+            rss_at_fork: e.end.cow.parent_rss_at_fork_bytes,
+            rates: e.rates(),
+            now: None,
+            series: e.series.clone(),
+            written_bytes: e.end.writes.bytes,
+            fsync_calls: e.end.fsync.calls,
+            fork_us: e.fork_us,
+            hists: e.hists.clone(),
+        }
     }));
     let procs = procs
         .iter()

@@ -634,6 +634,7 @@ mod tests {
             status: "running".into(),
             elapsed_ms: 2000,
             cow_bytes: 0,
+            cow_estimate: None,
             pct_of_rss: None,
             rss_at_fork: Some(1 << 30),
             rates: Rates::default(),

@@ -114,8 +114,13 @@ pub const COLUMNS: &[Col] = &[
     col(["", "ran"], 5, true, |s, _| {
         (fmt_dur(s.elapsed_ms), base(s))
     }),
-    col(["COW", "MiB"], 6, true, |s, _| {
-        (fmt_mib(s.cow_bytes as f64), base(s))
+    col(["COW", "MiB"], 6, true, |s, _| match s.cow_estimate {
+        // Attached mid-save: what was copied before is an estimate.
+        Some(est) => (
+            format!("≈{}", fmt_mib(s.cow_bytes.saturating_add(est) as f64)),
+            base(s),
+        ),
+        None => (fmt_mib(s.cow_bytes as f64), base(s)),
     }),
     col(["% RSS", "at fork"], 7, true, |s, _| {
         (s.pct_of_rss.map_or("-".into(), fmt_pct), base(s))
