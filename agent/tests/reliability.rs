@@ -320,7 +320,7 @@ fn record_says_where_it_writes_and_never_overwrites_without_force() {
     assert_eq!(
         err.trim(),
         format!(
-            "cowtrace: error: trace output {} already exists ({} B); cowtrace does not \
+            "cowtrace: error: trace output {} already exists ({} bytes); cowtrace does not \
              overwrite it: choose another path with -o, or add --force to replace it",
             path.display(),
             earlier.len()

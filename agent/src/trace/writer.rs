@@ -27,9 +27,8 @@ pub enum TraceError {
     )]
     Open { path: PathBuf, error: io::Error },
     #[error(
-        "trace output {path} already exists ({}); cowtrace does not overwrite it: choose \
-         another path with -o, or add --force to replace it",
-        crate::text::units::fmt_bytes(*size)
+        "trace output {path} already exists ({size} bytes); cowtrace does not overwrite it: \
+         choose another path with -o, or add --force to replace it"
     )]
     Exists { path: PathBuf, size: u64 },
     #[error("cannot write trace output {path}: {source}")]
@@ -194,7 +193,9 @@ mod tests {
         let e = TraceWriter::open(Path::new("/nonexistent-dir/t.jsonl"), false)
             .err()
             .unwrap();
-        let msg = crate::text::error::chain_of(&e);
+        // The io::Error is not a `source`: this is the whole chain.
+        assert!(std::error::Error::source(&e).is_none());
+        let msg = e.to_string();
         assert_eq!(
             msg,
             "cannot open trace output /nonexistent-dir/t.jsonl: directory /nonexistent-dir \
@@ -211,7 +212,7 @@ mod tests {
         assert!(
             matches!(e, TraceError::Exists { size: 17, .. })
                 && msg.contains(&p.display().to_string())
-                && msg.contains("already exists (17 B)")
+                && msg.contains("already exists (17 bytes)")
                 && msg.contains("--force"),
             "{msg}"
         );

@@ -11,7 +11,7 @@ use ratatui::{
     layout::{Alignment, Constraint, Layout, Rect},
     style::{Color, Modifier, Style},
     text::{Line, Span},
-    widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap},
+    widgets::{Block, Borders, Paragraph, Wrap},
 };
 
 use crate::{
@@ -64,7 +64,7 @@ pub fn render(frame: &mut Frame, vm: &ViewModel, ui: &UiState) {
     let sel = ui.selected_index(vm);
     render_header(frame, header, vm, ui);
     render_procs(frame, procs, vm);
-    render_sessions(frame, sessions, vm, sel);
+    table::render(frame, sessions, vm, sel);
     render_hists(frame, hists, vm, sel.map(|i| &vm.sessions[i]), cols, rows);
     render_footer(frame, footer, vm);
 }
@@ -150,7 +150,7 @@ fn render_header(frame: &mut Frame, area: Rect, vm: &ViewModel, ui: &UiState) {
     }
 }
 
-fn section(title: String) -> Block<'static> {
+pub fn section(title: String) -> Block<'static> {
     Block::new()
         .borders(Borders::TOP)
         .border_style(Style::new().fg(DIM))
@@ -219,84 +219,6 @@ fn render_procs(frame: &mut Frame, area: Rect, vm: &ViewModel) {
         ));
     }
     frame.render_widget(Paragraph::new(lines), inner);
-}
-
-/// The sessions table's title: what it lists, which rows are in view when they do not
-/// all fit (the others are a key away), and how many ended sessions are no longer kept.
-pub fn sessions_title(total: usize, first: usize, visible: usize, not_kept: u64) -> String {
-    let mut t = " Sessions, newest first".to_string();
-    if visible < total {
-        let last = (first + visible).min(total);
-        t.push_str(&format!(": {}-{last} of {total} (↑↓ scroll)", first + 1));
-    }
-    if not_kept > 0 {
-        t.push_str(&format!(", {not_kept} older not kept"));
-    }
-    t.push(' ');
-    t
-}
-
-fn render_sessions(frame: &mut Frame, area: Rect, vm: &ViewModel, sel: Option<usize>) {
-    let not_kept = vm
-        .ended_total
-        .saturating_sub(vm.sessions.iter().filter(|s| !s.active).count() as u64);
-    let inner = section(String::new()).inner(area);
-    if vm.sessions.is_empty() {
-        frame.render_widget(section(sessions_title(0, 0, 0, not_kept)), area);
-        let text = vm.waiting().unwrap_or_default();
-        frame.render_widget(
-            Paragraph::new(Line::styled(text, Style::new().fg(DIM))),
-            inner,
-        );
-        return;
-    }
-    let server_want = vm
-        .sessions
-        .iter()
-        .map(|s| s.instance.chars().count())
-        .max()
-        .unwrap_or(0)
-        .min(u16::MAX as usize) as u16;
-    let cols = table::layout(inner.width, server_want);
-    let aligned = |right: bool, text: String| {
-        if right {
-            Line::from(text).alignment(Alignment::Right)
-        } else {
-            Line::from(text)
-        }
-    };
-    let head_style = Style::new().fg(DIM);
-    let header = Row::new(cols.iter().map(|(c, _)| {
-        let lines = vec![
-            aligned(c.right, c.head[0].into()),
-            aligned(c.right, c.head[1].into()),
-        ];
-        Cell::from(ratatui::text::Text::from(lines).style(head_style))
-    }))
-    .height(2);
-    let rows = vm.sessions.iter().map(|s| {
-        Row::new(cols.iter().map(|&(c, w)| {
-            let (text, style) = (c.cell)(s, w as usize);
-            Cell::from(aligned(c.right, text).style(style))
-        }))
-    });
-    let table = Table::new(rows, cols.iter().map(|&(_, w)| Constraint::Length(w)))
-        .header(header)
-        .column_spacing(1)
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default().with_selected(sel);
-    frame.render_stateful_widget(table, inner, &mut state);
-    // The table has scrolled the selected row into view: say which rows are shown.
-    let visible = inner.height.saturating_sub(2) as usize;
-    frame.render_widget(
-        section(sessions_title(
-            vm.sessions.len(),
-            state.offset(),
-            visible,
-            not_kept,
-        )),
-        area,
-    );
 }
 
 fn render_hists(
@@ -609,15 +531,6 @@ mod tests {
         assert_eq!(text(l), "write size        max 4K");
         let l = spread("p50 3 p99 11k", Style::new(), "n 7".into(), 10);
         assert_eq!(text(l), "p50 3… n 7");
-    }
-
-    #[test]
-    fn the_sessions_title_says_which_rows_are_shown() {
-        assert_eq!(sessions_title(12, 0, 20, 0), " Sessions, newest first ");
-        assert_eq!(
-            sessions_title(50, 6, 6, 3),
-            " Sessions, newest first: 7-12 of 50 (↑↓ scroll), 3 older not kept "
-        );
     }
 
     #[test]
