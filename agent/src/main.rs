@@ -6,6 +6,7 @@ use cowtrace::{
     kernel::check,
     kernel::privileges,
     runner::{self, Output, RunConfig},
+    text::error,
     trace::writer::TraceWriter,
 };
 
@@ -15,6 +16,7 @@ Examples:
   sudo cowtrace watch -p 1234 -d 60      # watch one server for a minute
   sudo cowtrace watch --plain > w.log    # a line per save and interval, then histograms
   sudo cowtrace record -o save.jsonl     # record sessions to JSON Lines until Ctrl-C
+  sudo cowtrace record -f -o save.jsonl  # the same, replacing save.jsonl if it exists
   sudo cowtrace record -o - -d 30 | jq . # stream a 30 s trace to stdout
   sudo cowtrace serve                    # Prometheus metrics on http://127.0.0.1:10690/metrics
   sudo cowtrace check                    # what this host allows
@@ -160,9 +162,13 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct RecordArgs {
-    /// Trace file to write (`-` for stdout). New files are created with mode 0600.
+    /// Trace file to write (`-` for stdout). New files are created with mode 0600; an
+    /// existing file is refused unless --force is given.
     #[arg(short = 'o', long, value_name = "FILE")]
     output: PathBuf,
+    /// Overwrite FILE if it exists.
+    #[arg(short = 'f', long)]
+    force: bool,
     /// Also write one line per COW copy, write, sync and block request (large; off by
     /// default).
     #[arg(long)]
@@ -197,7 +203,16 @@ fn main() -> ExitCode {
             };
         }
         Some(Cmd::Serve(s)) => serve(s),
-        Some(Cmd::Record(r)) => run_with(r.targets, Some((r.output, r.events)), false, false),
+        Some(Cmd::Record(r)) => run_with(
+            r.targets,
+            Some(Record {
+                path: r.output,
+                force: r.force,
+                events: r.events,
+            }),
+            false,
+            false,
+        ),
         Some(Cmd::Watch(w)) => run_with(w.targets, None, w.plain, w.timestamp),
         None => run_with(
             cli.watch.targets,
@@ -209,7 +224,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cowtrace: error: {e:#}");
+            eprintln!("cowtrace: error: {}", error::chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -309,9 +324,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `record` was asked for.
+struct Record {
+    path: PathBuf,
+    force: bool,
+    events: bool,
+}
+
 fn run_with(
     t: Targets,
-    record: Option<(PathBuf, bool)>,
+    record: Option<Record>,
     plain: bool,
     timestamps: bool,
 ) -> anyhow::Result<()> {
@@ -320,7 +342,10 @@ fn run_with(
     }
     // Open the output before anything is attached, so a bad path fails first.
     let (output, events) = match record {
-        Some((path, events)) => (Output::Trace(TraceWriter::open(&path)?), events),
+        Some(r) => (
+            Output::Trace(TraceWriter::open(&r.path, r.force)?),
+            r.events,
+        ),
         // The full-screen view needs a terminal; lines suit pipes, files and `--plain`.
         None if plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) => {
             (Output::Watch, false)

@@ -282,7 +282,94 @@ fn closed_stdout_ends_record_promptly_and_quietly() {
         "took {:?}",
         t0.elapsed()
     );
-    assert!(err.trim().is_empty(), "quiet: {err}");
+    // Quiet: the banner (on stderr, since stdout is the trace) and nothing else.
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines.len() == 1
+            && lines[0].starts_with("cowtrace ")
+            && lines[0].contains(": recording to stdout; ")
+            && lines[0].ends_with("ms; Ctrl-C to stop)"),
+        "quiet: {err}"
+    );
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn record_says_where_it_writes_and_never_overwrites_without_force() {
+    require_root();
+    let redis = Redis::start(&[]);
+    let pid = redis.pid().to_string();
+    let name = cowtrace::procfs::sockets::instance_name(redis.pid());
+    assert_eq!(name, redis.sock.display().to_string());
+    let dir = TempDir::new("keep");
+    let path = dir.path().join("incident.jsonl");
+    let earlier = b"{\"type\":\"meta\"} an earlier incident's trace\n";
+    std::fs::write(&path, earlier).unwrap();
+
+    // Refused before anything is loaded: one message naming the file and --force.
+    let before = count_our_programs();
+    let t0 = Instant::now();
+    let out = cowtrace()
+        .args(["record", "-p", &pid, "-d", "5", "-o"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "cowtrace: error: trace output {} already exists ({} bytes); cowtrace does not \
+             overwrite it: choose another path with -o, or add --force to replace it",
+            path.display(),
+            earlier.len()
+        )
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "it failed at once, not after -d 5: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        earlier,
+        "the file is untouched"
+    );
+    assert!(count_our_programs() <= before, "nothing is left loaded");
+
+    // --force replaces it, and the banner says where the trace goes once attached.
+    let mut child = cowtrace()
+        .args(["record", "--force", "-p", &pid, "-o"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    let mut errs = std::io::BufReader::new(child.stderr.take().unwrap());
+    std::io::BufRead::read_line(&mut errs, &mut banner).unwrap();
+    eprintln!("{banner}");
+    let want = format!(
+        ": recording pid {pid} at {name} to {} (attached in ",
+        path.display()
+    );
+    assert!(
+        banner.starts_with("cowtrace ")
+            && banner.contains(&want)
+            && banner.trim_end().ends_with(" ms; Ctrl-C to stop)"),
+        "{banner}"
+    );
+    // Said once the programs are attached: the meta line is already in the file.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with("{\"type\":\"meta\",\"format\":\"cowtrace\""),
+        "{text}"
+    );
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert!(wait_timeout(&mut child, Duration::from_secs(10)).success());
+    let t = Trace::read(&path);
+    assert_eq!(t.end()["reason"], "signal");
 }
 
 /// Record `forks` short-lived children forked one after the other by cowload, with
@@ -332,7 +419,9 @@ fn watch_says_when_no_redis_is_running() {
     let running = cowtrace::procfs::find_redis(std::path::Path::new("/proc"));
     if running.is_empty() {
         assert!(
-            text.contains("no Redis server running yet; waiting for one to start"),
+            text.contains(
+                ": no Redis server is running yet; waiting for one to start (attached in"
+            ),
             "{text}"
         );
     } else {

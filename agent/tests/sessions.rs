@@ -194,9 +194,42 @@ fn unwritable_output_fails_before_attaching() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
+    // What happened and what to do, each said once.
+    assert_eq!(
+        err.trim(),
+        "cowtrace: error: cannot open trace output /nonexistent-dir/t.jsonl: directory \
+         /nonexistent-dir does not exist; choose a writable path with -o"
+    );
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn a_pid_that_is_not_redis_is_traced_with_a_warning() {
+    require_root();
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id();
+    let out = cowtrace()
+        .args(["watch", "--plain", "-d", "0.5", "-p", &pid.to_string()])
+        .output()
+        .unwrap();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "cowtrace: warning: pid {pid} (sleep) is not a redis-server or valkey-server; \
+             tracing its forks anyway"
+        )
+    );
     assert!(
-        err.contains("cannot open trace output /nonexistent-dir/t.jsonl"),
-        "{err}"
+        text.contains(&format!(": watching pid {pid} (attached in ")),
+        "{text}"
     );
 }
 

@@ -78,6 +78,7 @@ fn session(id: u64, active: bool) -> SessionRow {
         } else {
             "rdb-bgsave".into()
         },
+        instance: "127.0.0.1:6379".into(),
         parent_pid: 4242,
         child_pid: 5000 + id as u32,
         active,
@@ -88,12 +89,21 @@ fn session(id: u64, active: bool) -> SessionRow {
         },
         elapsed_ms: 12_000,
         cow_bytes: 126_353_408, // 120.5 MiB
+        cow_estimate: None,
         pct_of_rss: Some(35.2),
+        rss_at_fork: Some(358 << 20),
+        // Averages over the run.
         rates: Rates {
-            cow: 12.1 * 1048576.0,
-            write: 40.1e6,
-            disk: 38.0e6,
+            cow: 10.0 * 1048576.0,
+            write: 6.7 * 1048576.0,
+            disk: 6.3 * 1048576.0,
         },
+        // The last interval, while it runs.
+        now: active.then_some(Rates {
+            cow: 12.1 * 1048576.0,
+            write: 38.2 * 1048576.0,
+            disk: 36.2 * 1048576.0,
+        }),
         series: vec![11_000, 900, 3, 0, 0, 1, 2_000],
         written_bytes: 84_095_795, // 80.2 MiB
         fsync_calls: 4,
@@ -123,7 +133,7 @@ fn model(procs: Vec<ProcRow>, sessions: Vec<SessionRow>) -> ViewModel {
 fn redis(pid: u32, saving: Option<&str>) -> ProcRow {
     ProcRow {
         pid,
-        port: Some(6379),
+        instance: "127.0.0.1:6379".into(),
         rss: Some(358 << 20),
         saving: saving
             .map(|k| vec![(k.to_string(), 12_000)])
@@ -146,8 +156,10 @@ fn idle_host_says_it_is_waiting() {
     // A server, but no save yet.
     let vm = model(vec![redis(4242, None)], vec![]);
     let text = draw(&vm, &UiState::default(), 80, 24);
+    // The process row names the server as its sessions are named.
     assert!(
-        text.contains("pid 4242") && text.contains("port 6379") && text.contains("358.0 MiB"),
+        text.lines()
+            .any(|l| l.starts_with("127.0.0.1:6379  pid 4242 ") && l.contains("RSS  358.0 MiB")),
         "{text}"
     );
     assert!(text.contains("idle"), "{text}");
@@ -167,25 +179,57 @@ fn one_active_save_at_80x24() {
     assert!(text.lines().all(|l| l.chars().count() == 80));
     assert!(text.contains("1 save running"), "{text}");
     assert!(text.contains("saving: rdb-bgsave for 12.0s"), "{text}");
-    // The session row: id, kind, age, COW MiB, % of RSS, COW MiB/s, written MiB,
-    // write MB/s, disk MB/s, fsync.
+    // The headings say what each column counts, in MiB and MiB/s only.
+    let heads: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains(" Sessions"))
+        .skip(1)
+        .take(2)
+        .collect();
+    assert_eq!(
+        heads[0].split_whitespace().collect::<Vec<_>>(),
+        ["COW", "%", "RSS", "avg", "COW", "wrote", "avg", "disk"],
+        "{text}"
+    );
+    assert_eq!(
+        heads[1].split_whitespace().collect::<Vec<_>>(),
+        [
+            "id", "kind", "server", "ran", "MiB", "at", "fork", "MiB/s", "MiB", "MiB/s"
+        ],
+        "{text}"
+    );
+    assert!(!text.contains("MB"), "one unit family: {text}");
+    // The session row: id, kind, server, ran, COW MiB, % of RSS at fork, average COW
+    // MiB/s, written MiB, average disk MiB/s.
     let row = text
         .lines()
         .find(|l| l.contains("rdb-bgsave") && l.contains("120.5"))
         .expect("session row");
-    for want in [
-        "3", "12.0s", "120.5", "35%", "12.1", "80.2", "40.1", "38.0", "4",
-    ] {
-        assert!(
-            row.split_whitespace().any(|w| w == want),
-            "{want} missing in {row:?}"
-        );
-    }
-    // The sparkline of COW per interval, newest last.
-    assert!(row.contains('█'), "{row}");
-    // The selected session's histograms, with quantiles and log2 buckets.
-    assert!(text.contains("Session 3 rdb-bgsave"), "{text}");
-    assert!(text.contains("fork 1.4ms"), "{text}");
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        [
+            "●",
+            "3",
+            "rdb-bgsave",
+            "127.0.0.1:6379",
+            "12.0s",
+            "120.5",
+            "35%",
+            "10.0",
+            "80.2",
+            "6.3"
+        ],
+        "{row}"
+    );
+    // The selected session's detail: the RSS the % is of, the last interval's rates.
+    assert!(
+        text.contains(" Session 3 rdb-bgsave 127.0.0.1:6379 · running 12.0s "),
+        "{text}"
+    );
+    assert!(
+        text.contains("RSS at fork 358.0 MiB · last 1s: COW 12.1, write 38.2, disk 36.2 MiB/s"),
+        "{text}"
+    );
     assert!(text.contains("write latency"), "{text}");
     assert!(text.contains("p50 12us p99 25us"), "{text}");
     assert!(text.contains("max 3.0ms"), "{text}");
@@ -196,9 +240,83 @@ fn one_active_save_at_80x24() {
     assert!(text.contains("write size") && text.contains("4K"), "{text}");
     assert!(text.contains("fsync latency"), "{text}");
     assert!(text.contains("block I/O"), "{text}");
-    assert!(text.contains("COW pages"), "{text}");
+    // Pages per interval: a count with its suffix (11000 pages is `11k`, never a cut
+    // `max 11`), and buckets as plain counts, not `8K` that reads as bytes.
+    assert!(text.contains("COW pages/intvl  max 11k"), "{text}");
+    assert!(text.contains("p50 3 p99 11k"), "{text}");
     assert!(text.contains("fork lat"), "{text}");
     assert!(text.contains("p50 1.4ms"), "fork latency quantiles: {text}");
+    let wide = draw(&vm, &UiState::default(), 160, 50);
+    assert!(
+        wide.contains(" 512 ") && wide.contains(" 8192 ") && !wide.contains(" 8K "),
+        "page buckets as counts: {wide}"
+    );
+    // Wider screens add the state, fsync, the trend and the write rate.
+    let row = wide
+        .lines()
+        .find(|l| l.contains("rdb-bgsave") && l.contains("120.5"))
+        .expect("session row");
+    assert!(row.contains(" running ") && row.contains('█'), "{row}");
+    assert!(
+        row.split_whitespace().any(|w| w == "6.7") && row.trim_end().ends_with(" 4"),
+        "{row}"
+    );
+    assert!(
+        wide.contains("fork 1.4ms · parent 4242 child 5003"),
+        "{wide}"
+    );
+}
+
+/// A save already running when cowtrace attached: its COW before the attach is an
+/// estimate, marked `≈` and counted in its share of the RSS at fork.
+#[test]
+fn a_session_attached_mid_save_shows_its_estimate() {
+    let mut s = session(3, true);
+    s.cow_bytes = 1 << 20;
+    s.cow_estimate = Some(45 << 20);
+    let vm = model(vec![redis(4242, Some("rdb-bgsave"))], vec![s]);
+    let text = draw(&vm, &UiState::default(), 80, 24);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with('●'))
+        .expect("session row");
+    assert!(row.split_whitespace().any(|w| w == "≈46.0"), "{row}");
+}
+
+/// An ended session's columns mean what a running one's do: how long it ran and its
+/// average rates (the last interval of a running one is in its detail line only).
+#[test]
+fn ended_sessions_keep_the_meaning_of_every_column() {
+    let vm = model(vec![redis(4242, None)], vec![session(3, false)]);
+    let text = draw(&vm, &UiState::default(), 80, 24);
+    let row = text
+        .lines()
+        .find(|l| l.contains("rdb-bgsave") && l.contains("120.5"))
+        .expect("session row");
+    assert_eq!(
+        row.split_whitespace().collect::<Vec<_>>(),
+        [
+            "3",
+            "rdb-bgsave",
+            "127.0.0.1:6379",
+            "12.0s",
+            "120.5",
+            "35%",
+            "10.0",
+            "80.2",
+            "6.3"
+        ],
+        "{row}"
+    );
+    assert!(
+        text.contains(" Session 3 rdb-bgsave 127.0.0.1:6379 · exit 0 after 12.0s "),
+        "{text}"
+    );
+    assert!(
+        text.contains("RSS at fork 358.0 MiB · fork 1.4ms · parent 4242 child 5003")
+            && !text.contains("last 1s"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -219,7 +337,10 @@ fn several_sessions_live_and_recent_with_selection() {
     eprintln!("{text}");
     assert!(text.contains("aof-rewrite") && text.contains("rdb-bgsave"));
     assert!(text.contains("signal 9"), "{text}");
-    assert!(text.contains("14 older not shown"), "{text}");
+    assert!(
+        text.contains(" Sessions, newest first, 14 older not kept "),
+        "every kept session fits: {text}"
+    );
     for id in 1..=12 {
         assert!(
             text.lines().any(|l| l
@@ -255,13 +376,29 @@ fn several_sessions_live_and_recent_with_selection() {
     assert_eq!(ui.selected, Some(7));
     let text = draw(&vm, &ui, 160, 50);
     assert!(text.contains("no events yet"), "{text}");
-    // At 80x24 the selected row is scrolled into view.
+    // At 80x24 the selected row is scrolled into view, and the title says which.
     let text = draw(&vm, &ui, 80, 24);
     assert!(text.contains("Session 7 rdb-bgsave"), "{text}");
     assert!(
         text.lines()
             .any(|l| l.trim_start().starts_with("7 rdb-bgsave")),
         "row 7 visible: {text}"
+    );
+    assert!(
+        text.contains(" Sessions, newest first: 1-6 of 12 (↑↓ scroll), 14 older not kept "),
+        "{text}"
+    );
+    // Down to the oldest kept session.
+    for _ in 0..20 {
+        ui.on_key(KeyEvent::from(KeyCode::Down), &vm);
+    }
+    assert_eq!(ui.selected, Some(1));
+    let text = draw(&vm, &ui, 80, 24);
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("1 rdb-bgsave"))
+            && text.contains(": 7-12 of 12 (↑↓ scroll)"),
+        "the oldest row scrolled into view: {text}"
     );
     // Up to the top follows the newest again.
     for _ in 0..20 {
@@ -494,7 +631,7 @@ fn busy_screen_model_holds_every_session() {
     }
     let procs = [ProcInfo {
         pid: 10,
-        port: Some(6379),
+        instance: "db1:6379".into(),
         rss: Some(1 << 30),
     }];
     let cx = Context {

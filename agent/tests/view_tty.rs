@@ -152,7 +152,8 @@ fn assert_terminal_restored(t: &Tmux, dir: &Path) {
     );
 }
 
-/// Tokens of the session row of `kind` on the screen (● id kind state age COW ...).
+/// Tokens of the session row of `kind` on the screen (● id kind server state ran COW
+/// ...).
 fn session_row<'a>(screen: &'a str, kind: &str) -> Option<Vec<&'a str>> {
     screen
         .lines()
@@ -166,7 +167,7 @@ fn session_row<'a>(screen: &'a str, kind: &str) -> Option<Vec<&'a str>> {
 
 /// The COW MiB column of a row (after the state, which is `running` or two words).
 fn cow_mib(row: &[&str]) -> f64 {
-    let i = if row[2] == "running" { 4 } else { 5 };
+    let i = if row[3] == "running" { 5 } else { 6 };
     row[i]
         .parse()
         .unwrap_or_else(|_| panic!("COW MiB in {row:?}"))
@@ -188,6 +189,12 @@ fn live_view_in_a_terminal_during_bgsave() {
         s.contains("no save running") && s.contains("idle") && s.contains("No save yet"),
         "{s}"
     );
+    // The process row names the server by its unix socket (cut to its end).
+    assert!(
+        s.lines()
+            .any(|l| l.contains(&format!("redis.sock  pid {pid} ")) && l.contains(" RSS ")),
+        "{s}"
+    );
 
     redis.bgsave();
     let load = redis.write_load(200_000, 150);
@@ -200,13 +207,23 @@ fn live_view_in_a_terminal_during_bgsave() {
             s.contains("1 save running")
                 && s.contains("saving: rdb-bgsave")
                 && session_row(s, "rdb-bgsave")
-                    .is_some_and(|r| r[2] == "running" && cow_mib(&r) > 0.0)
+                    .is_some_and(|r| r[3] == "running" && cow_mib(&r) > 0.0)
                 && s.matches("p50 ").count() >= 4
         },
     );
     eprintln!("{s}");
+    let row = session_row(&s, "rdb-bgsave").unwrap();
+    assert!(
+        row[2].ends_with("/redis.sock"),
+        "the server's name: {row:?}"
+    );
     for want in [
         "Session 1 rdb-bgsave",
+        "% RSS",
+        "at fork",
+        "avg COW",
+        "RSS at fork ",
+        "last 1s: COW ",
         "write latency",
         "write size",
         "fsync latency",
@@ -221,7 +238,7 @@ fn live_view_in_a_terminal_during_bgsave() {
     drop(load);
     let s = t.wait_screen("the ended save", Duration::from_secs(10), |s| {
         s.contains("no save running")
-            && session_row(s, "rdb-bgsave").is_some_and(|r| r[2] == "exit" && r[3] == "0")
+            && session_row(s, "rdb-bgsave").is_some_and(|r| r[3] == "exit" && r[4] == "0")
     });
     let row = session_row(&s, "rdb-bgsave").unwrap();
     assert!(cow_mib(&row) > 1.0, "the write load copied memory: {row:?}");
@@ -344,7 +361,8 @@ fn plain_lines_when_piped_during_bgsave() {
         assert!(
             l.contains("/s)")
                 && l.contains("redis.sock  COW ")
-                && l.contains("% of RSS at fork  wrote ")
+                && l.contains("% of the parent's RSS at fork (")
+                && l.contains(" MiB)  wrote ")
                 && l.contains("/s)  disk ")
                 && l.contains("/s  fsync ")
                 && !l.contains("MB/s"),

@@ -6,7 +6,7 @@
 //! programs as load-time globals (`OFF_*` in agent-ebpf/src/maps.rs).
 use std::path::{Path, PathBuf};
 
-use btf_rs::{Btf, BtfType, Type};
+use btf_rs::{Backend, Btf, BtfType, Type};
 use thiserror::Error;
 
 /// Where the kernel exposes its BTF. `COWTRACE_BTF` overrides it (used by tests to
@@ -37,12 +37,44 @@ pub struct KernelBtf {
     pub path: PathBuf,
 }
 
+/// The kernel's BTF file, read whole (about 6 MiB): btf-rs parsing from a `File` seeks
+/// for every type (about 250,000 `lseek` calls, 140 ms here), from memory it does not;
+/// and the same bytes serve aya's parse, so the file is read once.
+pub fn read_btf(path: &Path) -> Result<Vec<u8>, BtfError> {
+    std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => BtfError::Missing(path.to_path_buf()),
+        _ => BtfError::Parse {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        },
+    })
+}
+
 impl KernelBtf {
     pub fn open(path: &Path) -> Result<Self, BtfError> {
-        if !path.exists() {
-            return Err(BtfError::Missing(path.to_path_buf()));
+        Self::from_file_or_bytes(path, &read_btf(path)?)
+    }
+
+    /// The BTF of `path`, already read into `bytes` (`read_btf`). Mapped from the file
+    /// when the kernel allows it (sysfs BTF can be mmapped since 6.16): btf-rs then
+    /// indexes the types without parsing them all (2 ms instead of 80 ms here, and
+    /// about 15 ms for the lookups); else parsed from the bytes.
+    pub fn from_file_or_bytes(path: &Path, bytes: &[u8]) -> Result<Self, BtfError> {
+        match Btf::from_file_with_backend(path, Backend::Mmap) {
+            Ok(btf) => Ok(Self {
+                btf,
+                path: path.to_path_buf(),
+            }),
+            Err(e) => {
+                log::debug!("BTF of {}: no mmap ({e}); parsing it", path.display());
+                Self::from_bytes(bytes, path)
+            }
         }
-        let btf = Btf::from_file(path).map_err(|e| BtfError::Parse {
+    }
+
+    /// Parse BTF already read from `path` (`read_btf`).
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, BtfError> {
+        let btf = Btf::from_bytes(bytes).map_err(|e| BtfError::Parse {
             path: path.to_path_buf(),
             msg: e.to_string(),
         })?;

@@ -2,11 +2,11 @@
 use std::fmt::Write as _;
 
 use crate::{
-    kernel::btf::{KernelBtf, btf_path},
-    kernel::loader::{self, BTF_TRACEPOINTS, COW_HOOKS, LoadOptions},
+    kernel::btf::{KernelBtf, btf_path, read_btf},
+    kernel::loader::{self, BTF_TRACEPOINTS, COW_HOOKS, Hooks, LoadOptions, Probes},
     kernel::privileges,
-    procfs,
-    text::units::fmt_bytes,
+    procfs::{self, sockets},
+    text::{error::chain_of, units::fmt_bytes},
 };
 
 #[derive(Debug, Clone)]
@@ -44,23 +44,37 @@ pub fn run() -> Vec<Item> {
         format!("{} {}", procfs::kernel_release(), std::env::consts::ARCH),
     ));
 
+    // The BTF file is read once; btf-rs (offsets, hooks) and aya (loading) parse it.
     let path = btf_path();
-    let btf = KernelBtf::open(&path);
-    match &btf {
+    let bytes = read_btf(&path);
+    let btf = bytes
+        .as_ref()
+        .map_err(|e| e.to_string())
+        .and_then(|b| KernelBtf::from_file_or_bytes(&path, b).map_err(|e| e.to_string()));
+    let offsets = match &btf {
         Ok(b) => match b.offsets() {
-            Ok(o) => items.push(item(
-                "BTF",
-                Some(true),
-                format!(
-                    "ok: {} (task_struct.exit_code at +{})",
-                    path.display(),
-                    o.task_exit_code
-                ),
-            )),
-            Err(e) => items.push(item("BTF", Some(false), e.to_string())),
+            Ok(o) => {
+                items.push(item(
+                    "BTF",
+                    Some(true),
+                    format!(
+                        "ok: {} (task_struct.exit_code at +{})",
+                        path.display(),
+                        o.task_exit_code
+                    ),
+                ));
+                Some(o)
+            }
+            Err(e) => {
+                items.push(item("BTF", Some(false), e.to_string()));
+                None
+            }
         },
-        Err(e) => items.push(item("BTF", Some(false), e.to_string())),
-    }
+        Err(e) => {
+            items.push(item("BTF", Some(false), e.clone()));
+            None
+        }
+    };
     if let Ok(b) = &btf {
         let missing: Vec<_> = BTF_TRACEPOINTS
             .iter()
@@ -76,54 +90,36 @@ pub fn run() -> Vec<Item> {
             },
         ));
     }
+    drop(btf);
 
-    if priv_ok && btf.is_ok() {
-        match loader::load(&LoadOptions {
-            auto_redis: false,
-            hot_ring_bytes: 1 << 16,
-            ..Default::default()
-        }) {
-            Ok(mut probes) => {
-                items.push(item(
-                    "tracepoint",
-                    Some(true),
-                    "ok: syscalls/* and sched/* attach",
-                ));
-                items.push(item(
-                    "tp_btf",
-                    Some(true),
-                    "ok: fork, exit, page_fault_user, mm_page_alloc attach",
-                ));
-                let optional = loader::parse_btf(&path)
-                    .map(|b| loader::probe_optional(&mut probes.ebpf, &b))
-                    .unwrap_or_default();
-                for r in &optional {
-                    let detail = if r.ok {
-                        "ok".to_string()
-                    } else {
-                        format!("refused: {}", r.detail)
+    // Probes are detached in the background while the rest is read, and joined before
+    // `run` returns.
+    let mut detaching = None;
+    match (priv_ok, offsets, &bytes) {
+        (true, Some(offsets), Ok(bytes)) => {
+            let loaded = loader::parse_btf(bytes, &path)
+                .map_err(|e| chain_of(&e))
+                .and_then(|btf| {
+                    let opts = LoadOptions {
+                        auto_redis: false,
+                        hot_ring_bytes: 1 << 16,
+                        ..Default::default()
                     };
-                    items.push(item(r.kind, None, detail));
+                    loader::load_with(&opts, offsets, &btf, Hooks::OnePerCategory)
+                        .map(|p| (p, btf))
+                        .map_err(|e| chain_of(&e))
+                });
+            match loaded {
+                Ok((mut probes, btf)) => {
+                    items.extend(attach_items(&mut probes, &btf));
+                    detaching = Some(std::mem::take(&mut probes.links).detach_in_background());
                 }
-                let fentry_ok = optional.iter().any(|r| r.kind == "fentry" && r.ok);
-                items.push(item(
-                    "COW method",
-                    None,
-                    format!(
-                        "tracepoint ({COW_HOOKS}){}",
-                        if fentry_ok {
-                            "; fentry is available but not used by this version"
-                        } else {
-                            "; fentry refused here, so the tracepoint path is the one in use"
-                        }
-                    ),
-                ));
+                Err(e) => items.push(item("attach", Some(false), e)),
             }
-            Err(e) => items.push(item("attach", Some(false), loader::chain(&e))),
         }
-    } else {
-        items.push(item("attach", None, "not tried (needs root and BTF)"));
+        _ => items.push(item("attach", None, "not tried (needs root and BTF)")),
     }
+    drop(bytes);
 
     items.push(item(
         "THP",
@@ -148,15 +144,57 @@ pub fn run() -> Vec<Item> {
     for r in &redis {
         let _ = write!(
             detail,
-            "\n{:14}pid {} {} port {} RSS {}",
+            "\n{:14}pid {} {} {} RSS {}",
             "",
             r.pid,
             r.comm,
-            r.port.map_or("?".to_string(), |p| p.to_string()),
+            sockets::instance_name(r.pid),
             procfs::rss_bytes(r.pid).map_or("?".to_string(), fmt_bytes)
         );
     }
     items.push(item("Redis", None, detail));
+    if let Some(d) = detaching {
+        d.wait();
+    }
+    items
+}
+
+/// What loading and attaching proved, and the optional attach types.
+fn attach_items(probes: &mut Probes, btf: &aya::Btf) -> Vec<Item> {
+    let mut items = vec![
+        item(
+            "tracepoint",
+            Some(true),
+            "ok: every syscalls/* and sched/* program loads; one of each kind attaches",
+        ),
+        item(
+            "tp_btf",
+            Some(true),
+            "ok: fork, exit, page_fault_user, mm_page_alloc, block_rq_* load and attach",
+        ),
+    ];
+    let optional = loader::probe_optional(&mut probes.ebpf, btf, &mut probes.links);
+    for r in &optional {
+        let detail = if r.ok {
+            "ok".to_string()
+        } else {
+            format!("refused: {}", r.detail)
+        };
+        items.push(item(r.kind, None, detail));
+    }
+    let fentry_ok = optional.iter().any(|r| r.kind == "fentry" && r.ok);
+    items.push(item(
+        "COW method",
+        None,
+        format!(
+            "tracepoint ({COW_HOOKS}){}",
+            if fentry_ok {
+                "; fentry is available but not used by this version"
+            } else {
+                "; fentry refused here, so the tracepoint path is the one in use"
+            }
+        ),
+    ));
     items
 }
 

@@ -9,7 +9,13 @@ use aya::{
 };
 use thiserror::Error;
 
-use crate::kernel::btf::{BtfError, KernelBtf, KernelOffsets, btf_path};
+use crate::{
+    kernel::{
+        btf::{BtfError, KernelBtf, KernelOffsets, btf_path, read_btf},
+        links::Links,
+    },
+    text::error::chain_of,
+};
 
 /// The kernel object, built by agent/build.rs with aya-build.
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent"));
@@ -162,7 +168,21 @@ impl Default for LoadOptions {
 
 pub struct Probes {
     pub ebpf: Ebpf,
+    /// The attached links: dropping them detaches the programs (`Links`).
+    pub links: Links,
     pub offsets: KernelOffsets,
+}
+
+/// Which hooks each program is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hooks {
+    /// Every hook: what tracing needs.
+    All,
+    /// Every program loaded, but one hook attached per kind of hook (`sched/*`,
+    /// `syscalls/*`, each `tp_btf`): proves the path at a fraction of the cost, since
+    /// each classic tracepoint takes about 40 ms to detach, one after the other
+    /// (`check`).
+    OnePerCategory,
 }
 
 /// Mount tracefs if it is not there (classic tracepoints are found through it).
@@ -189,17 +209,46 @@ pub fn ensure_tracefs() -> Result<(), LoadError> {
 /// Load the object with this host's settings and attach every required program.
 pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
     let path = btf_path();
+    let bytes = read_btf(&path)?;
     // Parsed BTF is large (tens of MiB of heap): keep one parse alive at a time.
-    let offsets = KernelBtf::open(&path)?.offsets()?;
+    let offsets = KernelBtf::from_file_or_bytes(&path, &bytes)?.offsets()?;
+    let btf = parse_btf(&bytes, &path)?;
+    drop(bytes);
+    let probes = load_with(opts, offsets, &btf, Hooks::All)?;
+    drop(btf);
+    // Give the heap used by BTF parsing back to the system: the agent then runs in a
+    // few MiB plus its ring buffers (glibc keeps freed memory otherwise).
+    // SAFETY: malloc_trim only releases free heap pages.
+    unsafe { libc::malloc_trim(0) };
+    Ok(probes)
+}
+
+/// Whether tracefs lists the tracepoint `category/name`.
+fn tracepoint_exists(category: &str, name: &str) -> bool {
+    [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ]
+    .iter()
+    .any(|root| Path::new(root).join(category).join(name).exists())
+}
+
+/// Load the object with `offsets` and aya's parse of the kernel's BTF (`btf`), and
+/// attach its programs to `hooks`.
+pub fn load_with(
+    opts: &LoadOptions,
+    offsets: KernelOffsets,
+    btf: &Btf,
+    hooks: Hooks,
+) -> Result<Probes, LoadError> {
     ensure_tracefs()?;
-    let btf = parse_btf(&path)?;
     let agent_tgid = std::process::id();
     let auto = u32::from(opts.auto_redis);
     let wake = opts
         .hot_wake_bytes
         .unwrap_or(u64::from(opts.hot_ring_bytes / 2));
     let mut ebpf = EbpfLoader::new()
-        .btf(Some(&btf))
+        .btf(Some(btf))
         .override_global("AGENT_TGID", &agent_tgid, true)
         .override_global("AUTO_REDIS", &auto, true)
         .override_global("HOT_WAKE_BYTES", &wake, true)
@@ -211,42 +260,47 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         )
         .load(OBJ)
         .map_err(|e| LoadError::Load(Box::new(e)))?;
+    let mut links = Links::default();
 
     // Process-life hooks first, so no fork is missed between the /proc scan and attach.
     for name in ["sched_process_fork", "sched_process_exit"] {
-        attach_btf(&mut ebpf, &btf, name)?;
+        attach_btf(&mut ebpf, &mut links, btf, name)?;
     }
+    let mut proven: Vec<&str> = Vec::new();
     for (prog, category, names) in TRACEPOINTS.into_iter().chain([RENAMEAT]) {
         let p: &mut TracePoint = program(&mut ebpf, prog, category)?;
         p.load()
             .map_err(|source| prog_err(prog, category, "load", source))?;
-        let mut attached = 0;
-        for name in names {
-            // clone3/vfork may be missing on some architectures: skip those quietly,
-            // but at least one hook of each family must attach.
-            if !Path::new("/sys/kernel/tracing/events")
-                .join(category)
-                .join(name)
-                .exists()
-                && !Path::new("/sys/kernel/debug/tracing/events")
-                    .join(category)
-                    .join(name)
-                    .exists()
-            {
-                continue;
-            }
-            p.attach(category, name).map_err(|source| {
-                prog_err(prog, &format!("{category}/{name}"), "attach", source)
-            })?;
-            attached += 1;
-        }
-        if attached == 0 {
+        // clone3/vfork may be missing on some architectures: skip those quietly, but
+        // each program needs at least one of its hooks.
+        let present: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| tracepoint_exists(category, n))
+            .collect();
+        if present.is_empty() {
             return Err(prog_err(
                 prog,
                 category,
                 "attach",
                 ProgramError::UnexpectedProgramType,
             ));
+        }
+        let wanted = match hooks {
+            Hooks::All => present.len(),
+            Hooks::OnePerCategory if proven.contains(&category) => 0,
+            Hooks::OnePerCategory => 1,
+        };
+        proven.push(category);
+        for name in &present[..wanted] {
+            let hook = || format!("{category}/{name}");
+            let id = p
+                .attach(category, name)
+                .map_err(|source| prog_err(prog, &hook(), "attach", source))?;
+            let link = p
+                .take_link(id)
+                .map_err(|source| prog_err(prog, &hook(), "attach", source))?;
+            links.push(link);
         }
     }
     for name in [
@@ -255,14 +309,13 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         "block_rq_issue",
         "block_rq_complete",
     ] {
-        attach_btf(&mut ebpf, &btf, name)?;
+        attach_btf(&mut ebpf, &mut links, btf, name)?;
     }
-    drop(btf);
-    // Give the heap used by BTF parsing back to the system: the agent then runs in a
-    // few MiB plus its ring buffers (glibc keeps freed memory otherwise).
-    // SAFETY: malloc_trim only releases free heap pages.
-    unsafe { libc::malloc_trim(0) };
-    Ok(Probes { ebpf, offsets })
+    Ok(Probes {
+        ebpf,
+        links,
+        offsets,
+    })
 }
 
 /// Keep a verifier log readable in an error message: its first line and its last 12.
@@ -303,13 +356,18 @@ where
         .map_err(|source| prog_err(name, hook, "be found", source))
 }
 
-fn attach_btf(ebpf: &mut Ebpf, btf: &Btf, name: &str) -> Result<(), LoadError> {
+fn attach_btf(ebpf: &mut Ebpf, links: &mut Links, btf: &Btf, name: &str) -> Result<(), LoadError> {
     let hook = format!("tp_btf/{name}");
     let p: &mut BtfTracePoint = program(ebpf, name, &hook)?;
     p.load(name, btf)
         .map_err(|source| prog_err(name, &hook, "load", source))?;
-    p.attach()
+    let id = p
+        .attach()
         .map_err(|source| prog_err(name, &hook, "attach", source))?;
+    let link = p
+        .take_link(id)
+        .map_err(|source| prog_err(name, &hook, "attach", source))?;
+    links.push(link);
     Ok(())
 }
 
@@ -321,8 +379,9 @@ pub struct ProbeResult {
     pub detail: String,
 }
 
-/// Try the optional attach types with empty programs, then unload them.
-pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf) -> Vec<ProbeResult> {
+/// Try the optional attach types with empty programs; the links that attach go to
+/// `links`, to be detached with the others.
+pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf, links: &mut Links) -> Vec<ProbeResult> {
     let mut out = Vec::new();
     let r = (|| -> Result<(), String> {
         let p: &mut FEntry = ebpf
@@ -330,9 +389,9 @@ pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf) -> Vec<ProbeResult> {
             .ok_or("missing")?
             .try_into()
             .map_err(|e: ProgramError| e.to_string())?;
-        p.load("do_wp_page", btf).map_err(|e| chain(&e))?;
-        let id = p.attach().map_err(|e| chain(&e))?;
-        let _ = p.detach(id);
+        p.load("do_wp_page", btf).map_err(|e| chain_of(&e))?;
+        let id = p.attach().map_err(|e| chain_of(&e))?;
+        links.push(p.take_link(id).map_err(|e| chain_of(&e))?);
         Ok(())
     })();
     out.push(result("fentry", r));
@@ -342,9 +401,9 @@ pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf) -> Vec<ProbeResult> {
             .ok_or("missing")?
             .try_into()
             .map_err(|e: ProgramError| e.to_string())?;
-        p.load().map_err(|e| chain(&e))?;
-        let id = p.attach("do_wp_page", 0).map_err(|e| chain(&e))?;
-        let _ = p.detach(id);
+        p.load().map_err(|e| chain_of(&e))?;
+        let id = p.attach("do_wp_page", 0).map_err(|e| chain_of(&e))?;
+        links.push(p.take_link(id).map_err(|e| chain_of(&e))?);
         Ok(())
     })();
     out.push(result("kprobe", r));
@@ -354,15 +413,15 @@ pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf) -> Vec<ProbeResult> {
             .ok_or("missing")?
             .try_into()
             .map_err(|e: ProgramError| e.to_string())?;
-        p.load().map_err(|e| chain(&e))?;
+        p.load().map_err(|e| chain_of(&e))?;
         let id = p
             .attach(
                 "getpid",
                 "libc",
                 aya::programs::uprobe::UProbeScope::CallingProcess,
             )
-            .map_err(|e| chain(&e))?;
-        let _ = p.detach(id);
+            .map_err(|e| chain_of(&e))?;
+        links.push(p.take_link(id).map_err(|e| chain_of(&e))?);
         Ok(())
     })();
     out.push(result("uprobe", r));
@@ -393,23 +452,9 @@ fn result(kind: &'static str, r: Result<(), String>) -> ProbeResult {
     }
 }
 
-/// An error and its causes on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let cs = c.to_string();
-        if !s.contains(&cs) {
-            s.push_str(": ");
-            s.push_str(&cs);
-        }
-        cur = c.source();
-    }
-    s
-}
-
-pub fn parse_btf(path: &Path) -> Result<Btf, BtfError> {
-    Btf::parse_file(path, Endianness::default()).map_err(|e| BtfError::Parse {
+/// aya's parse of the kernel's BTF (`read_btf`), for loading the programs.
+pub fn parse_btf(bytes: &[u8], path: &Path) -> Result<Btf, BtfError> {
+    Btf::parse(bytes, Endianness::default()).map_err(|e| BtfError::Parse {
         path: path.to_path_buf(),
         msg: e.to_string(),
     })

@@ -1,8 +1,10 @@
 //! The thin layer over the kernel: loading and attaching the BPF programs (`loader`),
-//! the kernel's BTF (`btf`), the programs' maps and their operations (`maps`), what the
-//! host allows (`check`) and the privileges it takes (`privileges`).
+//! the links that keep them attached and detach them all at once (`links`), the
+//! kernel's BTF (`btf`), the programs' maps and their operations (`maps`), what the host
+//! allows (`check`) and the privileges it takes (`privileges`).
 pub mod btf;
 pub mod check;
+pub mod links;
 pub mod loader;
 pub mod maps;
 pub mod privileges;

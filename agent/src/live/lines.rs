@@ -83,6 +83,21 @@ fn end_cow(e: &SessionEnd) -> String {
     }
 }
 
+/// `{lead}35% of the parent's RSS at fork (358.0 MiB)`: a share always names its base.
+/// Empty without a percentage.
+fn pct_of_rss_at_fork(
+    pct: Option<f64>,
+    rss: Option<u64>,
+    lead: &str,
+    fmt: impl Fn(f64) -> String,
+) -> String {
+    let Some(p) = pct else {
+        return String::new();
+    };
+    let base = rss.map_or(String::new(), |r| format!(" ({})", fmt_bytes(r)));
+    format!("{lead}{}% of the parent's RSS at fork{base}", fmt(p))
+}
+
 /// One line per session start and end (the `watch` view when stdout is not a terminal).
 pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
     match rec {
@@ -125,9 +140,12 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.duration_ms as f64 / 1000.0,
             exit_text(e.complete, e.exit_code, e.exit_signal),
             end_cow(e),
-            e.cow.pct_of_parent_rss.map_or(String::new(), |p| format!(
-                " = {p:.1}% of parent RSS at fork"
-            )),
+            pct_of_rss_at_fork(
+                e.cow.pct_of_parent_rss,
+                e.cow.parent_rss_at_fork_bytes,
+                " = ",
+                |p| format!("{p:.1}")
+            ),
             e.cow.reuse_faults,
             fmt_bytes(e.writes.bytes),
             e.writes.files.len(),
@@ -156,10 +174,10 @@ pub fn interval_line(r: &IntervalRow, clock: &Clock) -> String {
         r.instance,
         cow,
         fmt_rate(r.rates.cow),
-        r.pct_of_rss.map_or(String::new(), |p| if p < 9.95 {
-            format!(" {p:.1}% of RSS at fork")
+        pct_of_rss_at_fork(r.pct_of_rss, r.rss_at_fork, " ", |p| if p < 9.95 {
+            format!("{p:.1}")
         } else {
-            format!(" {p:.0}% of RSS at fork")
+            format!("{p:.0}")
         }),
         fmt_bytes(r.written_bytes),
         fmt_rate(r.rates.write),
@@ -246,7 +264,7 @@ pub(crate) mod tests {
         assert!(
             l.contains("END   session 3 rdb-bgsave  pid 10 child 11")
                 && l.contains(
-                    "COW 1.0 MiB (256 pages: parent 256, child 0) = 25.0% of parent RSS at fork"
+                    "COW 1.0 MiB (256 pages: parent 256, child 0) = 25.0% of the parent's RSS at fork (4.0 MiB), reuse"
                 ),
             "{l}"
         );
@@ -321,6 +339,7 @@ pub(crate) mod tests {
             ts_ns: 12_000_000_000,
             cow_bytes: 126_353_408,
             pct_of_rss: Some(35.2),
+            rss_at_fork: Some(358 << 20),
             written_bytes: 84_095_795,
             fsync_calls: 4,
             rates: Rates {
@@ -331,7 +350,7 @@ pub(crate) mod tests {
         };
         assert_eq!(
             interval_line(&r, &clock),
-            "  12.000s session 3 rdb-bgsave  db1:6379  COW 120.5 MiB (+12.1 MiB/s) 35% of RSS at fork  wrote 80.2 MiB (38.2 MiB/s)  disk 36.2 MiB/s  fsync 4"
+            "  12.000s session 3 rdb-bgsave  db1:6379  COW 120.5 MiB (+12.1 MiB/s) 35% of the parent's RSS at fork (358.0 MiB)  wrote 80.2 MiB (38.2 MiB/s)  disk 36.2 MiB/s  fsync 4"
         );
         let r = IntervalRow {
             pct_of_rss: None,

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use crossterm::event::Event;
 
 use crate::{
-    events::{classify::printable, session::Tracker},
+    events::session::Tracker,
     live::{
         screen::{
             model::{Context, Losses, ProcInfo, ViewModel},
@@ -27,7 +27,7 @@ use crate::{
         },
         store::{IntervalRow, Store},
     },
-    procfs,
+    procfs::{self, sockets},
     text::diagnosis::HostFacts,
     trace::schema::{Record, StopReason},
 };
@@ -47,8 +47,9 @@ pub struct Live {
     pids: Vec<u32>,
     start_ns: u64,
     interval_ms: u64,
-    /// Ports from each traced server's title, read once.
-    ports: HashMap<u32, Option<u16>>,
+    /// Each traced server's name from its listening sockets, read until it has one
+    /// (a server that just started may not listen yet).
+    names: HashMap<u32, String>,
 }
 
 /// What the runner reads from the kernel for each refresh.
@@ -69,7 +70,7 @@ impl Live {
             pids,
             start_ns,
             interval_ms: interval_ns / 1_000_000,
-            ports: HashMap::new(),
+            names: HashMap::new(),
         }
     }
 
@@ -123,17 +124,14 @@ impl Live {
         let procs: Vec<ProcInfo> = i
             .roots
             .iter()
-            .map(|&pid| {
-                let port = *self.ports.entry(pid).or_insert_with(|| {
-                    procfs::port_from_cmdline(&printable(&procfs::cmdline(pid)))
-                });
-                ProcInfo {
-                    pid,
-                    port,
-                    rss: procfs::rss_bytes(pid),
-                }
+            .map(|&pid| ProcInfo {
+                pid,
+                instance: self.name(pid),
+                rss: procfs::rss_bytes(pid),
             })
             .collect();
+        let alive: std::collections::HashSet<u32> = i.roots.iter().copied().collect();
+        self.names.retain(|pid, _| alive.contains(pid));
         let cx = Context {
             version: env!("CARGO_PKG_VERSION"),
             now_ns: i.now_ns,
@@ -144,6 +142,19 @@ impl Live {
             losses: i.losses,
         };
         screen::model::build(&self.store, i.tracker, &procs, &cx)
+    }
+
+    /// The name of server `pid`, as its sessions are named (`sockets::instance_name`);
+    /// read again at each refresh while it is only `pid N`.
+    fn name(&mut self, pid: u32) -> String {
+        if let Some(n) = self.names.get(&pid) {
+            return n.clone();
+        }
+        let n = sockets::instance_name(pid);
+        if n != format!("pid {pid}") {
+            self.names.insert(pid, n.clone());
+        }
+        n
     }
 
     /// The next key or resize of the screen; never ready without one.

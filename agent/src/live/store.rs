@@ -13,17 +13,31 @@ use crate::{
     trace::schema::{SessionEnd, SessionStart},
 };
 
-/// Ended sessions kept for the live view.
-pub const RECENT: usize = 10;
+/// Ended sessions kept for the live view (all reachable by scrolling).
+pub const RECENT: usize = 50;
 /// Points of a session's COW series kept (the sparkline shows the newest ones).
 pub const SERIES_MAX: usize = 512;
 
-/// Rates over the last interval (live) or the whole session (ended), in bytes/s.
+/// COW, write and disk rates in bytes/s: over one interval, or averaged over a
+/// session's run (`Rates::average`).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Rates {
     pub cow: f64,
     pub write: f64,
     pub disk: f64,
+}
+
+impl Rates {
+    /// Bytes copied, written and sent to disk over `ms` milliseconds, per second (a
+    /// run shorter than 1 ms counts as 1 ms).
+    pub fn average(cow: u64, write: u64, disk: u64, ms: u64) -> Self {
+        let secs = ms.max(1) as f64 / 1000.0;
+        Self {
+            cow: cow as f64 / secs,
+            write: write as f64 / secs,
+            disk: disk as f64 / secs,
+        }
+    }
 }
 
 /// Per-interval accounting of one live session.
@@ -84,14 +98,15 @@ pub struct Ended {
 }
 
 impl Ended {
-    /// Average rates over the session's life.
+    /// Average rates over the session's run (with the COW estimated before the attach
+    /// of a session attached mid-save).
     pub fn rates(&self) -> Rates {
-        let secs = (self.end.duration_ms as f64 / 1000.0).max(0.001);
-        Rates {
-            cow: self.end.cow.bytes as f64 / secs,
-            write: self.end.writes.bytes as f64 / secs,
-            disk: self.end.disk.bytes as f64 / secs,
-        }
+        Rates::average(
+            self.end.cow_bytes_with_estimate(),
+            self.end.writes.bytes,
+            self.end.disk.bytes,
+            self.end.duration_ms,
+        )
     }
 }
 
@@ -116,6 +131,8 @@ pub struct IntervalRow {
     pub ts_ns: u64,
     pub cow_bytes: u64,
     pub pct_of_rss: Option<f64>,
+    /// The parent's RSS at the fork: the base of `pct_of_rss`.
+    pub rss_at_fork: Option<u64>,
     pub written_bytes: u64,
     pub fsync_calls: u64,
     pub rates: Rates,
@@ -270,6 +287,7 @@ fn row(s: &Session, rates: Rates, now_ns: u64) -> IntervalRow {
                     .unwrap_or(0),
             s.parent_rss,
         ),
+        rss_at_fork: s.parent_rss,
         written_bytes: s.io.write_bytes,
         fsync_calls: s.io.fsync_calls,
         rates,
@@ -329,7 +347,10 @@ mod tests {
             ),
             (1, "rdb-bgsave", 409_600, 2_000_000, 1)
         );
-        assert_eq!(r.pct_of_rss, Some(10.0));
+        assert_eq!(
+            (r.pct_of_rss, r.rss_at_fork),
+            (Some(10.0), Some(4096 * 1000))
+        );
         assert_eq!(
             r.rates,
             Rates {
@@ -373,10 +394,10 @@ mod tests {
     }
 
     #[test]
-    fn ended_sessions_keep_histograms_and_only_the_newest_ten() {
+    fn ended_sessions_keep_histograms_and_only_the_newest_fifty() {
         let mut t = Tracker::new();
         let mut st = Store::new(S);
-        for i in 0..12u32 {
+        for i in 0..52u32 {
             let pid = 100 + i;
             let ts = u64::from(i) * S;
             t.on_fork(&ev(EV_FORK, pid, 10, ts, 0));
@@ -396,10 +417,10 @@ mod tests {
             }
         }
         let ids: Vec<u64> = st.recent().map(|e| e.end.session).collect();
-        assert_eq!(ids, (3..=12).rev().collect::<Vec<_>>());
+        assert_eq!(ids, (3..=52).rev().collect::<Vec<_>>());
         assert_eq!(st.recent().next().unwrap().hists.write_lat.q.count, 1);
-        assert_eq!(st.run.io.write_lat_us.len(), 12);
+        assert_eq!(st.run.io.write_lat_us.len(), 52);
         assert_eq!(st.run.cow_per_interval.len(), 0);
-        assert_eq!(st.ended, 12);
+        assert_eq!(st.ended, 52);
     }
 }

@@ -92,7 +92,10 @@ pub fn summary(kept: &KeptEnds, end: &End) -> String {
             e.duration_ms as f64 / 1000.0,
             fmt_bytes(e.cow.bytes),
             e.cow.pages,
-            e.cow.pct_of_parent_rss.map_or(String::new(), |p| format!(", {p:.1}% of RSS at fork")),
+            e.cow.pct_of_parent_rss.map_or(String::new(), |p| format!(
+                ", {p:.1}% of {} RSS at fork",
+                e.cow.parent_rss_at_fork_bytes.map_or("the".into(), fmt_bytes)
+            )),
             e.attached_mid_save
                 .as_ref()
                 .and_then(|m| m.cow_bytes_estimate)
@@ -204,6 +207,11 @@ mod tests {
         let s = summary(&one, &end);
         assert!(
             s.contains("1 session(s) in 2.0s (duration)") && s.contains("lost events: 0"),
+            "{s}"
+        );
+        // A share names its base.
+        assert!(
+            s.contains("COW    1.0 MiB (   256 pages, 25.0% of 4.0 MiB RSS at fork)"),
             "{s}"
         );
         let many: Vec<SessionEnd> = (1..=25)

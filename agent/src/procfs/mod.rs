@@ -12,6 +12,19 @@ pub fn is_redis_comm(comm: &str) -> bool {
     REDIS_COMMS.contains(&comm.trim_end())
 }
 
+/// What to say about a `-p` target whose comm is not a Redis server's: it is traced
+/// all the same (a fork-based server under another name, a test program), but a wrong
+/// pid should not go unnoticed. None for a Redis server.
+pub fn not_redis_warning(pid: u32, comm: &str) -> Option<String> {
+    (!is_redis_comm(comm)).then(|| {
+        format!(
+            "pid {pid} ({}) is not a {}; tracing its forks anyway",
+            comm.trim_end(),
+            REDIS_COMMS.join(" or ")
+        )
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisProc {
     pub pid: u32,
@@ -215,6 +228,13 @@ mod tests {
         assert!(is_redis_comm("redis-server\n"));
         assert!(is_redis_comm("valkey-server"));
         assert!(!is_redis_comm("redis-cli"));
+        assert_eq!(
+            not_redis_warning(1, "systemd\n").as_deref(),
+            Some(
+                "pid 1 (systemd) is not a redis-server or valkey-server; tracing its forks anyway"
+            )
+        );
+        assert_eq!(not_redis_warning(7, "valkey-server"), None);
     }
 
     #[test]

@@ -143,13 +143,19 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     let mut signals = Signals::install()?;
     let pid_mode = !cfg.pids.is_empty();
     let pids = resolve_pids(&cfg.pids)?;
+    for &pid in &pids {
+        if let Some(w) = procfs::comm(pid).and_then(|c| procfs::not_redis_warning(pid, &c)) {
+            eprintln!("cowtrace: warning: {w}");
+        }
+    }
     let t0 = std::time::Instant::now();
     let mut opts = LoadOptions {
         auto_redis: !pid_mode,
         ..Default::default()
     };
     EnvOverrides::from_env()?.apply(&mut opts);
-    let mut ebpf = loader::load(&opts)?.ebpf;
+    let probes = loader::load(&opts)?;
+    let (mut ebpf, links) = (probes.ebpf, probes.links);
     let mut logger = kernel_logger(&mut ebpf)?;
     let (mut maps, rings) = KernelMaps::take(&mut ebpf)?;
     let (roots, running) = start::add_roots(&mut maps, &pids, pid_mode)?;
@@ -219,9 +225,12 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
         }
     };
     let end = st.finish(session_fd.get_mut(), detail_fd.get_mut(), reason)?;
+    // Nothing more is read from the kernel: detach while the summary is printed.
+    let detaching = links.detach_in_background();
     if reason != StopReason::OutputClosed {
         start::print_summary(&st, &end);
     }
-    drop(ebpf); // detaches every program
+    detaching.wait();
+    drop(ebpf);
     Ok(end)
 }

@@ -123,18 +123,60 @@ fn meta(roots: &[u32], pid_mode: bool, start_ns: u64, interval: Duration) -> Met
     }
 }
 
-fn pid_list(roots: &[u32]) -> String {
-    roots
+/// What the first line says is traced: `pid 23497 at 127.0.0.1:6399` (the `-p`
+/// targets, by pid and server name), `Redis servers pid 1 at db1:6379, pid 2 at
+/// /run/redis.sock`, or None when no Redis server runs yet.
+pub fn targets_text(pid_mode: bool, roots: &[(u32, String)]) -> Option<String> {
+    if !pid_mode && roots.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = roots
         .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|(pid, name)| {
+            if *name == format!("pid {pid}") {
+                name.clone()
+            } else {
+                format!("pid {pid} at {name}")
+            }
+        })
+        .collect();
+    let each = each.join(", ");
+    Some(match (pid_mode, roots.len()) {
+        (true, _) => each,
+        (false, 1) => format!("Redis server {each}"),
+        (false, _) => format!("Redis servers {each}"),
+    })
+}
+
+/// The first line of `watch` (stdout) and `record` (stderr): what is traced, where it
+/// goes, how long attaching took.
+pub fn banner(targets: Option<&str>, trace: Option<&std::path::Path>, attach_ms: u128) -> String {
+    const WAITING: &str = "no Redis server is running yet; waiting for one to start";
+    let file = trace.map(|p| {
+        if p == std::path::Path::new("-") {
+            "stdout".to_string()
+        } else {
+            p.display().to_string()
+        }
+    });
+    let what = match (targets, file) {
+        (Some(t), None) => format!("watching {t}"),
+        (None, None) => WAITING.to_string(),
+        (Some(t), Some(f)) => format!("recording {t} to {f}"),
+        (None, Some(f)) => format!("recording to {f}; {WAITING}"),
+    };
+    format!(
+        "cowtrace {}: {what} (attached in {attach_ms} ms; Ctrl-C to stop)",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// Say that cowtrace is attached: the trace's `meta` line, or `watch`'s first line or
 /// its screen.
 pub fn announce(st: &mut State, roots: &[u32], interval: Duration, attach_ms: u128) -> Result<()> {
     let meta = meta(roots, st.pid_mode, st.start_ns, interval);
+    let named: Vec<(u32, String)> = roots.iter().map(|&r| (r, st.instance(r))).collect();
+    let targets = targets_text(st.pid_mode, &named);
     if matches!(st.output, Output::Watch | Output::View) {
         let host = HostFacts {
             thp: meta.thp.clone(),
@@ -148,18 +190,17 @@ pub fn announce(st: &mut State, roots: &[u32], interval: Duration, attach_ms: u1
         };
         st.live = Some(Live::new(pids, st.start_ns, interval_ns, host));
     }
-    if let Output::Serve(_) = st.output {
-        let names: Vec<String> = roots.iter().map(|&r| st.instance(r)).collect();
-        if let Output::Serve(x) = &mut st.output {
-            for n in &names {
-                x.on_server(n);
-            }
+    if let Output::Serve(x) = &mut st.output {
+        for (_, n) in &named {
+            x.on_server(n);
         }
     }
     match &mut st.output {
         Output::Trace(w) => {
             w.write(&Record::Meta(Box::new(meta)))?;
             w.flush()?;
+            // On stderr: with `-o -` stdout is the trace.
+            eprintln!("{}", banner(targets.as_deref(), Some(w.path()), attach_ms));
         }
         Output::Serve(x) => {
             x.attached(meta);
@@ -167,10 +208,10 @@ pub fn announce(st: &mut State, roots: &[u32], interval: Duration, attach_ms: u1
                 "cowtrace {}: serving metrics on http://{}/metrics for {} (attached in {attach_ms} ms; Ctrl-C or SIGTERM to stop)",
                 env!("CARGO_PKG_VERSION"),
                 x.listen,
-                if st.pid_mode {
-                    format!("pid {}", pid_list(roots))
-                } else {
-                    "every Redis/Valkey server".to_string()
+                match &targets {
+                    Some(t) if st.pid_mode => t.clone(),
+                    Some(t) => format!("every Redis/Valkey server (now: {t})"),
+                    None => "every Redis/Valkey server (none running yet)".to_string(),
                 }
             );
         }
@@ -187,18 +228,11 @@ pub fn announce(st: &mut State, roots: &[u32], interval: Duration, attach_ms: u1
             }
         }
         Output::Watch => {
-            let who = if st.pid_mode {
-                format!("pid {}", pid_list(roots))
-            } else if roots.is_empty() {
-                "no Redis server running yet; waiting for one to start".to_string()
-            } else {
-                format!("Redis server(s) {}", pid_list(roots))
-            };
             // A closed stdout is noticed at the first line written after this one.
             let _ = writeln!(
                 std::io::stdout(),
-                "cowtrace {}: watching {who} (attached in {attach_ms} ms; Ctrl-C to stop)",
-                env!("CARGO_PKG_VERSION")
+                "{}",
+                banner(targets.as_deref(), None, attach_ms)
             );
         }
     }
@@ -219,5 +253,67 @@ pub fn print_summary(st: &State, end: &End) {
             // Nothing is left to tell if stdout has gone away.
             let _ = write!(std::io::stdout(), "{text}{more}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn banners_name_the_servers_and_the_file() {
+        let v = env!("CARGO_PKG_VERSION");
+        let one = [(23497, "127.0.0.1:6399".to_string())];
+        let t = targets_text(true, &one);
+        assert_eq!(t.as_deref(), Some("pid 23497 at 127.0.0.1:6399"));
+        assert_eq!(
+            banner(t.as_deref(), Some(Path::new("save.jsonl")), 412),
+            format!(
+                "cowtrace {v}: recording pid 23497 at 127.0.0.1:6399 to save.jsonl (attached in 412 ms; Ctrl-C to stop)"
+            )
+        );
+        assert_eq!(
+            banner(t.as_deref(), None, 70),
+            format!(
+                "cowtrace {v}: watching pid 23497 at 127.0.0.1:6399 (attached in 70 ms; Ctrl-C to stop)"
+            )
+        );
+        // A -p target that listens on nothing is named by its pid once.
+        assert_eq!(
+            targets_text(true, &[(1, "pid 1".into())]).as_deref(),
+            Some("pid 1")
+        );
+        let two = [
+            (1, "db1:6379".to_string()),
+            (2, "/run/redis.sock".to_string()),
+        ];
+        assert_eq!(
+            targets_text(false, &two).as_deref(),
+            Some("Redis servers pid 1 at db1:6379, pid 2 at /run/redis.sock")
+        );
+        assert_eq!(
+            targets_text(false, &two[..1]).as_deref(),
+            Some("Redis server pid 1 at db1:6379")
+        );
+    }
+
+    #[test]
+    fn with_no_server_the_banner_says_it_waits() {
+        let v = env!("CARGO_PKG_VERSION");
+        assert_eq!(targets_text(false, &[]), None);
+        assert_eq!(
+            banner(None, None, 70),
+            format!(
+                "cowtrace {v}: no Redis server is running yet; waiting for one to start (attached in 70 ms; Ctrl-C to stop)"
+            )
+        );
+        assert_eq!(
+            banner(None, Some(Path::new("-")), 70),
+            format!(
+                "cowtrace {v}: recording to stdout; no Redis server is running yet; waiting for one to start (attached in 70 ms; Ctrl-C to stop)"
+            )
+        );
     }
 }

@@ -133,7 +133,7 @@ impl State {
     }
 
     /// The name of server `root`, read once (a server listens before it forks).
-    pub(super) fn instance(&mut self, root: u32) -> String {
+    pub fn instance(&mut self, root: u32) -> String {
         self.instances
             .entry(root)
             .or_insert_with(|| sockets::instance_name(root))

@@ -119,7 +119,8 @@ impl TraceDir {
             path: path.display().to_string(),
             source,
         };
-        let mut w = TraceWriter::open(&path).map_err(err)?;
+        // The name is new (time and session number); an existing file is replaced.
+        let mut w = TraceWriter::open(&path, true).map_err(err)?;
         if let Some(m) = &self.meta {
             w.write(&Record::Meta(Box::new(m.clone()))).map_err(err)?;
         }

@@ -1,5 +1,7 @@
-//! Numbers with their units, for every text output. Sizes and rates of memory are IEC
-//! (KiB, MiB); disk throughput is decimal MB/s, as disks are rated.
+//! Numbers with their units, for every text output. One unit family everywhere: sizes
+//! and rates, of memory and of disk alike, are IEC (KiB, MiB, MiB/s), so that two
+//! figures side by side can be compared. Counts (pages, calls) are plain numbers, with
+//! a decimal `k`/`M` when large.
 
 /// What the values of a histogram are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +31,8 @@ pub fn fmt_bytes(b: u64) -> String {
     }
 }
 
-/// Lower bound of a power-of-two bucket, short: `16us`, `2ms`, `4K`, `1M`.
+/// Lower bound of a power-of-two bucket, short: `16us`, `2ms`, `4K` (bytes), and for
+/// pages a plain count (`4096`, `16.4k`), not a `4K` that would read as a size.
 pub fn bucket_label(lo: u64, unit: Unit) -> String {
     if lo <= 1 {
         // Zero is recorded as one (hdrhistogram's lowest value).
@@ -38,7 +41,7 @@ pub fn bucket_label(lo: u64, unit: Unit) -> String {
     match unit {
         Unit::Micros => fmt_us(lo),
         Unit::Bytes => binary(lo, "B"),
-        Unit::Pages => binary(lo, ""),
+        Unit::Pages => fmt_count(lo),
     }
 }
 
@@ -128,16 +131,6 @@ pub fn fmt_mib(b: f64) -> String {
     }
 }
 
-/// Bytes/s in MB/s (decimal, as disks are rated).
-pub fn fmt_mb(b: f64) -> String {
-    let m = b / 1e6;
-    if m < 999.95 {
-        format!("{m:.1}")
-    } else {
-        format!("{m:.0}")
-    }
-}
-
 pub fn fmt_pct(p: f64) -> String {
     if p < 9.95 {
         format!("{p:.1}%")
@@ -210,9 +203,17 @@ mod tests {
             (
                 bucket_label(16, Unit::Micros),
                 bucket_label(4096, Unit::Bytes),
+                bucket_label(4096, Unit::Pages),
+                bucket_label(16384, Unit::Pages),
                 bucket_label(1 << 20, Unit::Pages)
             ),
-            ("16us".into(), "4K".into(), "1M".into())
+            (
+                "16us".into(),
+                "4K".into(),
+                "4096".into(),
+                "16.4k".into(),
+                "1.0M".into()
+            )
         );
         assert_eq!(bucket_label(512, Unit::Bytes), "512B");
         assert_eq!(

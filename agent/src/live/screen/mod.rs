@@ -2,7 +2,8 @@
 //!
 //! - `model`: the [`model::ViewModel`] of one screen, built from the store (pure);
 //! - `render`: draws a model (pure, tested with ratatui's `TestBackend`);
-//! - `table`: the sessions table, one column list with a cell function (pure);
+//! - `table`: the sessions table, one column list with a cell function, and its drawing
+//!   (pure);
 //! - `ui`: keys and selection (pure);
 //! - `term`: raw mode, the alternate screen, key events and restoring the terminal.
 pub mod model;

@@ -15,7 +15,9 @@ use crate::{
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProcInfo {
     pub pid: u32,
-    pub port: Option<u16>,
+    /// The server's name (`procfs::sockets::instance_name`): `host:port`, a unix socket
+    /// path, or `pid N`.
+    pub instance: String,
     pub rss: Option<u64>,
 }
 
@@ -50,7 +52,8 @@ impl Losses {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcRow {
     pub pid: u32,
-    pub port: Option<u16>,
+    /// The server's name, as sessions and trace lines name it.
+    pub instance: String,
     pub rss: Option<u64>,
     /// The saves it is running now: (kind, ms since the fork).
     pub saving: Vec<(String, u64)>,
@@ -127,23 +130,38 @@ impl SessionHists {
     }
 }
 
+/// The histogram of pages copied per output interval (a count of 4 KiB pages).
 pub const COW_HIST: &str = "COW pages/interval";
 
+/// One session as the table and its detail show it. Every column means the same for a
+/// running and an ended session: how long it ran (so far), totals, and rates averaged
+/// over its run (so far); the last interval's rates of a running one are apart (`now`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRow {
     pub id: u64,
     pub kind: String,
+    /// The server's name (`host:port`, a unix socket path, or `pid N`).
+    pub instance: String,
     pub parent_pid: u32,
     pub child_pid: u32,
     pub active: bool,
     /// `running`, or how it ended (`text::exit`): `exit 0`, `signal 9`.
     pub status: String,
-    /// Since the fork (live) or the whole session (ended).
+    /// How long it ran: from the fork to now (running) or to its end.
     pub elapsed_ms: u64,
+    /// Counted by cowtrace.
     pub cow_bytes: u64,
+    /// For a session attached mid-save: the COW estimated before the attach (shown
+    /// with `≈`, added to `cow_bytes` in the share and the average rate).
+    pub cow_estimate: Option<u64>,
+    /// Of the counted COW plus the estimate.
     pub pct_of_rss: Option<f64>,
-    /// Last interval (live) or the average (ended).
+    /// The parent's RSS at the fork: the base of `pct_of_rss`.
+    pub rss_at_fork: Option<u64>,
+    /// Averaged over `elapsed_ms`.
     pub rates: Rates,
+    /// Over the last output interval, while it runs.
+    pub now: Option<Rates>,
     /// Pages copied per interval, oldest first.
     pub series: Vec<u64>,
     pub written_bytes: u64,
@@ -198,17 +216,27 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
         .iter()
         .map(|s| {
             let cow_bytes = s.parent.copy_bytes + s.child.copy_bytes;
+            let cow_estimate = s.mid_save.as_ref().and_then(|m| m.cow_bytes_estimate);
+            let cow_total = cow_bytes.saturating_add(cow_estimate.unwrap_or(0));
+            let elapsed_ms = cx.now_ns.saturating_sub(s.fork_ts_ns) / 1_000_000;
             SessionRow {
                 id: s.id,
                 kind: kind(s.kind),
+                instance: s
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| format!("pid {}", s.parent_pid)),
                 parent_pid: s.parent_pid,
                 child_pid: s.child_pid,
                 active: true,
                 status: "running".into(),
-                elapsed_ms: cx.now_ns.saturating_sub(s.fork_ts_ns) / 1_000_000,
+                elapsed_ms,
                 cow_bytes,
-                pct_of_rss: pct_of_rss(cow_bytes, s.parent_rss),
-                rates: store.rates(s.id),
+                cow_estimate,
+                pct_of_rss: pct_of_rss(cow_total, s.parent_rss),
+                rss_at_fork: s.parent_rss,
+                rates: Rates::average(cow_total, s.io.write_bytes, s.io.disk_bytes, elapsed_ms),
+                now: Some(store.rates(s.id)),
                 series: store.series(s.id),
                 written_bytes: s.io.write_bytes,
                 fsync_calls: s.io.fsync_calls,
@@ -217,22 +245,32 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
             }
         })
         .collect();
-    sessions.extend(store.recent().map(|e| SessionRow {
-        id: e.end.session,
-        kind: e.end.kind.as_str().to_string(),
-        parent_pid: e.end.parent_pid,
-        child_pid: e.end.child_pid,
-        active: false,
-        status: exit_text(e.end.complete, e.end.exit_code, e.end.exit_signal),
-        elapsed_ms: e.end.duration_ms,
-        cow_bytes: e.end.cow.bytes,
-        pct_of_rss: pct_of_rss(e.end.cow.bytes, e.end.cow.parent_rss_at_fork_bytes),
-        rates: e.rates(),
-        series: e.series.clone(),
-        written_bytes: e.end.writes.bytes,
-        fsync_calls: e.end.fsync.calls,
-        fork_us: e.fork_us,
-        hists: e.hists.clone(),
+    sessions.extend(store.recent().map(|e| {
+        SessionRow {
+            id: e.end.session,
+            kind: e.end.kind.as_str().to_string(),
+            instance: e.end.instance_name(),
+            parent_pid: e.end.parent_pid,
+            child_pid: e.end.child_pid,
+            active: false,
+            status: exit_text(e.end.complete, e.end.exit_code, e.end.exit_signal),
+            elapsed_ms: e.end.duration_ms,
+            cow_bytes: e.end.cow.bytes,
+            cow_estimate: e
+                .end
+                .attached_mid_save
+                .as_ref()
+                .and_then(|m| m.cow_bytes_estimate),
+            pct_of_rss: e.end.cow.pct_of_parent_rss,
+            rss_at_fork: e.end.cow.parent_rss_at_fork_bytes,
+            rates: e.rates(),
+            now: None,
+            series: e.series.clone(),
+            written_bytes: e.end.writes.bytes,
+            fsync_calls: e.end.fsync.calls,
+            fork_us: e.fork_us,
+            hists: e.hists.clone(),
+        }
     }));
     let procs = procs
         .iter()
@@ -250,7 +288,7 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
             saving.reverse(); // oldest first
             ProcRow {
                 pid: p.pid,
-                port: p.port,
+                instance: p.instance.clone(),
                 rss: p.rss,
                 saving,
             }
@@ -323,6 +361,7 @@ mod tests {
                 st.on_end(&e);
             }
         }
+        t.set_instance(21, "db1:6379".into());
         t.on_counters(
             21,
             6 * S,
@@ -344,12 +383,12 @@ mod tests {
         let procs = [
             ProcInfo {
                 pid: 10,
-                port: Some(6379),
+                instance: "db1:6379".into(),
                 rss: Some(1 << 30),
             },
             ProcInfo {
                 pid: 11,
-                port: None,
+                instance: "pid 11".into(),
                 rss: None,
             },
         ];
@@ -360,11 +399,25 @@ mod tests {
             .map(|s| (s.id, s.active, s.status.as_str()))
             .collect();
         assert_eq!(ids, vec![(2, true, "running"), (1, false, "exit 0")]);
-        assert_eq!(vm.sessions[0].elapsed_ms, 2000);
-        assert_eq!(vm.sessions[0].cow_bytes, 4 << 20);
-        assert_eq!(vm.sessions[0].series, vec![1024]);
-        assert!((vm.sessions[0].pct_of_rss.unwrap() - 0.390625).abs() < 1e-9);
-        assert_eq!(vm.sessions[1].elapsed_ms, 2000);
+        let (live, ended) = (&vm.sessions[0], &vm.sessions[1]);
+        assert_eq!(live.elapsed_ms, 2000);
+        assert_eq!(live.cow_bytes, 4 << 20);
+        assert_eq!(live.series, vec![1024]);
+        assert!((live.pct_of_rss.unwrap() - 0.390625).abs() < 1e-9);
+        assert_eq!(live.rss_at_fork, Some(1 << 30));
+        // The same columns for both: rates are averages over the run (so far); the
+        // running one's last interval is apart.
+        assert_eq!(live.rates.cow, (4 << 20) as f64 / 2.0);
+        assert_eq!(live.now.unwrap().cow, (4 << 20) as f64);
+        assert_eq!(ended.elapsed_ms, 2000);
+        assert_eq!(ended.rates.cow, (1 << 20) as f64 / 2.0);
+        assert_eq!(ended.now, None);
+        // The sessions are named by their server (`pid N` until the name is known).
+        assert_eq!(
+            (live.instance.as_str(), ended.instance.as_str()),
+            ("db1:6379", "pid 10")
+        );
+        assert_eq!(vm.procs[0].instance, "db1:6379");
         assert_eq!(vm.procs[0].saving, vec![("rdb-bgsave".to_string(), 2000)]);
         assert!(vm.procs[1].saving.is_empty());
         assert_eq!(vm.fork_lat.q.count, 2);

@@ -1,24 +1,28 @@
 //! Drawing the live view: a pure function of the model and the UI state, so that the
 //! tests draw it into ratatui's `TestBackend` and read the text back.
 //!
-//! Layout, top to bottom: a header (is a save running?), the traced Redis processes,
-//! the sessions table, the selected session's histograms, and a footer with the keys
-//! and the lost-event count (red when nonzero). Everything fits 80x24.
+//! Layout, top to bottom: a header (is a save running?), the traced Redis processes
+//! (each named as its sessions are: `host:port`, a socket path or `pid N`), the sessions
+//! table (scrolled to the selected row), the selected session's detail and histograms,
+//! and a footer with the keys and the lost-event count (red when nonzero). Everything
+//! fits 80x24; sizes and rates are MiB and MiB/s throughout.
 use ratatui::{
     Frame,
     layout::{Alignment, Constraint, Layout, Rect},
     style::{Color, Modifier, Style},
     text::{Line, Span},
-    widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap},
+    widgets::{Block, Borders, Paragraph, Wrap},
 };
 
 use crate::{
     live::screen::{
         model::{HistView, SessionRow, ViewModel},
-        table::{self, CellCx, Col, DIM, LOST, SAVE},
+        table::{self, DIM, LOST, SAVE, fit_left},
         ui::UiState,
     },
-    text::units::{Unit, bucket_label, fmt_bytes, fmt_count, fmt_dur, fmt_secs, fmt_us, fmt_val},
+    text::units::{
+        Unit, bucket_label, fmt_bytes, fmt_count, fmt_dur, fmt_mib, fmt_secs, fmt_us, fmt_val,
+    },
 };
 
 /// Below this the view asks for a larger terminal (or `--plain`).
@@ -41,8 +45,9 @@ pub fn render(frame: &mut Frame, vm: &ViewModel, ui: &UiState) {
     }
     let proc_lines = vm.procs.len().clamp(1, MAX_PROCS) as u16;
     let (cols, rows) = hist_grid(area.width);
-    // Each histogram panel wants at least its two heading lines and two buckets.
-    let hist_min = 1 + rows * 4;
+    // The detail line, then each histogram panel wants at least its two heading lines
+    // and two buckets.
+    let hist_min = 2 + rows * 4;
     let fixed = 1 + (1 + proc_lines) + 1;
     let sessions_want = 3 + vm.sessions.len().max(1) as u16;
     let sessions_h = sessions_want
@@ -59,7 +64,7 @@ pub fn render(frame: &mut Frame, vm: &ViewModel, ui: &UiState) {
     let sel = ui.selected_index(vm);
     render_header(frame, header, vm, ui);
     render_procs(frame, procs, vm);
-    render_sessions(frame, sessions, vm, sel);
+    table::render(frame, sessions, vm, sel);
     render_hists(frame, hists, vm, sel.map(|i| &vm.sessions[i]), cols, rows);
     render_footer(frame, footer, vm);
 }
@@ -145,7 +150,7 @@ fn render_header(frame: &mut Frame, area: Rect, vm: &ViewModel, ui: &UiState) {
     }
 }
 
-fn section(title: String) -> Block<'static> {
+pub fn section(title: String) -> Block<'static> {
     Block::new()
         .borders(Borders::TOP)
         .border_style(Style::new().fg(DIM))
@@ -172,15 +177,23 @@ fn render_procs(frame: &mut Frame, area: Rect, vm: &ViewModel) {
     } else {
         vm.procs.len()
     };
+    // Names in a column as wide as the longest, up to a third of the screen.
+    let name_w = vm.procs[..shown]
+        .iter()
+        .map(|p| p.instance.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(inner.width as usize / 3)
+        .max(8);
     for p in &vm.procs[..shown] {
         let mut spans = vec![
-            Span::raw(format!("pid {:<7}", p.pid)),
+            Span::styled(
+                format!("{:<name_w$}", fit_left(&p.instance, name_w)),
+                Style::new().add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(format!("  pid {:<7}", p.pid)),
             Span::raw(format!(
-                " port {:<5}",
-                p.port.map_or("-".into(), |v| v.to_string())
-            )),
-            Span::raw(format!(
-                "  RSS {:>10}  ",
+                " RSS {:>10}  ",
                 p.rss.map_or("?".into(), fmt_bytes)
             )),
         ];
@@ -208,58 +221,6 @@ fn render_procs(frame: &mut Frame, area: Rect, vm: &ViewModel) {
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
-fn render_sessions(frame: &mut Frame, area: Rect, vm: &ViewModel, sel: Option<usize>) {
-    let more = vm
-        .ended_total
-        .saturating_sub(vm.sessions.iter().filter(|s| !s.active).count() as u64);
-    let title = if more > 0 {
-        format!(" Sessions: running, then ended (newest first, {more} older not shown) ")
-    } else {
-        " Sessions: running, then ended (newest first) ".to_string()
-    };
-    let block = section(title);
-    let inner = block.inner(area);
-    frame.render_widget(block, area);
-    if vm.sessions.is_empty() {
-        let text = vm.waiting().unwrap_or_default();
-        frame.render_widget(
-            Paragraph::new(Line::styled(text, Style::new().fg(DIM))),
-            inner,
-        );
-        return;
-    }
-    let (cols, trend_w) = table::layout(inner.width);
-    let width = |c: &Col| if c.width == 0 { trend_w } else { c.width };
-    let cx = CellCx {
-        trend_width: trend_w as usize,
-    };
-    let aligned = |c: &Col, text: String| {
-        if c.right {
-            Line::from(text).alignment(Alignment::Right)
-        } else {
-            Line::from(text)
-        }
-    };
-    let head_style = Style::new().fg(DIM);
-    let header = Row::new(cols.iter().map(|c| {
-        let lines = vec![aligned(c, c.head[0].into()), aligned(c, c.head[1].into())];
-        Cell::from(ratatui::text::Text::from(lines).style(head_style))
-    }))
-    .height(2);
-    let rows = vm.sessions.iter().map(|s| {
-        Row::new(cols.iter().map(|c| {
-            let (text, style) = (c.cell)(s, cx);
-            Cell::from(aligned(c, text).style(style))
-        }))
-    });
-    let table = Table::new(rows, cols.iter().map(|&c| Constraint::Length(width(c))))
-        .header(header)
-        .column_spacing(1)
-        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-    let mut state = TableState::default().with_selected(sel);
-    frame.render_stateful_widget(table, inner, &mut state);
-}
-
 fn render_hists(
     frame: &mut Frame,
     area: Rect,
@@ -270,12 +231,10 @@ fn render_hists(
 ) {
     let title = match s {
         Some(s) => format!(
-            " Session {} {} · parent {} child {} · fork {} · {} ",
+            " Session {} {} {} · {} ",
             s.id,
             s.kind,
-            s.parent_pid,
-            s.child_pid,
-            s.fork_us.map_or("?".into(), |us| fmt_us(us.round() as u64)),
+            s.instance,
             if s.active {
                 format!("running {}", fmt_dur(s.elapsed_ms))
             } else {
@@ -287,6 +246,17 @@ fn render_hists(
     let block = section(title);
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    let [detail, inner] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    if let Some(s) = s {
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                detail_line(s, vm.interval_ms, detail.width as usize),
+                Style::new().fg(DIM),
+            )),
+            detail,
+        );
+    }
     let empty = |name, unit| HistView::empty(name, unit);
     let panels: Vec<(HistView, Color)> = match s {
         Some(s) => vec![
@@ -326,6 +296,39 @@ fn render_hists(
             frame.render_widget(Paragraph::new(lines), Rect { width: w, ..*cell });
         }
     }
+}
+
+/// The selected session's detail, in at most `width` columns: the base of its `% RSS
+/// at fork`, the last interval's rates while it runs (the table's are averages), its
+/// fork time and its pids. A part that does not fit is left out whole, never cut.
+pub fn detail_line(s: &SessionRow, interval_ms: u64, width: usize) -> String {
+    let mut parts = vec![format!(
+        "RSS at fork {}",
+        s.rss_at_fork.map_or("?".into(), fmt_bytes)
+    )];
+    if let Some(n) = s.now {
+        parts.push(format!(
+            "last {}: COW {}, write {}, disk {} MiB/s",
+            fmt_secs(interval_ms),
+            fmt_mib(n.cow),
+            fmt_mib(n.write),
+            fmt_mib(n.disk)
+        ));
+    }
+    parts.push(format!(
+        "fork {}",
+        s.fork_us.map_or("?".into(), |us| fmt_us(us.round() as u64))
+    ));
+    parts.push(format!("parent {} child {}", s.parent_pid, s.child_pid));
+    let mut line = String::new();
+    for p in parts {
+        let sep = if line.is_empty() { "" } else { " · " };
+        if line.chars().count() + sep.chars().count() + p.chars().count() <= width {
+            line.push_str(sep);
+            line.push_str(&p);
+        }
+    }
+    line
 }
 
 fn render_footer(frame: &mut Frame, area: Rect, vm: &ViewModel) {
@@ -377,16 +380,18 @@ pub fn hist_lines(hv: &HistView, w: usize, h: usize, color: Color) -> Vec<Line<'
         return out;
     }
     out.push(spread(
-        vec![Span::styled(name.to_string(), bold)],
+        name,
+        bold,
         format!("max {}", fmt_val(q.max, hv.unit)),
         w,
     ));
     out.push(spread(
-        vec![Span::raw(format!(
+        &format!(
             "p50 {} p99 {}",
             fmt_val(q.p50, hv.unit),
             fmt_val(q.p99, hv.unit)
-        ))],
+        ),
+        Style::new(),
         format!("n {}", fmt_count(q.count)),
         w,
     ));
@@ -417,14 +422,24 @@ pub fn hist_lines(hv: &HistView, w: usize, h: usize, color: Color) -> Vec<Line<'
     out
 }
 
-/// `left` then `right` at the right edge, if both fit in `w`; else `left` and `right`
-/// one space apart (the panel cuts what does not fit).
-fn spread(mut left: Vec<Span<'static>>, right: String, w: usize) -> Line<'static> {
-    let used: usize = left.iter().map(|s| s.content.chars().count()).sum();
-    let gap = w.saturating_sub(used + right.chars().count()).max(1);
-    left.push(Span::raw(" ".repeat(gap)));
-    left.push(Span::raw(right));
-    Line::from(left)
+/// `left` then `right` at the right edge of `w` columns. When both do not fit, `left`
+/// is cut (with `…`), never `right`: a value is never shown without its unit or
+/// suffix (`max 10.1k`, not `max 10.1`).
+fn spread(left: &str, style: Style, right: String, w: usize) -> Line<'static> {
+    let rw = right.chars().count();
+    let room = w.saturating_sub(rw + 1);
+    let left = if left.chars().count() > room {
+        let keep: String = left.chars().take(room.saturating_sub(1)).collect();
+        if room > 0 { format!("{keep}…") } else { keep }
+    } else {
+        left.to_string()
+    };
+    let gap = w.saturating_sub(left.chars().count() + rw).max(1);
+    Line::from(vec![
+        Span::styled(left, style),
+        Span::raw(" ".repeat(gap)),
+        Span::raw(right),
+    ])
 }
 
 fn short_name(name: &'static str) -> &'static str {
@@ -500,6 +515,71 @@ mod tests {
         assert_eq!(spark(&[0, 1, 4, 8], 10), " ▁▄█");
         assert_eq!(spark(&[8, 0, 8, 4], 2), "█▄");
         assert_eq!(spark(&[], 5), "");
+    }
+
+    #[test]
+    fn a_value_keeps_its_suffix_and_the_name_gives_way() {
+        let text = |l: Line| {
+            l.spans
+                .iter()
+                .map(|s| s.content.to_string())
+                .collect::<String>()
+        };
+        let l = spread("COW pages/interval", Style::new(), "max 10.1k".into(), 24);
+        assert_eq!(text(l), "COW pages/int… max 10.1k");
+        let l = spread("write size", Style::new(), "max 4K".into(), 24);
+        assert_eq!(text(l), "write size        max 4K");
+        let l = spread("p50 3 p99 11k", Style::new(), "n 7".into(), 10);
+        assert_eq!(text(l), "p50 3… n 7");
+    }
+
+    #[test]
+    fn the_detail_leaves_out_what_does_not_fit_whole() {
+        use crate::live::{screen::model::SessionHists, store::Rates};
+        let mib = 1048576.0;
+        let s = SessionRow {
+            id: 1,
+            kind: "rdb-bgsave".into(),
+            instance: "db1:6379".into(),
+            parent_pid: 10,
+            child_pid: 11,
+            active: true,
+            status: "running".into(),
+            elapsed_ms: 2000,
+            cow_bytes: 0,
+            cow_estimate: None,
+            pct_of_rss: None,
+            rss_at_fork: Some(1 << 30),
+            rates: Rates::default(),
+            now: Some(Rates {
+                cow: 12.0 * mib,
+                write: 1.5 * mib,
+                disk: 0.0,
+            }),
+            series: vec![],
+            written_bytes: 0,
+            fsync_calls: 0,
+            fork_us: Some(900.0),
+            hists: SessionHists::of(&Default::default(), None),
+        };
+        assert_eq!(
+            detail_line(&s, 1000, 200),
+            "RSS at fork 1.00 GiB · last 1s: COW 12.0, write 1.5, disk 0.0 MiB/s · fork 900us · parent 10 child 11"
+        );
+        assert_eq!(
+            detail_line(&s, 500, 80),
+            "RSS at fork 1.00 GiB · last 0.5s: COW 12.0, write 1.5, disk 0.0 MiB/s"
+        );
+        let ended = SessionRow {
+            active: false,
+            now: None,
+            rss_at_fork: None,
+            ..s
+        };
+        assert_eq!(
+            detail_line(&ended, 1000, 80),
+            "RSS at fork ? · fork 900us · parent 10 child 11"
+        );
     }
 
     #[test]

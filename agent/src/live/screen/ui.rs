@@ -11,6 +11,9 @@ pub struct UiState {
     pub paused: bool,
 }
 
+/// Rows moved by PageUp and PageDown.
+const PAGE: isize = 10;
+
 /// What a key asks the event loop to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -56,6 +59,8 @@ impl UiState {
             }
             KeyCode::Up | KeyCode::Char('k') => self.step(vm, -1),
             KeyCode::Down | KeyCode::Char('j') => self.step(vm, 1),
+            KeyCode::PageUp => self.step(vm, -PAGE),
+            KeyCode::PageDown => self.step(vm, PAGE),
             KeyCode::Home => {
                 self.selected = None;
                 Action::Redraw
