@@ -316,6 +316,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         events: false,
         timestamps: false,
     };
+    run(cfg)
+}
+
+/// Run the event loop on this thread until the run ends.
+fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -360,10 +365,5 @@ fn run_with(
         events,
         timestamps,
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| anyhow::anyhow!("cannot start the event loop: {e}"))?;
-    rt.block_on(runner::run(cfg))?;
-    Ok(())
+    run(cfg)
 }

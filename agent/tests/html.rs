@@ -10,17 +10,11 @@
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
 };
 
-use common::TempDir;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures")
-}
+use common::{TempDir, fixtures};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 

@@ -4,20 +4,14 @@
 //! Regenerate the golden files after an intended change of the output with
 //! `COWTRACE_BLESS=1 cargo test -p agent --test report`, and review the diff.
 mod common;
+use common::fixtures;
 
 use std::{
     io::Write,
-    path::{Path, PathBuf},
     process::{Command, Stdio},
 };
 
 use serde_json::Value;
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures")
-}
 
 struct Out {
     code: i32,

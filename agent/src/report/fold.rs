@@ -621,6 +621,33 @@ impl Report {
     }
 
     /// Run length: the `end` line's, else the span of the timestamps read.
+    /// When and how long the trace was recorded, and what ended it, in words.
+    pub fn recorded(&self) -> String {
+        let mut rec = self
+            .meta
+            .start_unix_ms
+            .map_or("at an unknown time".into(), |ms| {
+                crate::text::date::utc(ms, false)
+            });
+        match (self.duration_ms(), &self.end) {
+            (Some(d), Some(e)) => {
+                let reason = if e.reason.is_empty() { "?" } else { &e.reason };
+                rec.push_str(&format!(
+                    ", for {:.1} s, ended by {reason}",
+                    d as f64 / 1000.0
+                ));
+            }
+            (Some(d), None) => {
+                rec.push_str(&format!(
+                    ", for at least {:.1} s (no `end` line)",
+                    d as f64 / 1000.0
+                ));
+            }
+            (None, _) => {}
+        }
+        rec
+    }
+
     pub fn duration_ms(&self) -> Option<u64> {
         match (&self.end, self.meta.start_ts_ns) {
             (Some(e), _) => Some(e.duration_ms),

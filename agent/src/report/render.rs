@@ -88,28 +88,7 @@ fn header(r: &Report, out: &mut String) {
         known(&m.host),
         known(&m.kernel)
     );
-    let mut rec = m
-        .start_unix_ms
-        .map_or("at an unknown time".into(), |ms| utc(ms, false));
-    match (r.duration_ms(), &r.end) {
-        (Some(d), Some(e)) => {
-            let _ = write!(
-                rec,
-                ", for {:.1} s, ended by {}",
-                d as f64 / 1000.0,
-                known(&e.reason)
-            );
-        }
-        (Some(d), None) => {
-            let _ = write!(
-                rec,
-                ", for at least {:.1} s (no `end` line)",
-                d as f64 / 1000.0
-            );
-        }
-        (None, _) => {}
-    }
-    let _ = writeln!(out, "  recorded:  {rec}");
+    let _ = writeln!(out, "  recorded:  {}", r.recorded());
     let _ = writeln!(
         out,
         "  recorder:  cowtrace {}, trace format {}{}{}",

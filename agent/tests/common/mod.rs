@@ -28,6 +28,13 @@ pub fn require_root() {
     );
 }
 
+/// The fixture traces (and their golden outputs): agent/tests/fixtures.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

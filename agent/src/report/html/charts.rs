@@ -6,6 +6,7 @@
 //! Charts are drawn from the report's bounded timelines (at most `TIMELINE_ROWS` points a
 //! series), so a page stays small whatever the trace's length.
 use plotters::{
+    coord::types::RangedCoordf64,
     prelude::*,
     style::{RGBColor, ShapeStyle},
 };
@@ -86,6 +87,24 @@ pub fn lines(axes: &Axes, series: &[Series], refs: &[Reference]) -> String {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A white chart with its title and room for the axes' labels, `0..x_max` × `0..y_max`.
+fn frame<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    axes: &Axes,
+    x_max: f64,
+    y_max: f64,
+) -> Result<Chart<'a, 'b>, Box<dyn std::error::Error>> {
+    root.fill(&WHITE)?;
+    Ok(ChartBuilder::on(root)
+        .caption(axes.title, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0f64..x_max, 0f64..y_max)?)
+}
+
 fn draw_lines(
     svg: &mut String,
     axes: &Axes,
@@ -95,13 +114,7 @@ fn draw_lines(
     y_max: f64,
 ) -> DrawResult {
     let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(axes.title, ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(36)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+    let mut chart = frame(&root, axes, x_max, y_max)?;
     chart
         .configure_mesh()
         .x_desc(axes.x)
@@ -204,13 +217,7 @@ fn draw_buckets(
 ) -> DrawResult {
     let n = data.len().max(1) as f64;
     let root = SVGBackend::with_string(svg, (WIDTH, HEIGHT)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(axes.title, ("sans-serif", 16))
-        .margin(10)
-        .x_label_area_size(36)
-        .y_label_area_size(64)
-        .build_cartesian_2d(0f64..n, 0f64..y_max)?;
+    let mut chart = frame(&root, axes, n, y_max)?;
     // The buckets' labels are drawn below, one under each bar; the mesh has none.
     chart
         .configure_mesh()
