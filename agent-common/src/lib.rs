@@ -232,7 +232,9 @@ pub struct Offsets {
     pub bvec_page: u32,
     pub page_mapping: u32,
     pub mapping_host: u32,
-    pub _pad: u32,
+    /// `page.compound_head`: bit 0 set on a tail page of a large folio, with the head
+    /// page's address in the other bits (include/linux/mm_types.h).
+    pub page_compound_head: u32,
 }
 const _: () = assert!(core::mem::size_of::<Offsets>() == 96);
 
