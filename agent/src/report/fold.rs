@@ -18,7 +18,7 @@ use crate::{
     events::hist::Hist,
     trace::{
         Item,
-        schema::{End, IoEvent, Meta, ProcessRecord, Record, Side},
+        schema::{End, IoEvent, Meta, ProcessRecord, Record, Side, SyncCall, SyncCounts},
     },
 };
 
@@ -342,8 +342,19 @@ impl Report {
                     }
                 }
             }
+            Record::ZeroFill(z) => {
+                self.events.zero_fill = self.events.zero_fill.saturating_add(1);
+                match z.session {
+                    None => self.events_outside = self.events_outside.saturating_add(1),
+                    Some(id) => {
+                        if let Some(sess) = self.event_session(id) {
+                            sess.events.zero_fill = sess.events.zero_fill.saturating_add(1);
+                        }
+                    }
+                }
+            }
             Record::Write(e) => self.io_event(IoKind::Write, e),
-            Record::Fsync(e) => self.io_event(IoKind::Fsync, e),
+            Record::Fsync(e) => self.io_event(IoKind::Sync, e),
             Record::Io(e) => self.io_event(IoKind::Io, e),
             Record::Unknown(t) => {
                 if let Some(n) = self.unknown_types.get_mut(&t) {
@@ -359,13 +370,19 @@ impl Report {
     /// A `write`, `fsync` or `io` line: counted, and into its session's histograms while
     /// the session is open.
     fn io_event(&mut self, kind: IoKind, e: IoEvent) {
+        let call = e.call.and_then(SyncCall::index);
         let count = |c: &mut EventCounts| {
             let n = match kind {
                 IoKind::Write => &mut c.write,
-                IoKind::Fsync => &mut c.fsync,
+                IoKind::Sync => &mut c.fsync,
                 IoKind::Io => &mut c.io,
             };
             *n = n.saturating_add(1);
+            if let Some(i) = call {
+                let mut by = c.sync_by_call.to_array();
+                by[i] = by[i].saturating_add(1);
+                c.sync_by_call = SyncCounts::of(by);
+            }
         };
         count(&mut self.events);
         let Some(id) = e.session else {
@@ -402,7 +419,12 @@ impl Report {
                     h.write_lat_us.record(lat);
                     h.write_size.record(e.bytes);
                 }
-                IoKind::Fsync => h.fsync_lat_us.record(lat),
+                IoKind::Sync => {
+                    h.fsync_lat_us.record(lat);
+                    if let Some(i) = call {
+                        h.sync_lat_us[i].record(lat);
+                    }
+                }
                 IoKind::Io => h.disk_lat_us.record(lat),
             }
         }

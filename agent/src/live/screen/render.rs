@@ -18,7 +18,10 @@ use crate::{
         table::{self, CellCx, Col, DIM, LOST, SAVE},
         ui::UiState,
     },
-    text::units::{Unit, bucket_label, fmt_bytes, fmt_count, fmt_dur, fmt_secs, fmt_us, fmt_val},
+    text::{
+        sync::DURABLE_LATENCY,
+        units::{Unit, bucket_label, fmt_bytes, fmt_count, fmt_dur, fmt_secs, fmt_us, fmt_val},
+    },
 };
 
 /// Below this the view asks for a larger terminal (or `--plain`).
@@ -292,7 +295,7 @@ fn render_hists(
         Some(s) => vec![
             (s.hists.write_lat.clone(), Color::Cyan),
             (s.hists.write_size.clone(), Color::Cyan),
-            (s.hists.fsync_lat.clone(), Color::Cyan),
+            (s.hists.sync_lat.clone(), Color::Cyan),
             (s.hists.disk_lat.clone(), Color::Blue),
             (s.hists.cow_per_interval.clone(), Color::Magenta),
             (vm.fork_lat.clone(), Color::Yellow),
@@ -300,7 +303,7 @@ fn render_hists(
         None => vec![
             (empty("write latency", Unit::Micros), Color::Cyan),
             (empty("write size", Unit::Bytes), Color::Cyan),
-            (empty("fsync latency", Unit::Micros), Color::Cyan),
+            (empty(DURABLE_LATENCY, Unit::Micros), Color::Cyan),
             (empty("block I/O latency", Unit::Micros), Color::Blue),
             (
                 empty(crate::live::screen::model::COW_HIST, Unit::Pages),
@@ -430,6 +433,7 @@ fn spread(mut left: Vec<Span<'static>>, right: String, w: usize) -> Line<'static
 fn short_name(name: &'static str) -> &'static str {
     match name {
         "block I/O latency" => "block I/O lat.",
+        DURABLE_LATENCY => "fsync+fdatasync lat.",
         "fork latency (all)" => "fork lat. (all)",
         "COW pages/interval" => "COW pages/intvl",
         other => other,

@@ -109,8 +109,9 @@ pub const COLUMNS: &[Col] = &[
     col(["disk", "MB/s"], 6, true, |s, _| {
         (fmt_mb(s.rates.disk), base(s))
     }),
-    col(["", "fsync"], 5, true, |s, _| {
-        (s.fsync_calls.to_string(), base(s))
+    // fsync, fdatasync and sync_file_range calls together.
+    col(["", "syncs"], 5, true, |s, _| {
+        (s.sync_calls.iter().sum::<u64>().to_string(), base(s))
     }),
 ];
 
