@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 /// Debian packages: LLVM 22 for bpf-linker (matches nightly's LLVM), Redis for the demo
-/// and the Redis tests, and bpftrace/bpftool for cross-checks.
+/// and the Redis tests, bpftrace/bpftool for cross-checks, and strace, the ground truth of
+/// the sync-call counts in the root tests (agent/tests/writes.rs).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -18,6 +19,7 @@ const APT_PACKAGES: &[&str] = &[
     "tmux",
     "bpftrace",
     "bpftool",
+    "strace",
 ];
 
 const LLVM_DIR: &str = "/usr/lib/llvm-22";
