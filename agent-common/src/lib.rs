@@ -22,6 +22,31 @@ pub const EV_COW: u32 = 10;
 pub const EV_WRITE: u32 = 11;
 pub const EV_FSYNC: u32 = 12;
 pub const EV_DISK: u32 = 13;
+pub const EV_FDATASYNC: u32 = 14;
+pub const EV_SYNC_FILE_RANGE: u32 = 15;
+
+/// The sync system calls, counted apart (`IoCounters::sync_calls` and `sync_ns` are
+/// indexed by these): `fsync` and `fdatasync` wait for the data to reach the disk, while
+/// `sync_file_range` (Redis's `rdb-save-incremental-fsync`) only starts writeback of a
+/// range and returns, so their latencies must not be mixed.
+pub const SYNC_FSYNC: usize = 0;
+pub const SYNC_FDATASYNC: usize = 1;
+pub const SYNC_FILE_RANGE: usize = 2;
+/// Number of sync system calls counted apart.
+pub const SYNC_CALLS: usize = 3;
+/// The event kind of each sync call, by index.
+pub const SYNC_EVENT_KINDS: [u32; SYNC_CALLS] = [EV_FSYNC, EV_FDATASYNC, EV_SYNC_FILE_RANGE];
+
+/// The index into `IoCounters::sync_calls` of a sync event kind, or None for any other
+/// kind.
+pub const fn sync_index(kind: u32) -> Option<usize> {
+    match kind {
+        EV_FSYNC => Some(SYNC_FSYNC),
+        EV_FDATASYNC => Some(SYNC_FDATASYNC),
+        EV_SYNC_FILE_RANGE => Some(SYNC_FILE_RANGE),
+        _ => None,
+    }
+}
 
 /// Index into the per-CPU `DROPS` array: reserves that failed, per ring buffer.
 pub const DROP_HOT: u32 = 0;
@@ -106,7 +131,7 @@ pub struct TracedProc {
     /// Every regular-file write, sync and block I/O of this process.
     pub io: IoCounters,
 }
-const _: () = assert!(core::mem::size_of::<TracedProc>() == 128);
+const _: () = assert!(core::mem::size_of::<TracedProc>() == 160);
 
 /// Exact disk-write counters. Times are sums of latencies in ns.
 #[repr(C)]
@@ -116,15 +141,16 @@ pub struct IoCounters {
     pub write_calls: u64,
     pub write_bytes: u64,
     pub write_ns: u64,
-    /// fsync/fdatasync/sync_file_range calls.
-    pub fsync_calls: u64,
-    pub fsync_ns: u64,
+    /// Sync calls and the time spent in them, per call (index `SYNC_FSYNC`,
+    /// `SYNC_FDATASYNC`, `SYNC_FILE_RANGE`).
+    pub sync_calls: [u64; SYNC_CALLS],
+    pub sync_ns: [u64; SYNC_CALLS],
     /// Block requests (issue to complete) for inodes this process wrote.
     pub disk_ios: u64,
     pub disk_bytes: u64,
     pub disk_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<IoCounters>() == 64);
+const _: () = assert!(core::mem::size_of::<IoCounters>() == 96);
 
 impl IoCounters {
     /// All counters zero (`Default::default()` is not `const`).
@@ -132,12 +158,24 @@ impl IoCounters {
         write_calls: 0,
         write_bytes: 0,
         write_ns: 0,
-        fsync_calls: 0,
-        fsync_ns: 0,
+        sync_calls: [0; SYNC_CALLS],
+        sync_ns: [0; SYNC_CALLS],
         disk_ios: 0,
         disk_bytes: 0,
         disk_ns: 0,
     };
+
+    /// Sync calls of every kind.
+    pub const fn sync_calls_total(&self) -> u64 {
+        self.sync_calls[SYNC_FSYNC]
+            + self.sync_calls[SYNC_FDATASYNC]
+            + self.sync_calls[SYNC_FILE_RANGE]
+    }
+
+    /// Time in sync calls of every kind, ns.
+    pub const fn sync_ns_total(&self) -> u64 {
+        self.sync_ns[SYNC_FSYNC] + self.sync_ns[SYNC_FDATASYNC] + self.sync_ns[SYNC_FILE_RANGE]
+    }
 }
 
 /// Value of the `SESSIONS` map, keyed by the child's tgid.
@@ -159,7 +197,7 @@ pub struct SessionState {
     /// The child's file writes, syncs and the block I/O of the files it wrote.
     pub io: IoCounters,
 }
-const _: () = assert!(core::mem::size_of::<SessionState>() == 184);
+const _: () = assert!(core::mem::size_of::<SessionState>() == 216);
 
 /// Key of the `FILES` map: one file written by the child of one session.
 #[repr(C)]
@@ -232,7 +270,9 @@ pub struct Offsets {
     pub bvec_page: u32,
     pub page_mapping: u32,
     pub mapping_host: u32,
-    pub _pad: u32,
+    /// `page.compound_head`: bit 0 set on a tail page of a large folio, with the head
+    /// page's address in the other bits (include/linux/mm_types.h).
+    pub page_compound_head: u32,
 }
 const _: () = assert!(core::mem::size_of::<Offsets>() == 96);
 
@@ -286,7 +326,7 @@ pub struct ProcEvent {
     /// `EV_EXIT`: the session's I/O counters (child), or the root's process totals.
     pub io: IoCounters,
 }
-const _: () = assert!(core::mem::size_of::<ProcEvent>() == 320);
+const _: () = assert!(core::mem::size_of::<ProcEvent>() == 352);
 
 impl ProcEvent {
     /// An event with its comm, title and counters zero, and `tid` 0: userspace uses it to
@@ -326,8 +366,8 @@ pub struct RenameEvent {
 }
 const _: () = assert!(core::mem::size_of::<RenameEvent>() == 152);
 
-/// Event on the hot ring buffer: one write (`EV_WRITE`), sync (`EV_FSYNC`) or block
-/// request (`EV_DISK`) of a traced process.
+/// Event on the hot ring buffer: one write (`EV_WRITE`), sync (`EV_FSYNC`,
+/// `EV_FDATASYNC`, `EV_SYNC_FILE_RANGE`) or block request (`EV_DISK`) of a traced process.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IoEvent {

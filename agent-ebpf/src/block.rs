@@ -2,7 +2,8 @@
 //!
 //! Writeback is often issued by a kworker, or by the writer's own `fsync`. A request is
 //! tied back to a session through the first page it carries: `rq->bio->bi_io_vec[0]
-//! .bv_page->mapping->host` is the inode, and `INODE_OWNER` (filled by `write.rs`) says
+//! .bv_page`, or the head page of its folio when that page is a tail page of a large
+//! folio, has `mapping->host`, the inode; and `INODE_OWNER` (filled by `write.rs`) says
 //! which session last wrote that inode. Journal and metadata blocks carry no such page
 //! and stay unattributed, as do direct-I/O pages (anonymous mappings).
 use agent_common::{EV_DISK, InodeKey, NO_FD};
@@ -34,6 +35,7 @@ fn try_issue(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     let bvec: u64 = read_field(bio as *const u8, off!(bio_io_vec))?;
     let page: u64 = read_field(bvec as *const u8, off!(bvec_page))?;
+    let page = folio_head(page)?;
     let mapping: u64 = read_field(page as *const u8, off!(page_mapping))?;
     // Low bit set: an anonymous or movable mapping (PAGE_MAPPING_ANON), not a file.
     if mapping == 0 || mapping & 3 != 0 {
@@ -53,6 +55,22 @@ fn try_issue(ctx: &BtfTracePointContext) -> Result<(), i64> {
     };
     RQ_START.insert(&(rq as u64), &st, BPF_ANY as u64)?;
     Ok(())
+}
+
+/// The head page of the folio `page` belongs to. The page cache holds large folios
+/// (XFS since 5.18, ext4 regular files since 6.16), and a bio_vec whose data starts
+/// inside a folio names the page it starts in (`bio_add_folio()` in block/bio.c adds
+/// `folio_page(folio, off / PAGE_SIZE)`): a *tail* page. Only the head page has the
+/// file's `mapping`; a tail page's `mapping` slot holds poison or folio metadata, so
+/// such a request was charged to no file. A tail page has bit 0 of `compound_head` set
+/// and the head page's address in the other bits (`_compound_head()` in
+/// include/linux/page-flags.h, since 4.4); a head or order-0 page has bit 0 clear and is
+/// its own head. The offset of `compound_head` comes from BTF like every other field
+/// (`maps::OFFSETS`), the poor man's CO-RE of this crate.
+#[inline(always)]
+fn folio_head(page: u64) -> Result<u64, i64> {
+    let head: u64 = read_field(page as *const u8, off!(page_compound_head))?;
+    Ok(if head & 1 != 0 { head - 1 } else { page })
 }
 
 /// Hook: `tp_btf/block_rq_complete`,

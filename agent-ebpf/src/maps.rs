@@ -94,7 +94,7 @@ pub static OFFSETS: Offsets = Offsets {
     bvec_page: 0,
     page_mapping: 0,
     mapping_host: 0,
-    _pad: 0,
+    page_compound_head: 0,
 };
 
 /// Files written by traced processes: exact bytes and calls per (session, file).

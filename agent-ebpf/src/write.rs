@@ -4,8 +4,9 @@
 //! replies to client sockets and to pipes, which are not disk writes. Every counted
 //! write also records the inode's owner for `block.rs`.
 use agent_common::{
-    DROP_HOT, DROP_PROC, EV_FSYNC, EV_RENAME, EV_WRITE, FileKey, FileStat, InodeKey, InodeOwner,
-    IoCounters, IoEvent, NAME_LEN, ROLE_CHILD, RenameEvent,
+    DROP_HOT, DROP_PROC, EV_RENAME, EV_WRITE, FileKey, FileStat, InodeKey, InodeOwner, IoCounters,
+    IoEvent, NAME_LEN, ROLE_CHILD, RenameEvent, SYNC_CALLS, SYNC_EVENT_KINDS, SYNC_FDATASYNC,
+    SYNC_FILE_RANGE, SYNC_FSYNC,
 };
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_RB_NO_WAKEUP},
@@ -140,7 +141,9 @@ pub fn with_io(tgid: u32, session: u32, f: impl Fn(*mut IoCounters)) {
 }
 
 /// Hook: `tracepoint/syscalls/sys_exit_{write,pwrite64,writev,pwritev,pwritev2}`:
-/// `long ret` at offset 16, the bytes written.
+/// `long ret` at offset 16, the bytes written. The syscalls are `SYSCALL_DEFINE3(write,
+/// unsigned int, fd, const char __user *, buf, size_t, count)` and its relatives in
+/// fs/read_write.c; lowest kernel 4.7 like `fd_syscall_enter` (`pwritev2` since 4.6).
 #[tracepoint]
 pub fn write_exit(ctx: TracePointContext) -> u32 {
     let _ = try_write_exit(&ctx);
@@ -153,6 +156,8 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let start = take_start(tid)?;
+    // SAFETY: read_at is bpf_probe_read_kernel of the tracepoint record at offset 16,
+    // `long ret` (the format files); the helper returns an error instead of faulting.
     let ret: i64 = unsafe { ctx.read_at(16).map_err(|e| e as i64)? };
     if ret <= 0 {
         return Ok(());
@@ -220,15 +225,43 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
-/// Hook: `tracepoint/syscalls/sys_exit_{fsync,fdatasync,sync_file_range}`: only the exit
-/// is timed, no field is read (same kernel needs as `fd_syscall_enter`).
+/// Hook: `tracepoint/syscalls/sys_exit_fsync`, the return of
+/// `SYSCALL_DEFINE1(fsync, unsigned int, fd)` (fs/sync.c). No field of the record is
+/// read: `fd_syscall_enter` kept the entry time and the fd. One program per sync call,
+/// so each knows which call it times without reading the syscall number. Same kernel
+/// needs as `fd_syscall_enter`: CONFIG_FTRACE_SYSCALLS, BPF on classic tracepoints since
+/// 4.7.
 #[tracepoint]
 pub fn fsync_exit(_ctx: TracePointContext) -> u32 {
-    let _ = try_fsync_exit();
+    let _ = try_sync_exit(SYNC_FSYNC);
     0
 }
 
-fn try_fsync_exit() -> Result<(), i64> {
+/// Hook: `tracepoint/syscalls/sys_exit_fdatasync`, the return of
+/// `SYSCALL_DEFINE1(fdatasync, unsigned int, fd)` (fs/sync.c). As `fsync_exit`; lowest
+/// kernel 4.7.
+#[tracepoint]
+pub fn fdatasync_exit(_ctx: TracePointContext) -> u32 {
+    let _ = try_sync_exit(SYNC_FDATASYNC);
+    0
+}
+
+/// Hook: `tracepoint/syscalls/sys_exit_sync_file_range`, the return of
+/// `SYSCALL_DEFINE4(sync_file_range, int, fd, loff_t, offset, loff_t, nbytes,
+/// unsigned int, flags)` (fs/sync.c), and of `sync_file_range2` where an architecture's
+/// ABI has that instead (the fd is still the first argument). It starts writeback of a
+/// range and, with the flags Redis passes, returns without waiting for the disk: so it is
+/// timed apart from fsync. As `fsync_exit`; lowest kernel 4.7.
+#[tracepoint]
+pub fn sync_file_range_exit(_ctx: TracePointContext) -> u32 {
+    let _ = try_sync_exit(SYNC_FILE_RANGE);
+    0
+}
+
+/// One sync call of kind `call` (`SYNC_*`, a constant once inlined into its program)
+/// returned: count it, time it, emit it.
+#[inline(always)]
+fn try_sync_exit(call: usize) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
     if !maybe_traced(tgid) {
         return Ok(());
@@ -237,11 +270,13 @@ fn try_fsync_exit() -> Result<(), i64> {
     let session = session_of(tgid).ok_or(0)?;
     let now = now_ns();
     let lat = now.saturating_sub(start.ts_ns);
+    let call = call % SYNC_CALLS;
     // SAFETY: `with_io` passes only non-null IoCounters pointers into live map values;
-    // `atomic_add` is an atomic add on their aligned u64 fields.
+    // `call` is below SYNC_CALLS, so both fields are aligned u64s inside the value, and
+    // `atomic_add` is an atomic add on them.
     with_io(tgid, session, |io| unsafe {
-        atomic_add(&mut (*io).fsync_calls, 1);
-        atomic_add(&mut (*io).fsync_ns, lat);
+        atomic_add(&mut (*io).sync_calls[call], 1);
+        atomic_add(&mut (*io).sync_ns[call], lat);
     });
     let mut key = InodeKey::default();
     if let Ok(file) = fd_file(start.fd)
@@ -250,7 +285,17 @@ fn try_fsync_exit() -> Result<(), i64> {
     {
         key = k;
     }
-    emit_io(EV_FSYNC, tgid, tid, session, now, lat, 0, key, start.fd);
+    emit_io(
+        SYNC_EVENT_KINDS[call],
+        tgid,
+        tid,
+        session,
+        now,
+        lat,
+        0,
+        key,
+        start.fd,
+    );
     Ok(())
 }
 

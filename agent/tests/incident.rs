@@ -242,3 +242,108 @@ fn three_servers_saving_at_once_are_each_named_everywhere() {
         assert_eq!(s[0]["instance"], name.as_str());
     }
 }
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn event_lines_match_the_counters_and_name_their_session() {
+    require_root();
+    // Saves stretched to a few seconds (a sleep per key) while a write load runs: the
+    // parent copies up to the moment each child exits, so events cross the ends of
+    // their sessions.
+    let redis = Redis::start(&["--rdb-key-save-delay", "1"]);
+    redis.fill(60_000, 100);
+    let dir = TempDir::new("events");
+    let pid = redis.pid().to_string();
+    let rec = Recorder::start(dir.path(), &["-p", &pid, "--events"], &[]);
+    let load = redis.write_load(60_000, 100);
+    for _ in 0..3 {
+        redis.save();
+    }
+    drop(load);
+    sleep(Duration::from_millis(300));
+    let t = rec.stop();
+
+    let end = t.end();
+    assert_eq!(
+        (u(&end["lost_events"]), u(&end["decode_errors"])),
+        (0, 0),
+        "events were lost: the lines cannot match the counters: {end}"
+    );
+    let ends = t.ends();
+    assert_eq!(ends.len(), 3, "three saves");
+    let lines = |ty: &str, session: &Value| {
+        t.of_type(ty)
+            .into_iter()
+            .filter(|l| l["session"] == *session)
+            .count() as u64
+    };
+    let (mut pages, mut parent_pages) = (0, 0);
+    for e in &ends {
+        let c = &e["cow"];
+        assert_eq!(
+            u(&c["pages"]),
+            u(&c["copies_4k"]),
+            "4 KiB copies only, so pages are copies: {c}"
+        );
+        assert!(u(&c["pages"]) > 0, "the load copied during the save: {c}");
+        // One `cow` line per copy and one `zero_fill` line per zero fill, by session.
+        assert_eq!(
+            lines("cow", &e["session"]),
+            u(&c["pages"]),
+            "cow lines of session {}",
+            e["session"]
+        );
+        assert_eq!(
+            lines("zero_fill", &e["session"]),
+            u(&c["zero_fills"]),
+            "zero_fill lines of session {}",
+            e["session"]
+        );
+        pages += u(&c["pages"]);
+        parent_pages += u(&c["parent_pages"]);
+        // Every event line of the child names its session.
+        let child = &e["child_pid"];
+        for l in t.lines.iter().filter(|l| {
+            ["cow", "zero_fill", "write", "fsync", "io"].contains(&l["type"].as_str().unwrap())
+                && l["pid"] == *child
+        }) {
+            assert_eq!(
+                l["session"], e["session"],
+                "an event line of child {child}: {l}"
+            );
+        }
+    }
+    // Every copy charged to no session (the server wrote a page it still shared with a
+    // child that had exited but whose memory was not freed yet: the attribution rule
+    // charges only live sessions) is a `cow` line without a session, and the server's
+    // own counter has it too.
+    let cow = t.of_type("cow");
+    let outside: Vec<&&Value> = cow.iter().filter(|l| l["session"].is_null()).collect();
+    let ends_ts: Vec<u64> = ends.iter().map(|e| u(&e["ts_ns"])).collect();
+    for l in &outside {
+        let ts = u(&l["ts_ns"]);
+        let after = ends_ts
+            .iter()
+            .filter(|&&e| e <= ts)
+            .map(|&e| (ts - e) / 1000)
+            .min();
+        eprintln!("cow line outside a session, {after:?} us after a child's exit: {l}");
+    }
+    let p = &t.process(redis.pid() as u64)["cow"];
+    eprintln!(
+        "{} cow lines ({} outside a session), {pages} pages in 3 sessions; the server's counter: {} pages",
+        cow.len(),
+        outside.len(),
+        p["pages"]
+    );
+    assert_eq!(
+        cow.len() as u64,
+        pages + outside.len() as u64,
+        "cow lines = COW pages of the sessions + lines outside any session"
+    );
+    assert_eq!(
+        u(&p["pages"]),
+        parent_pages + outside.len() as u64,
+        "the server's copies = its copies charged to sessions + the cow lines outside any: {p}"
+    );
+}

@@ -75,9 +75,11 @@ fn golden(name: &str, actual: &str) {
     }
 }
 
-/// Fixtures that are traces: the text and JSON reports are golden.
+/// Fixtures that are traces: the text and JSON reports are golden. `sync` is a BGSAVE with
+/// `rdb-save-incremental-fsync yes` recorded after the sync calls were told apart.
 const TRACES: &[&str] = &[
     "bgsave",
+    "sync",
     "events",
     "lost-events",
     "killed",
@@ -492,6 +494,7 @@ fn truncation_at_every_byte() {
     // Every byte of the smaller traces; a stride through the larger ones (debug builds).
     for (name, step) in [
         ("bgsave.jsonl", 1),
+        ("sync.jsonl", 1),
         ("killed.jsonl", 1),
         ("cut-mid-line.jsonl", 1),
         ("lost-events.jsonl", 3),

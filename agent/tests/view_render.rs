@@ -52,7 +52,11 @@ fn busy_hists() -> SessionHists {
             &[(6, 300), (12, 1800), (25, 400), (70, 6), (3000, 1)],
         ),
         write_size: hist("write size", Unit::Bytes, &[(4096, 2700), (100, 2)]),
-        fsync_lat: hist("fsync latency", Unit::Micros, &[(800, 9), (7000, 1)]),
+        sync_lat: hist(
+            "fsync+fdatasync latency",
+            Unit::Micros,
+            &[(800, 9), (7000, 1)],
+        ),
         disk_lat: hist(
             "block I/O latency",
             Unit::Micros,
@@ -106,7 +110,7 @@ fn session(id: u64, active: bool) -> SessionRow {
         }),
         series: vec![11_000, 900, 3, 0, 0, 1, 2_000],
         written_bytes: 84_095_795, // 80.2 MiB
-        fsync_calls: 4,
+        sync_calls: [1, 0, 3],
         fork_us: Some(1_432.0),
         hists: busy_hists(),
     }
@@ -238,7 +242,8 @@ fn one_active_save_at_80x24() {
         "a log2 bucket with its count: {text}"
     );
     assert!(text.contains("write size") && text.contains("4K"), "{text}");
-    assert!(text.contains("fsync latency"), "{text}");
+    assert!(text.contains("fsync+fdatasync  "), "{text}");
+    assert!(!text.contains('…'), "no panel title cut: {text}");
     assert!(text.contains("block I/O"), "{text}");
     // Pages per interval: a count with its suffix (11000 pages is `11k`, never a cut
     // `max 11`), and buckets as plain counts, not `8K` that reads as bytes.
@@ -558,7 +563,8 @@ fn cpu_time() -> std::time::Duration {
 #[test]
 fn busy_screen_model_holds_every_session() {
     use agent_common::{
-        CowCounters, EV_EXIT, EV_FORK, EV_FSYNC, EV_WRITE, IoCounters, IoEvent, ProcEvent,
+        CowCounters, EV_EXIT, EV_FDATASYNC, EV_FORK, EV_FSYNC, EV_SYNC_FILE_RANGE, EV_WRITE,
+        IoCounters, IoEvent, ProcEvent,
     };
     use cowtrace::{
         events::session::Tracker,
@@ -597,11 +603,21 @@ fn busy_screen_model_holds_every_session() {
                 bytes: 4096 + j % 3 * 512,
                 ..Default::default()
             });
+            // 50 fsync and fdatasync calls, and 100 sync_file_range calls that stay
+            // out of the durable-sync histogram.
             if j % 100 == 0 {
                 t.on_io(&IoEvent {
-                    kind: EV_FSYNC,
+                    kind: if j % 200 == 0 { EV_FSYNC } else { EV_FDATASYNC },
                     session: pid,
                     latency_ns: lat * 10,
+                    ..Default::default()
+                });
+            }
+            if j % 50 == 0 {
+                t.on_io(&IoEvent {
+                    kind: EV_SYNC_FILE_RANGE,
+                    session: pid,
+                    latency_ns: 3_000,
                     ..Default::default()
                 });
             }
@@ -651,7 +667,7 @@ fn busy_screen_model_holds_every_session() {
             (
                 h.write_lat.q.count,
                 h.write_size.q.count,
-                h.fsync_lat.q.count
+                h.sync_lat.q.count
             ),
             (5000, 5000, 50),
             "session {}",

@@ -9,9 +9,10 @@ use std::path::Path;
 use std::process::Command;
 
 /// Debian packages: LLVM 22 for bpf-linker (matches nightly's LLVM), Redis for the demo
-/// and the Redis tests, bpftrace/bpftool for cross-checks, Chromium, in which the
-/// tests load `report --html` pages, and Prometheus (with promtool), which scrapes
-/// `cowtrace serve` in the tests and checks the alert rules.
+/// and the Redis tests, bpftrace/bpftool for cross-checks, strace (the ground truth of
+/// the sync-call counts in agent/tests/writes.rs), Chromium, in which the tests load
+/// `report --html` pages, and Prometheus (with promtool), which scrapes `cowtrace serve`
+/// in the tests and checks the alert rules.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -22,6 +23,7 @@ const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "chromium",
     "prometheus",
+    "strace",
 ];
 
 const LLVM_DIR: &str = "/usr/lib/llvm-22";

@@ -1,7 +1,7 @@
 //! Ring-buffer bytes to typed events: pure, checked, never panics.
 use agent_common::{
-    CowEvent, EV_COW, EV_DISK, EV_EXEC, EV_EXIT, EV_FORK, EV_FORK_RET, EV_FSYNC, EV_RENAME,
-    EV_TITLE, EV_WRITE, IoEvent, ProcEvent, RenameEvent,
+    CowEvent, EV_COW, EV_DISK, EV_EXEC, EV_EXIT, EV_FDATASYNC, EV_FORK, EV_FORK_RET, EV_FSYNC,
+    EV_RENAME, EV_SYNC_FILE_RANGE, EV_TITLE, EV_WRITE, IoEvent, ProcEvent, RenameEvent,
 };
 use thiserror::Error;
 
@@ -119,7 +119,9 @@ pub fn decode_hot(bytes: &[u8]) -> Result<HotMsg, DecodeError> {
     const WHAT: &str = "hot event";
     match kind_of(bytes, WHAT)? {
         EV_COW => decode_cow(bytes).map(HotMsg::Cow),
-        EV_WRITE | EV_FSYNC | EV_DISK => Ok(HotMsg::Io(read_pod(bytes, "io event")?)),
+        EV_WRITE | EV_FSYNC | EV_FDATASYNC | EV_SYNC_FILE_RANGE | EV_DISK => {
+            Ok(HotMsg::Io(read_pod(bytes, "io event")?))
+        }
         kind => Err(DecodeError::UnknownKind { what: WHAT, kind }),
     }
 }
@@ -255,6 +257,10 @@ mod tests {
             fd: 8,
         };
         assert_eq!(decode_hot(&to_bytes(&io)), Ok(HotMsg::Io(io)));
+        for kind in [EV_FSYNC, EV_FDATASYNC, EV_SYNC_FILE_RANGE, EV_DISK] {
+            let e = IoEvent { kind, ..io };
+            assert_eq!(decode_hot(&to_bytes(&e)), Ok(HotMsg::Io(e)));
+        }
         let cow = CowEvent {
             kind: EV_COW,
             ..Default::default()

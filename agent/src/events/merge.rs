@@ -59,6 +59,16 @@ mod tests {
     }
 
     #[test]
+    fn a_fork_read_again_after_the_detail_ring_comes_before_its_events() {
+        // The drain reads the session ring (an exit at 5), the detail ring (copies at 10
+        // and 20, the second by a child forked at 15), then the session ring again (the
+        // fork at 15): the fork is handled before the copy of its session.
+        let (first_read, second_read) = ([5], [15]);
+        let session = [first_read, second_read].concat();
+        assert_eq!(merged(&session, &[10, 20]), ["s5", "d10", "s15", "d20"]);
+    }
+
+    #[test]
     fn either_side_may_be_empty() {
         assert_eq!(merged(&[], &[1, 2]), ["d1", "d2"]);
         assert_eq!(merged(&[1, 2], &[]), ["s1", "s2"]);

@@ -2,10 +2,11 @@
 //!
 //! The runner feeds it decoded events, the kernel counters it samples, and what it reads
 //! from /proc; it returns the records to write. No I/O here, so every rule is unit-tested.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use agent_common::{
-    CowCounters, EV_DISK, EV_FSYNC, EV_WRITE, IoCounters, IoEvent, ProcEvent, RenameEvent,
+    CowCounters, EV_DISK, EV_WRITE, IoCounters, IoEvent, ProcEvent, RenameEvent, SYNC_CALLS,
+    sync_index,
 };
 
 use crate::{
@@ -17,7 +18,7 @@ use crate::{
     },
     trace::schema::{
         CowSummary, DiskSummary, FileRow, FsyncSummary, MidSave, Record, Sample, SessionEnd,
-        SessionKind, SessionStart, WritesSummary, split_wait_status,
+        SessionKind, SessionStart, SyncByCall, SyncCallSummary, WritesSummary, split_wait_status,
     },
 };
 
@@ -35,9 +36,39 @@ pub struct KernelFile {
 pub struct IoHists {
     pub write_lat_us: Hist,
     pub write_size: Hist,
-    pub fsync_lat_us: Hist,
+    /// Per sync call (index `SYNC_FSYNC`, `SYNC_FDATASYNC`, `SYNC_FILE_RANGE`).
+    pub sync_lat_us: [Hist; SYNC_CALLS],
     pub disk_lat_us: Hist,
 }
+
+impl IoHists {
+    /// Every sync call's latencies in one histogram.
+    pub fn all_sync_lat_us(&self) -> Hist {
+        self.sync_lat_us.iter().fold(Hist::new(), |mut all, h| {
+            all.merge(h);
+            all
+        })
+    }
+
+    /// Fold `other` into these histograms.
+    pub fn merge(&mut self, other: &IoHists) {
+        self.write_lat_us.merge(&other.write_lat_us);
+        self.write_size.merge(&other.write_size);
+        for (all, one) in self.sync_lat_us.iter_mut().zip(&other.sync_lat_us) {
+            all.merge(one);
+        }
+        self.disk_lat_us.merge(&other.disk_lat_us);
+    }
+}
+
+/// ns to ms with two decimals, as the trace writes times in ms.
+fn ms2(ns: u64) -> f64 {
+    (ns as f64 / 1e4).round() / 100.0
+}
+
+/// Ended sessions whose ids are kept for the events that arrive after their end (an
+/// event of the detail ring is read up to one drain after the exit on the session ring).
+const RECENTLY_ENDED: usize = 1024;
 
 fn c_str(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
@@ -146,11 +177,7 @@ impl Session {
                 latency_us: self.hists.write_lat_us.quantiles(),
                 size_bytes: self.hists.write_size.quantiles(),
             },
-            fsync: FsyncSummary {
-                calls: io.fsync_calls,
-                total_ms: (io.fsync_ns as f64 / 1e4).round() / 100.0,
-                latency_us: self.hists.fsync_lat_us.quantiles(),
-            },
+            fsync: self.sync_summary(),
             disk: DiskSummary {
                 bytes: io.disk_bytes,
                 ios: io.disk_ios,
@@ -160,6 +187,26 @@ impl Session {
             attached_mid_save: self.mid_save.clone(),
             memory: None,
         }))
+    }
+
+    /// The `fsync` object: every sync call together, and per call.
+    fn sync_summary(&self) -> FsyncSummary {
+        let (io, h) = (&self.io, &self.hists);
+        let call = |i: usize| SyncCallSummary {
+            calls: io.sync_calls[i],
+            total_ms: ms2(io.sync_ns[i]),
+            latency_us: h.sync_lat_us[i].quantiles(),
+        };
+        FsyncSummary {
+            calls: io.sync_calls_total(),
+            total_ms: ms2(io.sync_ns_total()),
+            latency_us: h.all_sync_lat_us().quantiles(),
+            by_call: Some(SyncByCall {
+                fsync: call(0),
+                fdatasync: call(1),
+                sync_file_range: call(2),
+            }),
+        }
     }
 
     /// The `cow` object; a session attached mid-save has its share of the parent's RSS
@@ -179,6 +226,10 @@ impl Session {
 pub struct Tracker {
     next_id: u64,
     live: BTreeMap<u32, Session>,
+    /// Session ids of the last [`RECENTLY_ENDED`] ended sessions by child pid, and the
+    /// order they ended in (oldest first), so late events keep their session.
+    ended_ids: HashMap<u32, u64>,
+    ended_order: VecDeque<u32>,
     /// Sessions ended so far.
     pub ended: u64,
     /// Sessions started (ids handed out) so far.
@@ -196,6 +247,27 @@ impl Tracker {
 
     pub fn get(&self, child: u32) -> Option<&Session> {
         self.live.get(&child)
+    }
+
+    /// The session id of child `child`, live or recently ended: the kernel charged an
+    /// event to it, even when the event is read after the session's end.
+    pub fn session_id(&self, child: u32) -> Option<u64> {
+        match self.live.get(&child) {
+            Some(s) => Some(s.id),
+            None => self.ended_ids.get(&child).copied(),
+        }
+    }
+
+    /// Keep the id of a session that ends, for its late events.
+    fn remember_ended(&mut self, child: u32, id: u64) {
+        if self.ended_ids.insert(child, id).is_none() {
+            self.ended_order.push_back(child);
+        }
+        while self.ended_order.len() > RECENTLY_ENDED {
+            if let Some(old) = self.ended_order.pop_front() {
+                self.ended_ids.remove(&old);
+            }
+        }
     }
 
     /// `EV_FORK`: a traced parent forked `ev.pid`. A second fork of a live child (its
@@ -282,9 +354,12 @@ impl Tracker {
                 s.hists.write_lat_us.record(us);
                 s.hists.write_size.record(ev.bytes);
             }
-            EV_FSYNC => s.hists.fsync_lat_us.record(us),
             EV_DISK => s.hists.disk_lat_us.record(us),
-            _ => {}
+            k => {
+                if let Some(i) = sync_index(k) {
+                    s.hists.sync_lat_us[i].record(us);
+                }
+            }
         }
     }
 
@@ -453,6 +528,7 @@ impl Tracker {
         }
         out.push(s.end_record(ev.ts_ns, ev.value as u32 as i32 as i64, true, files));
         self.ended += 1;
+        self.remember_ended(s.child_pid, s.id);
         out
     }
 
@@ -471,6 +547,7 @@ impl Tracker {
             }
             out.push(s.end_record(now_ns, -1, false, &files_of(pid)));
             self.ended += 1;
+            self.remember_ended(pid, s.id);
         }
         out
     }
@@ -479,7 +556,9 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_common::{EV_EXIT, EV_FORK, EV_FORK_RET, EV_TITLE};
+    use agent_common::{
+        EV_EXIT, EV_FDATASYNC, EV_FORK, EV_FORK_RET, EV_FSYNC, EV_SYNC_FILE_RANGE, EV_TITLE,
+    };
 
     fn ev(kind: u32, pid: u32, ppid: u32, ts: u64, value: u64) -> ProcEvent {
         ProcEvent::new(kind, pid, ppid, ts, value)
@@ -540,7 +619,8 @@ mod tests {
         exit.io = IoCounters {
             write_calls: 2,
             write_bytes: 100,
-            fsync_calls: 1,
+            sync_calls: [1, 0, 15],
+            sync_ns: [2_000_000, 0, 30_000],
             disk_bytes: 4096,
             disk_ios: 1,
             ..Default::default()
@@ -585,7 +665,14 @@ mod tests {
                 e.disk.bytes,
                 e.disk.ios
             ),
-            (2, 100, 1, 4096, 1)
+            (2, 100, 16, 4096, 1)
+        );
+        assert_eq!(e.fsync.calls_by_call(), Some([1, 0, 15]));
+        assert_eq!(e.fsync.total_ms, 2.03);
+        let by = e.fsync.by_call.as_ref().unwrap();
+        assert_eq!(
+            (by.fsync.total_ms, by.sync_file_range.total_ms),
+            (2.0, 0.03)
         );
         assert_eq!(e.writes.files[0].path, "/data/temp-200.rdb");
         assert_eq!(
@@ -610,6 +697,9 @@ mod tests {
         t.on_io(&w(EV_WRITE, 5_000, 8192));
         t.on_io(&w(EV_WRITE, 7_000, 4096));
         t.on_io(&w(EV_FSYNC, 2_000_000, 0));
+        t.on_io(&w(EV_FDATASYNC, 1_000_000, 0));
+        t.on_io(&w(EV_SYNC_FILE_RANGE, 3_000, 0));
+        t.on_io(&w(EV_SYNC_FILE_RANGE, 4_000, 0));
         t.on_io(&w(EV_DISK, 300_000, 65536));
         t.on_io(&IoEvent {
             session: 99,
@@ -619,11 +709,13 @@ mod tests {
         assert_eq!(
             (
                 s.hists.write_lat_us.len(),
-                s.hists.fsync_lat_us.len(),
+                s.hists.sync_lat_us.each_ref().map(Hist::len),
                 s.hists.disk_lat_us.len()
             ),
-            (2, 1, 1)
+            (2, [1, 1, 2], 1)
         );
+        assert_eq!(s.hists.all_sync_lat_us().len(), 4);
+        assert_eq!(s.hists.sync_lat_us[2].max(), 4);
         assert_eq!(s.hists.write_size.quantiles().max, 8192);
         assert!(t.wants_fd_path(7, 1));
         t.note_fd_path(7, 1, "/x".into());
@@ -696,6 +788,30 @@ mod tests {
             panic!()
         };
         assert_eq!((s.kind, s.title.as_deref()), (SessionKind::Fork, None));
+    }
+
+    #[test]
+    fn events_read_after_the_end_keep_their_session() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 100, 0));
+        t.on_fork(&ev(EV_FORK, 6, 4, 200, 0));
+        assert_eq!((t.session_id(5), t.session_id(6)), (Some(1), Some(2)));
+        t.on_exit(&ev(EV_EXIT, 5, 4, 300, 0), &[]);
+        t.finish(400, |_| Vec::new());
+        assert_eq!(t.live().count(), 0);
+        assert_eq!((t.session_id(5), t.session_id(6)), (Some(1), Some(2)));
+        assert_eq!(t.session_id(7), None, "never a session");
+        // A reused pid is the new session while it lives.
+        t.on_fork(&ev(EV_FORK, 5, 4, 500, 0));
+        assert_eq!(t.session_id(5), Some(3));
+        // Only the newest ones are kept.
+        for pid in 1000..1000 + RECENTLY_ENDED as u32 {
+            t.on_fork(&ev(EV_FORK, pid, 4, 600, 0));
+            t.on_exit(&ev(EV_EXIT, pid, 4, 700, 0), &[]);
+        }
+        assert_eq!(t.session_id(6), None, "forgotten");
+        assert!(t.session_id(1000).is_some());
+        assert_eq!(t.session_id(5), Some(3), "still live");
     }
 
     #[test]

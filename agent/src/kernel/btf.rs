@@ -112,7 +112,7 @@ impl KernelBtf {
             bvec_page: m("bio_vec", "bv_page")?,
             page_mapping: m("page", "mapping")?,
             mapping_host: m("address_space", "host")?,
-            _pad: 0,
+            page_compound_head: m("page", "compound_head")?,
         })
     }
 
@@ -239,7 +239,7 @@ mod tests {
             o.sb_dev > 0 && o.rq_data_len > 0 && o.rq_bio > 0 && o.bio_io_vec > 0,
             "{o:?}"
         );
-        assert!(o.page_mapping > 0, "{o:?}");
+        assert!(o.page_mapping > 0 && o.page_compound_head > 0, "{o:?}");
         assert!(btf.has_btf_tracepoint("sched_process_fork"));
         assert!(!btf.has_btf_tracepoint("no_such_tracepoint"));
         assert!(btf.member_offset("task_struct", "no_such_field").is_err());

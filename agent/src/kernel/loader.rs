@@ -31,7 +31,7 @@ pub const BTF_TRACEPOINTS: [&str; 6] = [
 ];
 /// Classic tracepoints: (program, category, names...). A name missing on this kernel
 /// (clone3 or vfork on some architectures) is skipped; each program needs one.
-const TRACEPOINTS: [(&str, &str, &[&str]); 8] = [
+const TRACEPOINTS: [(&str, &str, &[&str]); 10] = [
     (
         "fork_enter",
         "syscalls",
@@ -66,6 +66,9 @@ const TRACEPOINTS: [(&str, &str, &[&str]); 8] = [
             "sys_enter_fsync",
             "sys_enter_fdatasync",
             "sys_enter_sync_file_range",
+            // The name on architectures whose ABI reorders its arguments (the fd
+            // stays first).
+            "sys_enter_sync_file_range2",
         ],
     ),
     (
@@ -79,14 +82,12 @@ const TRACEPOINTS: [(&str, &str, &[&str]); 8] = [
             "sys_exit_pwritev2",
         ],
     ),
+    ("fsync_exit", "syscalls", &["sys_exit_fsync"]),
+    ("fdatasync_exit", "syscalls", &["sys_exit_fdatasync"]),
     (
-        "fsync_exit",
+        "sync_file_range_exit",
         "syscalls",
-        &[
-            "sys_exit_fsync",
-            "sys_exit_fdatasync",
-            "sys_exit_sync_file_range",
-        ],
+        &["sys_exit_sync_file_range", "sys_exit_sync_file_range2"],
     ),
     ("rename_enter", "syscalls", &["sys_enter_rename"]),
 ];

@@ -5,6 +5,7 @@ use crate::{
     live::store::IntervalRow,
     text::{
         exit::exit_text,
+        sync::sync_counts,
         units::{fmt_bytes, fmt_rate},
     },
     trace::schema::{MidSave, Record, SessionEnd},
@@ -131,7 +132,7 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.writes.files.len(),
         )),
         Record::SessionEnd(e) => Some(format!(
-            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {} fsync, disk {}",
+            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}",
             clock.stamp(e.ts_ns),
             e.session,
             e.kind.as_str(),
@@ -149,7 +150,7 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.cow.reuse_faults,
             fmt_bytes(e.writes.bytes),
             e.writes.files.len(),
-            e.fsync.calls,
+            sync_counts(e.fsync.calls, e.fsync.calls_by_call()),
             fmt_bytes(e.disk.bytes),
         )),
         _ => None,
@@ -167,7 +168,7 @@ pub fn interval_line(r: &IntervalRow, clock: &Clock) -> String {
         ),
     };
     format!(
-        "{} session {} {:<11} {}  COW {} (+{}){}  wrote {} ({})  disk {}  fsync {}",
+        "{} session {} {:<11} {}  COW {} (+{}){}  wrote {} ({})  disk {}  {}",
         clock.stamp(r.ts_ns),
         r.session,
         r.kind,
@@ -182,7 +183,7 @@ pub fn interval_line(r: &IntervalRow, clock: &Clock) -> String {
         fmt_bytes(r.written_bytes),
         fmt_rate(r.rates.write),
         fmt_rate(r.rates.disk),
-        r.fsync_calls,
+        sync_counts(r.sync_calls.iter().sum(), Some(r.sync_calls)),
     )
 }
 
@@ -194,7 +195,8 @@ pub(crate) mod tests {
     use crate::{
         events::timeline::Timeline,
         trace::schema::{
-            DiskSummary, FsyncSummary, Quantiles, SessionKind, SessionStart, WritesSummary,
+            DiskSummary, FsyncSummary, Quantiles, SessionKind, SessionStart, SyncByCall,
+            SyncCallSummary, WritesSummary,
         },
     };
 
@@ -228,6 +230,14 @@ pub(crate) mod tests {
                 calls: 1,
                 total_ms: 1.0,
                 latency_us: Quantiles::default(),
+                by_call: Some(SyncByCall {
+                    fdatasync: SyncCallSummary {
+                        calls: 1,
+                        total_ms: 1.0,
+                        latency_us: Quantiles::default(),
+                    },
+                    ..Default::default()
+                }),
             },
             disk: DiskSummary {
                 bytes: 3 << 20,
@@ -265,7 +275,8 @@ pub(crate) mod tests {
             l.contains("END   session 3 rdb-bgsave  pid 10 child 11")
                 && l.contains(
                     "COW 1.0 MiB (256 pages: parent 256, child 0) = 25.0% of the parent's RSS at fork (4.0 MiB), reuse"
-                ),
+                )
+                && l.contains("wrote 3.0 MiB in 0 file(s), sync 1 (fdatasync 1), disk 3.0 MiB"),
             "{l}"
         );
         // Still running at the end: not an END.
@@ -341,7 +352,7 @@ pub(crate) mod tests {
             pct_of_rss: Some(35.2),
             rss_at_fork: Some(358 << 20),
             written_bytes: 84_095_795,
-            fsync_calls: 4,
+            sync_calls: [1, 0, 3],
             rates: Rates {
                 cow: 12.1 * 1048576.0,
                 write: 40.1e6,
@@ -350,7 +361,7 @@ pub(crate) mod tests {
         };
         assert_eq!(
             interval_line(&r, &clock),
-            "  12.000s session 3 rdb-bgsave  db1:6379  COW 120.5 MiB (+12.1 MiB/s) 35% of the parent's RSS at fork (358.0 MiB)  wrote 80.2 MiB (38.2 MiB/s)  disk 36.2 MiB/s  fsync 4"
+            "  12.000s session 3 rdb-bgsave  db1:6379  COW 120.5 MiB (+12.1 MiB/s) 35% of the parent's RSS at fork (358.0 MiB)  wrote 80.2 MiB (38.2 MiB/s)  disk 36.2 MiB/s  sync 4 (fsync 1, sync_file_range 3)"
         );
         let r = IntervalRow {
             pct_of_rss: None,

@@ -4,7 +4,7 @@
 //! and run-wide histograms for the end of the run. Pure: the runner feeds it.
 use std::collections::{HashMap, VecDeque};
 
-use agent_common::IoCounters;
+use agent_common::{IoCounters, SYNC_CALLS};
 
 use crate::{
     events::hist::Hist,
@@ -134,7 +134,8 @@ pub struct IntervalRow {
     /// The parent's RSS at the fork: the base of `pct_of_rss`.
     pub rss_at_fork: Option<u64>,
     pub written_bytes: u64,
-    pub fsync_calls: u64,
+    /// Sync calls so far, per call (`IoCounters::sync_calls`).
+    pub sync_calls: [u64; SYNC_CALLS],
     pub rates: Rates,
 }
 
@@ -223,14 +224,7 @@ impl Store {
             t.step(e.ts_ns, e.cow.pages, &IoCounters::default());
             self.run.cow_per_interval.record(delta);
         }
-        for (all, one) in [
-            (&mut self.run.io.write_lat_us, &hists.write_lat_us),
-            (&mut self.run.io.write_size, &hists.write_size),
-            (&mut self.run.io.fsync_lat_us, &hists.fsync_lat_us),
-            (&mut self.run.io.disk_lat_us, &hists.disk_lat_us),
-        ] {
-            all.merge(one);
-        }
+        self.run.io.merge(&hists);
         self.ended += 1;
         self.recent.push_front(Ended {
             end: e.clone(),
@@ -289,7 +283,7 @@ fn row(s: &Session, rates: Rates, now_ns: u64) -> IntervalRow {
         ),
         rss_at_fork: s.parent_rss,
         written_bytes: s.io.write_bytes,
-        fsync_calls: s.io.fsync_calls,
+        sync_calls: s.io.sync_calls,
         rates,
     }
 }
@@ -330,7 +324,7 @@ mod tests {
         let io = |w: u64, d: u64| IoCounters {
             write_bytes: w,
             disk_bytes: d,
-            fsync_calls: 1,
+            sync_calls: [1, 0, 2],
             ..Default::default()
         };
         t.on_counters(20, S, pages(100), pages(0), io(2_000_000, 1_000_000));
@@ -343,9 +337,9 @@ mod tests {
                 r.kind,
                 r.cow_bytes,
                 r.written_bytes,
-                r.fsync_calls
+                r.sync_calls
             ),
-            (1, "rdb-bgsave", 409_600, 2_000_000, 1)
+            (1, "rdb-bgsave", 409_600, 2_000_000, [1, 0, 2])
         );
         assert_eq!(
             (r.pct_of_rss, r.rss_at_fork),

@@ -7,9 +7,10 @@ use crate::{
         diagnosis::{HostFacts, diagnose},
         exit::exit_text,
         hist::log2_hist,
+        sync::latency_title,
         units::fmt_bytes,
     },
-    trace::schema::{End, SessionEnd},
+    trace::schema::{End, SessionEnd, SyncCall},
 };
 
 /// Sessions listed by name in the end-of-run summary.
@@ -144,14 +145,21 @@ pub fn run_hists(h: &RunHists, sessions: usize) -> String {
         return String::new();
     }
     let mut s = format!("\nHistograms of all {sessions} session(s):\n");
-    for (name, unit, hist) in [
+    let mut all = vec![
         ("write latency", "usecs", &h.io.write_lat_us),
         ("write size", "bytes", &h.io.write_size),
-        ("fsync latency", "usecs", &h.io.fsync_lat_us),
+    ];
+    // Each sync call apart: sync_file_range returns in microseconds and would hide the
+    // fsync latency in a common histogram.
+    for (call, hist) in SyncCall::ALL.iter().zip(&h.io.sync_lat_us) {
+        all.push((latency_title(*call), "usecs", hist));
+    }
+    all.extend([
         ("block I/O latency", "usecs", &h.io.disk_lat_us),
         ("fork latency", "usecs", &h.fork_us),
         ("COW copies per interval", "pages", &h.cow_per_interval),
-    ] {
+    ]);
+    for (name, unit, hist) in all {
         s.push('\n');
         s.push_str(&named_hist(name, unit, hist));
     }
@@ -252,6 +260,10 @@ mod tests {
         let text = run_hists(&h, 1);
         assert!(text.contains("Histograms of all 1 session(s):"), "{text}");
         assert!(text.contains("write latency: no events"), "{text}");
+        assert!(
+            text.contains("fsync latency: no events\n\nfdatasync latency: no events\n\nsync_file_range latency: no events"),
+            "{text}"
+        );
         assert!(
             text.contains("fork latency: count 1, p50 1500 usecs, p99 1500, max 1500\n     usecs "),
             "{text}"

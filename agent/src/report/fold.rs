@@ -18,7 +18,7 @@ use crate::{
     events::hist::Hist,
     trace::{
         Item,
-        schema::{End, IoEvent, Meta, ProcessRecord, Record, Side},
+        schema::{End, IoEvent, Meta, ProcessRecord, Record, Side, SyncCall, SyncCounts},
     },
 };
 
@@ -346,8 +346,19 @@ impl Report {
                     }
                 }
             }
+            Record::ZeroFill(z) => {
+                self.events.zero_fill = self.events.zero_fill.saturating_add(1);
+                match z.session {
+                    None => self.events_outside = self.events_outside.saturating_add(1),
+                    Some(id) => {
+                        if let Some(sess) = self.event_session(id) {
+                            sess.events.zero_fill = sess.events.zero_fill.saturating_add(1);
+                        }
+                    }
+                }
+            }
             Record::Write(e) => self.io_event(IoKind::Write, e),
-            Record::Fsync(e) => self.io_event(IoKind::Fsync, e),
+            Record::Fsync(e) => self.io_event(IoKind::Sync, e),
             Record::Io(e) => self.io_event(IoKind::Io, e),
             Record::Unknown(t) => {
                 if let Some(n) = self.unknown_types.get_mut(&t) {
@@ -363,13 +374,19 @@ impl Report {
     /// A `write`, `fsync` or `io` line: counted, and into its session's histograms while
     /// the session is open.
     fn io_event(&mut self, kind: IoKind, e: IoEvent) {
+        let call = e.call.and_then(SyncCall::index);
         let count = |c: &mut EventCounts| {
             let n = match kind {
                 IoKind::Write => &mut c.write,
-                IoKind::Fsync => &mut c.fsync,
+                IoKind::Sync => &mut c.fsync,
                 IoKind::Io => &mut c.io,
             };
             *n = n.saturating_add(1);
+            if let Some(i) = call {
+                let mut by = c.sync_by_call.to_array();
+                by[i] = by[i].saturating_add(1);
+                c.sync_by_call = SyncCounts::of(by);
+            }
         };
         count(&mut self.events);
         let Some(id) = e.session else {
@@ -406,7 +423,12 @@ impl Report {
                     h.write_lat_us.record(lat);
                     h.write_size.record(e.bytes);
                 }
-                IoKind::Fsync => h.fsync_lat_us.record(lat),
+                IoKind::Sync => {
+                    h.fsync_lat_us.record(lat);
+                    if let Some(i) = call {
+                        h.sync_lat_us[i].record(lat);
+                    }
+                }
                 IoKind::Io => h.disk_lat_us.record(lat),
             }
         }
@@ -678,6 +700,65 @@ mod tests {
         format!(
             r#"{{"type":"end","sessions":{sessions},"lost_events":0,"duration_ms":2000,"reason":"signal"}}"#
         )
+    }
+
+    #[test]
+    fn sync_lines_by_call_and_zero_fills_are_counted_apart() {
+        let r = fold(&[
+            r#"{"type":"session_start","session":1,"parent_pid":10,"child_pid":11,"kind":"rdb-bgsave","ts_ns":1100000000}"#.into(),
+            r#"{"type":"cow","session":1,"ts_ns":1,"pid":10,"tid":10,"addr":4096,"order":0,"side":"parent"}"#.into(),
+            r#"{"type":"zero_fill","session":1,"ts_ns":1,"pid":11,"tid":11,"addr":8192,"order":0,"side":"child"}"#.into(),
+            r#"{"type":"zero_fill","session":null,"ts_ns":1,"pid":10,"tid":10,"addr":8192,"order":0,"side":"parent"}"#.into(),
+            r#"{"type":"fsync","session":1,"ts_ns":2,"latency_us":3.9,"call":"sync_file_range"}"#.into(),
+            r#"{"type":"fsync","session":1,"ts_ns":3,"latency_us":4.2,"call":"sync_file_range"}"#.into(),
+            r#"{"type":"fsync","session":1,"ts_ns":4,"latency_us":25000.0,"call":"fsync"}"#.into(),
+            r#"{"type":"fsync","session":1,"ts_ns":5,"latency_us":900.0,"call":"fdatasync"}"#.into(),
+            end_line(1, 1),
+            end_of_run(1),
+        ]);
+        let s = &r.sessions[0];
+        assert_eq!((s.events.cow, s.events.zero_fill), (1, 1));
+        assert_eq!((r.events.zero_fill, r.events_outside), (2, 1));
+        assert_eq!(s.events.fsync, 4);
+        assert_eq!(s.events.sync_calls(), Some([1, 1, 2]));
+        let h = s.hists.as_ref().unwrap();
+        let [f, d, sfr] = h.sync_latency_us.each();
+        assert_eq!(
+            (
+                f.quantiles.max,
+                d.quantiles.max,
+                sfr.quantiles.count,
+                sfr.quantiles.max
+            ),
+            (25000, 900, 2, 4)
+        );
+        assert_eq!(h.fsync_latency_us.quantiles.count, 4, "every call together");
+        // The text names the calls and draws a histogram per call.
+        let text = crate::report::render::text(&r);
+        assert!(
+            text.contains("4 sync (fsync 1, fdatasync 1, sync_file_range 2), 0 io, 1 cow: 1 parent, 0 child, 1 zero_fill"),
+            "{text}"
+        );
+        for t in [
+            "fsync latency (count 1",
+            "fdatasync latency (count 1",
+            "sync_file_range latency (count 2",
+        ] {
+            assert!(text.contains(t), "{t}: {text}");
+        }
+        // Without `call` (older traces) the lines are counted, not split.
+        let r = fold(&[
+            r#"{"type":"session_start","session":1,"parent_pid":10,"child_pid":11,"kind":"rdb-bgsave","ts_ns":1100000000}"#.into(),
+            r#"{"type":"fsync","session":1,"ts_ns":2,"latency_us":3.9}"#.into(),
+            end_line(1, 1),
+            end_of_run(1),
+        ]);
+        assert_eq!((r.events.fsync, r.events.sync_calls()), (1, None));
+        let text = crate::report::render::text(&r);
+        assert!(
+            text.contains("fsync/fdatasync/sync_file_range latency (count 1"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `report --json`: one object with the trace's identity, the totals (with the sessions
 //! that have no `session_end` apart), every session as read, and the warnings.
+use agent_common::SYNC_CALLS;
 use serde::Serialize;
 
 use super::{
@@ -8,7 +9,7 @@ use super::{
 };
 use crate::{
     text::diagnosis::{HostFacts, diagnose},
-    trace::schema::{End, ProcessRecord, Sample, SessionEnd, SessionStart},
+    trace::schema::{End, ProcessRecord, Sample, SessionEnd, SessionStart, SyncCounts},
 };
 
 impl Report {
@@ -74,6 +75,8 @@ impl Report {
             sessions: self.sessions.len() as u64,
             ..Default::default()
         };
+        // Per call while every ended session tells the calls apart.
+        let mut sync_by_call = Some([0u64; SYNC_CALLS]);
         for s in &self.sessions {
             let Some(e) = &s.end else {
                 t.sessions_unfinished += 1;
@@ -102,9 +105,16 @@ impl Report {
             t.write_bytes = t.write_bytes.saturating_add(e.writes.bytes);
             t.write_calls = t.write_calls.saturating_add(e.writes.calls);
             t.fsync_calls = t.fsync_calls.saturating_add(e.fsync.calls);
+            sync_by_call = match (sync_by_call, e.fsync.calls_by_call()) {
+                (Some(sum), Some(c)) => Some(std::array::from_fn(|i| sum[i].saturating_add(c[i]))),
+                _ => None,
+            };
             t.disk_bytes = t.disk_bytes.saturating_add(e.disk.bytes);
             t.disk_ios = t.disk_ios.saturating_add(e.disk.ios);
         }
+        t.sync_calls = sync_by_call
+            .filter(|_| t.sessions_ended > 0)
+            .map(SyncCounts::of);
         // The sums include what the unfinished sessions did (their last sample), so a cut
         // trace does not read as zero; the flag and `unfinished` say how much.
         let u = t.unfinished.clone();
@@ -139,7 +149,10 @@ pub struct Totals {
     pub child_pages: u64,
     pub write_bytes: u64,
     pub write_calls: u64,
+    /// `fsync`, `fdatasync` and `sync_file_range` calls together.
     pub fsync_calls: u64,
+    /// The same per call; null when a session's `session_end` does not tell them apart.
+    pub sync_calls: Option<SyncCounts>,
     pub disk_bytes: u64,
     pub disk_ios: u64,
     /// From the `end` line; null when the trace has none.

@@ -6,13 +6,33 @@ use super::{
     fold::{DETAIL_SESSIONS, Report},
     session::{HistSummary, Session},
 };
-use crate::text::{
-    date::utc,
-    diagnosis,
-    exit::exit_text,
-    hist::{log2_hist, stars},
-    units::fmt_bytes,
+use crate::{
+    text::{
+        date::utc,
+        diagnosis,
+        exit::exit_text,
+        hist::{log2_hist, stars},
+        sync::{ANY_LATENCY, breakdown, latency_title, sync_counts},
+        units::fmt_bytes,
+    },
+    trace::schema::{FsyncSummary, SyncCall},
 };
+
+/// The sessions table's sync column: every sync call, then each call apart.
+const SYNC_COLUMN: &str = "sync (f/fd/sfr)";
+
+/// A cell of [`SYNC_COLUMN`]: `17 (1/1/15)`, or the total alone for a trace that does not
+/// tell the calls apart.
+fn sync_cell(total: u64, by_call: Option<[u64; 3]>) -> String {
+    match by_call {
+        Some([f, d, r]) => format!("{total} ({f}/{d}/{r})"),
+        None => total.to_string(),
+    }
+}
+
+fn sync_cell_of(f: &FsyncSummary) -> String {
+    sync_cell(f.calls, f.calls_by_call())
+}
 
 /// Width of the timeline bars.
 const BAR: usize = 24;
@@ -131,11 +151,13 @@ fn header(r: &Report, out: &mut String) {
         let ev = &r.events;
         let _ = writeln!(
             out,
-            "  events:    {} cow, {} write, {} fsync, {} io line(s) (--events){}",
+            "  events:    {} cow, {} zero_fill, {} write, {} io, {} sync{} line(s) (--events){}",
             ev.cow,
+            ev.zero_fill,
             ev.write,
-            ev.fsync,
             ev.io,
+            ev.fsync,
+            ev.sync_calls().map(breakdown).unwrap_or_default(),
             if r.events_outside > 0 {
                 format!(", {} outside any session", r.events_outside)
             } else {
@@ -180,7 +202,7 @@ fn sessions_table(r: &Report, out: &mut String) {
         ("pages parent/child", R),
         ("written", R),
         ("files", R),
-        ("fsync", R),
+        (SYNC_COLUMN, R),
         ("disk", R),
     ];
     let mut rows = Vec::new();
@@ -208,7 +230,7 @@ fn sessions_table(r: &Report, out: &mut String) {
                 format!("{}/{}", e.cow.parent_pages, e.cow.child_pages),
                 fmt_bytes(e.writes.bytes),
                 e.writes.files.len().to_string(),
-                e.fsync.calls.to_string(),
+                sync_cell_of(&e.fsync),
                 fmt_bytes(e.disk.bytes),
             ]),
             (None, Some(l)) => {
@@ -252,11 +274,20 @@ fn sessions_table(r: &Report, out: &mut String) {
             format!("{}/{}", t.parent_pages, t.child_pages),
             fmt_bytes(t.write_bytes),
             String::new(),
-            t.fsync_calls.to_string(),
+            sync_cell(t.fsync_calls, t.sync_calls.map(|c| c.to_array())),
             fmt_bytes(t.disk_bytes),
         ]);
     }
     out.push_str(&table("  ", &head, &rows));
+    if r.sessions
+        .iter()
+        .any(|s| s.end.as_ref().is_some_and(|e| e.fsync.by_call.is_some()))
+    {
+        let _ = writeln!(
+            out,
+            "  (\"{SYNC_COLUMN}\": every sync call, then fsync / fdatasync / sync_file_range)"
+        );
+    }
     if r.sessions.iter().any(|s| s.mid_save().is_some()) {
         out.push_str("  (\"≈\": cowtrace attached while the save ran; its COW before that is an estimate, see the session below)\n");
     }
@@ -299,7 +330,7 @@ fn processes(r: &Report, out: &mut String) {
     for p in &r.processes {
         let _ = writeln!(
             out,
-            "  pid {} {}{} ({}): COW {} ({} pages), wrote {} in {} call(s), {} fsync, disk {}",
+            "  pid {} {}{} ({}): COW {} ({} pages), wrote {} in {} call(s), {}, disk {}",
             p.pid,
             known(&p.comm),
             p.instance
@@ -314,7 +345,7 @@ fn processes(r: &Report, out: &mut String) {
             p.cow.pages,
             fmt_bytes(p.io.write_bytes),
             p.io.write_calls,
-            p.io.fsync_calls,
+            sync_counts(p.io.fsync_calls, p.io.sync_calls.map(|c| c.to_array())),
             fmt_bytes(p.io.disk_bytes),
         );
     }
@@ -423,12 +454,29 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
                 let _ = writeln!(out, "    {l}");
             }
             out.push_str("\n  Quantiles (session_end):\n");
-            out.push_str(&quantile_table(&[
+            let sync_titles: Vec<String> = match &e.fsync.by_call {
+                Some(b) => b
+                    .each()
+                    .iter()
+                    .map(|(call, _)| format!("{} (us)", latency_title(*call)))
+                    .collect(),
+                None => vec![format!("{ANY_LATENCY} (us)")],
+            };
+            let mut rows = vec![
                 ("write latency (us)", &e.writes.latency_us),
                 ("write size (bytes)", &e.writes.size_bytes),
-                ("fsync latency (us)", &e.fsync.latency_us),
-                ("disk latency (us)", &e.disk.latency_us),
-            ]));
+            ];
+            match &e.fsync.by_call {
+                Some(b) => rows.extend(
+                    sync_titles
+                        .iter()
+                        .zip(b.each())
+                        .map(|(t, (_, c))| (t.as_str(), &c.latency_us)),
+                ),
+                None => rows.push((sync_titles[0].as_str(), &e.fsync.latency_us)),
+            }
+            rows.push(("disk latency (us)", &e.disk.latency_us));
+            out.push_str(&quantile_table(&rows));
             if !s.cow_per_bucket.is_empty() {
                 let n: u64 = s.cow_per_bucket.iter().map(|b| b.1).sum();
                 let _ = writeln!(
@@ -457,15 +505,31 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
         let ev = &s.events;
         let _ = writeln!(
             out,
-            "\n  From --events lines ({} write, {} fsync, {} io, {} cow: {} parent, {} child):",
-            ev.write, ev.fsync, ev.io, ev.cow, ev.cow_parent, ev.cow_child
+            "\n  From --events lines ({} write, {} sync{}, {} io, {} cow: {} parent, {} child, {} zero_fill):",
+            ev.write,
+            ev.fsync,
+            ev.sync_calls().map(breakdown).unwrap_or_default(),
+            ev.io,
+            ev.cow,
+            ev.cow_parent,
+            ev.cow_child,
+            ev.zero_fill,
         );
-        let all: [(&str, &str, &HistSummary); 4] = [
+        let mut all: Vec<(&str, &str, &HistSummary)> = vec![
             ("write latency", "usecs", &h.write_latency_us),
             ("write size", "bytes", &h.write_size_bytes),
-            ("fsync latency", "usecs", &h.fsync_latency_us),
-            ("block I/O latency", "usecs", &h.disk_latency_us),
         ];
+        // Each sync call apart when the lines say which; else all of them together.
+        match ev.sync_calls() {
+            Some(_) => all.extend(
+                SyncCall::ALL
+                    .iter()
+                    .zip(h.sync_latency_us.each())
+                    .map(|(c, hs)| (latency_title(*c), "usecs", hs)),
+            ),
+            None => all.push((ANY_LATENCY, "usecs", &h.fsync_latency_us)),
+        }
+        all.push(("block I/O latency", "usecs", &h.disk_latency_us));
         for (title, unit, hs) in all {
             if hs.log2.is_empty() {
                 continue;
@@ -482,8 +546,8 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
         let ev = &s.events;
         let _ = writeln!(
             out,
-            "\n  From --events lines: {} cow ({} parent, {} child)",
-            ev.cow, ev.cow_parent, ev.cow_child
+            "\n  From --events lines: {} cow ({} parent, {} child), {} zero_fill",
+            ev.cow, ev.cow_parent, ev.cow_child, ev.zero_fill
         );
     }
     if let Some(t) = &s.timeline

@@ -2,17 +2,22 @@
 //! histograms those build while it is open.
 use serde::Serialize;
 
+use agent_common::SYNC_CALLS;
+
 use super::{fold::TIMELINE_ROWS, timeline::Timeline};
 use crate::{
     events::hist::Hist,
-    trace::schema::{MidSave, Quantiles, Sample, SessionEnd, SessionKind, SessionStart},
+    trace::schema::{
+        MidSave, Quantiles, Sample, SessionEnd, SessionKind, SessionStart, SyncCounts,
+    },
 };
 
 /// Which event line an I/O event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum IoKind {
     Write,
-    Fsync,
+    /// An `fsync` line: any sync call (its `call` says which).
+    Sync,
     Io,
 }
 
@@ -21,7 +26,10 @@ pub(super) enum IoKind {
 pub(super) struct LiveHists {
     pub(super) write_lat_us: Hist,
     pub(super) write_size: Hist,
+    /// Every `fsync` line, whatever its call.
     pub(super) fsync_lat_us: Hist,
+    /// `fsync` lines per `call` (`SyncCall::ALL` order).
+    pub(super) sync_lat_us: [Hist; SYNC_CALLS],
     pub(super) disk_lat_us: Hist,
 }
 
@@ -48,26 +56,64 @@ impl HistSummary {
 pub struct EventHists {
     pub write_latency_us: HistSummary,
     pub write_size_bytes: HistSummary,
+    /// Every `fsync` line (`fsync`, `fdatasync` and `sync_file_range` calls together).
     pub fsync_latency_us: HistSummary,
+    /// The same per call, from the lines' `call` (lines without one are only above).
+    pub sync_latency_us: SyncHists,
     pub disk_latency_us: HistSummary,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SyncHists {
+    pub fsync: HistSummary,
+    pub fdatasync: HistSummary,
+    pub sync_file_range: HistSummary,
+}
+
+impl SyncHists {
+    /// The histograms in `SyncCall::ALL` order.
+    pub fn each(&self) -> [&HistSummary; SYNC_CALLS] {
+        [&self.fsync, &self.fdatasync, &self.sync_file_range]
+    }
+
+    fn each_mut(&mut self) -> [&mut HistSummary; SYNC_CALLS] {
+        [
+            &mut self.fsync,
+            &mut self.fdatasync,
+            &mut self.sync_file_range,
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct EventCounts {
+    /// `cow` lines: copies.
     pub cow: u64,
     pub cow_parent: u64,
     pub cow_child: u64,
+    /// `zero_fill` lines.
+    pub zero_fill: u64,
     pub write: u64,
+    /// `fsync` lines, of every sync call.
     pub fsync: u64,
+    /// `fsync` lines per `call` (lines without one, from older traces, are not in it).
+    pub sync_by_call: SyncCounts,
     pub io: u64,
 }
 
 impl EventCounts {
     pub fn total(&self) -> u64 {
         self.cow
+            .saturating_add(self.zero_fill)
             .saturating_add(self.write)
             .saturating_add(self.fsync)
             .saturating_add(self.io)
+    }
+
+    /// `fsync` lines per call, when every one of them says its call.
+    pub fn sync_calls(&self) -> Option<[u64; SYNC_CALLS]> {
+        let c = self.sync_by_call.to_array();
+        (c.iter().sum::<u64>() == self.fsync).then_some(c)
     }
 }
 
@@ -178,6 +224,11 @@ impl Session {
                 write_latency_us: HistSummary::of(&h.write_lat_us),
                 write_size_bytes: HistSummary::of(&h.write_size),
                 fsync_latency_us: HistSummary::of(&h.fsync_lat_us),
+                sync_latency_us: SyncHists {
+                    fsync: HistSummary::of(&h.sync_lat_us[0]),
+                    fdatasync: HistSummary::of(&h.sync_lat_us[1]),
+                    sync_file_range: HistSummary::of(&h.sync_lat_us[2]),
+                },
                 disk_latency_us: HistSummary::of(&h.disk_lat_us),
             });
         }
@@ -187,11 +238,15 @@ impl Session {
         self.timeline = None;
         self.cow_per_bucket = Vec::new();
         if let Some(h) = &mut self.hists {
+            let [a, b, c] = h.sync_latency_us.each_mut();
             for s in [
                 &mut h.write_latency_us,
                 &mut h.write_size_bytes,
                 &mut h.fsync_latency_us,
                 &mut h.disk_latency_us,
+                a,
+                b,
+                c,
             ] {
                 s.log2 = Vec::new();
             }

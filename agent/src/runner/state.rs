@@ -9,7 +9,8 @@ use std::{
 };
 
 use agent_common::{
-    COW_FLAG_CHILD, EV_EXIT, EV_FORK, EV_FSYNC, EV_WRITE, NO_FD, ProcEvent, SessionState,
+    COW_FLAG_CHILD, COW_FLAG_ZERO, EV_EXIT, EV_FORK, EV_WRITE, NO_FD, ProcEvent, SessionState,
+    sync_index,
 };
 use anyhow::{Context as _, Result, bail};
 use aya::maps::{MapData, RingBuf};
@@ -29,7 +30,7 @@ use crate::{
         summary::KeptEnds,
     },
     procfs::{self, sockets},
-    trace::schema::{CowEvent, End, IoEvent, ProcessRecord, Record, Side, StopReason},
+    trace::schema::{CowEvent, End, IoEvent, ProcessRecord, Record, Side, StopReason, SyncCall},
 };
 
 /// How long an exited child's session waits for its exit event before it is ended from
@@ -205,13 +206,8 @@ impl State {
         matches!(&self.output, Output::Trace(w) if w.broken_pipe)
     }
 
-    /// Read both rings and handle their events in time order (`events::merge`).
-    pub fn drain(
-        &mut self,
-        session: &mut RingBuf<MapData>,
-        detail: &mut RingBuf<MapData>,
-    ) -> Result<()> {
-        let mut procs: Vec<ProcMsg> = Vec::new();
+    /// Read what the session ring holds now into `procs`.
+    fn read_session_ring(&mut self, session: &mut RingBuf<MapData>, procs: &mut Vec<ProcMsg>) {
         while let Some(item) = session.next() {
             match decode_proc(&item) {
                 Ok(m) => procs.push(m),
@@ -221,6 +217,20 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Read both rings and handle their events in time order (`events::merge`).
+    ///
+    /// The session ring is read again after the detail ring: a fork that happened while
+    /// the detail ring was read is then handled before the copies and writes of its
+    /// session, which would otherwise be read first and find no session.
+    pub fn drain(
+        &mut self,
+        session: &mut RingBuf<MapData>,
+        detail: &mut RingBuf<MapData>,
+    ) -> Result<()> {
+        let mut procs: Vec<ProcMsg> = Vec::new();
+        self.read_session_ring(session, &mut procs);
         let mut hots: Vec<HotMsg> = Vec::new();
         while let Some(item) = detail.next() {
             match decode_hot(&item) {
@@ -231,6 +241,7 @@ impl State {
                 }
             }
         }
+        self.read_session_ring(session, &mut procs);
         for ev in merge::by_time(procs, hots, ProcMsg::ts_ns, HotMsg::ts_ns) {
             match ev {
                 Either::Session(p) => self.on_proc(p)?,
@@ -290,8 +301,17 @@ impl State {
         Ok(())
     }
 
-    /// The session of child `ev.pid` ends with this exit event (real or rebuilt).
+    /// The session of child `ev.pid` ends with this exit event (real or rebuilt). Its
+    /// counters are read from the kernel's map again: a copy whose fault came before
+    /// the exit and its page after it is counted after the exit event was written.
     fn end_session(&mut self, ev: &ProcEvent) -> Result<()> {
+        let mut ev = *ev;
+        if let Some(st) = self.maps.session(ev.pid)
+            && st.parent_tgid == ev.ppid
+        {
+            (ev.cow_parent, ev.cow_child, ev.io) = (st.parent, st.child, st.io);
+        }
+        let ev = &ev;
         let files = self.maps.take_files(ev.pid);
         // The live view keeps a session's histograms after the tracker closes it.
         if let Some(l) = &mut self.live {
@@ -317,7 +337,7 @@ impl State {
         match msg {
             HotMsg::Cow(ev) => {
                 let rec = CowEvent {
-                    session: self.tracker.get(ev.session).map(|s| s.id),
+                    session: self.tracker.session_id(ev.session),
                     ts_ns: ev.ts_ns,
                     pid: ev.pid,
                     tid: ev.tid,
@@ -329,7 +349,13 @@ impl State {
                         Side::Parent
                     },
                 };
-                self.emit_event(Record::Cow(rec))
+                // A zero fill allocates a page but copies nothing: its own line type, so
+                // that `cow` lines count copies only.
+                self.emit_event(if ev.flags & COW_FLAG_ZERO != 0 {
+                    Record::ZeroFill(rec)
+                } else {
+                    Record::Cow(rec)
+                })
             }
             HotMsg::Io(ev) => {
                 if ev.kind == EV_WRITE
@@ -339,8 +365,9 @@ impl State {
                     self.tracker.note_fd_path(ev.session, ev.ino, p);
                 }
                 self.tracker.on_io(&ev);
+                let call = sync_index(ev.kind).map(|i| SyncCall::ALL[i]);
                 let rec = IoEvent {
-                    session: self.tracker.get(ev.session).map(|s| s.id),
+                    session: self.tracker.session_id(ev.session),
                     ts_ns: ev.ts_ns,
                     pid: ev.pid,
                     bytes: ev.bytes,
@@ -348,10 +375,11 @@ impl State {
                     dev: ev.dev,
                     ino: ev.ino,
                     fd: (ev.fd != NO_FD).then_some(ev.fd),
+                    call,
                 };
                 self.emit_event(match ev.kind {
                     EV_WRITE => Record::Write(rec),
-                    EV_FSYNC => Record::Fsync(rec),
+                    _ if call.is_some() => Record::Fsync(rec),
                     _ => Record::Io(rec),
                 })
             }

@@ -1,7 +1,10 @@
 //! "Explain the spike": a short diagnosis of one session, from its summary and the
 //! host settings that shape COW. Pure, shared by the live summary and `report`.
 use crate::{
-    text::units::{fmt_bytes, fmt_rate},
+    text::{
+        sync::sync_time,
+        units::{fmt_bytes, fmt_rate},
+    },
     trace::schema::SessionEnd,
 };
 
@@ -62,12 +65,18 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
     }
     if e.writes.bytes > 0 && secs > 0.0 {
         out.push(format!(
-            "The child wrote {} ({}) in {} file(s); {} fsync call(s) took {:.1} ms.",
+            "The child wrote {} ({}) in {} file(s); {}.",
             fmt_bytes(e.writes.bytes),
             fmt_rate(e.writes.bytes as f64 / secs),
             e.writes.files.len(),
-            e.fsync.calls,
-            e.fsync.total_ms
+            sync_time(
+                e.fsync.calls,
+                e.fsync.total_ms,
+                e.fsync
+                    .by_call
+                    .as_ref()
+                    .map(|b| b.each().map(|(_, c)| (c.calls, c.total_ms)))
+            )
         ));
     }
     if let Some(m) = &e.memory {
@@ -186,7 +195,10 @@ mod tests {
     }
     use crate::{
         events::timeline::Timeline,
-        trace::schema::{DiskSummary, FsyncSummary, Quantiles, SessionKind, WritesSummary},
+        trace::schema::{
+            DiskSummary, FsyncSummary, Quantiles, SessionKind, SyncByCall, SyncCallSummary,
+            WritesSummary,
+        },
     };
     use agent_common::CowCounters;
 
@@ -225,6 +237,19 @@ mod tests {
                 calls: 3,
                 total_ms: 12.5,
                 latency_us: Quantiles::default(),
+                by_call: Some(SyncByCall {
+                    fsync: SyncCallSummary {
+                        calls: 1,
+                        total_ms: 12.0,
+                        ..Default::default()
+                    },
+                    sync_file_range: SyncCallSummary {
+                        calls: 2,
+                        total_ms: 0.5,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }),
             },
             disk: DiskSummary {
                 bytes: 0,
@@ -252,7 +277,7 @@ mod tests {
         assert!(text.contains("the parent's writes copied 131072 pages (100%) during the 2.0 s the rdb-bgsave child ran"), "{text}");
         assert!(
             text.contains(
-                "The child wrote 95.4 MiB (47.7 MiB/s) in 0 file(s); 3 fsync call(s) took 12.5 ms."
+                "The child wrote 95.4 MiB (47.7 MiB/s) in 0 file(s); 3 sync call(s) took 12.5 ms: fsync 1 (12.0 ms), sync_file_range 2 (0.5 ms)."
             ),
             "{text}"
         );

@@ -19,7 +19,7 @@ mod tests {
             Attach, CowEvent, CowSummary, DiskSummary, End, FORMAT_NAME, FORMAT_VERSION, FileRow,
             FsyncSummary, IoEvent, MapOccupancy, Meta, MidSave, ProcessCow, ProcessIo,
             ProcessRecord, Quantiles, Sample, SessionEnd, SessionKind, SessionStart, Side,
-            WritesSummary,
+            SyncByCall, SyncCall, SyncCallSummary, SyncCounts, WritesSummary,
         },
         *,
     };
@@ -45,6 +45,7 @@ mod tests {
             dev: 8,
             ino: 77,
             fd: Some(5),
+            call: None,
         };
         vec![
             Record::Meta(Box::new(Meta {
@@ -161,9 +162,26 @@ mod tests {
                     size_bytes: q(2),
                 },
                 fsync: FsyncSummary {
-                    calls: 1,
+                    calls: 6,
                     total_ms: 0.5,
                     latency_us: q(3),
+                    by_call: Some(SyncByCall {
+                        fsync: SyncCallSummary {
+                            calls: 1,
+                            total_ms: 0.25,
+                            latency_us: q(5),
+                        },
+                        fdatasync: SyncCallSummary {
+                            calls: 2,
+                            total_ms: 0.2,
+                            latency_us: q(6),
+                        },
+                        sync_file_range: SyncCallSummary {
+                            calls: 3,
+                            total_ms: 0.05,
+                            latency_us: q(7),
+                        },
+                    }),
                 },
                 disk: DiskSummary {
                     bytes: 4096,
@@ -191,6 +209,11 @@ mod tests {
                     write_calls: 1,
                     write_bytes: 2,
                     fsync_calls: 3,
+                    sync_calls: Some(SyncCounts {
+                        fsync: 1,
+                        fdatasync: 1,
+                        sync_file_range: 1,
+                    }),
                     disk_ios: 4,
                     disk_bytes: 5,
                 },
@@ -204,10 +227,20 @@ mod tests {
                 order: 0,
                 side: Side::Child,
             }),
+            Record::ZeroFill(CowEvent {
+                session: Some(3),
+                ts_ns: 9,
+                pid: 10,
+                tid: 12,
+                addr: 0x7f00_0000_2000,
+                order: 0,
+                side: Side::Parent,
+            }),
             Record::Write(io.clone()),
             Record::Fsync(IoEvent {
                 fd: None,
                 session: None,
+                call: Some(SyncCall::SyncFileRange),
                 ..io.clone()
             }),
             Record::Io(io),
@@ -264,6 +297,34 @@ mod tests {
             (4, SessionKind::Unknown, true)
         );
         assert_eq!(e.writes, WritesSummary::default());
+        // Sync counts of a trace written before the calls were told apart: the total
+        // only, and `fsync` lines without `call`.
+        let l = parse_line(br#"{"type":"session_end","session":4,"fsync":{"calls":17}}"#).unwrap();
+        let Record::SessionEnd(e) = l else {
+            panic!("{l:?}")
+        };
+        assert_eq!((e.fsync.calls, e.fsync.calls_by_call()), (17, None));
+        let l = parse_line(br#"{"type":"fsync","session":1,"latency_us":3.5}"#).unwrap();
+        assert!(
+            matches!(l, Record::Fsync(IoEvent { call: None, .. })),
+            "{l:?}"
+        );
+        let l = parse_line(br#"{"type":"fsync","session":1,"call":"syncfs"}"#).unwrap();
+        assert!(
+            matches!(
+                l,
+                Record::Fsync(IoEvent {
+                    call: Some(SyncCall::Unknown),
+                    ..
+                })
+            ),
+            "{l:?}"
+        );
+        let l = parse_line(br#"{"type":"process","pid":3,"io":{"fsync_calls":2}}"#).unwrap();
+        let Record::Process(p) = l else {
+            panic!("{l:?}")
+        };
+        assert_eq!((p.io.fsync_calls, p.io.sync_calls), (2, None));
         // The identity of a line is required.
         assert!(parse_line(br#"{"type":"sample","ts_ns":1}"#).is_err());
         assert!(parse_line(br#"{"type":"process","comm":"x"}"#).is_err());

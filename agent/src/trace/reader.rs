@@ -251,6 +251,7 @@ pub fn parse_line(bytes: &[u8]) -> Result<Record, LineProblem> {
         "process" => Record::Process(Box::new(typed::<ProcessRecord>(&kind, bytes)?)),
         "end" => Record::End(typed::<End>(&kind, bytes)?),
         "cow" => Record::Cow(typed::<CowEvent>(&kind, bytes)?),
+        "zero_fill" => Record::ZeroFill(typed::<CowEvent>(&kind, bytes)?),
         "write" => Record::Write(typed::<IoEvent>(&kind, bytes)?),
         "fsync" => Record::Fsync(typed::<IoEvent>(&kind, bytes)?),
         "io" => Record::Io(typed::<IoEvent>(&kind, bytes)?),

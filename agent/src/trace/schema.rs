@@ -9,7 +9,7 @@
 //! `session` number, a process's `pid`) is required.
 //!
 //! This module is the bottom of the agent's layers: it imports nothing from the crate.
-use agent_common::{CowCounters, IoCounters};
+use agent_common::{CowCounters, IoCounters, SYNC_CALLS};
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT_NAME: &str = "cowtrace";
@@ -29,7 +29,11 @@ pub enum Record {
     End(End),
     /// One COW copy (`record --events`).
     Cow(CowEvent),
-    /// One write, sync or block request (`record --events`).
+    /// One zero fill: a first write to memory backed by the shared zero page, which
+    /// allocates a zeroed page but copies nothing (`record --events`).
+    ZeroFill(CowEvent),
+    /// One write, sync (`fsync`, `fdatasync` or `sync_file_range`: its `call` says
+    /// which) or block request (`record --events`).
     Write(IoEvent),
     Fsync(IoEvent),
     Io(IoEvent),
@@ -366,13 +370,121 @@ pub struct WritesSummary {
     pub size_bytes: Quantiles,
 }
 
-/// fsync, fdatasync and sync_file_range calls of the child.
+/// The child's sync calls: `calls`, `total_ms` and `latency_us` cover `fsync`,
+/// `fdatasync` and `sync_file_range` together (as format 1 first wrote them), and
+/// `by_call` splits them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FsyncSummary {
     pub calls: u64,
     pub total_ms: f64,
     pub latency_us: Quantiles,
+    /// Per call; absent (None) in traces written before the calls were told apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_call: Option<SyncByCall>,
+}
+
+impl FsyncSummary {
+    /// Calls per kind, in [`SyncCall::ALL`] order, when the trace tells them apart.
+    pub fn calls_by_call(&self) -> Option<[u64; SYNC_CALLS]> {
+        self.by_call.as_ref().map(SyncByCall::calls)
+    }
+}
+
+/// A sync system call. `fsync` and `fdatasync` wait for the disk; `sync_file_range`
+/// (Redis's `rdb-save-incremental-fsync`) starts writeback and returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncCall {
+    Fsync,
+    Fdatasync,
+    SyncFileRange,
+    /// A call a newer cowtrace wrote. Never written.
+    #[serde(other)]
+    Unknown,
+}
+
+impl SyncCall {
+    /// The calls told apart, in the order of `IoCounters::sync_calls` (`SYNC_FSYNC`,
+    /// `SYNC_FDATASYNC`, `SYNC_FILE_RANGE`).
+    pub const ALL: [SyncCall; SYNC_CALLS] = [
+        SyncCall::Fsync,
+        SyncCall::Fdatasync,
+        SyncCall::SyncFileRange,
+    ];
+
+    /// The system call's name, as written in traces; `?` for an unknown call.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncCall::Fsync => "fsync",
+            SyncCall::Fdatasync => "fdatasync",
+            SyncCall::SyncFileRange => "sync_file_range",
+            SyncCall::Unknown => "?",
+        }
+    }
+
+    /// The index into [`SyncCall::ALL`] and the kernel's per-call counters.
+    pub fn index(self) -> Option<usize> {
+        Self::ALL.iter().position(|&c| c == self)
+    }
+}
+
+/// One sync call's share of [`FsyncSummary`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncCallSummary {
+    pub calls: u64,
+    pub total_ms: f64,
+    pub latency_us: Quantiles,
+}
+
+/// [`FsyncSummary`] per call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncByCall {
+    pub fsync: SyncCallSummary,
+    pub fdatasync: SyncCallSummary,
+    pub sync_file_range: SyncCallSummary,
+}
+
+impl SyncByCall {
+    /// The calls' summaries in [`SyncCall::ALL`] order.
+    pub fn each(&self) -> [(SyncCall, &SyncCallSummary); SYNC_CALLS] {
+        [
+            (SyncCall::Fsync, &self.fsync),
+            (SyncCall::Fdatasync, &self.fdatasync),
+            (SyncCall::SyncFileRange, &self.sync_file_range),
+        ]
+    }
+
+    pub fn calls(&self) -> [u64; SYNC_CALLS] {
+        self.each().map(|(_, s)| s.calls)
+    }
+}
+
+/// Sync calls counted per call (`process.io.sync_calls`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncCounts {
+    pub fsync: u64,
+    pub fdatasync: u64,
+    pub sync_file_range: u64,
+}
+
+impl SyncCounts {
+    pub fn of(c: [u64; SYNC_CALLS]) -> Self {
+        let [fsync, fdatasync, sync_file_range] = c;
+        Self {
+            fsync,
+            fdatasync,
+            sync_file_range,
+        }
+    }
+
+    /// The counts in [`SyncCall::ALL`] order.
+    pub fn to_array(self) -> [u64; SYNC_CALLS] {
+        [self.fsync, self.fdatasync, self.sync_file_range]
+    }
 }
 
 /// Block requests carrying pages of the files the child wrote, whoever issued them.
@@ -390,7 +502,11 @@ pub struct DiskSummary {
 pub struct ProcessIo {
     pub write_calls: u64,
     pub write_bytes: u64,
+    /// `fsync`, `fdatasync` and `sync_file_range` calls together (format 1's name).
     pub fsync_calls: u64,
+    /// The same per call; absent (None) in traces written before they were told apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync_calls: Option<SyncCounts>,
     pub disk_ios: u64,
     pub disk_bytes: u64,
 }
@@ -400,7 +516,8 @@ impl From<&IoCounters> for ProcessIo {
         Self {
             write_calls: c.write_calls,
             write_bytes: c.write_bytes,
-            fsync_calls: c.fsync_calls,
+            fsync_calls: c.sync_calls_total(),
+            sync_calls: Some(SyncCounts::of(c.sync_calls)),
             disk_ios: c.disk_ios,
             disk_bytes: c.disk_bytes,
         }
@@ -488,7 +605,8 @@ pub enum Side {
     Parent,
 }
 
-/// One COW copy, written only with `record --events`.
+/// One COW copy (a `cow` line) or one zero fill (a `zero_fill` line), written only with
+/// `record --events`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CowEvent {
@@ -514,6 +632,10 @@ pub struct IoEvent {
     pub dev: u32,
     pub ino: u64,
     pub fd: Option<u32>,
+    /// Which sync call an `fsync` line is; absent on other lines, and on `fsync` lines of
+    /// traces written before the calls were told apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<SyncCall>,
 }
 
 /// Why a run ended: the `end` line's `reason`.

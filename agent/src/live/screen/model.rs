@@ -1,13 +1,15 @@
 //! The live view's model: everything one screen shows, built from the tracker and the
 //! store at each refresh. Plain data, so that rendering is a pure function of it and
 //! the tests can build one by hand.
+use agent_common::{SYNC_CALLS, SYNC_FDATASYNC, SYNC_FSYNC};
+
 use crate::{
     events::{
         hist::Hist,
         session::{IoHists, Tracker},
     },
     live::store::{Rates, Store, pct_of_rss},
-    text::{diagnosis::HostFacts, exit::exit_text, units::Unit},
+    text::{diagnosis::HostFacts, exit::exit_text, sync::DURABLE_LATENCY, units::Unit},
     trace::schema::{Quantiles, SessionKind},
 };
 
@@ -110,17 +112,20 @@ pub fn contiguous(b: &[(u64, u64)]) -> Vec<(u64, u64)> {
 pub struct SessionHists {
     pub write_lat: HistView,
     pub write_size: HistView,
-    pub fsync_lat: HistView,
+    /// `fsync` and `fdatasync`, which wait for the disk; `sync_file_range` is left out.
+    pub sync_lat: HistView,
     pub disk_lat: HistView,
     pub cow_per_interval: HistView,
 }
 
 impl SessionHists {
     pub fn of(io: &IoHists, cow_per_interval: Option<&Hist>) -> Self {
+        let mut durable = io.sync_lat_us[SYNC_FSYNC].clone();
+        durable.merge(&io.sync_lat_us[SYNC_FDATASYNC]);
         Self {
             write_lat: HistView::of("write latency", Unit::Micros, &io.write_lat_us),
             write_size: HistView::of("write size", Unit::Bytes, &io.write_size),
-            fsync_lat: HistView::of("fsync latency", Unit::Micros, &io.fsync_lat_us),
+            sync_lat: HistView::of(DURABLE_LATENCY, Unit::Micros, &durable),
             disk_lat: HistView::of("block I/O latency", Unit::Micros, &io.disk_lat_us),
             cow_per_interval: cow_per_interval.map_or_else(
                 || HistView::empty(COW_HIST, Unit::Pages),
@@ -165,7 +170,8 @@ pub struct SessionRow {
     /// Pages copied per interval, oldest first.
     pub series: Vec<u64>,
     pub written_bytes: u64,
-    pub fsync_calls: u64,
+    /// Sync calls per call (`IoCounters::sync_calls`).
+    pub sync_calls: [u64; SYNC_CALLS],
     pub fork_us: Option<f64>,
     pub hists: SessionHists,
 }
@@ -239,7 +245,7 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
                 now: Some(store.rates(s.id)),
                 series: store.series(s.id),
                 written_bytes: s.io.write_bytes,
-                fsync_calls: s.io.fsync_calls,
+                sync_calls: s.io.sync_calls,
                 fork_us: s.fork_us,
                 hists: SessionHists::of(&s.hists, store.cow_per_interval(s.id)),
             }
@@ -267,7 +273,7 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
             now: None,
             series: e.series.clone(),
             written_bytes: e.end.writes.bytes,
-            fsync_calls: e.end.fsync.calls,
+            sync_calls: e.end.fsync.calls_by_call().unwrap_or_default(),
             fork_us: e.fork_us,
             hists: e.hists.clone(),
         }

@@ -20,8 +20,11 @@ use crate::{
         table::{self, DIM, LOST, SAVE, fit_left},
         ui::UiState,
     },
-    text::units::{
-        Unit, bucket_label, fmt_bytes, fmt_count, fmt_dur, fmt_mib, fmt_secs, fmt_us, fmt_val,
+    text::{
+        sync::DURABLE_LATENCY,
+        units::{
+            Unit, bucket_label, fmt_bytes, fmt_count, fmt_dur, fmt_mib, fmt_secs, fmt_us, fmt_val,
+        },
     },
 };
 
@@ -262,7 +265,7 @@ fn render_hists(
         Some(s) => vec![
             (s.hists.write_lat.clone(), Color::Cyan),
             (s.hists.write_size.clone(), Color::Cyan),
-            (s.hists.fsync_lat.clone(), Color::Cyan),
+            (s.hists.sync_lat.clone(), Color::Cyan),
             (s.hists.disk_lat.clone(), Color::Blue),
             (s.hists.cow_per_interval.clone(), Color::Magenta),
             (vm.fork_lat.clone(), Color::Yellow),
@@ -270,7 +273,7 @@ fn render_hists(
         None => vec![
             (empty("write latency", Unit::Micros), Color::Cyan),
             (empty("write size", Unit::Bytes), Color::Cyan),
-            (empty("fsync latency", Unit::Micros), Color::Cyan),
+            (empty(DURABLE_LATENCY, Unit::Micros), Color::Cyan),
             (empty("block I/O latency", Unit::Micros), Color::Blue),
             (
                 empty(crate::live::screen::model::COW_HIST, Unit::Pages),
@@ -445,6 +448,8 @@ fn spread(left: &str, style: Style, right: String, w: usize) -> Line<'static> {
 fn short_name(name: &'static str) -> &'static str {
     match name {
         "block I/O latency" => "block I/O lat.",
+        // Its figures are latencies (µs, ms): the name alone fits a narrow panel.
+        DURABLE_LATENCY => "fsync+fdatasync",
         "fork latency (all)" => "fork lat. (all)",
         "COW pages/interval" => "COW pages/intvl",
         other => other,
@@ -558,7 +563,7 @@ mod tests {
             }),
             series: vec![],
             written_bytes: 0,
-            fsync_calls: 0,
+            sync_calls: [0; 3],
             fork_us: Some(900.0),
             hists: SessionHists::of(&Default::default(), None),
         };

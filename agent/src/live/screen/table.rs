@@ -161,10 +161,11 @@ pub const COLUMNS: &[Col] = &[
     col(["avg disk", "MiB/s"], 8, true, |s, _| {
         (fmt_mib(s.rates.disk), base(s))
     }),
+    // fsync, fdatasync and sync_file_range calls together.
     Col {
         from_width: 100,
-        ..col(["", "fsync"], 5, true, |s, _| {
-            (s.fsync_calls.to_string(), base(s))
+        ..col(["", "syncs"], 5, true, |s, _| {
+            (s.sync_calls.iter().sum::<u64>().to_string(), base(s))
         })
     },
 ];
@@ -308,10 +309,10 @@ mod tests {
     }
 
     #[test]
-    fn wide_screens_add_state_fsync_then_the_trend() {
+    fn wide_screens_add_state_syncs_then_the_trend() {
         let cols = layout(100, 14);
         assert!(cols.iter().any(|(c, _)| c.head[1] == "state"));
-        assert!(cols.iter().any(|(c, _)| c.head[1] == "fsync"));
+        assert!(cols.iter().any(|(c, _)| c.head[1] == "syncs"));
         assert!(cols.iter().all(|(c, _)| c.width != Width::Trend));
         assert_eq!(total(&cols), 100);
         let cols = layout(160, 40);
