@@ -219,13 +219,25 @@ impl Trace {
     }
 }
 
+/// Set by `cargo xtask vmtest` in its guests: the workload was built beside the test
+/// binary before the image was made, and there is no cargo to build it with.
+pub const PREBUILT_ENV: &str = "COWTRACE_TEST_PREBUILT";
+
 pub fn cowload_path() -> PathBuf {
     // The tests build the workload themselves (once per test binary), so it is never
     // stale: `cargo test --test X` alone does not rebuild examples.
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "agent", "--example", "cowload"])
+        if std::env::var_os(PREBUILT_ENV).is_some() {
+            return;
+        }
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "-p", "agent", "--example", "cowload"]);
+        // Beside this test binary: target/release when the tests were built --release.
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let st = cmd
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo to build the cowload example");
