@@ -1,4 +1,4 @@
-//! Developer tasks for cowtrace: `cargo xtask <setup|test|demo|bench>`.
+//! Developer tasks for cowtrace: `cargo xtask <setup|test|demo|bench|soak|vmtest>`.
 //!
 //! The project's own files must install everything a fresh machine needs (see
 //! `/work/shared/TOOLCHAIN.md`), so `setup` is idempotent and `test` / `demo` call it
@@ -11,6 +11,7 @@ mod setup;
 mod soak;
 mod test;
 mod util;
+mod vmtest;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,11 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Run cowtrace for N minutes against a Redis saving every few seconds; writes bench/SOAK.md.
     Soak(soak::SoakArgs),
+    /// Boot Debian's 6.1 and 6.12 kernels under QEMU and run the ground-truth tests in them.
+    Vmtest(vmtest::VmtestArgs),
+    /// The test runner inside a vmtest guest (started by the guest's /init).
+    #[command(hide = true)]
+    VmtestGuest { plan: std::path::PathBuf },
 }
 
 fn main() {
@@ -46,6 +52,8 @@ fn main() {
         Cmd::Demo => demo::run(),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Soak(args) => soak::run(args),
+        Cmd::Vmtest(args) => vmtest::run_cli(args),
+        Cmd::VmtestGuest { plan } => vmtest::guest(&plan),
     };
     // Print the error chain ourselves: anyhow's Debug output adds a backtrace whenever
     // RUST_BACKTRACE is set, which buries the message in CI logs.

@@ -11,8 +11,10 @@ use std::process::Command;
 /// Debian packages: LLVM 22 for bpf-linker (matches nightly's LLVM), Redis for the demo
 /// and the Redis tests, bpftrace/bpftool for cross-checks, strace (the ground truth of
 /// the sync-call counts in agent/tests/writes.rs), Chromium, in which the tests load
-/// `report --html` pages, and Prometheus (with promtool), which scrapes `cowtrace serve`
-/// in the tests and checks the alert rules.
+/// `report --html` pages, Prometheus (with promtool), which scrapes `cowtrace serve` in
+/// the tests and checks the alert rules, and for `xtask vmtest`: QEMU, a static busybox
+/// and cpio for the guests' initramfs, xz for the 6.12 kernel's modules, e2fsprogs for
+/// the guests' disk.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -24,6 +26,11 @@ const APT_PACKAGES: &[&str] = &[
     "chromium",
     "prometheus",
     "strace",
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "xz-utils",
+    "e2fsprogs",
 ];
 
 const LLVM_DIR: &str = "/usr/lib/llvm-22";
