@@ -44,6 +44,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Multiplies every time limit of the harness (default 1). `cargo xtask vmtest` sets it
+/// in its guests, where QEMU's TCG runs everything several times slower than the host.
+pub const TIME_SCALE_ENV: &str = "COWTRACE_TEST_TIME_SCALE";
+
+/// `d` scaled by [`TIME_SCALE_ENV`].
+pub fn limit(d: Duration) -> Duration {
+    let scale = std::env::var(TIME_SCALE_ENV)
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    d * scale
+}
+
 pub fn cowtrace() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cowtrace"))
 }
@@ -141,14 +155,16 @@ pub fn wait_attached(path: &Path, child: &mut Child) {
             panic!("cowtrace record exited before attaching: {status}");
         }
         assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "cowtrace did not attach within 30 s"
+            t0.elapsed() < limit(Duration::from_secs(30)),
+            "cowtrace did not attach within {:?}",
+            limit(Duration::from_secs(30))
         );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let limit = self::limit(limit);
     let t0 = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -360,7 +376,7 @@ impl Redis {
         let t0 = Instant::now();
         while r.cli(&["PING"]).trim() != "PONG" {
             assert!(
-                t0.elapsed() < Duration::from_secs(10),
+                t0.elapsed() < limit(Duration::from_secs(10)),
                 "redis-server did not answer PING"
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -479,7 +495,7 @@ impl Redis {
         let t0 = Instant::now();
         while self.info_field(section, field).as_deref() != Some(value) {
             assert!(
-                t0.elapsed() < Duration::from_secs(60),
+                t0.elapsed() < limit(Duration::from_secs(60)),
                 "{field} never became {value}"
             );
             std::thread::sleep(Duration::from_millis(50));

@@ -53,8 +53,10 @@ pub struct VmtestArgs {
     /// Guests to run at the same time (each is one busy host thread).
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
-    /// Rounds of the traced/untraced timing pairs in each guest.
-    #[arg(long, default_value_t = 5)]
+    /// Rounds of the timing runs in each guest (each round runs the three
+    /// configurations, in an order rotated from round to round: a multiple of 3 puts
+    /// each first equally often).
+    #[arg(long, default_value_t = 6)]
     pub ratio_rounds: usize,
     /// Time limit of one guest, in minutes.
     #[arg(long, default_value_t = 45)]
@@ -74,7 +76,7 @@ impl VmtestArgs {
             smp: 1,
             tcg_thread: "single".into(),
             jobs: 2,
-            ratio_rounds: 5,
+            ratio_rounds: 6,
             timeout_min: 45,
             no_setup: true,
         }
@@ -269,6 +271,16 @@ fn make_image(k: &kernel::Kernel, b: &Built, args: &VmtestArgs, cache: &Path) ->
     }
     for (_, p) in &b.tests {
         img.executable(p)?;
+    }
+    // The report tests run cowtrace in the fixtures directory.
+    let fixtures = util::repo_root().join("agent/tests/fixtures");
+    for e in
+        std::fs::read_dir(&fixtures).with_context(|| format!("reading {}", fixtures.display()))?
+    {
+        let p = e?.path();
+        if p.is_file() {
+            img.file(p.clone(), p);
+        }
     }
     let xtask = std::env::current_exe().context("finding the xtask binary")?;
     img.executable_at(Path::new("/usr/local/bin/xtask"), &xtask)?;
