@@ -26,7 +26,8 @@ struct Cli {
 enum Cmd {
     /// Install what is missing (apt packages, nightly + rust-src, bpf-linker, tracefs).
     Setup,
-    /// Run setup, the unit tests, then the root integration tests (needs root).
+    /// Run setup, the unit tests, the root integration tests (needs root), then the kernel
+    /// matrix (`vmtest`).
     Test(test::TestArgs),
     /// Run setup, build release, and show `cowtrace watch` on a local Redis doing BGSAVEs.
     Demo,
