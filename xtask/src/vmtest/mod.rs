@@ -284,7 +284,8 @@ fn make_image(k: &kernel::Kernel, b: &Built, args: &VmtestArgs, cache: &Path) ->
     }
     let xtask = std::env::current_exe().context("finding the xtask binary")?;
     img.executable_at(Path::new("/usr/local/bin/xtask"), &xtask)?;
-    for tool in ["redis-server", "redis-cli", "redis-benchmark"] {
+    // strace is the ground truth of the sync-call test.
+    for tool in ["redis-server", "redis-cli", "redis-benchmark", "strace"] {
         let p = util::find_on_path(tool)
             .with_context(|| format!("{tool} is not installed: run `cargo xtask setup`"))?;
         img.executable_at(&Path::new("/usr/bin").join(tool), &p)?;

@@ -102,6 +102,11 @@ pub const PLAN: &[Item] = &[
         "redis_bgrewriteaof_writes_equal_the_new_base_file",
     ),
     test(
+        "redis-sync-calls",
+        "writes",
+        "redis_bgsave_sync_calls_equal_strace",
+    ),
+    test(
         "record-report",
         "report",
         "record_then_report_gives_the_ledgers_totals",
