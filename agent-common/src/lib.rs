@@ -273,8 +273,13 @@ pub struct Offsets {
     /// `page.compound_head`: bit 0 set on a tail page of a large folio, with the head
     /// page's address in the other bits (include/linux/mm_types.h).
     pub page_compound_head: u32,
+    /// `filename.name`: the kernel's copy of a path (`do_renameat2`'s arguments).
+    pub filename_name: u32,
+    /// `pt_regs.di`: a syscall's first argument, in the `struct pt_regs *` an x86-64
+    /// syscall function (`__x64_sys_*`) takes.
+    pub pt_regs_di: u32,
 }
-const _: () = assert!(core::mem::size_of::<Offsets>() == 96);
+const _: () = assert!(core::mem::size_of::<Offsets>() == 104);
 
 /// The last write-protect fault of a traced thread, in the `PENDING` map keyed by tid.
 /// The entry lives as long as the thread and is updated in place; `active` says whether

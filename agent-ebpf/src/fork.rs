@@ -7,8 +7,8 @@ use agent_common::{
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
     helpers::{bpf_get_current_comm, bpf_get_current_task, bpf_probe_read_user_buf},
-    macros::{btf_tracepoint, tracepoint},
-    programs::{BtfTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, fentry, fexit, tracepoint},
+    programs::{BtfTracePointContext, FEntryContext, FExitContext, TracePointContext},
 };
 use aya_log_ebpf::debug;
 
@@ -192,10 +192,26 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
 /// 5.3 and the loader skips a missing name.
 #[tracepoint]
 pub fn fork_enter(_ctx: TracePointContext) -> u32 {
-    let (tgid, tid) = current_ids();
-    if maybe_traced(tgid) && TRACED.get_ptr(&tgid).is_some() {
-        let _ = FORK_START.insert(&tid, &now_ns(), BPF_ANY as u64);
-    }
+    fork_started();
+    0
+}
+
+/// Hook: `fentry/kernel_clone`, `pid_t kernel_clone(struct kernel_clone_args *args)`
+/// (kernel/fork.c), which `fork`, `vfork`, `clone` and `clone3` all call (`_do_fork`
+/// before 5.10, so older kernels take the tracepoint path). The fentry path of
+/// `fork_enter`; see `vfs.rs` for why it is preferred.
+#[fentry(function = "kernel_clone")]
+pub fn kernel_clone_entry(_ctx: FEntryContext) -> u32 {
+    fork_started();
+    0
+}
+
+/// Hook: `fexit/kernel_clone` (see `kernel_clone_entry`): the `pid_t` it returns comes
+/// after its one argument (low 32 bits: an `int` return). With `vfork`, like the
+/// tracepoint path, the time includes the wait for the child to exec or exit.
+#[fexit(function = "kernel_clone")]
+pub fn kernel_clone_exit(ctx: FExitContext) -> u32 {
+    let _ = fork_returned(i64::from(ctx.arg::<i32>(1)));
     0
 }
 
@@ -210,6 +226,28 @@ pub fn fork_exit(ctx: TracePointContext) -> u32 {
 }
 
 fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
+    if !maybe_traced(current_ids().0) {
+        return Ok(());
+    }
+    // SAFETY: read_at is bpf_probe_read_kernel of the tracepoint record at offset 16
+    // (`long ret`, see the format file); the helper returns an error instead of faulting.
+    let ret: i64 = unsafe { ctx.read_at(16).map_err(|e| e as i64)? };
+    fork_returned(ret)
+}
+
+/// Keep the entry time of a fork of a traced thread (both paths start here).
+#[inline(always)]
+fn fork_started() {
+    let (tgid, tid) = current_ids();
+    if maybe_traced(tgid) && TRACED.get_ptr(&tgid).is_some() {
+        let _ = FORK_START.insert(&tid, &now_ns(), BPF_ANY as u64);
+    }
+}
+
+/// The fork of this thread returned `ret` (the child's pid in the parent): emit its
+/// latency (both paths end here).
+#[inline(always)]
+fn fork_returned(ret: i64) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
     if !maybe_traced(tgid) {
         return Ok(());
@@ -218,9 +256,6 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
     // before the entry is removed.
     let start = unsafe { *FORK_START.get(&tid).ok_or(0)? };
     let _ = FORK_START.remove(&tid);
-    // SAFETY: read_at is bpf_probe_read_kernel of the tracepoint record at offset 16
-    // (`long ret`, see the format file); the helper returns an error instead of faulting.
-    let ret: i64 = unsafe { ctx.read_at(16).map_err(|e| e as i64)? };
     if ret > 0 {
         emit(
             EV_FORK_RET,
@@ -286,6 +321,18 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
 /// classification fallback for children that exit before userspace reads /proc.
 #[tracepoint]
 pub fn exit_group_enter(_ctx: TracePointContext) -> u32 {
+    let _ = try_title();
+    0
+}
+
+/// Hook: `fentry/__x64_sys_exit_group`, `long __x64_sys_exit_group(const struct pt_regs
+/// *regs)`, the `exit_group` syscall itself (kernel/exit.c; x86-64 since 4.17): the
+/// fentry path of `exit_group_enter`, the same calls. Not `do_group_exit`: a small
+/// function the syscall could inline, as Debian's 6.12 inlines the sync functions into
+/// theirs (see trampoline.rs); a syscall function is called through the syscall table,
+/// never inlined. No argument is read.
+#[fentry(function = "__x64_sys_exit_group")]
+pub fn sys_exit_group_entry(_ctx: FEntryContext) -> u32 {
     let _ = try_title();
     0
 }

@@ -95,6 +95,8 @@ pub static OFFSETS: Offsets = Offsets {
     page_mapping: 0,
     mapping_host: 0,
     page_compound_head: 0,
+    filename_name: 0,
+    pt_regs_di: 0,
 };
 
 /// Files written by traced processes: exact bytes and calls per (session, file).

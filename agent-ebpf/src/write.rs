@@ -42,9 +42,17 @@ pub fn fd_syscall_enter(ctx: TracePointContext) -> u32 {
     // SAFETY: read_at is bpf_probe_read_kernel of the tracepoint record at offset 16, the
     // first syscall argument (the fd); errors become u64::MAX.
     let fd: u64 = unsafe { ctx.read_at(16).unwrap_or(u64::MAX) };
+    start_call(tid, fd as u32);
+    0
+}
+
+/// Keep the entry time of this (traced) thread's write or sync call, and its fd when the
+/// hook knows it (`NO_FD` otherwise): both paths, tracepoint and fentry, start here.
+#[inline(always)]
+pub fn start_call(tid: u32, fd: u32) {
     let start = SyscallStart {
         ts_ns: now_ns(),
-        fd: fd as u32,
+        fd,
         active: 1,
     };
     match SYSCALL_START.get_ptr_mut(&tid) {
@@ -56,12 +64,11 @@ pub fn fd_syscall_enter(ctx: TracePointContext) -> u32 {
             let _ = SYSCALL_START.insert(&tid, &start, BPF_ANY as u64);
         }
     }
-    0
 }
 
 /// The entry of this thread's write or sync syscall, marked used.
 #[inline(always)]
-fn take_start(tid: u32) -> Result<SyscallStart, i64> {
+pub fn take_start(tid: u32) -> Result<SyscallStart, i64> {
     let p = SYSCALL_START.get_ptr_mut(&tid).ok_or(0)?;
     // SAFETY: `p` is this thread's non-null SYSCALL_START value; copied out at once.
     let start = unsafe { *p };
@@ -75,7 +82,7 @@ fn take_start(tid: u32) -> Result<SyscallStart, i64> {
 
 /// The `struct file *` behind `fd` in the current task: `current->files->fdt->fd[fd]`.
 #[inline(always)]
-fn fd_file(fd: u32) -> Result<*const u8, i64> {
+pub fn fd_file(fd: u32) -> Result<*const u8, i64> {
     // SAFETY: bpf_get_current_task has no preconditions; the pointer is only read through
     // bpf_probe_read_kernel.
     let task = unsafe { bpf_get_current_task() } as *const u8;
@@ -162,8 +169,23 @@ fn try_write_exit(ctx: &TracePointContext) -> Result<(), i64> {
     if ret <= 0 {
         return Ok(());
     }
+    write_done(tgid, tid, start, fd_file(start.fd)?, ret)
+}
+
+/// A write call of this thread, started at `start`, returned `ret` for `file`: count it
+/// when it wrote to a regular file (both paths end here).
+#[inline(always)]
+pub fn write_done(
+    tgid: u32,
+    tid: u32,
+    start: SyscallStart,
+    file: *const u8,
+    ret: i64,
+) -> Result<(), i64> {
+    if ret <= 0 {
+        return Ok(());
+    }
     let bytes = ret as u64;
-    let file = fd_file(start.fd)?;
     let inode: u64 = read_field(file, off!(file_inode))?;
     let key = regular_inode(inode as *const u8).ok_or(0)?;
     let session = session_of(tgid).ok_or(0)?;
@@ -258,8 +280,8 @@ pub fn sync_file_range_exit(_ctx: TracePointContext) -> u32 {
     0
 }
 
-/// One sync call of kind `call` (`SYNC_*`, a constant once inlined into its program)
-/// returned: count it, time it, emit it.
+/// One sync syscall of kind `call` (`SYNC_*`, a constant once inlined into its
+/// program) returned.
 #[inline(always)]
 fn try_sync_exit(call: usize) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
@@ -267,6 +289,19 @@ fn try_sync_exit(call: usize) -> Result<(), i64> {
         return Ok(());
     }
     let start = take_start(tid)?;
+    sync_done(tgid, tid, start, fd_file(start.fd).ok(), call)
+}
+
+/// A sync call of kind `call` of this thread, started at `start`, on `file` (when known)
+/// returned: count it, time it, emit it (both paths end here).
+#[inline(always)]
+pub fn sync_done(
+    tgid: u32,
+    tid: u32,
+    start: SyscallStart,
+    file: Option<*const u8>,
+    call: usize,
+) -> Result<(), i64> {
     let session = session_of(tgid).ok_or(0)?;
     let now = now_ns();
     let lat = now.saturating_sub(start.ts_ns);
@@ -279,7 +314,7 @@ fn try_sync_exit(call: usize) -> Result<(), i64> {
         atomic_add(&mut (*io).sync_ns[call], lat);
     });
     let mut key = InodeKey::default();
-    if let Ok(file) = fd_file(start.fd)
+    if let Some(file) = file
         && let Ok(inode) = read_field::<u64>(file, off!(file_inode))
         && let Some(k) = regular_inode(inode as *const u8)
     {
@@ -349,16 +384,35 @@ pub fn renameat_enter(ctx: TracePointContext) -> u32 {
 }
 
 fn try_rename(ctx: &TracePointContext, old_off: usize, new_off: usize) -> Result<(), i64> {
-    let (tgid, tid) = current_ids();
-    if !maybe_traced(tgid) {
+    if !maybe_traced(current_ids().0) {
         return Ok(());
     }
-    let session = session_of(tgid).ok_or(0)?;
     // SAFETY: read_at is bpf_probe_read_kernel of the tracepoint record at the offsets of
     // the two path pointers (see the format files); the helper returns an error instead of
     // faulting.
     let old: u64 = unsafe { ctx.read_at(old_off).map_err(|e| e as i64)? };
     let new: u64 = unsafe { ctx.read_at(new_off).map_err(|e| e as i64)? };
+    rename(old as *const u8, new as *const u8, Space::User)
+}
+
+/// Where a rename's path strings live.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Space {
+    /// The syscall's arguments (the tracepoint path).
+    User,
+    /// The kernel's copies in `struct filename` (the fentry path).
+    Kernel,
+}
+
+/// A traced process renames `old` to `new`: emit both paths on the session ring (both
+/// hook paths end here).
+#[inline(always)]
+pub fn rename(old: *const u8, new: *const u8, space: Space) -> Result<(), i64> {
+    let (tgid, tid) = current_ids();
+    if !maybe_traced(tgid) {
+        return Ok(());
+    }
+    let session = session_of(tgid).ok_or(0)?;
     let mut e = reserve::<RenameEvent>(&PROC_EVENTS, DROP_PROC).ok_or(0)?;
     e.write(RenameEvent {
         kind: EV_RENAME,
@@ -371,11 +425,16 @@ fn try_rename(ctx: &TracePointContext, old_off: usize, new_off: usize) -> Result
     });
     let p = e.as_mut_ptr();
     // SAFETY: `p` points to the reserved RenameEvent written above, so `old` and `new` are
-    // valid NAME_LEN buffers; bpf_probe_read_user_str reads the user paths and returns an
+    // valid NAME_LEN buffers; the probe-read helpers copy the path strings and return an
     // error instead of faulting.
     unsafe {
-        let _ = bpf_probe_read_user_str_bytes(old as *const u8, &mut (*p).old);
-        let _ = bpf_probe_read_user_str_bytes(new as *const u8, &mut (*p).new);
+        if space == Space::User {
+            let _ = bpf_probe_read_user_str_bytes(old, &mut (*p).old);
+            let _ = bpf_probe_read_user_str_bytes(new, &mut (*p).new);
+        } else {
+            let _ = bpf_probe_read_kernel_str_bytes(old, &mut (*p).old);
+            let _ = bpf_probe_read_kernel_str_bytes(new, &mut (*p).new);
+        }
     }
     e.submit(0);
     Ok(())

@@ -113,6 +113,8 @@ impl KernelBtf {
             page_mapping: m("page", "mapping")?,
             mapping_host: m("address_space", "host")?,
             page_compound_head: m("page", "compound_head")?,
+            filename_name: m("filename", "name")?,
+            pt_regs_di: m("pt_regs", "di")?,
         })
     }
 
@@ -128,6 +130,61 @@ impl KernelBtf {
         self.btf
             .resolve_types_by_name(name)
             .is_ok_and(|v| v.iter().any(|t| matches!(t, Type::Func(_))))
+    }
+
+    /// The parameters of function `name`, each as `struct NAME *` for a pointer to a
+    /// struct or union, else the name of its type (`int`, `loff_t`) or `?`; None when BTF
+    /// has no such function (it does not exist, or was inlined everywhere).
+    pub fn func_params(&self, name: &str) -> Option<Vec<String>> {
+        let types = self.btf.resolve_types_by_name(name).ok()?;
+        let func = types.into_iter().find_map(|t| match t {
+            Type::Func(f) => Some(f),
+            _ => None,
+        })?;
+        let Type::FuncProto(proto) = self.btf.resolve_chained_type(&func).ok()? else {
+            return None;
+        };
+        Some(
+            proto
+                .parameters
+                .iter()
+                .map(|p| self.describe(self.btf.resolve_chained_type(p).ok()))
+                .collect(),
+        )
+    }
+
+    fn describe(&self, t: Option<Type>) -> String {
+        let name = |x: &dyn BtfType| self.btf.resolve_name(x).unwrap_or_default();
+        match t {
+            Some(Type::Ptr(p)) => {
+                // Through qualifiers to what is pointed at.
+                let mut t = self.btf.resolve_chained_type(&p).ok();
+                let mut hops = 0;
+                let pointee = loop {
+                    hops += 1;
+                    t = match t {
+                        _ if hops > 8 => break None,
+                        Some(Type::Const(x)) => self.btf.resolve_chained_type(&x).ok(),
+                        Some(Type::Volatile(x)) => self.btf.resolve_chained_type(&x).ok(),
+                        Some(Type::Restrict(x)) => self.btf.resolve_chained_type(&x).ok(),
+                        Some(Type::TypeTag(x)) => self.btf.resolve_chained_type(&x).ok(),
+                        other => break other,
+                    };
+                };
+                match pointee {
+                    Some(Type::Struct(s)) | Some(Type::Union(s)) => {
+                        format!("struct {} *", name(&s))
+                    }
+                    Some(Type::Int(i)) => format!("{} *", name(&i)),
+                    Some(Type::Typedef(d)) => format!("{} *", name(&d)),
+                    _ => "? *".to_string(),
+                }
+            }
+            Some(Type::Int(i)) => name(&i),
+            Some(Type::Typedef(d)) => name(&d),
+            Some(Type::Enum(e)) => name(&e),
+            _ => "?".to_string(),
+        }
     }
 
     /// Byte offset of `member` in `struct strukt`, looking inside anonymous struct and
@@ -241,6 +298,10 @@ mod tests {
         );
         assert!(o.page_mapping > 0 && o.page_compound_head > 0, "{o:?}");
         assert!(btf.has_btf_tracepoint("sched_process_fork"));
+        let p = btf.func_params("vfs_fsync").unwrap();
+        assert_eq!(p, ["struct file *", "int"]);
+        assert_eq!(btf.func_params("vfs_write").unwrap()[0], "struct file *");
+        assert!(btf.func_params("no_such_function").is_none());
         assert!(!btf.has_btf_tracepoint("no_such_tracepoint"));
         assert!(btf.member_offset("task_struct", "no_such_field").is_err());
     }

@@ -3,7 +3,8 @@ use std::fmt::Write as _;
 
 use crate::{
     kernel::btf::{KernelBtf, btf_path, read_btf},
-    kernel::loader::{self, BTF_TRACEPOINTS, COW_HOOKS, Hooks, LoadOptions, Probes},
+    kernel::hooks::{self, HOOKS_ENV, Policy},
+    kernel::loader::{self, BTF_TRACEPOINTS, COW_HOOKS, Hooks, LoadOptions, Probes, ProtoChecks},
     kernel::privileges,
     procfs::{self, sockets},
     text::{error::chain_of, units::fmt_bytes},
@@ -75,6 +76,18 @@ pub fn run() -> Vec<Item> {
             None
         }
     };
+    let protos = btf.as_ref().map(ProtoChecks::of).unwrap_or_default();
+    let policy = match std::env::var(HOOKS_ENV) {
+        Err(_) => Some(Policy::Auto),
+        Ok(v) => Policy::parse(&v),
+    };
+    if policy.is_none() {
+        items.push(item(
+            "hooks",
+            Some(false),
+            format!("{HOOKS_ENV} must be `auto` or `tracepoint`"),
+        ));
+    }
     if let Ok(b) = &btf {
         let missing: Vec<_> = BTF_TRACEPOINTS
             .iter()
@@ -103,9 +116,10 @@ pub fn run() -> Vec<Item> {
                     let opts = LoadOptions {
                         auto_redis: false,
                         hot_ring_bytes: 1 << 16,
+                        hooks: policy.unwrap_or_default(),
                         ..Default::default()
                     };
-                    loader::load_with(&opts, offsets, &btf, Hooks::OnePerCategory)
+                    loader::load_with(&opts, offsets, &btf, Hooks::OnePerCategory, &protos)
                         .map(|p| (p, btf))
                         .map_err(|e| chain_of(&e))
                 });
@@ -182,18 +196,20 @@ fn attach_items(probes: &mut Probes, btf: &aya::Btf) -> Vec<Item> {
         };
         items.push(item(r.kind, None, detail));
     }
-    let fentry_ok = optional.iter().any(|r| r.kind == "fentry" && r.ok);
+    // BTF tracepoints cost what fentry costs (about 3 ns a hit), and these exist on every
+    // kernel cowtrace supports: COW never needs another path.
     items.push(item(
         "COW method",
         None,
-        format!(
-            "tracepoint ({COW_HOOKS}){}",
-            if fentry_ok {
-                "; fentry is available but not used by this version"
-            } else {
-                "; fentry refused here, so the tracepoint path is the one in use"
-            }
-        ),
+        format!("tracepoint ({COW_HOOKS}) on every kernel"),
+    ));
+    for c in &probes.paths {
+        items.push(item(c.measurement, None, c.describe()));
+    }
+    items.push(item(
+        "paths",
+        None,
+        format!("fentry {}", hooks::fentry_summary(&probes.paths)),
     ));
     items
 }

@@ -5,15 +5,17 @@ use std::path::Path;
 use agent_common::PROC_RING_BYTES;
 use aya::{
     Btf, Ebpf, EbpfLoader, Endianness,
-    programs::{BtfTracePoint, FEntry, KProbe, ProgramError, TracePoint, UProbe},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError, TracePoint, UProbe},
 };
 use thiserror::Error;
 
 use crate::{
     kernel::{
         btf::{BtfError, KernelBtf, KernelOffsets, btf_path, read_btf},
+        hooks::{self, Choice, HOOKS_ENV, MEASUREMENTS, Measurement, Path as HookPath, Policy},
         links::Links,
     },
+    procfs,
     text::error::chain_of,
 };
 
@@ -29,78 +31,13 @@ pub const BTF_TRACEPOINTS: [&str; 6] = [
     "block_rq_issue",
     "block_rq_complete",
 ];
-/// Classic tracepoints: (program, category, names...). A name missing on this kernel
-/// (clone3 or vfork on some architectures) is skipped; each program needs one.
-const TRACEPOINTS: [(&str, &str, &[&str]); 10] = [
-    (
-        "fork_enter",
-        "syscalls",
-        &[
-            "sys_enter_clone",
-            "sys_enter_clone3",
-            "sys_enter_fork",
-            "sys_enter_vfork",
-        ],
-    ),
-    (
-        "fork_exit",
-        "syscalls",
-        &[
-            "sys_exit_clone",
-            "sys_exit_clone3",
-            "sys_exit_fork",
-            "sys_exit_vfork",
-        ],
-    ),
-    ("sched_process_exec", "sched", &["sched_process_exec"]),
-    ("exit_group_enter", "syscalls", &["sys_enter_exit_group"]),
-    (
-        "fd_syscall_enter",
-        "syscalls",
-        &[
-            "sys_enter_write",
-            "sys_enter_pwrite64",
-            "sys_enter_writev",
-            "sys_enter_pwritev",
-            "sys_enter_pwritev2",
-            "sys_enter_fsync",
-            "sys_enter_fdatasync",
-            "sys_enter_sync_file_range",
-            // The name on architectures whose ABI reorders its arguments (the fd
-            // stays first).
-            "sys_enter_sync_file_range2",
-        ],
-    ),
-    (
-        "write_exit",
-        "syscalls",
-        &[
-            "sys_exit_write",
-            "sys_exit_pwrite64",
-            "sys_exit_writev",
-            "sys_exit_pwritev",
-            "sys_exit_pwritev2",
-        ],
-    ),
-    ("fsync_exit", "syscalls", &["sys_exit_fsync"]),
-    ("fdatasync_exit", "syscalls", &["sys_exit_fdatasync"]),
-    (
-        "sync_file_range_exit",
-        "syscalls",
-        &["sys_exit_sync_file_range", "sys_exit_sync_file_range2"],
-    ),
-    ("rename_enter", "syscalls", &["sys_enter_rename"]),
-];
-/// renameat and renameat2 share a record layout different from rename's.
-const RENAMEAT: (&str, &str, &[&str]) = (
-    "renameat_enter",
-    "syscalls",
-    &["sys_enter_renameat", "sys_enter_renameat2"],
-);
+/// Classic tracepoints of no measurement with a second path: (program, category,
+/// names). The syscall tracepoints belong to the measurements of `hooks.rs`.
+const TRACEPOINTS: [hooks::Tracepoint; 1] =
+    [("sched_process_exec", "sched", &["sched_process_exec"])];
 
 pub const COW_METHOD: &str = "tracepoint";
 pub const COW_HOOKS: &str = "tp_btf/page_fault_user + tp_btf/mm_page_alloc";
-pub const WRITE_HOOKS: &str = "tracepoint/syscalls/sys_{enter,exit}_{write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,sync_file_range,rename,renameat,renameat2}";
 pub const DISK_HOOKS: &str = "tp_btf/block_rq_issue + tp_btf/block_rq_complete (bio page -> inode)";
 
 #[derive(Debug, Error)]
@@ -114,11 +51,13 @@ pub enum LoadError {
     Tracefs(std::io::Error),
     #[error("cannot load the BPF object: {0}{hint}", hint = perm_hint(.0.as_ref()))]
     Load(#[source] Box<aya::EbpfError>),
-    #[error("program `{name}` ({hook}) failed to {step}: {}{hint}", shorten_verifier_log(&source.to_string()), hint = perm_hint(source.as_ref()))]
+    #[error("program `{name}` ({hook}) failed to {step} on kernel {kernel}: {}{hint}", shorten_verifier_log(&source.to_string()), hint = perm_hint(source.as_ref()))]
     Program {
         name: String,
         hook: String,
         step: &'static str,
+        /// `uname -r`: a verifier's verdict depends on the kernel.
+        kernel: String,
         #[source]
         source: Box<ProgramError>,
     },
@@ -154,6 +93,8 @@ pub struct LoadOptions {
     pub hot_wake_bytes: Option<u64>,
     /// Size of the session event ring (default: the object's 1 MiB).
     pub proc_ring_bytes: Option<u32>,
+    /// Which paths the measurements of `hooks.rs` may take (`COWTRACE_HOOKS`).
+    pub hooks: Policy,
 }
 
 impl Default for LoadOptions {
@@ -163,6 +104,7 @@ impl Default for LoadOptions {
             hot_ring_bytes: 8 << 20,
             hot_wake_bytes: None,
             proc_ring_bytes: None,
+            hooks: Policy::Auto,
         }
     }
 }
@@ -172,6 +114,36 @@ pub struct Probes {
     /// The attached links: dropping them detaches the programs (`Links`).
     pub links: Links,
     pub offsets: KernelOffsets,
+    /// The path each measurement of `hooks.rs` took, and why.
+    pub paths: Vec<Choice>,
+}
+
+/// Each measurement's fentry prototypes checked against this kernel's BTF: `None` when
+/// its fentry path may be tried, else why not.
+#[derive(Debug, Clone, Default)]
+pub struct ProtoChecks(Vec<(&'static str, Option<String>)>);
+
+impl ProtoChecks {
+    pub fn of(btf: &KernelBtf) -> Self {
+        ProtoChecks(
+            MEASUREMENTS
+                .iter()
+                .map(|m| {
+                    let why = m.protos.iter().find_map(|p| {
+                        hooks::check_proto(p, btf.func_params(p.function).as_deref()).err()
+                    });
+                    (m.name, why)
+                })
+                .collect(),
+        )
+    }
+
+    fn why_not(&self, m: &Measurement) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == m.name)
+            .map_or_else(|| Some("prototypes not checked".into()), |(_, w)| w.clone())
+    }
 }
 
 /// Which hooks each program is attached to.
@@ -212,10 +184,13 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
     let path = btf_path();
     let bytes = read_btf(&path)?;
     // Parsed BTF is large (tens of MiB of heap): keep one parse alive at a time.
-    let offsets = KernelBtf::from_file_or_bytes(&path, &bytes)?.offsets()?;
+    let kernel = KernelBtf::from_file_or_bytes(&path, &bytes)?;
+    let offsets = kernel.offsets()?;
+    let protos = ProtoChecks::of(&kernel);
+    drop(kernel);
     let btf = parse_btf(&bytes, &path)?;
     drop(bytes);
-    let probes = load_with(opts, offsets, &btf, Hooks::All)?;
+    let probes = load_with(opts, offsets, &btf, Hooks::All, &protos)?;
     drop(btf);
     // Give the heap used by BTF parsing back to the system: the agent then runs in a
     // few MiB plus its ring buffers (glibc keeps freed memory otherwise).
@@ -241,6 +216,7 @@ pub fn load_with(
     offsets: KernelOffsets,
     btf: &Btf,
     hooks: Hooks,
+    protos: &ProtoChecks,
 ) -> Result<Probes, LoadError> {
     ensure_tracefs()?;
     let agent_tgid = std::process::id();
@@ -267,42 +243,35 @@ pub fn load_with(
     for name in ["sched_process_fork", "sched_process_exit"] {
         attach_btf(&mut ebpf, &mut links, btf, name)?;
     }
-    let mut proven: Vec<&str> = Vec::new();
-    for (prog, category, names) in TRACEPOINTS.into_iter().chain([RENAMEAT]) {
-        let p: &mut TracePoint = program(&mut ebpf, prog, category)?;
-        p.load()
-            .map_err(|source| prog_err(prog, category, "load", source))?;
-        // clone3/vfork may be missing on some architectures: skip those quietly, but
-        // each program needs at least one of its hooks.
-        let present: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|n| tracepoint_exists(category, n))
-            .collect();
-        if present.is_empty() {
-            return Err(prog_err(
-                prog,
-                category,
-                "attach",
-                ProgramError::UnexpectedProgramType,
-            ));
-        }
-        let wanted = match hooks {
-            Hooks::All => present.len(),
-            Hooks::OnePerCategory if proven.contains(&category) => 0,
-            Hooks::OnePerCategory => 1,
+    let mut tp = TracepointState::default();
+    tp.attach(&mut ebpf, &mut links, &TRACEPOINTS, hooks)?;
+    let mut paths = Vec::new();
+    for m in &MEASUREMENTS {
+        let mut why = match opts.hooks {
+            Policy::Tracepoint => Some(format!("forced by {HOOKS_ENV}=tracepoint")),
+            Policy::Auto => protos.why_not(m),
         };
-        proven.push(category);
-        for name in &present[..wanted] {
-            let hook = || format!("{category}/{name}");
-            let id = p
-                .attach(category, name)
-                .map_err(|source| prog_err(prog, &hook(), "attach", source))?;
-            let link = p
-                .take_link(id)
-                .map_err(|source| prog_err(prog, &hook(), "attach", source))?;
-            links.push(link);
+        if why.is_none() {
+            match attach_trampolines(&mut ebpf, btf, m) {
+                Ok(group) => links.absorb(group),
+                Err(e) => why = Some(format!("fentry refused: {e}")),
+            }
         }
+        let (path, hooks_in_use) = if why.is_none() {
+            (HookPath::Fentry, m.fentry_hooks)
+        } else {
+            tp.attach(&mut ebpf, &mut links, m.tracepoints, hooks)?;
+            (HookPath::Tracepoint, m.tracepoint_hooks)
+        };
+        if let Some(w) = &why {
+            log::info!("{}: tracepoint path ({w})", m.name);
+        }
+        paths.push(Choice {
+            measurement: m.name,
+            path,
+            hooks: hooks_in_use,
+            why,
+        });
     }
     for name in [
         "page_fault_user",
@@ -316,7 +285,128 @@ pub fn load_with(
         ebpf,
         links,
         offsets,
+        paths,
     })
+}
+
+/// What the classic tracepoint programs have done so far: the programs loaded (one may
+/// serve two measurements: `fd_syscall_enter`) and the categories proven once.
+#[derive(Default)]
+struct TracepointState {
+    loaded: Vec<&'static str>,
+    proven: Vec<&'static str>,
+}
+
+impl TracepointState {
+    /// Load (once) and attach each program of `list` to its tracepoints.
+    fn attach(
+        &mut self,
+        ebpf: &mut Ebpf,
+        links: &mut Links,
+        list: &[hooks::Tracepoint],
+        hooks: Hooks,
+    ) -> Result<(), LoadError> {
+        for &(prog, category, names) in list {
+            let p: &mut TracePoint = program(ebpf, prog, category)?;
+            if !self.loaded.contains(&prog) {
+                p.load()
+                    .map_err(|source| prog_err(prog, category, "load", source))?;
+                self.loaded.push(prog);
+            }
+            // clone3/vfork may be missing on some architectures: skip those quietly, but
+            // each program needs at least one of its hooks.
+            let present: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|n| tracepoint_exists(category, n))
+                .collect();
+            if present.is_empty() {
+                return Err(prog_err(
+                    prog,
+                    &format!("{category}/{}", names.join(",")),
+                    "attach",
+                    ProgramError::UnexpectedProgramType,
+                ));
+            }
+            let wanted = match hooks {
+                Hooks::All => present.len(),
+                Hooks::OnePerCategory if self.proven.contains(&category) => 0,
+                Hooks::OnePerCategory => 1,
+            };
+            self.proven.push(category);
+            for name in &present[..wanted] {
+                let hook = || format!("{category}/{name}");
+                let id = p
+                    .attach(category, name)
+                    .map_err(|source| prog_err(prog, &hook(), "attach", source))?;
+                let link = p
+                    .take_link(id)
+                    .map_err(|source| prog_err(prog, &hook(), "attach", source))?;
+                links.push(link);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Load and attach the fentry/fexit programs of `m`: all of them, or none (what was
+/// attached is detached again) with the kernel's refusal in a few words.
+fn attach_trampolines(ebpf: &mut Ebpf, btf: &Btf, m: &Measurement) -> Result<Links, String> {
+    let mut group = Links::default();
+    for t in m.trampolines {
+        let kind = if t.exit { "fexit" } else { "fentry" };
+        let hook = format!("{kind}/{}", t.function);
+        let fail = |step: &str, e: &dyn std::error::Error| {
+            let msg = chain_of(e);
+            log::debug!("{} ({hook}) failed to {step}: {msg}", t.prog);
+            format!("{hook}: {}", brief(&msg))
+        };
+        let p = ebpf
+            .program_mut(t.prog)
+            .ok_or_else(|| format!("{} missing from the BPF object", t.prog))?;
+        if t.exit {
+            let p: &mut FExit = p
+                .try_into()
+                .map_err(|e: ProgramError| fail("be found", &e))?;
+            p.load(t.function, btf).map_err(|e| fail("load", &e))?;
+            let id = p.attach().map_err(|e| fail("attach", &e))?;
+            group.push(p.take_link(id).map_err(|e| fail("attach", &e))?);
+        } else {
+            let p: &mut FEntry = p
+                .try_into()
+                .map_err(|e: ProgramError| fail("be found", &e))?;
+            p.load(t.function, btf).map_err(|e| fail("load", &e))?;
+            let id = p.attach().map_err(|e| fail("attach", &e))?;
+            group.push(p.take_link(id).map_err(|e| fail("attach", &e))?);
+        }
+    }
+    Ok(group)
+}
+
+/// A kernel's refusal in one line: the error, and when the verifier rejected the
+/// program, the last line of its log (its verdict), which says why.
+fn brief(msg: &str) -> String {
+    let (head, log) = msg.split_once("Verifier output:").unwrap_or((msg, ""));
+    let head = head
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim_end()
+        .trim_end_matches('.');
+    let verdict = log
+        .lines()
+        .map(str::trim)
+        // The statistics it ends with say nothing about why.
+        .rfind(|l| {
+            !l.is_empty()
+                && !["processed ", "verification time", "stack depth"]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+        });
+    match verdict {
+        Some(v) => format!("{head}; the verifier said: {v}"),
+        None => head.to_string(),
+    }
 }
 
 /// Keep a verifier log readable in an error message: its first line and its last 12.
@@ -342,6 +432,7 @@ fn prog_err(name: &str, hook: &str, step: &'static str, source: ProgramError) ->
         name: name.to_string(),
         hook: hook.to_string(),
         step,
+        kernel: procfs::kernel_release(),
         source: Box::new(source),
     }
 }
@@ -459,4 +550,28 @@ pub fn parse_btf(bytes: &[u8], path: &Path) -> Result<Btf, BtfError> {
         path: path.to_path_buf(),
         msg: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_in_one_line_with_the_verifiers_verdict() {
+        let eperm = "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1). Verifier output: ";
+        assert_eq!(
+            brief(eperm),
+            "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1)"
+        );
+        let rejected = "the BPF_PROG_LOAD syscall returned Permission denied (os error 13). Verifier output: 0: R1=ctx() R10=fp0\n\
+            ; let ret: i64 = ctx.arg(ret_arg);\n\
+            12: (79) r3 = *(u64 *)(r2 +0)\n\
+            dereference of modified ctx ptr R2 off=32 disallowed\n\
+            processed 12 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 1\n\
+            stack depth 16+144+0\n";
+        assert_eq!(
+            brief(rejected),
+            "the BPF_PROG_LOAD syscall returned Permission denied (os error 13); the verifier said: dereference of modified ctx ptr R2 off=32 disallowed"
+        );
+    }
 }

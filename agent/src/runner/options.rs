@@ -1,9 +1,13 @@
 //! Settings from the environment, parsed once at start-up. They exist for the tests
-//! (tiny rings make events drop, to prove that totals stay exact) and for tuning; a
-//! value that does not parse is an error, never silently ignored.
+//! (tiny rings make events drop, to prove that totals stay exact; the tracepoint path
+//! forced on a kernel that allows fentry) and for tuning; a value that does not parse is
+//! an error, never silently ignored.
 use thiserror::Error;
 
-use crate::kernel::loader::LoadOptions;
+use crate::kernel::{
+    hooks::{HOOKS_ENV, Policy},
+    loader::LoadOptions,
+};
 
 /// `COWTRACE_HOT_RING_BYTES`: size of the detail ring (COW copies, writes, syncs, block
 /// requests).
@@ -24,6 +28,10 @@ pub enum OptionError {
     },
     #[error("{name}={value}: must be a power of two of at least 4096 (a ring's size in bytes)")]
     BadRingSize { name: &'static str, value: u32 },
+    #[error(
+        "{HOOKS_ENV}={0:?}: must be `auto` (the fentry path where the kernel allows it) or `tracepoint`"
+    )]
+    BadHooks(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,6 +39,9 @@ pub struct EnvOverrides {
     pub hot_ring_bytes: Option<u32>,
     pub proc_ring_bytes: Option<u32>,
     pub hot_wake_bytes: Option<u64>,
+    /// `COWTRACE_HOOKS`: `tracepoint` forces the tracepoint path of every measurement
+    /// that has a fentry path too (kernel/hooks.rs).
+    pub hooks: Option<Policy>,
 }
 
 const RING_WANT: &str = "a power of two of at least 4096";
@@ -68,6 +79,10 @@ impl EnvOverrides {
             hot_ring_bytes: ring(HOT_RING_BYTES, get(HOT_RING_BYTES))?,
             proc_ring_bytes: ring(PROC_RING_BYTES, get(PROC_RING_BYTES))?,
             hot_wake_bytes: number(HOT_WAKE_BYTES, get(HOT_WAKE_BYTES), "bytes")?,
+            hooks: match get(HOOKS_ENV) {
+                None => None,
+                Some(v) => Some(Policy::parse(&v).ok_or(OptionError::BadHooks(v))?),
+            },
         })
     }
 
@@ -77,6 +92,9 @@ impl EnvOverrides {
         }
         opts.proc_ring_bytes = self.proc_ring_bytes.or(opts.proc_ring_bytes);
         opts.hot_wake_bytes = self.hot_wake_bytes.or(opts.hot_wake_bytes);
+        if let Some(h) = self.hooks {
+            opts.hooks = h;
+        }
     }
 }
 
@@ -122,5 +140,18 @@ mod tests {
             }
         );
         assert!(parse(&[(HOT_RING_BYTES, "2048")]).is_err());
+        assert_eq!(
+            parse(&[(HOOKS_ENV, "kprobe")]).unwrap_err().to_string(),
+            "COWTRACE_HOOKS=\"kprobe\": must be `auto` (the fentry path where the kernel allows it) or `tracepoint`"
+        );
+    }
+
+    #[test]
+    fn hooks_policy_applies() {
+        let o = parse(&[(HOOKS_ENV, "tracepoint")]).unwrap();
+        let mut opts = LoadOptions::default();
+        assert_eq!(opts.hooks, Policy::Auto);
+        o.apply(&mut opts);
+        assert_eq!(opts.hooks, Policy::Tracepoint);
     }
 }

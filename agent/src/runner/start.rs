@@ -8,7 +8,8 @@ use anyhow::{Context as _, Result, bail};
 use super::{Output, state::State};
 use crate::{
     kernel::{
-        loader::{COW_HOOKS, COW_METHOD, DISK_HOOKS, WRITE_HOOKS},
+        hooks::{self, Choice},
+        loader::{COW_HOOKS, COW_METHOD, DISK_HOOKS},
         maps::KernelMaps,
     },
     live::{self, Live, screen::model::Losses, summary},
@@ -94,7 +95,21 @@ fn add_running(maps: &mut KernelMaps, root: u32) -> Result<Vec<Running>> {
         .collect())
 }
 
-fn meta(roots: &[u32], pid_mode: bool, start_ns: u64, interval: Duration) -> Meta {
+/// The hooks a measurement of `hooks.rs` uses here, in words.
+fn path_of(paths: &[Choice], m: &hooks::Measurement) -> String {
+    paths
+        .iter()
+        .find(|c| c.measurement == m.name)
+        .map_or_else(|| "not attached".to_string(), Choice::describe)
+}
+
+fn meta(
+    roots: &[u32],
+    pid_mode: bool,
+    start_ns: u64,
+    interval: Duration,
+    paths: &[Choice],
+) -> Meta {
     Meta {
         format: FORMAT_NAME.into(),
         version: FORMAT_VERSION,
@@ -105,12 +120,15 @@ fn meta(roots: &[u32], pid_mode: bool, start_ns: u64, interval: Duration) -> Met
             method: COW_METHOD.into(),
             fork: "tp_btf/sched_process_fork".into(),
             exit: "tp_btf/sched_process_exit".into(),
-            fork_latency: "tracepoint/syscalls/sys_{enter,exit}_{clone,clone3,fork,vfork}".into(),
+            fork_latency: path_of(paths, &hooks::FORK_LATENCY),
             cow: COW_HOOKS.into(),
-            writes: WRITE_HOOKS.into(),
+            writes: path_of(paths, &hooks::WRITES),
+            syncs: path_of(paths, &hooks::SYNCS),
+            renames: path_of(paths, &hooks::RENAMES),
+            titles: path_of(paths, &hooks::TITLES),
             disk: DISK_HOOKS.into(),
-            fentry: "not used by this version; `cowtrace check` probes it".into(),
-            kprobe: "not used by this version; `cowtrace check` probes it".into(),
+            fentry: hooks::fentry_summary(paths),
+            kprobe: "not used: BTF tracepoints and fentry cover every measurement".into(),
         },
         targets: if pid_mode { "pids" } else { "auto" }.into(),
         pids: roots.to_vec(),
@@ -173,8 +191,14 @@ pub fn banner(targets: Option<&str>, trace: Option<&std::path::Path>, attach_ms:
 
 /// Say that cowtrace is attached: the trace's `meta` line, or `watch`'s first line or
 /// its screen.
-pub fn announce(st: &mut State, roots: &[u32], interval: Duration, attach_ms: u128) -> Result<()> {
-    let meta = meta(roots, st.pid_mode, st.start_ns, interval);
+pub fn announce(
+    st: &mut State,
+    roots: &[u32],
+    interval: Duration,
+    attach_ms: u128,
+    paths: &[Choice],
+) -> Result<()> {
+    let meta = meta(roots, st.pid_mode, st.start_ns, interval, paths);
     let named: Vec<(u32, String)> = roots.iter().map(|&r| (r, st.instance(r))).collect();
     let targets = targets_text(st.pid_mode, &named);
     if matches!(st.output, Output::Watch | Output::View) {

@@ -86,8 +86,18 @@ pub fn print_line(line: &str) -> Result<()> {
     Ok(())
 }
 
-/// The path of `pid`'s open `fd`, if it still refers to inode `ino`.
+/// The path of `pid`'s open `fd`, if it still refers to inode `ino`. Without an fd
+/// (`NO_FD`: the fentry path hooks `vfs_write`, which is given the file, not the fd),
+/// the first of `pid`'s open fds that refers to `ino`.
 fn fd_path(pid: u32, fd: u32, ino: u64) -> Option<String> {
+    if fd == NO_FD {
+        return std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|&fd| fd != NO_FD)
+            .find_map(|fd| fd_path(pid, fd, ino));
+    }
     use std::os::unix::fs::MetadataExt;
     let link = format!("/proc/{pid}/fd/{fd}");
     let meta = std::fs::metadata(&link).ok()?;

@@ -160,14 +160,22 @@ pub struct Meta {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Attach {
+    /// The COW hook family (`tracepoint`: BTF tracepoints on every kernel).
     pub method: String,
     pub fork: String,
     pub exit: String,
+    /// The hooks of each measurement that has a fentry and a tracepoint path
+    /// (kernel/hooks.rs): the fentry hooks, or the tracepoints and why they are used.
     pub fork_latency: String,
     pub cow: String,
     pub writes: String,
+    /// Sync calls, renames and exit titles: in `writes` in traces written before they
+    /// got their own field (empty there).
+    pub syncs: String,
+    pub renames: String,
+    pub titles: String,
     pub disk: String,
-    /// Optional precise paths that were probed, and what the kernel said.
+    /// What the fentry path carries on this host, or why nothing.
     pub fentry: String,
     pub kprobe: String,
 }
