@@ -183,12 +183,8 @@ impl IoCounters {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SessionState {
     pub parent_tgid: u32,
-    /// The root's newest session child when this one was forked: the chain the
-    /// fault handler walks to find the newest *live* session (see `fault.rs`).
-    pub prev_child: u32,
     /// Set to 1 when the child exits; the entry lives on until userspace reaps it.
     pub exited: u32,
-    pub _pad: u32,
     pub fork_ts_ns: u64,
     /// Copies made by the parent and charged to this session.
     pub parent: CowCounters,
@@ -197,7 +193,7 @@ pub struct SessionState {
     /// The child's file writes, syncs and the block I/O of the files it wrote.
     pub io: IoCounters,
 }
-const _: () = assert!(core::mem::size_of::<SessionState>() == 216);
+const _: () = assert!(core::mem::size_of::<SessionState>() == 208);
 
 /// Key of the `FILES` map: one file written by the child of one session.
 #[repr(C)]

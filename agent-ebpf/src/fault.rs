@@ -9,8 +9,10 @@
 //!
 //! Attribution rule (documented in README): a copy made by a session child belongs to its
 //! own session; a copy made by a Redis parent belongs to its newest live session, found
-//! by walking the chain of sessions from `newest_child` through `prev_child`. So a copy
-//! is counted exactly once even when several children are alive.
+//! by walking the chain of sessions from `newest_child` through `SESSION_PREV`. So a copy
+//! is counted exactly once even when several children are alive. A parent's copy whose
+//! session's child exits between the fault and the page's allocation goes to the
+//! parent's process only: the session's counters are final once its child has exited.
 use agent_common::{
     COW_FLAG_CHILD, COW_FLAG_ZERO, CowCounters, CowEvent, DROP_HOT, EV_COW, PendingFault,
     ROLE_CHILD, ROLE_ROOT,
@@ -22,7 +24,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::{AGENT_TGID, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSIONS, TRACED},
+    maps::{AGENT_TGID, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSION_PREV, SESSIONS, TRACED},
     util::{atomic_add, count_drop, current_ids, global, maybe_traced, now_ns},
 };
 
@@ -130,9 +132,19 @@ fn live_session(root: u32, newest: u32) -> u32 {
         if s.exited == 0 {
             return c;
         }
-        c = s.prev_child;
+        // SAFETY: the reference points into a live SESSION_PREV value, read at once.
+        c = unsafe { SESSION_PREV.get(&c) }.copied().unwrap_or(0);
     }
     0
+}
+
+/// Whether the child of `session` has not exited yet.
+#[inline(always)]
+fn child_alive(session: u32) -> bool {
+    // SAFETY: the reference points into a live SESSIONS value and is only read here;
+    // `exited` only ever goes from 0 to 1.
+    unsafe { SESSIONS.get(&session) }
+        .is_some_and(|s| unsafe { core::ptr::read_volatile(&s.exited) } == 0)
 }
 
 #[inline(always)]
@@ -183,6 +195,14 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     // SAFETY: the same PENDING value; only this thread writes its entry.
     unsafe { core::ptr::write_volatile(&mut (*entry).active, 0) };
+    let mut p = p;
+    if p.child_side == 0 && p.session != 0 && !child_alive(p.session) {
+        // The child exited between the parent's fault and this page: the session may
+        // already be closed with the counters it had (the agent reads them once, at
+        // the exit), so the copy goes to the parent's process only, and its event
+        // says so. Seen in a 2-vCPU guest, where the parent's vCPU paused in between.
+        p.session = 0;
+    }
     let order = ctx.arg::<u64>(1) as u32;
     let zero = gfp & GFP_ZERO != 0;
     let bytes = 4096u64 << (order & 31);

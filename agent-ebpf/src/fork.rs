@@ -14,7 +14,8 @@ use aya_log_ebpf::debug;
 
 use crate::{
     maps::{
-        AGENT_TGID, AUTO_REDIS, FORK_START, PENDING, PROC_EVENTS, SESSIONS, SYSCALL_START, TRACED,
+        AGENT_TGID, AUTO_REDIS, FORK_START, PENDING, PROC_EVENTS, SESSION_PREV, SESSIONS,
+        SYSCALL_START, TRACED,
     },
     off,
     util::{current_ids, global, mark_maybe_traced, maybe_traced, now_ns, read_field, reserve},
@@ -103,9 +104,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     let state = SessionState {
         parent_tgid,
-        prev_child: prev,
         exited: 0,
-        _pad: 0,
         fork_ts_ns: now_ns(),
         parent: CowCounters::ZERO,
         child: CowCounters::ZERO,
@@ -113,6 +112,7 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     };
     mark_maybe_traced(child_tgid);
     SESSIONS.insert(&child_tgid, &state, BPF_ANY as u64)?;
+    SESSION_PREV.insert(&child_tgid, &prev, BPF_ANY as u64)?;
     let traced = TracedProc {
         role: ROLE_CHILD,
         newest_child: 0,

@@ -26,6 +26,15 @@ pub static MAYBE_TRACED: Array<u8> = Array::with_max_entries(MAYBE_TRACED_SLOTS,
 #[map]
 pub static SESSIONS: HashMap<u32, SessionState> = HashMap::with_max_entries(8192, 0);
 
+/// The chain of a root's sessions, keyed by child tgid: the session that was the
+/// root's newest when this one was forked, which the fault handler walks to find the
+/// newest *live* session (`fault.rs`). Apart from `SESSIONS` because the agent relinks
+/// it when it reaps a session: rewriting a `SESSIONS` value from userspace would lose
+/// the atomic adds the kernel makes to it meanwhile (it lost about ten copies a save in
+/// a 2-vCPU guest).
+#[map]
+pub static SESSION_PREV: HashMap<u32, u32> = HashMap::with_max_entries(8192, 0);
+
 /// The last write-protect fault of each traced thread (see `PendingFault`). A plain hash
 /// updated in place: an insert or delete per fault (and an LRU map's list lock) doubled
 /// the cost of a COW fault. Entries are removed when their thread exits (`fork.rs`).

@@ -1,17 +1,26 @@
 //! Reaping the kernel's `SESSIONS` map, as a pure decision over a snapshot.
 //!
 //! The fault handler finds a parent's newest live session by walking
-//! `TRACED[root].newest_child -> SESSIONS[c].prev_child -> ...`, skipping exited
-//! children. An exited session can be deleted once the agent has its final counters,
-//! but deleting it must not cut that chain:
-//! * a session whose `prev_child` is the reaped one is relinked to its `prev_child`
-//!   (the kernel only writes `prev_child` when it creates an entry, so this is safe);
+//! `TRACED[root].newest_child -> SESSION_PREV[c] -> ...`, skipping exited children. An
+//! exited session can be deleted once the agent has its final counters, but deleting it
+//! must not cut that chain:
+//! * a session whose previous one is the reaped one is relinked to the reaped one's
+//!   previous (the kernel only writes `SESSION_PREV` when it creates an entry, and
+//!   `SESSION_PREV` holds nothing else: the agent never writes back a `SESSIONS` value,
+//!   whose counters the kernel adds to at any time; doing so lost about ten copies a
+//!   save in a 2-vCPU guest);
 //! * the root's `newest_child` is written by the kernel on every fork, so the agent
 //!   never writes it: an exited session that is still a root's newest is kept until the
 //!   next fork (or the root's exit) makes it unreachable. At most one per root.
 use std::collections::{HashMap, HashSet};
 
-use agent_common::SessionState;
+/// What reaping needs to know of one `SESSIONS` entry and its `SESSION_PREV` link.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Link {
+    pub parent_tgid: u32,
+    pub prev_child: u32,
+    pub exited: u32,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReapAction {
@@ -19,15 +28,15 @@ pub enum ReapAction {
     SetPrev { session: u32, prev: u32 },
 }
 
-/// `sessions`: snapshot of `SESSIONS`; `newest`: `newest_child` of each live root;
-/// `done`: sessions whose end the agent has already recorded.
+/// `sessions`: snapshot of `SESSIONS` with their links; `newest`: `newest_child` of each
+/// live root; `done`: sessions whose end the agent has already recorded.
 pub fn plan(
-    sessions: &[(u32, SessionState)],
+    sessions: &[(u32, Link)],
     newest: &HashMap<u32, u32>,
     done: &HashSet<u32>,
 ) -> Vec<ReapAction> {
-    let by_pid: HashMap<u32, &SessionState> = sessions.iter().map(|(k, v)| (*k, v)).collect();
-    let reapable = |pid: u32, s: &SessionState| {
+    let by_pid: HashMap<u32, &Link> = sessions.iter().map(|(k, v)| (*k, v)).collect();
+    let reapable = |pid: u32, s: &Link| {
         s.exited != 0 && done.contains(&pid) && newest.get(&s.parent_tgid) != Some(&pid)
     };
     let gone: HashSet<u32> = sessions
@@ -62,12 +71,11 @@ pub fn plan(
 mod tests {
     use super::*;
 
-    fn st(parent: u32, prev: u32, exited: u32) -> SessionState {
-        SessionState {
+    fn st(parent: u32, prev: u32, exited: u32) -> Link {
+        Link {
             parent_tgid: parent,
             prev_child: prev,
             exited,
-            ..Default::default()
         }
     }
 

@@ -15,7 +15,7 @@ use aya::{
 
 use crate::{
     events::{
-        reap::{ReapAction, plan},
+        reap::{Link, ReapAction, plan},
         session::KernelFile,
     },
     kernel::loader::LoadError,
@@ -44,6 +44,8 @@ pub struct Drops {
 pub struct KernelMaps {
     traced: BpfHashMap<MapData, u32, TracedProc>,
     sessions: BpfHashMap<MapData, u32, SessionState>,
+    /// The sessions' chain (`SESSION_PREV`): the only session map the agent writes to.
+    prev: BpfHashMap<MapData, u32, u32>,
     files: BpfHashMap<MapData, FileKey, FileStat>,
     drops: PerCpuArray<MapData, u64>,
     maybe_traced: Array<MapData, u8>,
@@ -71,6 +73,7 @@ impl KernelMaps {
         let maps = Self {
             traced: take(ebpf, "TRACED")?,
             sessions: take(ebpf, "SESSIONS")?,
+            prev: take(ebpf, "SESSION_PREV")?,
             files: take(ebpf, "FILES")?,
             drops: take(ebpf, "DROPS")?,
             maybe_traced: take(ebpf, "MAYBE_TRACED")?,
@@ -98,13 +101,15 @@ impl KernelMaps {
             .map_err(map_err("MAYBE_TRACED"))?;
         let state = SessionState {
             parent_tgid: root,
-            prev_child: prev,
             fork_ts_ns,
             ..Default::default()
         };
         self.sessions
             .insert(child, state, BPF_NOEXIST)
             .map_err(map_err("SESSIONS"))?;
+        self.prev
+            .insert(child, prev, 0)
+            .map_err(map_err("SESSION_PREV"))?;
         let traced = TracedProc {
             role: ROLE_CHILD,
             parent_tgid: root,
@@ -196,7 +201,18 @@ impl KernelMaps {
         if done.is_empty() {
             return;
         }
-        let snapshot = self.sessions();
+        let snapshot: Vec<(u32, Link)> = self
+            .sessions()
+            .into_iter()
+            .map(|(pid, s)| {
+                let link = Link {
+                    parent_tgid: s.parent_tgid,
+                    prev_child: self.prev.get(&pid, 0).unwrap_or(0),
+                    exited: s.exited,
+                };
+                (pid, link)
+            })
+            .collect();
         let mut newest = HashMap::new();
         for (_, s) in &snapshot {
             if let Some(root) = self.traced(s.parent_tgid) {
@@ -208,15 +224,14 @@ impl KernelMaps {
                 ReapAction::Delete(pid) => {
                     // Gone already (pid reuse, another agent): nothing left to do.
                     let _ = self.sessions.remove(&pid);
+                    let _ = self.prev.remove(&pid);
                     done.remove(&pid);
                 }
                 ReapAction::SetPrev { session, prev } => {
-                    if let Some(mut st) = self.session(session) {
-                        st.prev_child = prev;
-                        // EXIST: never resurrect an entry deleted meanwhile (its failure
-                        // then means there is nothing to relink).
-                        let _ = self.sessions.insert(session, st, BPF_EXIST);
-                    }
+                    // Its own map: a SESSIONS value is never written back (the kernel
+                    // adds to its counters all the time). EXIST: never resurrect an entry
+                    // deleted meanwhile (there is nothing to relink then).
+                    let _ = self.prev.insert(session, prev, BPF_EXIST);
                 }
             }
         }
