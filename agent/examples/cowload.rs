@@ -1,7 +1,7 @@
 //! cowload: a ground-truth copy-on-write workload for cowtrace's root integration tests.
 //!
 //! ```text
-//! cowload --mode MODE [--mib N] [--pages K] [--children C] [--huge] [--dir D] [--bytes B] [--chunk C]
+//! cowload --mode MODE [--mib N] [--pages K] [--children C] [--rounds R] [--huge] [--dir D] [--bytes B] [--chunk C]
 //! ```
 //!
 //! Protocol: set up memory, print `ready <pid>`, block until a line (or EOF) arrives on
@@ -20,11 +20,12 @@ mod common;
 use common::{Gate, MIB, Region, Res, Thp, fork_child, list, num, page_size, wait_go, wait_ok};
 
 const USAGE: &str = "\
-usage: cowload --mode MODE [--mib N] [--pages K] [--children C] [--huge] [--dir D] [--bytes B] [--chunk C]
+usage: cowload --mode MODE [--mib N] [--pages K] [--children C] [--rounds R] [--huge] [--dir D] [--bytes B] [--chunk C]
 modes: parent-writes child-exits-first child-writes shared-file child-file-write none many-forks
   --mib N       region size in MiB (default 64)
   --pages K     distinct 4 KiB pages to write after the fork (default: all)
   --children C  children kept alive in parent-writes; forks made in many-forks (default 1)
+  --rounds R    parent-writes: fork, write, release and reap R times in a row (default 1)
   --huge        2 MiB-aligned region with MADV_HUGEPAGE (anonymous modes)
   --dir D       directory for shared-file and child-file-write (required there)
   --bytes B     bytes the child writes in child-file-write (default 10 MiB)
@@ -73,6 +74,7 @@ struct Args {
     mib: usize,
     pages: Option<usize>,
     children: usize,
+    rounds: usize,
     huge: bool,
     dir: Option<String>,
     bytes: usize,
@@ -85,6 +87,7 @@ fn parse_args() -> Result<Args, String> {
         mib: 64,
         pages: None,
         children: 1,
+        rounds: 1,
         huge: false,
         dir: None,
         bytes: 10 * MIB,
@@ -98,6 +101,7 @@ fn parse_args() -> Result<Args, String> {
             "--mib" => a.mib = num(flag, val)?,
             "--pages" => a.pages = Some(num(flag, val)?),
             "--children" => a.children = num(flag, val)?,
+            "--rounds" => a.rounds = num(flag, val)?,
             "--dir" => a.dir = Some(val.to_string()),
             "--bytes" => a.bytes = num(flag, val)?,
             "--chunk" => a.chunk = num(flag, val)?,
@@ -120,6 +124,11 @@ fn parse_args() -> Result<Args, String> {
     }
     if a.chunk == 0 {
         return Err("--chunk must be at least 1".into());
+    }
+    if a.rounds == 0 || a.rounds > 1000 || (a.rounds > 1 && a.mode != Mode::ParentWrites) {
+        return Err(
+            "--rounds must be between 1 and 1000, and above 1 only in parent-writes".into(),
+        );
     }
     if matches!(a.mode, Mode::SharedFile | Mode::ChildFileWrite) && a.dir.is_none() {
         return Err(format!("--mode {} needs --dir", a.mode.name()));
@@ -182,13 +191,24 @@ fn run(a: &Args) -> Res<String> {
     let mut extra = String::new();
     match a.mode {
         Mode::ParentWrites => {
-            // Children keep the pages shared while the parent writes: K copies.
-            let gate = Gate::new()?;
-            for _ in 0..a.children {
-                children.push(fork_child(|| gate.child_wait())?);
+            // Children keep the pages shared while the parent writes: K copies a round.
+            // Rounds after the first start from the previous round's private pages, as
+            // back-to-back saves do.
+            for r in 0..a.rounds {
+                let gate = Gate::new()?;
+                let start = children.len();
+                for _ in 0..a.children {
+                    children.push(fork_child(|| gate.child_wait())?);
+                }
+                region.write_pages(k, 2 + (r % 200) as u8);
+                gate.release();
+                if r + 1 < a.rounds {
+                    for pid in children.drain(start..) {
+                        wait_ok(pid)?;
+                        reaped.push(pid);
+                    }
+                }
             }
-            region.write_pages(k, 2);
-            gate.release();
         }
         Mode::ChildExitsFirst => {
             // The only other user is gone before the writes: K reuses, no copies.
@@ -244,7 +264,9 @@ fn run(a: &Args) -> Res<String> {
     for &pid in &children {
         wait_ok(pid)?;
     }
-    children.extend(reaped);
+    // In fork order: the children reaped along the way came first.
+    reaped.extend(children);
+    let children = reaped;
 
     if a.mode == Mode::SharedFile {
         drop(region);

@@ -142,6 +142,31 @@ fn two_children_alive_count_each_copy_once() {
 
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
+fn back_to_back_rounds_count_each_session_exactly() {
+    require_root();
+    // Eight fork + rewrite rounds in a row, like back-to-back saves: while a round's
+    // parent copies, the agent reaps the previous round's session and relinks the chain.
+    // Each session must still count its round exactly (rewriting a whole SESSIONS value
+    // from userspace lost the kernel's adds in between: about ten copies a round with
+    // two CPUs, found by `cargo xtask vmtest` in a 2-vCPU guest).
+    let (r, t) = run(
+        &["--mode", "parent-writes", "--mib", "32", "--rounds", "8"],
+        &[],
+    );
+    let kids: Vec<u64> = r["children"].as_array().unwrap().iter().map(u).collect();
+    assert_eq!(kids.len(), 8, "{r}");
+    let counts: Vec<u64> = kids
+        .iter()
+        .map(|&k| u(&t.end_of_child(k)["cow"]["parent_pages"]))
+        .collect();
+    eprintln!("back to back: parent copies per round {counts:?}");
+    for (i, n) in counts.iter().enumerate() {
+        within(*n, 8_192, &format!("round {} parent copies", i + 1));
+    }
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
 fn one_gib_rewrite_totals_exact_even_when_events_drop() {
     require_root();
     // A 64 KiB event ring that never forces a wakeup holds ~1,400 events between two
