@@ -60,10 +60,21 @@ impl Running {
         pids: &[u32],
         env: &[(&str, String)],
     ) -> Result<Running> {
+        Running::cowtrace_with(t, tag, pids, &[], env)
+    }
+
+    /// The same with extra `record` arguments (`--events`) and environment.
+    pub fn cowtrace_with(
+        t: &Tools,
+        tag: &str,
+        pids: &[u32],
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> Result<Running> {
         let out = t.tmp.join(format!("{tag}.jsonl"));
         let err = t.tmp.join(format!("{tag}.cowtrace.log"));
         let mut cmd = Command::new(&t.cowtrace);
-        cmd.arg("record").arg("-o").arg(&out);
+        cmd.arg("record").arg("-o").arg(&out).args(args);
         for p in pids {
             cmd.args(["-p", &p.to_string()]);
         }

@@ -64,6 +64,11 @@ pub struct VmtestArgs {
     /// Skip `setup` (CI's `xtask test` has run it already).
     #[arg(long, hide = true)]
     pub no_setup: bool,
+    /// Another cowtrace binary for the runner's own steps (check, attach,
+    /// cow-back-to-back, ratios), e.g. an older build, to compare in the same guests.
+    /// The root tests always use the one cargo builds.
+    #[arg(long, hide = true)]
+    pub cowtrace: Option<PathBuf>,
 }
 
 impl VmtestArgs {
@@ -79,6 +84,7 @@ impl VmtestArgs {
             ratio_rounds: 6,
             timeout_min: 45,
             no_setup: true,
+            cowtrace: None,
         }
     }
 }
@@ -303,11 +309,19 @@ fn make_image(k: &kernel::Kernel, b: &Built, args: &VmtestArgs, cache: &Path) ->
         list.push('\n');
     }
     img.generated("/vmtest/modules", list, 0o644);
+    let runner_cowtrace = match &args.cowtrace {
+        Some(p) => {
+            let dest = PathBuf::from("/vmtest/cowtrace-other");
+            img.executable_at(&dest, p)?;
+            dest
+        }
+        None => b.cowtrace.clone(),
+    };
     let plan = serde_json::json!({
         "kernel": k.release,
         "modes": args.paths,
         "only": args.only,
-        "cowtrace": b.cowtrace,
+        "cowtrace": runner_cowtrace,
         "cowbench": b.cowbench,
         "tests": b.tests.iter().map(|(n, p)| (n.clone(), serde_json::json!(p))).collect::<serde_json::Map<_, _>>(),
         "ratio_rounds": args.ratio_rounds,
