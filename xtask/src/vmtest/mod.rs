@@ -69,6 +69,10 @@ pub struct VmtestArgs {
     /// The root tests always use the one cargo builds.
     #[arg(long, hide = true)]
     pub cowtrace: Option<PathBuf>,
+    /// Also put the matrix into README.md's "Tested kernels" (between its
+    /// `vmtest-results` markers), when every kernel passed.
+    #[arg(long)]
+    pub write_readme: bool,
 }
 
 impl VmtestArgs {
@@ -85,6 +89,7 @@ impl VmtestArgs {
             timeout_min: 45,
             no_setup: true,
             cowtrace: None,
+            write_readme: false,
         }
     }
 }
@@ -190,7 +195,17 @@ pub fn run(args: VmtestArgs) -> Result<Vec<KernelRun>> {
 
 /// `cargo xtask vmtest` itself: the matrix, and an error unless every guest passed.
 pub fn run_cli(args: VmtestArgs) -> Result<()> {
+    let write_readme = args.write_readme;
     let runs = run(args)?;
+    if write_readme && runs.iter().all(KernelRun::passed) {
+        let md = std::fs::read_to_string(util::repo_root().join("target/vmtest/results.md"))?;
+        let path = util::repo_root().join("README.md");
+        let readme = std::fs::read_to_string(&path)?;
+        let new = table::splice(&readme, &md)
+            .context("README.md has no `<!-- vmtest-results: begin -->` ... `end -->` markers")?;
+        std::fs::write(&path, new)?;
+        println!("[vmtest] README.md's Tested kernels updated");
+    }
     let bad: Vec<&str> = runs
         .iter()
         .filter(|r| !r.passed())
