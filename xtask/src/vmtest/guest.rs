@@ -63,7 +63,7 @@ fn read_config(path: &Path) -> Result<GuestPlan> {
             .iter()
             .filter_map(|(k, p)| Some((k.clone(), PathBuf::from(p.as_str()?))))
             .collect(),
-        ratio_rounds: v["ratio_rounds"].as_u64().unwrap_or(5) as usize,
+        ratio_rounds: v["ratio_rounds"].as_u64().unwrap_or(6) as usize,
     })
 }
 
