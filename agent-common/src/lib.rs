@@ -17,6 +17,8 @@ pub const EV_FORK_RET: u32 = 3;
 pub const EV_EXEC: u32 = 4;
 pub const EV_TITLE: u32 = 5;
 pub const EV_RENAME: u32 = 6;
+/// The OOM killer chose a traced process (`value`: its RSS in bytes).
+pub const EV_OOM: u32 = 7;
 /// Event kinds on the hot ring buffer (`HOT_EVENTS`, submitted without wakeup).
 pub const EV_COW: u32 = 10;
 pub const EV_WRITE: u32 = 11;

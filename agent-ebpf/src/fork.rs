@@ -1,8 +1,8 @@
 //! Process life cycle: fork opens a session, exit closes it, exec of a Redis binary
 //! starts tracing it, and the parent's clone/fork syscall is timed.
 use agent_common::{
-    COMM_LEN, CowCounters, DROP_PROC, EV_EXEC, EV_EXIT, EV_FORK, EV_FORK_RET, EV_TITLE, IoCounters,
-    ProcEvent, ROLE_CHILD, ROLE_ROOT, SessionState, TITLE_LEN, TracedProc,
+    COMM_LEN, CowCounters, DROP_PROC, EV_EXEC, EV_EXIT, EV_FORK, EV_FORK_RET, EV_OOM, EV_TITLE,
+    IoCounters, ProcEvent, ROLE_CHILD, ROLE_ROOT, SessionState, TITLE_LEN, TracedProc,
 };
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
@@ -181,6 +181,36 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     let cow = (proc.total, session_cow.0, session_cow.1);
     emit_with(EV_EXIT, tgid, ppid, tid, code as u32 as u64, cow, io);
     debug!(ctx, "exit: {} code {}", tgid, code);
+    Ok(())
+}
+
+/// Hook: `tracepoint/oom/mark_victim`, when the OOM killer has chosen its victim. The
+/// record (include/trace/events/oom.h; /sys/kernel/tracing/events/oom/mark_victim/format)
+/// starts with `int pid` at offset 8 on every kernel since the event appeared (4.9);
+/// since 6.8 it goes on with the comm, then `unsigned long total_vm, anon_rss, file_rss,
+/// shmem_rss` (kB) at offsets 16..48: the RSS is read only when the record is that long
+/// (a failed read leaves 0). Only traced processes (a server or a save child) are told.
+#[tracepoint]
+pub fn oom_victim(ctx: TracePointContext) -> u32 {
+    let _ = try_oom_victim(&ctx);
+    0
+}
+
+fn try_oom_victim(ctx: &TracePointContext) -> Result<(), i64> {
+    // SAFETY: read_at is bpf_probe_read_kernel of the record at offset 8 (`int pid`, see
+    // the format file); the helper returns an error instead of faulting.
+    let pid = unsafe { ctx.read_at::<i32>(8)? } as u32;
+    if !maybe_traced(pid) || TRACED.get_ptr(&pid).is_none() {
+        return Ok(());
+    }
+    let mut rss_kb = 0u64;
+    for off in [24usize, 32, 40] {
+        // SAFETY: as above; on a kernel whose record is shorter the read fails and the
+        // figure stays what it was.
+        rss_kb += unsafe { ctx.read_at::<u64>(off) }.unwrap_or(0);
+    }
+    let (_, tid) = current_ids();
+    emit(EV_OOM, pid, 0, tid, rss_kb.saturating_mul(1024));
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! Ring-buffer bytes to typed events: pure, checked, never panics.
 use agent_common::{
     CowEvent, EV_COW, EV_DISK, EV_EXEC, EV_EXIT, EV_FDATASYNC, EV_FORK, EV_FORK_RET, EV_FSYNC,
-    EV_RENAME, EV_SYNC_FILE_RANGE, EV_TITLE, EV_WRITE, IoEvent, ProcEvent, RenameEvent,
+    EV_OOM, EV_RENAME, EV_SYNC_FILE_RANGE, EV_TITLE, EV_WRITE, IoEvent, ProcEvent, RenameEvent,
 };
 use thiserror::Error;
 
@@ -25,6 +25,8 @@ pub enum ProcMsg {
     Exit(ProcEvent),
     Exec(ProcEvent),
     Title(ProcEvent),
+    /// The OOM killer chose this traced process.
+    Oom(ProcEvent),
     Rename(RenameEvent),
 }
 
@@ -35,7 +37,8 @@ impl ProcMsg {
             | ProcMsg::ForkRet(e)
             | ProcMsg::Exit(e)
             | ProcMsg::Exec(e)
-            | ProcMsg::Title(e) => e.ts_ns,
+            | ProcMsg::Title(e)
+            | ProcMsg::Oom(e) => e.ts_ns,
             ProcMsg::Rename(e) => e.ts_ns,
         }
     }
@@ -99,6 +102,7 @@ pub fn decode_proc(bytes: &[u8]) -> Result<ProcMsg, DecodeError> {
         EV_EXIT => ProcMsg::Exit(ev),
         EV_EXEC => ProcMsg::Exec(ev),
         EV_TITLE => ProcMsg::Title(ev),
+        EV_OOM => ProcMsg::Oom(ev),
         kind => return Err(DecodeError::UnknownKind { what: WHAT, kind }),
     })
 }
@@ -164,7 +168,7 @@ mod tests {
 
     #[test]
     fn proc_round_trip() {
-        for kind in [EV_FORK, EV_FORK_RET, EV_EXIT, EV_EXEC, EV_TITLE] {
+        for kind in [EV_FORK, EV_FORK_RET, EV_EXIT, EV_EXEC, EV_TITLE, EV_OOM] {
             let bytes = to_bytes(&proc_event(kind));
             let msg = decode_proc(&bytes).unwrap();
             let ev = match msg {
@@ -172,7 +176,8 @@ mod tests {
                 | ProcMsg::ForkRet(e)
                 | ProcMsg::Exit(e)
                 | ProcMsg::Exec(e)
-                | ProcMsg::Title(e) => e,
+                | ProcMsg::Title(e)
+                | ProcMsg::Oom(e) => e,
                 ProcMsg::Rename(_) => panic!("not a rename"),
             };
             assert_eq!(

@@ -186,6 +186,7 @@ impl Session {
             instance: self.instance.clone(),
             attached_mid_save: self.mid_save.clone(),
             memory: None,
+            oom_kill: None,
         }))
     }
 

@@ -31,7 +31,7 @@ pub const BTF_TRACEPOINTS: [&str; 6] = [
 ];
 /// Classic tracepoints: (program, category, names...). A name missing on this kernel
 /// (clone3 or vfork on some architectures) is skipped; each program needs one.
-const TRACEPOINTS: [(&str, &str, &[&str]); 10] = [
+const TRACEPOINTS: [(&str, &str, &[&str]); 11] = [
     (
         "fork_enter",
         "syscalls",
@@ -53,6 +53,7 @@ const TRACEPOINTS: [(&str, &str, &[&str]); 10] = [
         ],
     ),
     ("sched_process_exec", "sched", &["sched_process_exec"]),
+    ("oom_victim", "oom", &["mark_victim"]),
     ("exit_group_enter", "syscalls", &["sys_enter_exit_group"]),
     (
         "fd_syscall_enter",

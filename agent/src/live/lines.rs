@@ -247,6 +247,7 @@ pub(crate) mod tests {
             instance: None,
             attached_mid_save: None,
             memory: None,
+            oom_kill: None,
         }
     }
 
@@ -318,6 +319,7 @@ pub(crate) mod tests {
         let end = SessionEnd {
             attached_mid_save: Some(mid),
             memory: None,
+            oom_kill: None,
             ..end_rec()
         };
         let l = watch_line(&Record::SessionEnd(Box::new(end)), &clock).unwrap();

@@ -70,6 +70,9 @@ pub struct State {
     instances: HashMap<u32, String>,
     /// The servers' memory limits and each running save's peak usage.
     memory: super::memory::MemoryWatch,
+    /// Traced processes the OOM killer chose: pid -> (when, RSS), for their sessions'
+    /// ends (bounded: a victim is forgotten when its session ends or after 64 more).
+    oom: Vec<(u32, u64, u64)>,
 }
 
 /// A fork event rebuilt for a session whose own event was lost.
@@ -130,6 +133,7 @@ impl State {
             live: None,
             instances: HashMap::new(),
             memory: Default::default(),
+            oom: Vec::new(),
         }
     }
 
@@ -169,6 +173,7 @@ impl State {
     pub fn emit(&mut self, mut rec: Record) -> Result<()> {
         if let Record::SessionEnd(e) = &mut rec {
             e.memory = self.memory.take(e.child_pid);
+            e.oom_kill = self.oom_kill_of(e);
             self.ends.push((**e).clone());
         }
         if let Some(l) = &mut self.live {
@@ -185,6 +190,32 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Whether the OOM killer chose this session's child, or its server while the child
+    /// ran.
+    fn oom_kill_of(
+        &mut self,
+        e: &crate::trace::schema::SessionEnd,
+    ) -> Option<crate::trace::schema::OomKill> {
+        let fork_ns = e
+            .ts_ns
+            .saturating_sub(e.duration_ms.saturating_mul(1_000_000));
+        let i = self.oom.iter().position(|&(pid, ts, _)| {
+            pid == e.child_pid || (pid == e.parent_pid && ts >= fork_ns && ts <= e.ts_ns)
+        })?;
+        let (pid, _, rss) = self.oom.remove(i);
+        Some(crate::trace::schema::OomKill {
+            side: if pid == e.child_pid {
+                "child"
+            } else {
+                "parent"
+            }
+            .into(),
+            pid,
+            rss_bytes: rss,
+            cow_bytes: e.cow_bytes_with_estimate(),
+        })
     }
 
     fn emit_all(&mut self, recs: Vec<Record>) -> Result<()> {
@@ -265,6 +296,17 @@ impl State {
                 self.tracker.on_title(&ev, parent.as_deref());
             }
             ProcMsg::Rename(ev) => self.tracker.on_rename(&ev),
+            ProcMsg::Oom(ev) => {
+                log::warn!(
+                    "the OOM killer chose traced process {} (RSS {} bytes)",
+                    ev.pid,
+                    ev.value
+                );
+                if self.oom.len() >= 64 {
+                    self.oom.remove(0);
+                }
+                self.oom.push((ev.pid, ev.ts_ns, ev.value));
+            }
             ProcMsg::Exit(ev) if ev.ppid != 0 => {
                 if self.tracker.get(ev.pid).is_none() && !self.done.contains(&ev.pid) {
                     // Its fork event was lost: open the session from the kernel map (or

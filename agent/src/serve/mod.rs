@@ -63,6 +63,9 @@ pub fn outcome(e: &SessionEnd) -> Option<&'static str> {
     if !e.complete {
         return None;
     }
+    if e.oom_kill.is_some() {
+        return Some("oom");
+    }
     Some(match (e.exit_code, e.exit_signal) {
         (Some(0), _) => "ok",
         (_, Some(_)) => "killed",

@@ -79,6 +79,9 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
             )
         ));
     }
+    if let Some(k) = &e.oom_kill {
+        out.push(oom(k, e));
+    }
     if let Some(m) = &e.memory {
         out.extend(memory(m, total));
     }
@@ -117,6 +120,31 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
         out.push(format!("To reduce it: {}.", fixes.join("; ")));
     }
     out
+}
+
+/// What the OOM killer did, and why it chose that process.
+fn oom(k: &crate::trace::schema::OomKill, e: &SessionEnd) -> String {
+    let at = e.memory.as_ref().map_or(String::new(), |m| {
+        format!(
+            " at {} of the {} limit",
+            fmt_bytes(m.peak_bytes),
+            fmt_bytes(m.limit_bytes)
+        )
+    });
+    let rss = if k.rss_bytes > 0 {
+        format!(", RSS {}", fmt_bytes(k.rss_bytes))
+    } else {
+        String::new()
+    };
+    let who = match k.side.as_str() {
+        "child" => format!("the {} child", e.kind.as_str()),
+        _ => "the server itself".to_string(),
+    };
+    format!(
+        "OOM kill: the kernel's OOM killer killed {who} (pid {}{rss}){at}; the save had copied {} by then. Redis's `oom-score-adj-values` (default 0 200 800, with `oom-score-adj` on) make the save child the likelier victim; without them the server, the largest process, can be chosen.",
+        k.pid,
+        fmt_bytes(k.cow_bytes)
+    )
 }
 
 /// Peak usage against the limit, and how close the save came to an OOM kill.
@@ -158,6 +186,22 @@ fn memory(m: &crate::trace::schema::SaveMemory, cow: u64) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oom_kill_says_who_and_why() {
+        let mut e = end(100, 0);
+        e.oom_kill = Some(crate::trace::schema::OomKill {
+            side: "child".into(),
+            pid: 11,
+            rss_bytes: 64 << 20,
+            cow_bytes: 180 << 20,
+        });
+        let l = diagnose(&e, &HostFacts::default());
+        assert!(
+            l.iter().any(|l| l.starts_with("OOM kill: the kernel's OOM killer killed the rdb-bgsave child (pid 11, RSS 64.0 MiB); the save had copied 180.0 MiB by then.")),
+            "{l:?}"
+        );
+    }
 
     #[test]
     fn memory_against_the_limit() {
@@ -259,6 +303,7 @@ mod tests {
             instance: None,
             attached_mid_save: None,
             memory: None,
+            oom_kill: None,
         }
     }
 

@@ -119,6 +119,12 @@ mod tests {
                     container_id: Some("4f2d".into()),
                     pod_uid: Some("0b6a".into()),
                 }),
+                oom_kill: Some(schema::OomKill {
+                    side: "child".into(),
+                    pid: 11,
+                    rss_bytes: 300 << 20,
+                    cow_bytes: 200 << 20,
+                }),
                 parent_pid: 10,
                 child_pid: 11,
                 kind: SessionKind::RdbReplica,

@@ -283,6 +283,24 @@ pub struct SessionEnd {
     /// The server's memory limit and its peak usage while the save ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<SaveMemory>,
+    /// Set when the kernel's OOM killer chose the child or the server while it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_kill: Option<OomKill>,
+}
+
+/// A process of a session that the kernel's OOM killer chose (`oom:mark_victim`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OomKill {
+    /// `child` (the save) or `parent` (the server).
+    pub side: String,
+    pub pid: u32,
+    /// The victim's RSS when it was chosen (anon + file + shmem; 0 when the kernel's
+    /// record does not carry it, before 6.8).
+    pub rss_bytes: u64,
+    /// The session's COW (with the estimate before an attach mid-save): a killed child
+    /// copies nothing more, so it is its COW when it was killed.
+    pub cow_bytes: u64,
 }
 
 /// The memory the traced server may use (its cgroup's limit, else the host's memory)

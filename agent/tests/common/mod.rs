@@ -380,7 +380,7 @@ impl Redis {
 
     /// `redis-benchmark` SETs, pipelined 16 deep: `requests` of them over `keys` random
     /// keys, with `size`-byte values.
-    fn sets(&self, keys: u64, requests: u64, size: u64) -> Command {
+    pub fn sets(&self, keys: u64, requests: u64, size: u64) -> Command {
         let mut cmd = Command::new("redis-benchmark");
         cmd.arg("-s")
             .arg(&self.sock)
