@@ -6,7 +6,9 @@
 //! - a save whose COW crosses the limit: the kernel kills the child (Redis's
 //!   `oom-score-adj-values` make it the victim), then, steered the other way, the server;
 //!   each time the session says `oom_kill` with the side, and `cowtrace_saves_total`
-//!   counts outcome `oom`.
+//!   counts outcome `oom`;
+//! - the same in a podman container with `--memory`: the session names the container (from
+//!   podman's state) and its id, reads its limit, and the server is named after it.
 mod common;
 use std::{
     io::Read,
@@ -223,7 +225,7 @@ fn a_save_in_a_memory_cgroup_reports_its_limit_and_peak() {
 fn oom_save(tag: &str, adj: &str) -> (Serve, Vec<Value>, u32, Redis, MemCgroup) {
     let redis = Redis::start(&[
         "--rdb-key-save-delay",
-        "50",
+        "100",
         "--oom-score-adj",
         "absolute",
         "--oom-score-adj-values",
@@ -233,9 +235,9 @@ fn oom_save(tag: &str, adj: &str) -> (Serve, Vec<Value>, u32, Redis, MemCgroup) 
     cg.add(redis.pid());
     redis.fill(60_000, 1000);
     let serve = Serve::start(redis.pid());
-    // The limit: what the server uses now plus a third of its RSS, so the save's COW
-    // (every page rewritten) crosses it.
-    let limit = cg.read("memory.usage_in_bytes") + rss(redis.pid()) / 3;
+    // The limit: what the server uses now plus a quarter of its RSS, so the save's COW
+    // (every page rewritten, over and over while the save runs) crosses it.
+    let limit = cg.read("memory.usage_in_bytes") + rss(redis.pid()) / 4;
     cg.write("memory.limit_in_bytes", &limit.to_string());
     redis.bgsave();
     let child = redis.save_pid() as u32;
@@ -267,6 +269,7 @@ fn an_oom_kill_of_the_save_child_is_the_sessions_outcome() {
     let e = &ends[0];
     assert_eq!(u(&e["child_pid"]) as u32, child);
     let k = &e["oom_kill"];
+    assert!(k.is_object(), "no OOM kill in the session: {e}");
     assert_eq!(k["side"], "child", "{e}");
     assert_eq!(u(&k["pid"]) as u32, child);
     assert_eq!(e["exit_signal"], 9, "{e}");
@@ -292,6 +295,201 @@ fn an_oom_kill_of_the_server_during_a_save_is_the_sessions_outcome() {
     let (_serve, ends, _child, redis, _cg) = oom_save("server", "1000 0 -1000");
     let e = &ends[0];
     let k = &e["oom_kill"];
+    assert!(k.is_object(), "no OOM kill in the session: {e}");
     assert_eq!(k["side"], "parent", "{e}");
     assert_eq!(u(&k["pid"]) as u32, redis.pid());
+}
+
+/// A redis-server in a podman container (runc, cgroupfs: the way podman runs on this
+/// machine), from an image the test makes of the host's redis-server and its libraries
+/// (no registry is reachable); removed on drop.
+struct Container {
+    name: String,
+    image: String,
+    pid: u32,
+    id: String,
+    sock: PathBuf,
+}
+
+fn podman() -> std::process::Command {
+    let mut c = std::process::Command::new("podman");
+    c.args(["--runtime", "runc", "--cgroup-manager", "cgroupfs"]);
+    c
+}
+
+fn ok(c: &mut std::process::Command) -> String {
+    let o = c
+        .output()
+        .unwrap_or_else(|e| panic!("{c:?}: {e} (cargo xtask setup installs podman)"));
+    assert!(
+        o.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+impl Container {
+    fn start(memory: &str, redis_args: &[&str]) -> Self {
+        let tag = std::process::id();
+        let dir = TempDir::new("rootfs");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("usr/bin")).unwrap();
+        std::fs::create_dir_all(root.join("tmp")).unwrap();
+        std::fs::copy("/usr/bin/redis-server", root.join("usr/bin/redis-server"))
+            .expect("redis-server (cargo xtask setup installs it)");
+        let ldd = ok(std::process::Command::new("ldd").arg("/usr/bin/redis-server"));
+        for lib in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
+            let to = root.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(lib, &to).unwrap();
+        }
+        let tar = dir.path().join("rootfs.tar");
+        ok(std::process::Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."));
+        let image = format!("localhost/cowtrace-test-redis:{tag}");
+        ok(podman().arg("import").arg(&tar).arg(&image));
+        let name = format!("cowtrace-test-{tag}");
+        let _ = podman().args(["rm", "-f", &name]).output();
+        let id = ok(podman()
+            .args(["run", "-d", "--name", &name, "--memory", memory])
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ])
+            .arg(&image)
+            .args([
+                "/usr/bin/redis-server",
+                "--port",
+                "0",
+                "--unixsocket",
+                "/tmp/redis.sock",
+            ])
+            .args(["--save", "", "--dir", "/tmp"])
+            .args(redis_args));
+        let pid: u32 = ok(podman().args(["inspect", "--format", "{{.State.Pid}}", &name]))
+            .parse()
+            .unwrap();
+        let c = Container {
+            name,
+            image,
+            pid,
+            id,
+            sock: PathBuf::from(format!("/proc/{pid}/root/tmp/redis.sock")),
+        };
+        let t0 = Instant::now();
+        while c.cli(&["PING"]) != "PONG" {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "redis in the container did not answer"
+            );
+            sleep(Duration::from_millis(50));
+        }
+        c
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let o = std::process::Command::new("redis-cli")
+            .arg("-s")
+            .arg(&self.sock)
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn sets(&self, keys: u64, requests: u64) -> std::process::Command {
+        let mut c = std::process::Command::new("redis-benchmark");
+        c.arg("-s")
+            .arg(&self.sock)
+            .args(["-t", "set", "-d", "1000", "-P", "16", "-q"])
+            .args(["-r", &keys.to_string(), "-n", &requests.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+
+    fn running(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = podman().args(["rm", "-f", &self.name]).output();
+        let _ = podman().args(["rmi", "-f", &self.image]).output();
+    }
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn a_server_in_a_podman_container_is_named_limited_and_its_oom_kill_told() {
+    require_root();
+    let c = Container::start(
+        "1g",
+        &[
+            "--rdb-key-save-delay",
+            "100",
+            "--oom-score-adj",
+            "absolute",
+            "--oom-score-adj-values",
+            "0 200 800",
+        ],
+    );
+    assert!(c.sets(80_000, 80_000).status().unwrap().success());
+    // The container's limit, lowered as `podman update --memory` would: what it uses now
+    // plus a quarter of the server's RSS, which the save's COW crosses.
+    let cg = PathBuf::from(format!(
+        "/sys/fs/cgroup/memory/libpod_parent/libpod-{}",
+        c.id
+    ));
+    let usage: u64 = std::fs::read_to_string(cg.join("memory.usage_in_bytes"))
+        .expect("the container's v1 memory cgroup")
+        .trim()
+        .parse()
+        .unwrap();
+    let limit = (usage + rss(c.pid) / 4) / 4096 * 4096;
+    std::fs::write(cg.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
+    let serve = Serve::start(c.pid);
+    assert!(c.cli(&["BGSAVE"]).contains("started"));
+    let t0 = Instant::now();
+    // Rewrite every key while the save runs: its COW crosses the container's 200 MiB.
+    while c.running()
+        && c.cli(&["INFO", "persistence"])
+            .contains("rdb_bgsave_in_progress:1")
+    {
+        let _ = c.sets(80_000, 20_000).status();
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "nothing was OOM-killed in 60 s"
+        );
+    }
+    let ends = wait_ends(&serve, 1);
+    let e = &ends[0];
+    let m = &e["memory"];
+    assert_eq!(m["source"], "cgroup v1", "{e}");
+    assert_eq!(u(&m["limit_bytes"]), limit, "the container's limit: {m}");
+    assert_eq!(
+        m["container"],
+        c.name.as_str(),
+        "named from podman's state: {m}"
+    );
+    assert_eq!(m["container_id"], c.id.as_str());
+    assert_eq!(e["instance"], format!("{} /tmp/redis.sock", c.name), "{e}");
+    assert!(e["oom_kill"].is_object(), "no OOM kill in the session: {e}");
+    assert_eq!(e["oom_kill"]["side"], "child", "{e}");
+    let text = metrics(&serve.addr).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("cowtrace_saves_total{")
+            && l.contains(&c.name)
+            && l.contains("outcome=\"oom\"")
+            && l.ends_with(" 1")),
+        "{text}"
+    );
 }

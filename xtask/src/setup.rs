@@ -12,7 +12,8 @@ use std::process::Command;
 /// and the Redis tests, bpftrace/bpftool for cross-checks, strace (the ground truth of
 /// the sync-call counts in agent/tests/writes.rs), Chromium, in which the tests load
 /// `report --html` pages, and Prometheus (with promtool), which scrapes `cowtrace serve`
-/// in the tests and checks the alert rules.
+/// in the tests and checks the alert rules, and podman with runc (the container tests:
+/// crun refuses this machine's hybrid cgroups).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -23,6 +24,8 @@ const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "chromium",
     "prometheus",
+    "podman",
+    "runc",
     "strace",
 ];
 

@@ -2,15 +2,12 @@
 //! every tick (100 ms) while a save runs; each session keeps its peak, which goes on its
 //! `session_end` (`memory`). Reads /proc and the cgroup files; the parsing is in
 //! `procfs::cgroup`.
-use std::{collections::HashMap, path::Path};
+use std::collections::HashMap;
 
 use crate::{
     procfs::cgroup::{self, Container, MemCgroup, Version},
     trace::schema::SaveMemory,
 };
-
-/// Where podman keeps its containers' state (their names).
-const PODMAN_STORAGE: &str = "/var/lib/containers/storage";
 
 /// A server's cgroup, looked up once.
 struct Server {
@@ -63,10 +60,7 @@ impl MemoryWatch {
         let server = self.servers.entry(root).or_insert_with(|| {
             let cg = cgroup::memory_cgroup(root);
             let container = cg.as_ref().and_then(|c| cgroup::container_of(&c.path));
-            let name = container.as_ref().and_then(|c| match c.runtime {
-                "podman" => cgroup::podman_name(&c.id, Path::new(PODMAN_STORAGE)),
-                _ => None,
-            });
+            let name = container.as_ref().map(cgroup::display_name);
             Server {
                 cg,
                 container,
@@ -103,11 +97,7 @@ impl MemoryWatch {
             limit_bytes: w.limit,
             at_fork_bytes: w.at_fork,
             peak_bytes: w.peak,
-            container: container.map(|c| {
-                server
-                    .and_then(|s| s.name.clone())
-                    .unwrap_or_else(|| format!("{} {}", c.runtime, &c.id[..12]))
-            }),
+            container: server.and_then(|s| s.name.clone()),
             container_id: container.map(|c| c.id.clone()),
             pod_uid: container.and_then(|c| c.pod_uid.clone()),
         })

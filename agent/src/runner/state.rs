@@ -158,6 +158,9 @@ impl State {
         }
         let name = self.instance(root);
         self.tracker.set_instance(child, name);
+        // The first memory reading at the fork: a save can be OOM-killed before the
+        // first tick (a fast writer copies 20 MiB in well under 100 ms).
+        let _ = self.memory.sample(child, root);
     }
 
     /// Sessions of saves that were running when cowtrace attached (`start::add_roots`).
