@@ -215,7 +215,7 @@ fn a_save_in_a_memory_cgroup_reports_its_limit_and_peak() {
     );
     let text = metrics(&serve.addr).unwrap();
     assert!(
-        text.contains(&format!("cowtrace_memory_limit_bytes{{server=")),
+        text.contains("cowtrace_memory_limit_bytes{server="),
         "{text}"
     );
 }
