@@ -540,3 +540,38 @@ mod tests {
         assert_eq!(value(&t, "cowtrace_map_entries{map=\"traced\"}"), 2.0);
     }
 }
+
+#[cfg(test)]
+mod trace_dir_tests {
+    use super::*;
+    use crate::trace::schema::{SessionKind, SessionStart};
+
+    #[test]
+    fn an_unwritable_trace_dir_is_counted_and_serving_goes_on() {
+        let (m, r) = Metrics::new();
+        let d = tracedir::TraceDir::new(std::path::PathBuf::from("/proc/no-such-dir"), 5);
+        let mut x = Exporter::new(m, Some(d));
+        for id in 1..=2 {
+            x.on_record(&Record::SessionStart(SessionStart {
+                session: id,
+                instance: Some("s".into()),
+                kind: SessionKind::RdbBgsave,
+                ..Default::default()
+            }));
+            x.on_record(&Record::SessionEnd(Box::new(SessionEnd {
+                session: id,
+                instance: Some("s".into()),
+                kind: SessionKind::RdbBgsave,
+                complete: true,
+                exit_code: Some(0),
+                ..Default::default()
+            })));
+        }
+        let t = metrics::openmetrics(&r);
+        assert!(t.contains("cowtrace_trace_dir_errors_total 2\n"), "{t}");
+        assert!(
+            t.contains("cowtrace_saves_total{server=\"s\",kind=\"rdb-bgsave\",outcome=\"ok\"} 2\n"),
+            "the metrics go on: {t}"
+        );
+    }
+}
