@@ -282,7 +282,9 @@ pub fn run() -> Result<()> {
     println!("  sudo target/release/cowtrace check");
     println!("  sudo target/release/cowtrace record -o trace.jsonl -d 30");
     println!("  target/release/cowtrace report {}", trace.display());
-    println!("  sudo target/release/cowtrace serve   # Prometheus metrics on http://127.0.0.1:10690/metrics");
+    println!(
+        "  sudo target/release/cowtrace serve   # Prometheus metrics on http://127.0.0.1:10690/metrics"
+    );
     println!("  target/release/cowtrace --help");
     Ok(())
 }
