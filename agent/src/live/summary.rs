@@ -4,7 +4,7 @@ use crate::{
     events::hist::Hist,
     live::store::RunHists,
     text::{
-        diagnosis::{HostFacts, diagnose},
+        diagnosis::{HostFacts, diagnose, host_diagnosis},
         exit::exit_text,
         hist::log2_hist,
         sync::latency_title,
@@ -173,6 +173,9 @@ pub fn diagnoses(ends: &[SessionEnd], host: &HostFacts) -> String {
         return s;
     }
     s.push_str("\nDiagnosis:\n");
+    for line in host_diagnosis(host) {
+        s.push_str(&format!("host: {line}\n"));
+    }
     for e in ends {
         s.push_str(&format!(
             "session {} {} {} (parent {}, child {}, {:.1}s, {}):\n",
@@ -277,7 +280,7 @@ mod tests {
             overcommit_memory: Some(1),
         };
         let d = diagnoses(&[end_rec()], &host);
-        assert!(d.starts_with("\nDiagnosis:\nsession 3 rdb-bgsave pid 10 (parent 10, child 11, 1.5s, exit 0):\n  COW copied 1.0 MiB"), "{d}");
+        assert!(d.starts_with("\nDiagnosis:\nhost: THP is `never`.\nsession 3 rdb-bgsave pid 10 (parent 10, child 11, 1.5s, exit 0):\n  COW copied 1.0 MiB"), "{d}");
         assert_eq!(diagnoses(&[], &host), "");
     }
 }

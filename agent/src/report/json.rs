@@ -8,7 +8,7 @@ use super::{
     session::{EventCounts, EventHists},
 };
 use crate::{
-    text::diagnosis::{HostFacts, diagnose},
+    text::diagnosis::{HostFacts, diagnose, host_diagnosis},
     trace::schema::{End, ProcessRecord, Sample, SessionEnd, SessionStart, SyncCounts},
 };
 
@@ -40,6 +40,7 @@ impl Report {
                 lines: self.last_line,
                 filter: self.filter.as_deref(),
             },
+            host_diagnosis: host_diagnosis(&host),
             end: self.end.as_ref().map(EndSummary::of),
             totals: self.totals(),
             events: self.events,
@@ -222,6 +223,8 @@ pub struct JsonReport<'a> {
     pub version: u32,
     pub file: &'a str,
     pub trace: TraceInfo<'a>,
+    /// The host's settings that shape every fork (THP, overcommit), once.
+    pub host_diagnosis: Vec<String>,
     pub end: Option<EndSummary<'a>>,
     pub totals: Totals,
     pub events: EventCounts,

@@ -141,6 +141,12 @@ fn header(r: &Report, out: &mut String) {
         opt(m.overcommit_memory),
         m.page_size.map_or("?".into(), |p| format!("{p} B")),
     );
+    for l in diagnosis::host_diagnosis(&diagnosis::HostFacts {
+        thp: m.thp.clone(),
+        overcommit_memory: m.overcommit_memory,
+    }) {
+        let _ = writeln!(out, "  note:      {l}");
+    }
     // Nonzero losses are the first warning, right below.
     match &r.end {
         Some(e) if e.lost_events > 0 => {}

@@ -152,6 +152,7 @@ mod tests {
                     pct_of_parent_rss: Some(0.8),
                     peak_pages_per_s: 20.0,
                     peak_at_ms: 100,
+                    ninety_pct_at_ms: Some(300),
                     timeline_bucket_ms: 100,
                     timeline_pages: vec![2, 0],
                 },

@@ -570,6 +570,10 @@ pub struct CowSummary {
     /// Busiest timeline bucket, as pages per second, and when (ms after the fork).
     pub peak_pages_per_s: f64,
     pub peak_at_ms: u64,
+    /// When 90% of the copies had been made, in ms after the fork (the end of that
+    /// timeline bucket); None without copies, or in a trace written before it existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ninety_pct_at_ms: Option<u64>,
     pub timeline_bucket_ms: u64,
     /// Pages copied in each bucket since the fork. The writer always has at least one
     /// bucket; `report` folds them into a histogram as it reads the line and empties the
