@@ -141,7 +141,8 @@ Metrics (prefix cowtrace_): cow_bytes_total{instance,kind,side}, saves_total{ins
 save_written_bytes_total, save_disk_bytes_total, save_sync_calls_total, fork_duration_seconds,
 save_duration_seconds, save_cow_bytes, save_write_latency_seconds, save_sync_latency_seconds,
 save_in_progress, save_current_cow_bytes, save_current_cow_rate_bytes_per_second,
-last_save_cow_bytes, last_fork_duration_seconds, memory_limit_bytes, memory_usage_bytes, last_save_peak_memory_ratios,
+last_save_cow_bytes, last_fork_duration_seconds, save_projected_peak_memory_ratios,
+save_projected_time_left_seconds, memory_limit_bytes, memory_usage_bytes, last_save_peak_memory_ratios,
 lost_events_total, decode_errors_total, trace_dir_errors_total, agent_cpu_seconds_total,
 agent_resident_memory_bytes, map_entries{map}. SIGTERM or Ctrl-C stops it (exit 0).";
 

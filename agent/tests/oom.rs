@@ -493,3 +493,49 @@ fn a_server_in_a_podman_container_is_named_limited_and_its_oom_kill_told() {
         "{text}"
     );
 }
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn a_projection_at_30_percent_of_a_steady_save_is_within_25_percent_of_its_peak() {
+    require_root();
+    let redis = Redis::start(&["--rdb-key-save-delay", "25"]);
+    let cg = MemCgroup::new("projection", 2 << 30);
+    cg.add(redis.pid());
+    redis.fill(200_000, 500);
+    let serve = Serve::start(redis.pid());
+    // Two saves under the same steady load (one client, no pipelining): the first gives
+    // the output size that the second's projection uses for its time left.
+    for n in 1..=2 {
+        let load = redis.steady_load(200_000, 500);
+        redis.save();
+        drop(load);
+        wait_ends(&serve, n);
+    }
+    let ends = serve.ends();
+    let e = &ends[1];
+    let c = &e["projection_check"];
+    assert!(c.is_object(), "the second save checks its projection: {e}");
+    let err = c["error_pct"].as_f64().unwrap();
+    assert!(
+        err.abs() <= 25.0,
+        "projected at 30% vs the actual peak: {c}"
+    );
+    let at = u(&c["at_ms"]) as f64 / u(&e["duration_ms"]) as f64;
+    assert!(
+        (0.15..=0.45).contains(&at),
+        "taken near 30% of the save: {c}"
+    );
+    // The samples carry the projection, based on the last save's output.
+    let traces: Vec<Value> = std::fs::read_dir(serve.traces.path())
+        .unwrap()
+        .flat_map(|f| Trace::read(&f.unwrap().path()).lines)
+        .filter(|l| l["type"] == "sample" && l["session"] == e["session"])
+        .collect();
+    assert!(
+        traces
+            .iter()
+            .any(|s| s["projection"]["basis"] == "last save's output"),
+        "{traces:?}"
+    );
+    drop(cg);
+}

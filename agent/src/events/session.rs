@@ -187,6 +187,7 @@ impl Session {
             attached_mid_save: self.mid_save.clone(),
             memory: None,
             oom_kill: None,
+            projection_check: None,
         }))
     }
 
@@ -502,6 +503,7 @@ impl Tracker {
                     .write_bytes
                     .saturating_sub(s.last_sample_io.write_bytes),
                 disk_bytes: s.io.disk_bytes.saturating_sub(s.last_sample_io.disk_bytes),
+                projection: None,
             }));
             s.last_sample_pages = pages;
             s.last_sample_ts = now_ns;

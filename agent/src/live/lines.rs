@@ -158,6 +158,27 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
 }
 
 /// One `watch --plain` line per live session at the end of each interval.
+/// A running save's projected peak, for the end of its interval line: `  projected
+/// peak 412.0 MiB of 512.0 MiB limit (80.5%), ~12.0 s left`, marked `WARNING` from 80%
+/// and `DANGER` from 95%.
+pub fn projection_text(p: &crate::trace::schema::Projection) -> String {
+    let mark = match p.pct_of_limit {
+        x if x >= 95.0 => "DANGER ",
+        x if x >= 80.0 => "WARNING ",
+        _ => "",
+    };
+    let left = match p.seconds_left {
+        Some(s) => format!(", ~{s:.1} s left"),
+        None => " (worst case: every page copied)".to_string(),
+    };
+    format!(
+        "  {mark}projected peak {} of {} limit ({:.1}%){left}",
+        fmt_bytes(p.peak_bytes),
+        fmt_bytes(p.limit_bytes),
+        p.pct_of_limit
+    )
+}
+
 pub fn interval_line(r: &IntervalRow, clock: &Clock) -> String {
     let cow = match r.cow_estimate {
         None => fmt_bytes(r.cow_bytes),
@@ -248,7 +269,29 @@ pub(crate) mod tests {
             attached_mid_save: None,
             memory: None,
             oom_kill: None,
+            projection_check: None,
         }
+    }
+
+    #[test]
+    fn projections_say_how_close_and_warn() {
+        let mut p = crate::trace::schema::Projection {
+            peak_bytes: 412 << 20,
+            limit_bytes: 512 << 20,
+            pct_of_limit: 80.5,
+            seconds_left: Some(12.0),
+            basis: "last save's output".into(),
+        };
+        assert_eq!(
+            projection_text(&p),
+            "  WARNING projected peak 412.0 MiB of 512.0 MiB limit (80.5%), ~12.0 s left"
+        );
+        p.pct_of_limit = 96.0;
+        p.seconds_left = None;
+        assert!(projection_text(&p).starts_with("  DANGER projected peak"));
+        assert!(projection_text(&p).ends_with("(worst case: every page copied)"));
+        p.pct_of_limit = 20.0;
+        assert!(projection_text(&p).starts_with("  projected peak"));
     }
 
     #[test]
@@ -320,6 +363,7 @@ pub(crate) mod tests {
             attached_mid_save: Some(mid),
             memory: None,
             oom_kill: None,
+            projection_check: None,
             ..end_rec()
         };
         let l = watch_line(&Record::SessionEnd(Box::new(end)), &clock).unwrap();

@@ -177,6 +177,7 @@ impl State {
         if let Record::SessionEnd(e) = &mut rec {
             e.memory = self.memory.take(e.child_pid);
             e.oom_kill = self.oom_kill_of(e);
+            e.projection_check = self.memory.check(e);
             self.ends.push((**e).clone());
         }
         if let Some(l) = &mut self.live {
@@ -544,8 +545,9 @@ impl State {
     /// line per live session or a new screen.
     pub fn on_interval(&mut self) -> Result<()> {
         let now = procfs::monotonic_ns();
+        let mut samples = self.tracker.samples(now);
+        let projections = self.memory.project(&self.tracker, &mut samples);
         if let Output::Trace(_) | Output::Serve(_) = self.output {
-            let samples = self.tracker.samples(now);
             self.emit_all(samples)?;
         }
         if let Output::Serve(_) = self.output {
@@ -583,7 +585,11 @@ impl State {
         let rows = live.on_interval(&i).context("drawing the live view")?;
         if let Output::Watch = self.output {
             for r in &rows {
-                print_line(&lines::interval_line(r, &self.clock))?;
+                let mut line = lines::interval_line(r, &self.clock);
+                if let Some(p) = projections.get(&r.session) {
+                    line.push_str(&lines::projection_text(p));
+                }
+                print_line(&line)?;
             }
         }
         Ok(())

@@ -96,6 +96,8 @@ pub struct Metrics {
     pub current_cow_bytes: Family<Save, Gauge>,
     pub current_cow_rate: Family<Save, FloatGauge>,
     pub last_cow_bytes: Family<Save, Gauge>,
+    pub projected_peak_ratio: Family<Save, FloatGauge>,
+    pub projected_seconds_left: Family<Save, FloatGauge>,
     pub last_fork_seconds: Family<Server, FloatGauge>,
     pub memory_limit: Family<Server, Gauge>,
     pub memory_usage: Family<Server, Gauge>,
@@ -126,6 +128,8 @@ impl Metrics {
             current_cow_bytes: Family::default(),
             current_cow_rate: Family::default(),
             last_cow_bytes: Family::default(),
+            projected_peak_ratio: Family::default(),
+            projected_seconds_left: Family::default(),
             last_fork_seconds: Family::default(),
             memory_limit: Family::default(),
             memory_usage: Family::default(),
@@ -232,6 +236,18 @@ impl Metrics {
             "Memory copied on write by the last save that ended (like Redis's rdb_last_cow_size)",
             b.clone(),
             m.last_cow_bytes.clone(),
+        );
+        r.register_with_unit(
+            "save_projected_peak_memory",
+            "The running save's projected peak memory as a fraction of the limit (the copies still to come at its copy rate, until the last save's output is written; the worst case without a last save)",
+            Unit::Ratios,
+            m.projected_peak_ratio.clone(),
+        );
+        r.register_with_unit(
+            "save_projected_time_left",
+            "Time the running save has left, from its write progress against the last save's output (0 when unknown)",
+            s.clone(),
+            m.projected_seconds_left.clone(),
         );
         r.register_with_unit(
             "last_fork_duration",

@@ -168,6 +168,14 @@ impl Exporter {
                     m.current_cow_rate
                         .get_or_create(&o.save)
                         .set(s.cow_pages_per_s * PAGE as f64);
+                    if let Some(p) = &s.projection {
+                        m.projected_peak_ratio
+                            .get_or_create(&o.save)
+                            .set(p.pct_of_limit / 100.0);
+                        m.projected_seconds_left
+                            .get_or_create(&o.save)
+                            .set(p.seconds_left.unwrap_or(0.0));
+                    }
                 }
             }
             Record::SessionEnd(e) => self.on_end(e),
@@ -220,6 +228,8 @@ impl Exporter {
         m.in_progress.get_or_create(&save).dec();
         m.current_cow_bytes.get_or_create(&save).set(0);
         m.current_cow_rate.get_or_create(&save).set(0.0);
+        m.projected_peak_ratio.get_or_create(&save).set(0.0);
+        m.projected_seconds_left.get_or_create(&save).set(0.0);
         if let Some(pct) = e.memory.as_ref().and_then(|m| m.peak_pct()) {
             m.last_peak_ratio
                 .get_or_create(&Server {

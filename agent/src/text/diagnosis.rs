@@ -373,6 +373,7 @@ mod tests {
             attached_mid_save: None,
             memory: None,
             oom_kill: None,
+            projection_check: None,
         }
     }
 
@@ -395,9 +396,15 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(!text.contains("THP is"), "host facts are said once per run: {text}");
+        assert!(
+            !text.contains("THP is"),
+            "host facts are said once per run: {text}"
+        );
         let h = host_diagnosis(&host).join("\n");
-        assert!(h.contains("THP is `always`") && h.contains("Since Linux 5.8"), "{h}");
+        assert!(
+            h.contains("THP is `always`") && h.contains("Since Linux 5.8"),
+            "{h}"
+        );
         assert!(h.contains("vm.overcommit_memory = 0"), "{h}");
         assert!(
             text.contains("Copying saturated: 90% of the copies were made in the first 0.2 s of the 2.0 s save"),
@@ -417,11 +424,20 @@ mod tests {
         e.writes.latency_us.count = 24_000;
         e.writes.latency_us.p50 = 40;
         let text = diagnose(&e, &HostFacts::default()).join("\n");
-        assert!(text.contains("The save was not bound by the disk: the child spent about 49%"), "{text}");
-        assert!(text.contains("a smaller dataset per instance") && !text.contains("faster disk"), "{text}");
+        assert!(
+            text.contains("The save was not bound by the disk: the child spent about 49%"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a smaller dataset per instance") && !text.contains("faster disk"),
+            "{text}"
+        );
         e.writes.latency_us.p50 = 80;
         let text = diagnose(&e, &HostFacts::default()).join("\n");
-        assert!(text.contains("The save was bound by the disk: the child spent about 97%"), "{text}");
+        assert!(
+            text.contains("The save was bound by the disk: the child spent about 97%"),
+            "{text}"
+        );
         assert!(text.contains("a faster disk"), "{text}");
     }
 
@@ -429,7 +445,10 @@ mod tests {
     fn a_small_save_needs_nothing() {
         let e = end(1_000, 0);
         let text = diagnose(&e, &HostFacts::default()).join("\n");
-        assert!(text.ends_with("This save copied little (0.4% of the parent's RSS): nothing to do."), "{text}");
+        assert!(
+            text.ends_with("This save copied little (0.4% of the parent's RSS): nothing to do."),
+            "{text}"
+        );
         assert!(!text.contains("To reduce it"), "{text}");
     }
 

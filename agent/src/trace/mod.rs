@@ -104,6 +104,13 @@ mod tests {
                 cow_pages_per_s: 20.0,
                 write_bytes: 100,
                 disk_bytes: 4096,
+                projection: Some(schema::Projection {
+                    peak_bytes: 1,
+                    limit_bytes: 2,
+                    pct_of_limit: 50.0,
+                    seconds_left: Some(3.5),
+                    basis: "last save's output".into(),
+                }),
             }),
             Record::SessionEnd(Box::new(SessionEnd {
                 session: 3,
@@ -124,6 +131,12 @@ mod tests {
                     pid: 11,
                     rss_bytes: 300 << 20,
                     cow_bytes: 200 << 20,
+                }),
+                projection_check: Some(schema::ProjectionCheck {
+                    at_ms: 300,
+                    projected_peak_bytes: 5,
+                    actual_peak_bytes: 6,
+                    error_pct: -16.7,
                 }),
                 parent_pid: 10,
                 child_pid: 11,

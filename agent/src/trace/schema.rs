@@ -244,6 +244,37 @@ pub struct Sample {
     pub write_bytes: u64,
     #[serde(default)]
     pub disk_bytes: u64,
+    /// The save's projected peak memory against the server's limit
+    /// (`events::projection`), when its memory is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<Projection>,
+}
+
+/// A running save's projected peak memory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Projection {
+    /// Usage now plus the copies still to come.
+    pub peak_bytes: u64,
+    pub limit_bytes: u64,
+    pub pct_of_limit: f64,
+    /// Time the save has left, from its write progress against the last save's output;
+    /// None when unknown (then the peak is the worst case).
+    pub seconds_left: Option<f64>,
+    /// `last save's output`, or `worst case: all of the RSS at fork copied`.
+    pub basis: String,
+}
+
+/// How good the projection made at 30% of the save was (on `session_end`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProjectionCheck {
+    /// When that projection was made, ms after the fork.
+    pub at_ms: u64,
+    pub projected_peak_bytes: u64,
+    pub actual_peak_bytes: u64,
+    /// (projected - actual) / actual, in percent.
+    pub error_pct: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -286,6 +317,9 @@ pub struct SessionEnd {
     /// Set when the kernel's OOM killer chose the child or the server while it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_kill: Option<OomKill>,
+    /// The projection made at 30% of the save against the actual peak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection_check: Option<ProjectionCheck>,
 }
 
 /// A process of a session that the kernel's OOM killer chose (`oom:mark_victim`).

@@ -417,6 +417,28 @@ impl Redis {
         )
     }
 
+    /// A steady write load (one client, no pipelining) until it is dropped.
+    pub fn steady_load(&self, keys: u64, size: u64) -> Load {
+        Load(
+            Command::new("redis-benchmark")
+                .arg("-s")
+                .arg(&self.sock)
+                .args(["-t", "set", "-c", "1", "-P", "1", "-q"])
+                .args([
+                    "-r",
+                    &keys.to_string(),
+                    "-n",
+                    "100000000",
+                    "-d",
+                    &size.to_string(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-benchmark"),
+        )
+    }
+
     /// Start a BGSAVE (it runs on when this returns).
     pub fn bgsave(&self) {
         let reply = self.cli(&["BGSAVE"]);
