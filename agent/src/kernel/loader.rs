@@ -20,6 +20,11 @@ use crate::{
 /// The kernel object, built by agent/build.rs with aya-build.
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent"));
 
+/// The embedded kernel object (`build_info::BPF_OBJECT_SHA256` is its hash).
+pub fn object() -> &'static [u8] {
+    OBJ
+}
+
 /// tp_btf hooks (program name = tracepoint name) that cowtrace cannot run without.
 pub const BTF_TRACEPOINTS: [&str; 6] = [
     "sched_process_fork",
