@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     text::diagnosis::{HostFacts, diagnose},
-    trace::schema::{End, ProcessRecord, Sample, SessionEnd, SessionStart},
+    trace::schema::{Build, End, ProcessRecord, Sample, SessionEnd, SessionStart},
 };
 
 impl Report {
@@ -25,6 +25,7 @@ impl Report {
             trace: TraceInfo {
                 format_version: u64::from(self.meta.version),
                 cowtrace_version: &self.meta.cowtrace_version,
+                build: self.meta.build.as_ref(),
                 host: &self.meta.host,
                 kernel: &self.meta.kernel,
                 targets: &self.meta.targets,
@@ -168,6 +169,9 @@ pub struct Unfinished {
 pub struct TraceInfo<'a> {
     pub format_version: u64,
     pub cowtrace_version: &'a str,
+    /// `meta.build`, when the trace has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<&'a Build>,
     pub host: &'a str,
     pub kernel: &'a str,
     pub targets: &'a str,
