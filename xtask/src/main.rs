@@ -1,4 +1,4 @@
-//! Developer tasks for cowtrace: `cargo xtask <setup|test|demo|bench>`.
+//! Developer tasks for cowtrace: `cargo xtask <setup|test|demo|bench|soak|dist>`.
 //!
 //! The project's own files must install everything a fresh machine needs (see
 //! `/work/shared/TOOLCHAIN.md`), so `setup` is idempotent and `test` / `demo` call it
@@ -6,6 +6,7 @@
 
 mod bench;
 mod demo;
+mod dist;
 mod redis;
 mod setup;
 mod soak;
@@ -23,7 +24,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what is missing (apt packages, nightly + rust-src, bpf-linker, tracefs).
+    /// Install what is missing (apt packages, nightly + rust-src, bpf-linker, tracefs,
+    /// the musl target).
     Setup,
     /// Run setup, the unit tests, then the root integration tests (needs root).
     Test(test::TestArgs),
@@ -33,6 +35,9 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Run cowtrace for N minutes against a Redis saving every few seconds; writes bench/SOAK.md.
     Soak(soak::SoakArgs),
+    /// Build the release artifacts in target/dist/: static tarball, .deb, container
+    /// image, SHA256SUMS.
+    Dist(dist::DistArgs),
 }
 
 fn main() {
@@ -46,6 +51,7 @@ fn main() {
         Cmd::Demo => demo::run(),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Soak(args) => soak::run(args),
+        Cmd::Dist(args) => dist::run(args),
     };
     // Print the error chain ourselves: anyhow's Debug output adds a backtrace whenever
     // RUST_BACKTRACE is set, which buries the message in CI logs.

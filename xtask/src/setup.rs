@@ -11,9 +11,10 @@ use std::process::Command;
 /// Debian packages: LLVM 22 for bpf-linker (matches nightly's LLVM), Redis for the demo
 /// and the Redis tests, bpftrace/bpftool for cross-checks, strace (the ground truth of
 /// the sync-call counts in agent/tests/writes.rs), Chromium, in which the tests load
-/// `report --html` pages, and Prometheus (with promtool), which scrapes `cowtrace serve`
-/// in the tests and checks the alert rules, and podman with runc (the container tests:
-/// crun refuses this machine's hybrid cgroups).
+/// `report --html` pages, Prometheus (with promtool), which scrapes `cowtrace serve` in
+/// the tests and checks the alert rules, podman with runc (the container tests and the
+/// image of `cargo xtask dist`; crun refuses this host's hybrid cgroups), man-db (`man -w`
+/// finds the installed pages) and file.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -27,7 +28,12 @@ const APT_PACKAGES: &[&str] = &[
     "podman",
     "runc",
     "strace",
+    "man-db",
+    "file",
 ];
+
+/// The static release target of `cargo xtask dist`.
+const MUSL_TARGET: &str = crate::dist::TARGET;
 
 const LLVM_DIR: &str = "/usr/lib/llvm-22";
 
@@ -36,6 +42,7 @@ pub fn run() -> Result<()> {
     nightly().context("setup step 2 (nightly toolchain + rust-src) failed")?;
     bpf_linker().context("setup step 3 (bpf-linker) failed")?;
     tracefs().context("setup step 4 (tracefs) failed")?;
+    musl_target().context("setup step 5 (Rust target for static builds) failed")?;
     println!("[setup] done");
     Ok(())
 }
@@ -131,6 +138,18 @@ fn nightly() -> Result<()> {
         ]))?;
     }
     Ok(())
+}
+
+/// `rustup target add` for the default toolchain: `cargo xtask dist` builds the static
+/// binary with it (pure Rust, so no musl-gcc is needed).
+fn musl_target() -> Result<()> {
+    let installed = util::output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim() == MUSL_TARGET) {
+        println!("[setup] rust target {MUSL_TARGET}: already present");
+        return Ok(());
+    }
+    println!("[setup] rust target {MUSL_TARGET}: installing ...");
+    util::run(Command::new("rustup").args(["target", "add", MUSL_TARGET]))
 }
 
 fn bpf_linker_present() -> bool {

@@ -2,7 +2,8 @@
 //!
 //! The root tests are `#[ignore = "root: ..."]`, so a plain `cargo test` skips them; here
 //! they run with `--ignored`, and a root test that did not run must never pass silently:
-//! the step fails if nothing passed or if anything was reported as ignored.
+//! the step fails if nothing passed or if anything was reported as ignored. Among them,
+//! `agent/tests/dist.rs` runs `cargo xtask dist` and installs and runs each artifact.
 
 use crate::{setup, util};
 use anyhow::{Result, anyhow, bail};

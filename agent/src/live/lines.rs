@@ -39,6 +39,9 @@ impl Clock {
 
 /// `HH:MM:SS` of a Unix time in the local time zone.
 fn local_hms(unix_s: u64) -> String {
+    // libc deprecates `time_t` on musl because it is 32-bit on musl's 32-bit targets
+    // before musl 1.2; on x86-64 (the static release) it is 64-bit.
+    #[allow(deprecated)]
     let t = unix_s as libc::time_t;
     // SAFETY: an all-zero `tm` is a valid value for localtime_r to overwrite.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     text::diagnosis::{HostFacts, diagnose, host_diagnosis},
-    trace::schema::{End, ProcessRecord, Sample, SessionEnd, SessionStart, SyncCounts},
+    trace::schema::{Build, End, ProcessRecord, Sample, SessionEnd, SessionStart, SyncCounts},
 };
 
 impl Report {
@@ -26,6 +26,7 @@ impl Report {
             trace: TraceInfo {
                 format_version: u64::from(self.meta.version),
                 cowtrace_version: &self.meta.cowtrace_version,
+                build: self.meta.build.as_ref(),
                 host: &self.meta.host,
                 kernel: &self.meta.kernel,
                 targets: &self.meta.targets,
@@ -182,6 +183,9 @@ pub struct Unfinished {
 pub struct TraceInfo<'a> {
     pub format_version: u64,
     pub cowtrace_version: &'a str,
+    /// `meta.build`, when the trace has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<&'a Build>,
     pub host: &'a str,
     pub kernel: &'a str,
     pub targets: &'a str,

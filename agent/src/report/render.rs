@@ -111,8 +111,12 @@ fn header(r: &Report, out: &mut String) {
     let _ = writeln!(out, "  recorded:  {}", r.recorded());
     let _ = writeln!(
         out,
-        "  recorder:  cowtrace {}, trace format {}{}{}",
+        "  recorder:  cowtrace {}{}, trace format {}{}{}",
         known(&m.cowtrace_version),
+        m.build.as_ref().map_or(String::new(), |b| format!(
+            " (commit {})",
+            b.commit.get(..12).unwrap_or(&b.commit)
+        )),
         m.version,
         m.interval_ms.map_or(String::new(), |i| format!(
             ", samples every {}",

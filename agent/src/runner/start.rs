@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{Output, state::State};
 use crate::{
+    build_info,
     kernel::{
         loader::{COW_HOOKS, COW_METHOD, DISK_HOOKS, WRITE_HOOKS},
         maps::KernelMaps,
@@ -14,7 +15,7 @@ use crate::{
     live::{self, Live, screen::model::Losses, summary},
     procfs::{self, children},
     text::diagnosis::HostFacts,
-    trace::schema::{Attach, End, FORMAT_NAME, FORMAT_VERSION, Meta, MidSave, Record},
+    trace::schema::{Attach, Build, End, FORMAT_NAME, FORMAT_VERSION, Meta, MidSave, Record},
 };
 
 /// A fork child of a root that was already running when cowtrace attached.
@@ -120,6 +121,11 @@ fn meta(roots: &[u32], pid_mode: bool, start_ns: u64, interval: Duration) -> Met
         page_size: Some(procfs::page_size()),
         thp: procfs::thp_mode(),
         overcommit_memory: procfs::overcommit_memory(),
+        build: Some(Build {
+            commit: build_info::COMMIT.into(),
+            date: build_info::date(),
+            bpf_object_sha256: build_info::BPF_OBJECT_SHA256.into(),
+        }),
     }
 }
 

@@ -16,8 +16,8 @@ mod tests {
     use super::{
         reader::parse_line,
         schema::{
-            Attach, CowEvent, CowSummary, DiskSummary, End, FORMAT_NAME, FORMAT_VERSION, FileRow,
-            FsyncSummary, IoEvent, MapOccupancy, Meta, MidSave, ProcessCow, ProcessIo,
+            Attach, Build, CowEvent, CowSummary, DiskSummary, End, FORMAT_NAME, FORMAT_VERSION,
+            FileRow, FsyncSummary, IoEvent, MapOccupancy, Meta, MidSave, ProcessCow, ProcessIo,
             ProcessRecord, Quantiles, Sample, SessionEnd, SessionKind, SessionStart, Side,
             SyncByCall, SyncCall, SyncCallSummary, SyncCounts, WritesSummary,
         },
@@ -73,6 +73,11 @@ mod tests {
                 page_size: Some(4096),
                 thp: Some("madvise".into()),
                 overcommit_memory: Some(1),
+                build: Some(Build {
+                    commit: "eb6ae18".into(),
+                    date: "2026-12-03T07:18:00Z".into(),
+                    bpf_object_sha256: "87a4".into(),
+                }),
             })),
             Record::SessionStart(SessionStart {
                 session: 3,
@@ -348,5 +353,27 @@ mod tests {
         // The identity of a line is required.
         assert!(parse_line(br#"{"type":"sample","ts_ns":1}"#).is_err());
         assert!(parse_line(br#"{"type":"process","comm":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn a_meta_line_without_build_is_read() {
+        // As written before `meta.build` existed (the fixtures' traces are such).
+        let old = br#"{"type":"meta","format":"cowtrace","version":1,"cowtrace_version":"0.1.0","host":"vm","kernel":"6.18"}
+"#;
+        let reader = TraceReader::open("old", old.as_slice()).unwrap();
+        assert_eq!(reader.meta.build, None);
+        assert_eq!(reader.meta.host, "vm");
+        let new = br#"{"type":"meta","format":"cowtrace","version":1,"build":{"commit":"abc","date":"2026-12-03T07:18:00Z","bpf_object_sha256":"87a4","later":1}}
+"#;
+        let reader = TraceReader::open("new", new.as_slice()).unwrap();
+        let b = reader.meta.build.unwrap();
+        assert_eq!(
+            (
+                b.commit.as_str(),
+                b.date.as_str(),
+                b.bpf_object_sha256.as_str()
+            ),
+            ("abc", "2026-12-03T07:18:00Z", "87a4")
+        );
     }
 }

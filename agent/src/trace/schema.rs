@@ -155,6 +155,21 @@ pub struct Meta {
     /// Transparent huge pages mode and `vm.overcommit_memory` (for the diagnosis).
     pub thp: Option<String>,
     pub overcommit_memory: Option<u32>,
+    /// What the writing cowtrace was built from, as `cowtrace --version` says it.
+    /// Absent (None) in traces written before it was added.
+    pub build: Option<Build>,
+}
+
+/// `meta.build`: the writer's build.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Build {
+    /// `git rev-parse HEAD` of the source, or `unknown`.
+    pub commit: String,
+    /// Build date, RFC 3339 UTC (`SOURCE_DATE_EPOCH` when the build set it).
+    pub date: String,
+    /// SHA-256 (hex, 64 digits) of the embedded eBPF object.
+    pub bpf_object_sha256: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
