@@ -19,6 +19,13 @@ pub const EV_TITLE: u32 = 5;
 pub const EV_RENAME: u32 = 6;
 /// The OOM killer chose a traced process (`value`: its RSS in bytes).
 pub const EV_OOM: u32 = 7;
+/// A server daemonized: its fork child `pid` (which called `setsid()`) outlived the
+/// parent `ppid` (which exited), so the child is now the traced root and its fork is
+/// no session.
+pub const EV_DAEMON: u32 = 8;
+/// Session child `pid` of `ppid` called `setsid()`: a daemonizing child, not a save
+/// (its session is held until it exits or becomes the root, `EV_DAEMON`).
+pub const EV_SETSID: u32 = 9;
 /// Event kinds on the hot ring buffer (`HOT_EVENTS`, submitted without wakeup).
 pub const EV_COW: u32 = 10;
 pub const EV_WRITE: u32 = 11;
@@ -58,6 +65,11 @@ pub const DROP_SLOTS: u32 = 2;
 /// `CowEvent::flags` bits.
 pub const COW_FLAG_CHILD: u32 = 1; // the copy was made by the session child
 pub const COW_FLAG_ZERO: u32 = 2; // a write to the shared zero page (a zero-filled allocation)
+
+/// Values of the kernel's `DAEMON_GATE` map: which half of a daemonization was seen
+/// first for a session child. The second half promotes it (see agent-ebpf `fork.rs`).
+pub const GATE_SETSID: u32 = 1;
+pub const GATE_PARENT_EXITED: u32 = 2;
 
 /// Byte length of a file name kept by the kernel side (a dentry name or a rename path).
 pub const NAME_LEN: usize = 64;
@@ -305,6 +317,9 @@ const _: () = assert!(core::mem::size_of::<PendingFault>() == 24);
 /// * `EV_EXEC`: `pid` exec'd a Redis-like binary and is now traced (auto mode).
 /// * `EV_TITLE`: the process title of session child `pid`, read at `exit_group`;
 ///   `value` = length of the argv area (only that many bytes of `title` are argv).
+/// * `EV_SETSID`: session child `pid` of root `ppid` called `setsid()`.
+/// * `EV_DAEMON`: session child `pid` is now a root: its parent `ppid` exited after it
+///   called `setsid()` (a server that daemonized).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ProcEvent {

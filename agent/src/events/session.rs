@@ -104,6 +104,11 @@ pub struct Session {
     pub instance: Option<String>,
     /// Set when cowtrace attached while the child was already running.
     pub mid_save: Option<MidSave>,
+    /// The child called `setsid()` (`EV_SETSID`), or its server exited while it ran: a
+    /// plain fork that may be a server daemonizing, whose start is held until it exits
+    /// or becomes the server (`Tracker::on_daemonized`).
+    pub detached: bool,
+    pub orphaned: bool,
     last_sample_pages: u64,
     last_sample_ts: u64,
     last_sample_io: IoCounters,
@@ -116,6 +121,12 @@ impl Session {
 
     fn kind_or_fork(&self) -> SessionKind {
         self.kind.unwrap_or(SessionKind::Fork)
+    }
+
+    /// A plain fork that detached or lost its server may be the server itself, after
+    /// `daemonize()`: its start waits for its exit (or its end as a session).
+    fn maybe_daemon(&self) -> bool {
+        (self.detached || self.orphaned) && self.kind == Some(SessionKind::Fork)
     }
 
     fn start_record(&mut self) -> Record {
@@ -304,6 +315,8 @@ impl Tracker {
             cwd: None,
             instance: None,
             mid_save: None,
+            detached: false,
+            orphaned: false,
             last_sample_pages: 0,
             last_sample_ts: ev.ts_ns,
             last_sample_io: IoCounters::default(),
@@ -311,6 +324,42 @@ impl Tracker {
         // A pid can only be reused after its previous owner exited, and the exit event
         // came first on the same ring, so nothing live is overwritten here.
         self.live.insert(ev.pid, s);
+    }
+
+    /// `EV_SETSID`: the child of this session called `setsid()`.
+    pub fn on_setsid(&mut self, child: u32) {
+        if let Some(s) = self.live.get_mut(&child) {
+            s.detached = true;
+        }
+    }
+
+    /// Traced server `root` exited: its children that live on may be the server
+    /// itself, daemonized.
+    pub fn on_root_exit(&mut self, root: u32) {
+        for s in self.live.values_mut().filter(|s| s.parent_pid == root) {
+            s.orphaned = true;
+        }
+    }
+
+    /// `EV_DAEMON`: the child of this session called `setsid()` and outlived its
+    /// parent: it is the server, daemonized, and its fork was no session. The session
+    /// goes without a record, and gives its number back when it was the newest. A start
+    /// already written (only if the child waited longer than the title grace before it
+    /// detached) is closed as incomplete.
+    pub fn on_daemonized(&mut self, child: u32, now_ns: u64) -> Vec<Record> {
+        let Some(s) = self.live.remove(&child) else {
+            return Vec::new();
+        };
+        if s.started {
+            self.ended += 1;
+            self.remember_ended(child, s.id);
+            return vec![s.end_record(now_ns, -1, false, &[])];
+        }
+        if s.id == self.next_id {
+            self.next_id -= 1;
+        }
+        self.opened -= 1;
+        Vec::new()
     }
 
     /// `EV_FORK_RET`: the parent's fork syscall returned `ev.pid` after `ev.value` ns.
@@ -471,6 +520,7 @@ impl Tracker {
         for s in self.live.values_mut() {
             if !s.started
                 && s.kind.is_some()
+                && !s.maybe_daemon()
                 && (s.fork_us.is_some() || now_ns.saturating_sub(s.fork_ts_ns) > FORK_RET_WAIT_NS)
             {
                 out.push(s.start_record());
@@ -813,6 +863,59 @@ mod tests {
         assert_eq!(t.session_id(6), None, "forgotten");
         assert!(t.session_id(1000).is_some());
         assert_eq!(t.session_id(5), Some(3), "still live");
+    }
+
+    #[test]
+    fn a_daemonizing_fork_is_no_session_in_either_order() {
+        // The parent exits first: the plain fork is held, then dropped.
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
+        t.on_root_exit(4);
+        t.observe_cmdline(5, b"redis-server", b"", TITLE_GRACE_NS + 1);
+        assert!(t.ready_starts(2 * FORK_RET_WAIT_NS).is_empty(), "held");
+        assert!(t.on_daemonized(5, 3 * FORK_RET_WAIT_NS).is_empty());
+        assert_eq!((t.opened, t.live().count(), t.session_id(5)), (0, 0, None));
+        // The server's own save is session 1.
+        t.on_fork(&ev(EV_FORK, 6, 5, 10, 0));
+        assert_eq!(t.session_id(6), Some(1));
+
+        // setsid() first, while the parent still runs.
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_setsid(5);
+        t.observe_cmdline(5, b"x", b"x", TITLE_GRACE_NS + 1);
+        assert!(t.ready_starts(2 * FORK_RET_WAIT_NS).is_empty(), "held");
+        assert!(t.on_daemonized(5, 1).is_empty());
+        assert_eq!(t.opened, 0);
+    }
+
+    #[test]
+    fn a_detached_child_that_exits_is_a_plain_fork_and_saves_are_never_held() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_setsid(5);
+        t.observe_cmdline(5, b"x", b"x", TITLE_GRACE_NS + 1);
+        let out = t.on_exit(&ev(EV_EXIT, 5, 4, 10, 0), &[]);
+        let Record::SessionStart(s) = &out[0] else {
+            panic!()
+        };
+        assert_eq!((s.session, s.kind), (1, SessionKind::Fork));
+        // A save whose server was killed is not held.
+        t.on_fork(&ev(EV_FORK, 7, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 7, 4, 1, 1000));
+        t.observe_cmdline(7, b"redis-rdb-bgsave", b"redis-server", 2);
+        t.on_root_exit(4);
+        assert_eq!(t.ready_starts(3).len(), 1);
+        // A session already started when it turns out to be the server ends incomplete.
+        t.on_fork(&ev(EV_FORK, 8, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 8, 4, 1, 1000));
+        t.observe_cmdline(8, b"x", b"x", TITLE_GRACE_NS + 1);
+        assert_eq!(t.ready_starts(TITLE_GRACE_NS + 1).len(), 1);
+        let Record::SessionEnd(e) = &t.on_daemonized(8, TITLE_GRACE_NS + 2)[0] else {
+            panic!()
+        };
+        assert!(!e.complete);
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub const BTF_TRACEPOINTS: [&str; 6] = [
 ];
 /// Classic tracepoints: (program, category, names...). A name missing on this kernel
 /// (clone3 or vfork on some architectures) is skipped; each program needs one.
-const TRACEPOINTS: [(&str, &str, &[&str]); 11] = [
+const TRACEPOINTS: [(&str, &str, &[&str]); 12] = [
     (
         "fork_enter",
         "syscalls",
@@ -55,6 +55,7 @@ const TRACEPOINTS: [(&str, &str, &[&str]); 11] = [
     ("sched_process_exec", "sched", &["sched_process_exec"]),
     ("oom_victim", "oom", &["mark_victim"]),
     ("exit_group_enter", "syscalls", &["sys_enter_exit_group"]),
+    ("setsid_exit", "syscalls", &["sys_exit_setsid"]),
     (
         "fd_syscall_enter",
         "syscalls",
@@ -102,6 +103,7 @@ const RENAMEAT: (&str, &str, &[&str]) = (
 pub const COW_METHOD: &str = "tracepoint";
 pub const COW_HOOKS: &str = "tp_btf/page_fault_user + tp_btf/mm_page_alloc";
 pub const WRITE_HOOKS: &str = "tracepoint/syscalls/sys_{enter,exit}_{write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,sync_file_range,rename,renameat,renameat2}";
+pub const DAEMON_HOOKS: &str = "tracepoint/syscalls/sys_exit_setsid + tp_btf/sched_process_exit (the child that setsid()s outlives its parent)";
 pub const DISK_HOOKS: &str = "tp_btf/block_rq_issue + tp_btf/block_rq_complete (bio page -> inode)";
 
 #[derive(Debug, Error)]

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use super::{Output, state::State};
 use crate::{
     kernel::{
-        loader::{COW_HOOKS, COW_METHOD, DISK_HOOKS, WRITE_HOOKS},
+        loader::{COW_HOOKS, COW_METHOD, DAEMON_HOOKS, DISK_HOOKS, WRITE_HOOKS},
         maps::KernelMaps,
     },
     live::{self, Live, screen::model::Losses, summary},
@@ -109,6 +109,7 @@ fn meta(roots: &[u32], pid_mode: bool, start_ns: u64, interval: Duration) -> Met
             cow: COW_HOOKS.into(),
             writes: WRITE_HOOKS.into(),
             disk: DISK_HOOKS.into(),
+            daemonize: Some(DAEMON_HOOKS.into()),
             fentry: "not used by this version; `cowtrace check` probes it".into(),
             kprobe: "not used by this version; `cowtrace check` probes it".into(),
         },

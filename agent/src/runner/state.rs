@@ -320,7 +320,22 @@ impl State {
                 }
                 self.end_session(&ev)?;
             }
+            ProcMsg::Setsid(ev) => self.tracker.on_setsid(ev.pid),
+            ProcMsg::Daemon(ev) => {
+                let recs = self.tracker.on_daemonized(ev.pid, procfs::monotonic_ns());
+                // What it wrote as a child (its log, the pid file) is no session's.
+                let _ = self.maps.take_files(ev.pid);
+                let _ = self.memory.take(ev.pid);
+                self.roots.insert(ev.pid);
+                log::info!(
+                    "pid {} daemonized: tracing its child {} as the server",
+                    ev.ppid,
+                    ev.pid
+                );
+                self.emit_all(recs)?;
+            }
             ProcMsg::Exit(ev) => {
+                self.tracker.on_root_exit(ev.pid);
                 self.roots.remove(&ev.pid);
                 self.memory.forget_server(ev.pid);
                 log::info!("traced process {} exited", ev.pid);

@@ -62,6 +62,7 @@ mod tests {
                     cow: "d".into(),
                     writes: "e".into(),
                     disk: "f".into(),
+                    daemonize: Some("i".into()),
                     fentry: "g".into(),
                     kprobe: "h".into(),
                 },

@@ -167,6 +167,9 @@ pub struct Attach {
     pub cow: String,
     pub writes: String,
     pub disk: String,
+    /// How a server that daemonizes is followed (added in 0.1; absent in older traces).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemonize: Option<String>,
     /// Optional precise paths that were probed, and what the kernel said.
     pub fentry: String,
     pub kprobe: String,
