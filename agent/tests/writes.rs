@@ -104,10 +104,20 @@ fn child_file_write_bytes_names_fsync_and_disk() {
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn redis_bgsave_writes_equal_the_rdb_file() {
+    bgsave_writes_equal_the_rdb_file(Flavor::Redis);
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn valkey_bgsave_writes_equal_the_rdb_file() {
+    bgsave_writes_equal_the_rdb_file(Flavor::Valkey);
+}
+
+fn bgsave_writes_equal_the_rdb_file(flavor: Flavor) {
     require_root();
     // Log to stdout (not a regular file): the save child also appends its "DB saved"
     // lines to a log file, which are real writes and would count too.
-    let redis = Redis::start(&["--logfile", ""]);
+    let redis = Redis::start_flavor(flavor, &["--logfile", ""]);
     redis.fill(100_000, 100);
     let dir = TempDir::new("redis-writes");
     let pid = redis.pid().to_string();
@@ -125,8 +135,10 @@ fn redis_bgsave_writes_equal_the_rdb_file() {
     let rdb = redis.dir.path().join("dump.rdb");
     let size = std::fs::metadata(&rdb).unwrap().len();
     eprintln!(
-        "RDB {size} bytes; writes {} disk {}",
-        e["writes"], e["disk"]
+        "{} RDB {size} bytes; writes {} disk {}",
+        flavor.name(),
+        e["writes"],
+        e["disk"]
     );
     assert_eq!(
         u(&e["writes"]["bytes"]),
