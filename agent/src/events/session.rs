@@ -12,12 +12,12 @@ use agent_common::{
 use crate::{
     events::{
         classify::{TITLE_GRACE_NS, classify_title, printable, title_is_set},
-        files::resolve,
+        files::{absolute, resolve},
         hist::Hist,
         timeline::{Timeline, pct},
     },
     trace::schema::{
-        CowSummary, DiskSummary, FileRow, FsyncSummary, MidSave, Record, Sample, SessionEnd,
+        AofFiles, CowSummary, DiskSummary, FileRow, FsyncSummary, MidSave, Record, Sample, SessionEnd,
         SessionKind, SessionStart, SyncByCall, SyncCallSummary, WritesSummary, split_wait_status,
     },
 };
@@ -70,9 +70,26 @@ fn ms2(ns: u64) -> f64 {
 /// event of the detail ring is read up to one drain after the exit on the session ring).
 const RECENTLY_ENDED: usize = 1024;
 
-fn c_str(b: &[u8]) -> String {
+/// A NUL-terminated kernel string (a rename path, a comm) as text.
+pub fn c_str(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// How long an AOF rewrite that exited waits for its server to rename its file into
+/// place before its `session_end` is written without it. The server does it in its cron
+/// (`backgroundRewriteDoneHandler` in aof.c, called from `serverCron` at `hz`, 10 by
+/// default): within 100 ms, or a second at `hz 1`.
+pub const AOF_RENAME_WAIT_NS: u64 = 3_000_000_000;
+
+/// An AOF rewrite whose child exited well, waiting for the server to rename the file.
+#[derive(Debug, Clone)]
+struct Finishing {
+    s: Session,
+    ts_ns: u64,
+    status: i64,
+    files: Vec<KernelFile>,
+    aof: Option<AofFiles>,
 }
 
 /// `session_start` waits this long for the fork latency (the parent's syscall exit
@@ -198,6 +215,7 @@ impl Session {
             attached_mid_save: self.mid_save.clone(),
             memory: None,
             oom_kill: None,
+            aof: None,
         }))
     }
 
@@ -242,6 +260,8 @@ pub struct Tracker {
     /// order they ended in (oldest first), so late events keep their session.
     ended_ids: HashMap<u32, u64>,
     ended_order: VecDeque<u32>,
+    /// AOF rewrites that exited, waiting for their server's rename (by child pid).
+    finishing: BTreeMap<u32, Finishing>,
     /// Sessions ended so far.
     pub ended: u64,
     /// Sessions started (ids handed out) so far.
@@ -335,10 +355,12 @@ impl Tracker {
 
     /// Traced server `root` exited: its children that live on may be the server
     /// itself, daemonized.
-    pub fn on_root_exit(&mut self, root: u32) {
+    /// Its AOF rewrites waiting for its rename end now.
+    pub fn on_root_exit(&mut self, root: u32) -> Vec<Record> {
         for s in self.live.values_mut().filter(|s| s.parent_pid == root) {
             s.orphaned = true;
         }
+        self.release_finishing(None, Some(root))
     }
 
     /// `EV_DAEMON`: the child of this session called `setsid()` and outlived its
@@ -577,10 +599,91 @@ impl Tracker {
         if !s.started {
             out.push(s.start_record());
         }
-        out.push(s.end_record(ev.ts_ns, ev.value as u32 as i32 as i64, true, files));
-        self.ended += 1;
+        let status = ev.value as u32 as i32 as i64;
         self.remember_ended(s.child_pid, s.id);
+        if s.kind == Some(SessionKind::AofRewrite) && status == 0 {
+            // Its file is not in place yet: the server renames it when it reaps the
+            // child (`on_parent_rename`).
+            self.finishing.insert(
+                s.child_pid,
+                Finishing {
+                    s,
+                    ts_ns: ev.ts_ns,
+                    status,
+                    files: files.to_vec(),
+                    aof: None,
+                },
+            );
+            return out;
+        }
+        out.push(s.end_record(ev.ts_ns, status, true, files));
+        self.ended += 1;
         out
+    }
+
+    /// A traced server renamed `old` to `new` (paths as it passed them). The rename of
+    /// the file an AOF rewrite's child left (`temp-rewriteaof-bg-PID.aof`) names the new
+    /// base file; the next rename to a `.manifest` names the manifest, and the session
+    /// ends with both.
+    pub fn on_parent_rename(&mut self, root: u32, old: &str, new: &str) -> Vec<Record> {
+        let mut done = Vec::new();
+        for (&child, f) in self.finishing.iter_mut() {
+            if f.s.parent_pid != root {
+                continue;
+            }
+            let cwd = f.s.cwd.clone();
+            let cwd = cwd.as_deref();
+            match &mut f.aof {
+                None => {
+                    let old_abs = absolute(old, cwd);
+                    let hit = f.files.iter().any(|k| {
+                        let fd = f.s.fd_paths.get(&k.ino).map(String::as_str);
+                        let (path, renamed) = resolve(&k.name, fd, &f.s.renames, cwd);
+                        renamed.unwrap_or(path) == old_abs
+                    });
+                    if hit {
+                        f.s.renames.push((old.to_string(), new.to_string()));
+                        f.aof = Some(AofFiles {
+                            base: absolute(new, cwd),
+                            manifest: None,
+                        });
+                    }
+                }
+                Some(aof) if new.ends_with(".manifest") => {
+                    aof.manifest = Some(absolute(new, cwd));
+                    done.push(child);
+                }
+                Some(_) => {}
+            }
+        }
+        done.into_iter()
+            .filter_map(|c| self.release(c))
+            .collect()
+    }
+
+    /// AOF rewrites that waited long enough for their server's rename (`now_ns`), or
+    /// all of those of `root` (its server exited), or all (`None`, `None`: the run ends).
+    pub fn release_finishing(&mut self, now_ns: Option<u64>, root: Option<u32>) -> Vec<Record> {
+        let due: Vec<u32> = self
+            .finishing
+            .iter()
+            .filter(|(_, f)| {
+                root.is_none_or(|r| f.s.parent_pid == r)
+                    && now_ns.is_none_or(|n| n.saturating_sub(f.ts_ns) > AOF_RENAME_WAIT_NS)
+            })
+            .map(|(&c, _)| c)
+            .collect();
+        due.into_iter().filter_map(|c| self.release(c)).collect()
+    }
+
+    fn release(&mut self, child: u32) -> Option<Record> {
+        let f = self.finishing.remove(&child)?;
+        let mut rec = f.s.end_record(f.ts_ns, f.status, true, &f.files);
+        if let Record::SessionEnd(e) = &mut rec {
+            e.aof = f.aof;
+        }
+        self.ended += 1;
+        Some(rec)
     }
 
     /// End of the run: close every live session as incomplete. `files_of` gives each
@@ -590,7 +693,7 @@ impl Tracker {
         now_ns: u64,
         mut files_of: impl FnMut(u32) -> Vec<KernelFile>,
     ) -> Vec<Record> {
-        let mut out = Vec::new();
+        let mut out = self.release_finishing(None, None);
         for (pid, mut s) in std::mem::take(&mut self.live) {
             s.kind.get_or_insert(SessionKind::Fork);
             if !s.started {
@@ -871,7 +974,7 @@ mod tests {
         let mut t = Tracker::new();
         t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
         t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
-        t.on_root_exit(4);
+        assert!(t.on_root_exit(4).is_empty());
         t.observe_cmdline(5, b"redis-server", b"", TITLE_GRACE_NS + 1);
         assert!(t.ready_starts(2 * FORK_RET_WAIT_NS).is_empty(), "held");
         assert!(t.on_daemonized(5, 3 * FORK_RET_WAIT_NS).is_empty());
@@ -905,7 +1008,7 @@ mod tests {
         t.on_fork(&ev(EV_FORK, 7, 4, 0, 0));
         t.on_fork_ret(&ev(EV_FORK_RET, 7, 4, 1, 1000));
         t.observe_cmdline(7, b"redis-rdb-bgsave", b"redis-server", 2);
-        t.on_root_exit(4);
+        assert!(t.on_root_exit(4).is_empty());
         assert_eq!(t.ready_starts(3).len(), 1);
         // A session already started when it turns out to be the server ends incomplete.
         t.on_fork(&ev(EV_FORK, 8, 4, 0, 0));
@@ -916,6 +1019,96 @@ mod tests {
             panic!()
         };
         assert!(!e.complete);
+    }
+
+    fn aof_child(t: &mut Tracker) -> Vec<Record> {
+        t.on_fork(&ev(EV_FORK, 9, 8, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 9, 8, 1, 1000));
+        t.set_cwd(9, "/d".into());
+        t.observe_cmdline(9, b"redis-aof-rewrite *:1", b"redis-server", 2);
+        assert_eq!(t.ready_starts(3).len(), 1);
+        let mut rn = RenameEvent {
+            kind: 6,
+            pid: 9,
+            session: 9,
+            tid: 9,
+            ts_ns: 4,
+            old: [0; 64],
+            new: [0; 64],
+        };
+        rn.old[..21].copy_from_slice(b"temp-rewriteaof-9.aof");
+        rn.new[..24].copy_from_slice(b"temp-rewriteaof-bg-9.aof");
+        t.on_rename(&rn);
+        let files = [KernelFile {
+            ino: 3,
+            name: "temp-rewriteaof-9.aof".into(),
+            bytes: 1000,
+            calls: 2,
+        }];
+        t.on_exit(&ev(EV_EXIT, 9, 8, 10, 0), &files)
+    }
+
+    #[test]
+    fn an_aof_rewrite_ends_once_its_server_renamed_the_file_and_the_manifest() {
+        let mut t = Tracker::new();
+        assert!(aof_child(&mut t).is_empty(), "held for the server's rename");
+        assert_eq!(t.session_id(9), Some(1), "late events keep their session");
+        assert!(t.on_parent_rename(7, "temp-rewriteaof-bg-9.aof", "x").is_empty());
+        assert!(t.on_parent_rename(8, "other", "appendonlydir/a.manifest").is_empty());
+        assert!(
+            t.on_parent_rename(
+                8,
+                "temp-rewriteaof-bg-9.aof",
+                "appendonlydir/appendonly.aof.2.base.rdb"
+            )
+            .is_empty()
+        );
+        assert!(
+            t.on_parent_rename(
+                8,
+                "appendonlydir/temp-appendonly.aof.incr",
+                "appendonlydir/appendonly.aof.3.incr.aof"
+            )
+            .is_empty()
+        );
+        let out = t.on_parent_rename(
+            8,
+            "appendonlydir/temp-appendonly.aof.manifest",
+            "appendonlydir/appendonly.aof.manifest",
+        );
+        let Record::SessionEnd(e) = &out[0] else {
+            panic!()
+        };
+        assert_eq!(
+            e.writes.files[0].renamed_to.as_deref(),
+            Some("/d/appendonlydir/appendonly.aof.2.base.rdb")
+        );
+        let aof = e.aof.as_ref().unwrap();
+        assert_eq!(aof.base, "/d/appendonlydir/appendonly.aof.2.base.rdb");
+        assert_eq!(
+            aof.manifest.as_deref(),
+            Some("/d/appendonlydir/appendonly.aof.manifest")
+        );
+        assert_eq!(t.ended, 1);
+    }
+
+    #[test]
+    fn an_aof_rewrite_without_the_servers_rename_ends_after_the_wait() {
+        let mut t = Tracker::new();
+        aof_child(&mut t);
+        assert!(t.release_finishing(Some(10 + AOF_RENAME_WAIT_NS), None).is_empty());
+        let out = t.release_finishing(Some(11 + AOF_RENAME_WAIT_NS), None);
+        let Record::SessionEnd(e) = &out[0] else {
+            panic!()
+        };
+        assert_eq!((e.aof.as_ref(), e.exit_code), (None, Some(0)));
+        // Or when its server exits, or at the end of the run.
+        let mut t = Tracker::new();
+        aof_child(&mut t);
+        assert_eq!(t.on_root_exit(8).len(), 1);
+        let mut t = Tracker::new();
+        aof_child(&mut t);
+        assert_eq!(t.finish(20, |_| Vec::new()).len(), 1);
     }
 
     #[test]

@@ -248,6 +248,7 @@ pub(crate) mod tests {
             attached_mid_save: None,
             memory: None,
             oom_kill: None,
+            aof: None,
         }
     }
 
@@ -320,6 +321,7 @@ pub(crate) mod tests {
             attached_mid_save: Some(mid),
             memory: None,
             oom_kill: None,
+            aof: None,
             ..end_rec()
         };
         let l = watch_line(&Record::SessionEnd(Box::new(end)), &clock).unwrap();

@@ -20,7 +20,7 @@ use crate::{
     events::{
         decode::{HotMsg, ProcMsg, decode_hot, decode_proc},
         merge::{self, Either},
-        session::Tracker,
+        session::{Tracker, c_str},
     },
     kernel::maps::{Drops, KernelMaps},
     live::{
@@ -298,6 +298,11 @@ impl State {
                 let parent = (!parent.is_empty()).then_some(parent);
                 self.tracker.on_title(&ev, parent.as_deref());
             }
+            ProcMsg::Rename(ev) if ev.session == 0 => {
+                let (old, new) = (c_str(&ev.old), c_str(&ev.new));
+                let recs = self.tracker.on_parent_rename(ev.pid, &old, &new);
+                self.emit_all(recs)?;
+            }
             ProcMsg::Rename(ev) => self.tracker.on_rename(&ev),
             ProcMsg::Oom(ev) => {
                 log::warn!(
@@ -335,7 +340,8 @@ impl State {
                 self.emit_all(recs)?;
             }
             ProcMsg::Exit(ev) => {
-                self.tracker.on_root_exit(ev.pid);
+                let recs = self.tracker.on_root_exit(ev.pid);
+                self.emit_all(recs)?;
                 self.roots.remove(&ev.pid);
                 self.memory.forget_server(ev.pid);
                 log::info!("traced process {} exited", ev.pid);
@@ -486,6 +492,8 @@ impl State {
         }
         let starts = self.tracker.ready_starts(now);
         self.emit_all(starts)?;
+        let ends = self.tracker.release_finishing(Some(now), None);
+        self.emit_all(ends)?;
         self.maps.reap(&mut self.done);
         Ok(())
     }

@@ -304,6 +304,7 @@ mod tests {
             attached_mid_save: None,
             memory: None,
             oom_kill: None,
+            aof: None,
         }
     }
 

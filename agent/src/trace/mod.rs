@@ -126,6 +126,10 @@ mod tests {
                     rss_bytes: 300 << 20,
                     cow_bytes: 200 << 20,
                 }),
+                aof: Some(schema::AofFiles {
+                    base: "/d/appendonlydir/appendonly.aof.2.base.rdb".into(),
+                    manifest: Some("/d/appendonlydir/appendonly.aof.manifest".into()),
+                }),
                 parent_pid: 10,
                 child_pid: 11,
                 kind: SessionKind::RdbReplica,

@@ -289,6 +289,23 @@ pub struct SessionEnd {
     /// Set when the kernel's OOM killer chose the child or the server while it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_kill: Option<OomKill>,
+    /// An AOF rewrite whose file the server renamed into place after the child exited:
+    /// the base file it became, and the manifest written with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aof: Option<AofFiles>,
+}
+
+/// Where an AOF rewrite's output ended up: the server (the parent) renames the child's
+/// `temp-rewriteaof-bg-PID.aof` to the new base file in `appendonlydir/` (Redis 7, Valkey)
+/// and writes a new manifest naming it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AofFiles {
+    /// The base file's path (the child's file, renamed by the parent).
+    pub base: String,
+    /// The manifest the parent renamed into place after it, when it did (Redis 7's
+    /// multi-part AOF; older servers rename the file to `appendonly.aof` and write none).
+    pub manifest: Option<String>,
 }
 
 /// A process of a session that the kernel's OOM killer chose (`oom:mark_victim`).
