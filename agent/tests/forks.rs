@@ -96,3 +96,59 @@ fn a_valkey_started_with_daemonize_yes_is_followed() {
 fn a_p_target_that_daemonizes_is_followed() {
     daemonized_server_is_followed(Flavor::Redis, true);
 }
+
+/// A fork through the module API (Valkey's `fork.so` test module: `fork.create CODE
+/// USLEEP` forks, the child sleeps, then exits with CODE) is a `module-fork` session
+/// that ends with the module's exit status, with the COW the server's writes made while
+/// it ran and the child's own writes (its log lines).
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn a_module_fork_is_a_session_with_its_exit_status() {
+    require_root();
+    let redis = Redis::start_flavor(Flavor::Valkey, &["--enable-module-command", "yes"]);
+    let module = valkey_fork_module();
+    let reply = redis.cli(&["MODULE", "LOAD", module.to_str().unwrap()]);
+    assert_eq!(reply.trim(), "OK", "MODULE LOAD: {reply}");
+    redis.fill(20_000, 100);
+    let dir = TempDir::new("forks-module");
+    let rec = Recorder::start(dir.path(), &["-p", &redis.pid().to_string()], &[]);
+    let reply = redis.cli(&["fork.create", "3", "1500000"]);
+    let child: u64 = reply
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("fork.create: {reply}"));
+    // The server's writes while the child sleeps are what copy.
+    redis.run_sets(20_000, 20_000, 100);
+    let t0 = std::time::Instant::now();
+    while redis.cli(&["fork.exitcode"]).trim() != "3" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the module never saw its child exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t = rec.stop();
+    let e = t.end_of_child(child);
+    eprintln!("module fork: {e}");
+    assert_eq!(e["kind"], "module-fork", "{e:#}");
+    assert_eq!(
+        (e["exit_code"].as_i64(), e["exit_signal"].as_i64()),
+        (Some(3), None),
+        "{e:#}"
+    );
+    assert!(u(&e["cow"]["parent_pages"]) > 0, "{e:#}");
+    assert!(u(&e["writes"]["bytes"]) > 0, "its log lines: {e:#}");
+    let s = t
+        .of_type("session_start")
+        .into_iter()
+        .find(|s| u(&s["child_pid"]) == child)
+        .unwrap()
+        .clone();
+    assert!(
+        s["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("valkey-module-fork")),
+        "{s}"
+    );
+}

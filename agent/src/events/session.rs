@@ -17,8 +17,9 @@ use crate::{
         timeline::{Timeline, pct},
     },
     trace::schema::{
-        AofFiles, CowSummary, DiskSummary, FileRow, FsyncSummary, MidSave, Record, Sample, SessionEnd,
-        SessionKind, SessionStart, SyncByCall, SyncCallSummary, WritesSummary, split_wait_status,
+        AofFiles, CowSummary, DiskSummary, FileRow, FsyncSummary, MidSave, Record, Sample,
+        SessionEnd, SessionKind, SessionStart, SyncByCall, SyncCallSummary, WritesSummary,
+        split_wait_status,
     },
 };
 
@@ -656,9 +657,7 @@ impl Tracker {
                 Some(_) => {}
             }
         }
-        done.into_iter()
-            .filter_map(|c| self.release(c))
-            .collect()
+        done.into_iter().filter_map(|c| self.release(c)).collect()
     }
 
     /// AOF rewrites that waited long enough for their server's rename (`now_ns`), or
@@ -1053,8 +1052,14 @@ mod tests {
         let mut t = Tracker::new();
         assert!(aof_child(&mut t).is_empty(), "held for the server's rename");
         assert_eq!(t.session_id(9), Some(1), "late events keep their session");
-        assert!(t.on_parent_rename(7, "temp-rewriteaof-bg-9.aof", "x").is_empty());
-        assert!(t.on_parent_rename(8, "other", "appendonlydir/a.manifest").is_empty());
+        assert!(
+            t.on_parent_rename(7, "temp-rewriteaof-bg-9.aof", "x")
+                .is_empty()
+        );
+        assert!(
+            t.on_parent_rename(8, "other", "appendonlydir/a.manifest")
+                .is_empty()
+        );
         assert!(
             t.on_parent_rename(
                 8,
@@ -1096,7 +1101,10 @@ mod tests {
     fn an_aof_rewrite_without_the_servers_rename_ends_after_the_wait() {
         let mut t = Tracker::new();
         aof_child(&mut t);
-        assert!(t.release_finishing(Some(10 + AOF_RENAME_WAIT_NS), None).is_empty());
+        assert!(
+            t.release_finishing(Some(10 + AOF_RENAME_WAIT_NS), None)
+                .is_empty()
+        );
         let out = t.release_finishing(Some(11 + AOF_RENAME_WAIT_NS), None);
         let Record::SessionEnd(e) = &out[0] else {
             panic!()

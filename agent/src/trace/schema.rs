@@ -43,13 +43,16 @@ pub enum Record {
     Unknown(String),
 }
 
-/// The kind of a fork, from the child's process title (`events::classify`).
+/// The kind of a fork, from the child's process title (`events::classify`), and for
+/// `rdb-replica` also from what the server writes to its replicas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SessionKind {
     RdbBgsave,
     AofRewrite,
     RdbReplica,
+    /// A module's fork (`RedisModule_Fork` / `ValkeyModule_Fork`; added in 0.1).
+    ModuleFork,
     Fork,
     /// Missing from the line, or a kind a newer cowtrace wrote. Never written.
     #[default]
@@ -64,6 +67,7 @@ impl SessionKind {
             SessionKind::RdbBgsave => "rdb-bgsave",
             SessionKind::AofRewrite => "aof-rewrite",
             SessionKind::RdbReplica => "rdb-replica",
+            SessionKind::ModuleFork => "module-fork",
             SessionKind::Fork => "fork",
             SessionKind::Unknown => "?",
         }
@@ -739,6 +743,7 @@ mod tests {
             SessionKind::RdbBgsave,
             SessionKind::AofRewrite,
             SessionKind::RdbReplica,
+            SessionKind::ModuleFork,
             SessionKind::Fork,
         ] {
             let json = serde_json::to_string(&k).unwrap();
