@@ -23,7 +23,7 @@ use crate::{
 };
 
 #[inline(always)]
-fn emit(kind: u32, pid: u32, ppid: u32, tid: u32, value: u64) {
+pub fn emit(kind: u32, pid: u32, ppid: u32, tid: u32, value: u64) {
     emit_with(
         kind,
         pid,
@@ -119,14 +119,18 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         role: ROLE_CHILD,
         newest_child: 0,
         parent_tgid,
-        _pad: 0,
+        await_write: 0,
         total: CowCounters::ZERO,
         io: IoCounters::ZERO,
     };
     TRACED.insert(&child_tgid, &traced, BPF_ANY as u64)?;
-    // SAFETY: the same live TRACED value; an aligned volatile u32 store (two threads of
+    // SAFETY: the same live TRACED value; aligned volatile u32 stores (two threads of
     // one root forking at once can only race over which child is the newest).
-    unsafe { core::ptr::write_volatile(&mut (*root).newest_child, child_tgid) };
+    unsafe {
+        core::ptr::write_volatile(&mut (*root).newest_child, child_tgid);
+        // The root's next socket write says whether this fork serves a replica.
+        core::ptr::write_volatile(&mut (*root).await_write, child_tgid);
+    }
     emit(EV_FORK, child_tgid, parent_tgid, tid, 0);
     debug!(ctx, "fork: session {} -> {}", parent_tgid, child_tgid);
     Ok(())
@@ -227,6 +231,7 @@ fn promote(child: u32, root: u32, tid: u32) {
     // the gate lets one hook through).
     unsafe {
         core::ptr::write_volatile(&mut (*p).newest_child, 0);
+        core::ptr::write_volatile(&mut (*p).await_write, 0);
         core::ptr::write_volatile(&mut (*p).parent_tgid, 0);
         core::ptr::write_volatile(&mut (*p).role, ROLE_ROOT);
     }
@@ -386,7 +391,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
         role: ROLE_ROOT,
         newest_child: 0,
         parent_tgid: 0,
-        _pad: 0,
+        await_write: 0,
         total: CowCounters::ZERO,
         io: IoCounters::ZERO,
     };

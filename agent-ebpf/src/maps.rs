@@ -131,6 +131,8 @@ pub struct SyscallStart {
     pub fd: u32,
     /// 1 between the syscall's entry and its exit.
     pub active: u32,
+    /// `write`'s buffer (user address), 0 for the other calls.
+    pub buf: u64,
 }
 
 #[repr(C)]

@@ -152,3 +152,168 @@ fn a_module_fork_is_a_session_with_its_exit_status() {
         "{s}"
     );
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sync {
+    /// `repl-diskless-sync no`: the child writes the RDB file, the server sends it.
+    Disk,
+    /// `repl-diskless-sync yes`: the child sends the RDB through a pipe to the server.
+    Diskless,
+    /// Valkey's `dual-channel-replication-enabled yes`: the child writes the RDB to the
+    /// replica's own RDB connection.
+    DualChannel,
+}
+
+/// The RDB sizes a replica's log names: `receiving N bytes from master/primary`.
+fn received_bytes(log: &str) -> Option<u64> {
+    log.lines().rev().find_map(|l| {
+        let rest = l.split("sync: receiving ").nth(1)?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// A real replica on loopback makes one full sync of a master holding about 20 MB: the
+/// master's sync is one `rdb-replica` session, with the RDB it wrote (disk) or sent
+/// (diskless, dual-channel) within 1% of what the replica received.
+fn replica_full_sync(flavor: Flavor, sync: Sync) {
+    require_root();
+    let port = free_port().to_string();
+    let diskless = if sync == Sync::Disk { "no" } else { "yes" };
+    let dual = if sync == Sync::DualChannel {
+        "yes"
+    } else {
+        "no"
+    };
+    let mut args = vec![
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--repl-diskless-sync",
+        diskless,
+        "--repl-diskless-sync-delay",
+        "0",
+    ];
+    if flavor == Flavor::Valkey {
+        args.extend(["--dual-channel-replication-enabled", dual]);
+    }
+    let master = Redis::start_flavor(flavor, &args);
+    master.fill(270_000, 100);
+    let dir = TempDir::new("forks-replica");
+    let rec = Recorder::start(dir.path(), &["-p", &master.pid().to_string()], &[]);
+    let mut rargs = vec!["--replicaof", "127.0.0.1", &port];
+    if flavor == Flavor::Valkey {
+        rargs.extend(["--dual-channel-replication-enabled", dual]);
+    }
+    let replica = Redis::start_flavor(flavor, &rargs);
+    replica.wait_field("replication", "master_link_status", "up");
+    master.wait_bgsave();
+    std::thread::sleep(Duration::from_millis(500));
+    let t = rec.stop();
+
+    let ends = t.ends();
+    eprintln!("{flavor:?} {sync:?}: {ends:#?}");
+    assert_eq!(ends.len(), 1, "one session, the sync: {ends:#?}");
+    let e = ends[0];
+    assert_eq!(e["kind"], "rdb-replica", "{e:#}");
+    assert_eq!(e["exit_code"], 0, "{e:#}");
+    let target = if sync == Sync::Disk { "disk" } else { "socket" };
+    assert_eq!(
+        e["replication"],
+        serde_json::json!({"target": target, "replicas": 1}),
+        "{e:#}"
+    );
+    let rlog = replica.log();
+    let mlog = master.log();
+    let replica_rdb = std::fs::metadata(replica.dir.path().join("dump.rdb"))
+        .map(|m| m.len())
+        .unwrap_or_else(|e| panic!("the replica's dump.rdb: {e}\n{rlog}"));
+    match sync {
+        Sync::Disk => {
+            let received = received_bytes(&rlog)
+                .unwrap_or_else(|| panic!("no `receiving N bytes` in the replica's log:\n{rlog}"));
+            let master_rdb = std::fs::metadata(master.dir.path().join("dump.rdb"))
+                .unwrap()
+                .len();
+            // The child also appends its "DB saved" lines to the log: the RDB's row.
+            let written = e["writes"]["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| {
+                    f["renamed_to"]
+                        .as_str()
+                        .is_some_and(|r| r.ends_with("/dump.rdb"))
+                })
+                .map(|f| u(&f["bytes"]))
+                .unwrap_or_else(|| panic!("no row renamed to dump.rdb: {e:#}"));
+            eprintln!(
+                "disk sync: written {written}, master dump.rdb {master_rdb}, replica received {received}"
+            );
+            assert_eq!(
+                written, master_rdb,
+                "the child wrote the RDB the server sent"
+            );
+            assert_eq!(received, master_rdb, "and the replica received it");
+            assert!(
+                e["sent"].is_null() || u(&e["sent"]["bytes"]) < 4096,
+                "{e:#}"
+            );
+        }
+        Sync::Diskless | Sync::DualChannel => {
+            let sent = &e["sent"];
+            let bytes = u(&sent["bytes"]);
+            eprintln!(
+                "{sync:?}: sent {bytes} in {} call(s) to {} ({}), replica's RDB {replica_rdb}; written {}",
+                sent["calls"], sent["peers"], sent["targets"], e["writes"]["bytes"]
+            );
+            assert_eq!(sent["peers"], 1, "{e:#}");
+            let ratio = bytes as f64 / replica_rdb as f64;
+            assert!(
+                (0.99..=1.01).contains(&ratio),
+                "sent {bytes} vs the replica's RDB {replica_rdb}: {ratio:.4}\n{mlog}\n{rlog}"
+            );
+            assert!(
+                u(&e["writes"]["bytes"]) < 4096,
+                "a diskless sync writes no RDB file: {e:#}"
+            );
+            let kind = if sync == Sync::DualChannel {
+                "socket"
+            } else {
+                "pipe"
+            };
+            assert_eq!(sent["targets"][0]["type"], kind, "{e:#}");
+        }
+    }
+    assert!(replica_rdb > 15_000_000, "about 20 MB: {replica_rdb}");
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn a_disk_based_replica_sync_is_an_rdb_replica_session() {
+    replica_full_sync(Flavor::Redis, Sync::Disk);
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn a_diskless_replica_sync_counts_what_it_sent() {
+    replica_full_sync(Flavor::Redis, Sync::Diskless);
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn a_valkey_disk_based_replica_sync_is_an_rdb_replica_session() {
+    replica_full_sync(Flavor::Valkey, Sync::Disk);
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn a_valkey_diskless_replica_sync_counts_what_it_sent() {
+    replica_full_sync(Flavor::Valkey, Sync::Diskless);
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn a_valkey_dual_channel_sync_counts_what_it_sent_to_the_replica() {
+    replica_full_sync(Flavor::Valkey, Sync::DualChannel);
+}

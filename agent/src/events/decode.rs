@@ -1,8 +1,8 @@
 //! Ring-buffer bytes to typed events: pure, checked, never panics.
 use agent_common::{
     CowEvent, EV_COW, EV_DAEMON, EV_DISK, EV_EXEC, EV_EXIT, EV_FDATASYNC, EV_FORK, EV_FORK_RET,
-    EV_FSYNC, EV_OOM, EV_RENAME, EV_SETSID, EV_SYNC_FILE_RANGE, EV_TITLE, EV_WRITE, IoEvent,
-    ProcEvent, RenameEvent,
+    EV_FSYNC, EV_OOM, EV_RENAME, EV_RESYNC, EV_SETSID, EV_SYNC_FILE_RANGE, EV_TITLE, EV_WRITE,
+    IoEvent, ProcEvent, RenameEvent,
 };
 use thiserror::Error;
 
@@ -32,6 +32,8 @@ pub enum ProcMsg {
     Setsid(ProcEvent),
     /// A session child outlived its parent after `setsid()`: it is the server now.
     Daemon(ProcEvent),
+    /// A server's socket write that says whether a fork serves a replica.
+    Resync(ProcEvent),
     Rename(RenameEvent),
 }
 
@@ -45,7 +47,8 @@ impl ProcMsg {
             | ProcMsg::Title(e)
             | ProcMsg::Oom(e)
             | ProcMsg::Setsid(e)
-            | ProcMsg::Daemon(e) => e.ts_ns,
+            | ProcMsg::Daemon(e)
+            | ProcMsg::Resync(e) => e.ts_ns,
             ProcMsg::Rename(e) => e.ts_ns,
         }
     }
@@ -112,6 +115,7 @@ pub fn decode_proc(bytes: &[u8]) -> Result<ProcMsg, DecodeError> {
         EV_OOM => ProcMsg::Oom(ev),
         EV_SETSID => ProcMsg::Setsid(ev),
         EV_DAEMON => ProcMsg::Daemon(ev),
+        EV_RESYNC => ProcMsg::Resync(ev),
         kind => return Err(DecodeError::UnknownKind { what: WHAT, kind }),
     })
 }
@@ -186,6 +190,7 @@ mod tests {
             EV_OOM,
             EV_SETSID,
             EV_DAEMON,
+            EV_RESYNC,
         ] {
             let bytes = to_bytes(&proc_event(kind));
             let msg = decode_proc(&bytes).unwrap();
@@ -197,7 +202,8 @@ mod tests {
                 | ProcMsg::Title(e)
                 | ProcMsg::Oom(e)
                 | ProcMsg::Setsid(e)
-                | ProcMsg::Daemon(e) => e,
+                | ProcMsg::Daemon(e)
+                | ProcMsg::Resync(e) => e,
                 ProcMsg::Rename(_) => panic!("not a rename"),
             };
             assert_eq!(

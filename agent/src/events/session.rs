@@ -5,7 +5,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use agent_common::{
-    CowCounters, EV_DISK, EV_WRITE, IoCounters, IoEvent, ProcEvent, RenameEvent, SYNC_CALLS,
+    CowCounters, EV_DISK, EV_WRITE, IoCounters, IoEvent, ProcEvent, RESYNC_ENDOFF,
+    RESYNC_FULLRESYNC, RESYNC_NONE, RenameEvent, SYNC_CALLS, TARGET_FILE, TARGET_SOCKET,
     sync_index,
 };
 
@@ -17,9 +18,9 @@ use crate::{
         timeline::{Timeline, pct},
     },
     trace::schema::{
-        AofFiles, CowSummary, DiskSummary, FileRow, FsyncSummary, MidSave, Record, Sample,
-        SessionEnd, SessionKind, SessionStart, SyncByCall, SyncCallSummary, WritesSummary,
-        split_wait_status,
+        AofFiles, CowSummary, DiskSummary, FileRow, FsyncSummary, MidSave, Record, Replication,
+        Sample, SentSummary, SentTarget, SessionEnd, SessionKind, SessionStart, SyncByCall,
+        SyncCallSummary, WritesSummary, split_wait_status,
     },
 };
 
@@ -30,6 +31,8 @@ pub struct KernelFile {
     pub name: String,
     pub bytes: u64,
     pub calls: u64,
+    /// `TARGET_FILE`, `TARGET_PIPE` or `TARGET_SOCKET` (agent-common).
+    pub target: u32,
 }
 
 /// Latency and size histograms of one session, fed from ring-buffer events.
@@ -93,6 +96,23 @@ struct Finishing {
     aof: Option<AofFiles>,
 }
 
+/// Full-sync lines a server wrote to replicas before a fork (a diskless sync writes
+/// them, one per replica, right before it forks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resyncs {
+    pub fullresync: u64,
+    pub endoff: u64,
+}
+
+impl Resyncs {
+    /// Replicas served: each gets a `+FULLRESYNC`, and with Valkey's dual-channel
+    /// replication its RDB channel an `$ENDOFF` (a replica that used the old `SYNC`
+    /// gets no `+FULLRESYNC`).
+    pub fn replicas(&self) -> u64 {
+        self.fullresync.max(self.endoff)
+    }
+}
+
 /// `session_start` waits this long for the fork latency (the parent's syscall exit
 /// follows the fork event by microseconds; this only matters if that event was lost).
 const FORK_RET_WAIT_NS: u64 = 1_000_000_000;
@@ -127,6 +147,13 @@ pub struct Session {
     /// or becomes the server (`Tracker::on_daemonized`).
     pub detached: bool,
     pub orphaned: bool,
+    /// The server has written to a socket since this fork (`EV_RESYNC`).
+    pub post_fork_write: bool,
+    /// Replicas' full-sync lines the server wrote for this fork: `+FULLRESYNC` right
+    /// after it (a disk-based sync, and replicas that join it), or before it, while no
+    /// other fork was pending (`+FULLRESYNC`, `$ENDOFF`: a diskless sync).
+    pub resyncs_after: u64,
+    pub resyncs_before: Resyncs,
     last_sample_pages: u64,
     last_sample_ts: u64,
     last_sample_io: IoCounters,
@@ -138,7 +165,40 @@ impl Session {
     }
 
     fn kind_or_fork(&self) -> SessionKind {
-        self.kind.unwrap_or(SessionKind::Fork)
+        match self.kind {
+            // A BGSAVE child the server announced to a replica with `+FULLRESYNC`
+            // serves a disk-based sync (its title is the same).
+            Some(SessionKind::RdbBgsave) if self.resyncs_after > 0 => SessionKind::RdbReplica,
+            k => k.unwrap_or(SessionKind::Fork),
+        }
+    }
+
+    /// How this session serves replicas, if it does.
+    pub fn replication(&self) -> Option<Replication> {
+        match (self.kind?, self.resyncs_after) {
+            (SessionKind::RdbBgsave, n) if n > 0 => Some(Replication {
+                target: "disk".into(),
+                replicas: Some(n),
+            }),
+            (SessionKind::RdbReplica, _) => {
+                let n = self.resyncs_before.replicas();
+                Some(Replication {
+                    target: "socket".into(),
+                    replicas: (n > 0).then_some(n),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// An RDB child whose server has not written to a socket since the fork may still
+    /// be announced to a replica (disk-based syncs write `+FULLRESYNC` right after the
+    /// fork): its start waits for that write, at most [`FORK_RET_WAIT_NS`].
+    fn awaits_resync(&self, now_ns: u64) -> bool {
+        self.kind == Some(SessionKind::RdbBgsave)
+            && !self.post_fork_write
+            && self.mid_save.is_none()
+            && now_ns.saturating_sub(self.fork_ts_ns) <= FORK_RET_WAIT_NS
     }
 
     /// A plain fork that detached or lost its server may be the server itself, after
@@ -160,6 +220,7 @@ impl Session {
             parent_rss_bytes: self.parent_rss,
             instance: self.instance.clone(),
             attached_mid_save: self.mid_save.clone(),
+            replication: self.replication(),
         })
     }
 
@@ -171,6 +232,7 @@ impl Session {
         };
         let mut rows: Vec<FileRow> = files
             .iter()
+            .filter(|f| f.target == TARGET_FILE)
             .map(|f| {
                 let (path, renamed_to) = resolve(
                     &f.name,
@@ -214,10 +276,44 @@ impl Session {
             },
             instance: self.instance.clone(),
             attached_mid_save: self.mid_save.clone(),
+            sent: self.sent_summary(files),
+            replication: self.replication(),
             memory: None,
             oom_kill: None,
             aof: None,
         }))
+    }
+
+    /// The `sent` object, when the child wrote to a pipe or socket.
+    fn sent_summary(&self, files: &[KernelFile]) -> Option<SentSummary> {
+        if self.io.sent_calls == 0 {
+            return None;
+        }
+        let mut targets: Vec<SentTarget> = files
+            .iter()
+            .filter(|f| f.target != TARGET_FILE)
+            .map(|f| {
+                let socket = f.target == TARGET_SOCKET;
+                SentTarget {
+                    kind: if socket { "socket" } else { "pipe" }.into(),
+                    ino: f.ino,
+                    protocol: (socket && !f.name.is_empty()).then(|| f.name.clone()),
+                    bytes: f.bytes,
+                    calls: f.calls,
+                }
+            })
+            .collect();
+        targets.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.ino.cmp(&b.ino)));
+        let peers = self
+            .replication()
+            .filter(|r| r.target == "socket")
+            .and_then(|r| r.replicas);
+        Some(SentSummary {
+            calls: self.io.sent_calls,
+            bytes: self.io.sent_bytes,
+            peers,
+            targets,
+        })
     }
 
     /// The `fsync` object: every sync call together, and per call.
@@ -263,6 +359,8 @@ pub struct Tracker {
     ended_order: VecDeque<u32>,
     /// AOF rewrites that exited, waiting for their server's rename (by child pid).
     finishing: BTreeMap<u32, Finishing>,
+    /// Full-sync lines each server wrote that no fork has taken yet (by server pid).
+    pending_resyncs: HashMap<u32, Resyncs>,
     /// Sessions ended so far.
     pub ended: u64,
     /// Sessions started (ids handed out) so far.
@@ -338,6 +436,9 @@ impl Tracker {
             mid_save: None,
             detached: false,
             orphaned: false,
+            post_fork_write: false,
+            resyncs_after: 0,
+            resyncs_before: self.pending_resyncs.remove(&ev.ppid).unwrap_or_default(),
             last_sample_pages: 0,
             last_sample_ts: ev.ts_ns,
             last_sample_io: IoCounters::default(),
@@ -345,6 +446,46 @@ impl Tracker {
         // A pid can only be reused after its previous owner exited, and the exit event
         // came first on the same ring, so nothing live is overwritten here.
         self.live.insert(ev.pid, s);
+    }
+
+    /// `EV_RESYNC`: server `ev.ppid` wrote to a socket: for the first time since it
+    /// forked `ev.pid` (when not 0), and (`ev.value`) whether it was a replica's
+    /// full-sync line. A `+FULLRESYNC` right after a fork announces that fork's RDB to a
+    /// replica (a disk-based sync); one with no fork pending goes to a disk-based sync
+    /// that runs (a replica joining it), else to the server's next fork (a diskless sync
+    /// writes them before it forks).
+    pub fn on_resync(&mut self, ev: &ProcEvent) {
+        let (root, child, what) = (ev.ppid, ev.pid, ev.value);
+        if child != 0 {
+            if let Some(s) = self.live.get_mut(&child)
+                && s.parent_pid == root
+            {
+                s.post_fork_write = true;
+                if what == RESYNC_FULLRESYNC {
+                    s.resyncs_after += 1;
+                }
+            }
+            return;
+        }
+        if what == RESYNC_NONE {
+            return;
+        }
+        if what == RESYNC_FULLRESYNC
+            && let Some(s) = self
+                .live
+                .values_mut()
+                .rev()
+                .find(|s| s.parent_pid == root && s.resyncs_after > 0)
+        {
+            s.resyncs_after += 1;
+            return;
+        }
+        let p = self.pending_resyncs.entry(root).or_default();
+        match what {
+            RESYNC_FULLRESYNC => p.fullresync += 1,
+            RESYNC_ENDOFF => p.endoff += 1,
+            _ => {}
+        }
     }
 
     /// `EV_SETSID`: the child of this session called `setsid()`.
@@ -358,6 +499,7 @@ impl Tracker {
     /// itself, daemonized.
     /// Its AOF rewrites waiting for its rename end now.
     pub fn on_root_exit(&mut self, root: u32) -> Vec<Record> {
+        self.pending_resyncs.remove(&root);
         for s in self.live.values_mut().filter(|s| s.parent_pid == root) {
             s.orphaned = true;
         }
@@ -544,6 +686,7 @@ impl Tracker {
             if !s.started
                 && s.kind.is_some()
                 && !s.maybe_daemon()
+                && !s.awaits_resync(now_ns)
                 && (s.fork_us.is_some() || now_ns.saturating_sub(s.fork_ts_ns) > FORK_RET_WAIT_NS)
             {
                 out.push(s.start_record());
@@ -710,7 +853,8 @@ impl Tracker {
 mod tests {
     use super::*;
     use agent_common::{
-        EV_EXIT, EV_FDATASYNC, EV_FORK, EV_FORK_RET, EV_FSYNC, EV_SYNC_FILE_RANGE, EV_TITLE,
+        EV_EXIT, EV_FDATASYNC, EV_FORK, EV_FORK_RET, EV_FSYNC, EV_RESYNC, EV_SYNC_FILE_RANGE,
+        EV_TITLE,
     };
 
     fn ev(kind: u32, pid: u32, ppid: u32, ts: u64, value: u64) -> ProcEvent {
@@ -737,6 +881,9 @@ mod tests {
             b"redis-server *:6379",
             3_000,
         );
+        // An RDB child's start waits for its server's first socket write.
+        assert!(t.ready_starts(3_000).is_empty());
+        t.on_resync(&ev(EV_RESYNC, 200, 100, 2_500, RESYNC_NONE));
         t.set_parent_rss(200, 1 << 30);
         let starts = t.ready_starts(3_000);
         assert_eq!(starts.len(), 1);
@@ -768,6 +915,7 @@ mod tests {
             name: "temp-200.rdb".into(),
             bytes: 100,
             calls: 2,
+            target: 0,
         }];
         exit.io = IoCounters {
             write_calls: 2,
@@ -886,6 +1034,7 @@ mod tests {
         t.observe_cmdline(7, b"redis-rdb-bgs\0\0\0\0\0\0\0", parent, 2_000);
         assert!(t.ready_starts(2_000).is_empty());
         t.observe_cmdline(7, b"redis-rdb-bgsave *:6379\0", parent, 3_000);
+        t.on_resync(&ev(EV_RESYNC, 7, 6, 3_000, RESYNC_NONE));
         let Record::SessionStart(s) = &t.ready_starts(3_000)[0] else {
             panic!()
         };
@@ -1007,6 +1156,7 @@ mod tests {
         t.on_fork(&ev(EV_FORK, 7, 4, 0, 0));
         t.on_fork_ret(&ev(EV_FORK_RET, 7, 4, 1, 1000));
         t.observe_cmdline(7, b"redis-rdb-bgsave", b"redis-server", 2);
+        t.on_resync(&ev(EV_RESYNC, 7, 4, 2, RESYNC_NONE));
         assert!(t.on_root_exit(4).is_empty());
         assert_eq!(t.ready_starts(3).len(), 1);
         // A session already started when it turns out to be the server ends incomplete.
@@ -1043,6 +1193,7 @@ mod tests {
             name: "temp-rewriteaof-9.aof".into(),
             bytes: 1000,
             calls: 2,
+            target: 0,
         }];
         t.on_exit(&ev(EV_EXIT, 9, 8, 10, 0), &files)
     }
@@ -1119,6 +1270,137 @@ mod tests {
         assert_eq!(t.finish(20, |_| Vec::new()).len(), 1);
     }
 
+    fn resync(child: u32, root: u32, what: u64) -> ProcEvent {
+        ev(EV_RESYNC, child, root, 0, what)
+    }
+
+    fn start_of(out: &[Record]) -> &SessionStart {
+        out.iter()
+            .find_map(|r| match r {
+                Record::SessionStart(s) => Some(s),
+                _ => None,
+            })
+            .expect("a session_start")
+    }
+
+    fn end_of(out: &[Record]) -> &SessionEnd {
+        out.iter()
+            .find_map(|r| match r {
+                Record::SessionEnd(e) => Some(&**e),
+                _ => None,
+            })
+            .expect("a session_end")
+    }
+
+    #[test]
+    fn a_bgsave_announced_to_a_replica_is_a_disk_based_sync() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
+        t.observe_cmdline(5, b"redis-rdb-bgsave *:6379", b"redis-server", 2);
+        assert!(t.ready_starts(3).is_empty(), "waits for the server's write");
+        t.on_resync(&resync(5, 4, RESYNC_FULLRESYNC));
+        let starts = t.ready_starts(4);
+        let s = start_of(&starts);
+        assert_eq!(s.kind, SessionKind::RdbReplica);
+        assert_eq!(
+            s.replication,
+            Some(Replication {
+                target: "disk".into(),
+                replicas: Some(1)
+            })
+        );
+        // A second replica joins the running sync; a client's reply counts for nothing.
+        t.on_resync(&resync(0, 4, RESYNC_FULLRESYNC));
+        t.on_resync(&resync(0, 4, RESYNC_NONE));
+        let out = t.on_exit(&ev(EV_EXIT, 5, 4, 10, 0), &[]);
+        let e = end_of(&out);
+        assert_eq!(
+            (e.kind, e.replication.as_ref().and_then(|r| r.replicas)),
+            (SessionKind::RdbReplica, Some(2))
+        );
+        assert_eq!(e.sent, None, "it wrote to no pipe or socket");
+    }
+
+    #[test]
+    fn a_diskless_sync_counts_its_replicas_and_what_it_sent() {
+        let mut t = Tracker::new();
+        // Two replicas told before the fork.
+        t.on_resync(&resync(0, 4, RESYNC_FULLRESYNC));
+        t.on_resync(&resync(0, 4, RESYNC_FULLRESYNC));
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
+        t.observe_cmdline(5, b"redis-rdb-to-slaves *:6379", b"redis-server", 2);
+        let starts = t.ready_starts(3);
+        assert_eq!(
+            start_of(&starts).replication,
+            Some(Replication {
+                target: "socket".into(),
+                replicas: Some(2)
+            })
+        );
+        let mut exit = ev(EV_EXIT, 5, 4, 10, 0);
+        exit.io.sent_calls = 3;
+        exit.io.sent_bytes = 1000 + 40;
+        let files = [
+            KernelFile {
+                ino: 8,
+                name: String::new(),
+                bytes: 40,
+                calls: 1,
+                target: agent_common::TARGET_PIPE,
+            },
+            KernelFile {
+                ino: 9,
+                name: String::new(),
+                bytes: 1000,
+                calls: 2,
+                target: agent_common::TARGET_PIPE,
+            },
+        ];
+        let out = t.on_exit(&exit, &files);
+        let e = end_of(&out);
+        assert!(e.writes.files.is_empty(), "pipes are not files");
+        let sent = e.sent.as_ref().unwrap();
+        assert_eq!((sent.calls, sent.bytes, sent.peers), (3, 1040, Some(2)));
+        assert_eq!(
+            sent.targets.iter().map(|t| t.ino).collect::<Vec<_>>(),
+            [9, 8]
+        );
+        assert_eq!(sent.targets[0].kind, "pipe");
+        // The next fork starts with no pending replicas.
+        t.on_fork(&ev(EV_FORK, 6, 4, 20, 0));
+        assert_eq!(t.get(6).unwrap().resyncs_before, Resyncs::default());
+    }
+
+    #[test]
+    fn dual_channel_replicas_are_counted_once() {
+        let mut t = Tracker::new();
+        t.on_resync(&resync(0, 4, RESYNC_ENDOFF));
+        t.on_resync(&resync(0, 4, RESYNC_FULLRESYNC));
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.observe_cmdline(5, b"valkey-rdb-to-replicas", b"valkey-server", 2);
+        assert_eq!(
+            t.get(5).unwrap().replication().and_then(|r| r.replicas),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_bgsave_whose_server_says_nothing_starts_after_the_wait() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
+        t.observe_cmdline(5, b"redis-rdb-bgsave", b"redis-server", 2);
+        assert!(t.ready_starts(FORK_RET_WAIT_NS).is_empty());
+        let starts = t.ready_starts(FORK_RET_WAIT_NS + 1);
+        let s = start_of(&starts);
+        assert_eq!(
+            (s.kind, s.replication.as_ref()),
+            (SessionKind::RdbBgsave, None)
+        );
+    }
+
     #[test]
     fn a_fork_seen_twice_is_one_session() {
         let mut t = Tracker::new();
@@ -1142,6 +1424,7 @@ mod tests {
         t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
         t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
         t.observe_cmdline(5, b"redis-rdb-bgsave", b"redis-server", 2);
+        t.on_resync(&ev(EV_RESYNC, 5, 4, 2, RESYNC_NONE));
         assert_eq!(t.ready_starts(2).len(), 1);
         let c = |p| CowCounters {
             copies_4k: p,

@@ -31,7 +31,7 @@ pub const BTF_TRACEPOINTS: [&str; 6] = [
 ];
 /// Classic tracepoints: (program, category, names...). A name missing on this kernel
 /// (clone3 or vfork on some architectures) is skipped; each program needs one.
-const TRACEPOINTS: [(&str, &str, &[&str]); 12] = [
+const TRACEPOINTS: [(&str, &str, &[&str]); 13] = [
     (
         "fork_enter",
         "syscalls",
@@ -60,7 +60,6 @@ const TRACEPOINTS: [(&str, &str, &[&str]); 12] = [
         "fd_syscall_enter",
         "syscalls",
         &[
-            "sys_enter_write",
             "sys_enter_pwrite64",
             "sys_enter_writev",
             "sys_enter_pwritev",
@@ -73,6 +72,7 @@ const TRACEPOINTS: [(&str, &str, &[&str]); 12] = [
             "sys_enter_sync_file_range2",
         ],
     ),
+    ("write_enter", "syscalls", &["sys_enter_write"]),
     (
         "write_exit",
         "syscalls",

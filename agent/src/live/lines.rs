@@ -5,6 +5,7 @@ use crate::{
     live::store::IntervalRow,
     text::{
         exit::exit_text,
+        sent::sent_text,
         sync::sync_counts,
         units::{fmt_bytes, fmt_rate},
     },
@@ -132,7 +133,7 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.writes.files.len(),
         )),
         Record::SessionEnd(e) => Some(format!(
-            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}",
+            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}{}",
             clock.stamp(e.ts_ns),
             e.session,
             e.kind.as_str(),
@@ -152,6 +153,7 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.writes.files.len(),
             sync_counts(e.fsync.calls, e.fsync.calls_by_call()),
             fmt_bytes(e.disk.bytes),
+            sent_text(e).map_or(String::new(), |t| format!("; {t}")),
         )),
         _ => None,
     }
@@ -249,6 +251,8 @@ pub(crate) mod tests {
             memory: None,
             oom_kill: None,
             aof: None,
+            sent: None,
+            replication: None,
         }
     }
 
@@ -266,6 +270,7 @@ pub(crate) mod tests {
             title: None,
             parent_rss_bytes: Some(1 << 30),
             attached_mid_save: None,
+            replication: None,
         });
         let l = watch_line(&start, &clock).unwrap();
         assert_eq!(
@@ -322,6 +327,8 @@ pub(crate) mod tests {
             memory: None,
             oom_kill: None,
             aof: None,
+            sent: None,
+            replication: None,
             ..end_rec()
         };
         let l = watch_line(&Record::SessionEnd(Box::new(end)), &clock).unwrap();

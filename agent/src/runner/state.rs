@@ -326,6 +326,7 @@ impl State {
                 self.end_session(&ev)?;
             }
             ProcMsg::Setsid(ev) => self.tracker.on_setsid(ev.pid),
+            ProcMsg::Resync(ev) => self.tracker.on_resync(&ev),
             ProcMsg::Daemon(ev) => {
                 let recs = self.tracker.on_daemonized(ev.pid, procfs::monotonic_ns());
                 // What it wrote as a child (its log, the pid file) is no session's.

@@ -91,6 +91,7 @@ mod tests {
                 fork_us: Some(420.5),
                 title: Some("redis-aof-rewrite".into()),
                 parent_rss_bytes: Some(1 << 30),
+                replication: None,
             }),
             Record::Sample(Sample {
                 session: 3,
@@ -125,6 +126,22 @@ mod tests {
                     pid: 11,
                     rss_bytes: 300 << 20,
                     cow_bytes: 200 << 20,
+                }),
+                sent: Some(schema::SentSummary {
+                    calls: 3,
+                    bytes: 1 << 20,
+                    peers: Some(2),
+                    targets: vec![schema::SentTarget {
+                        kind: "pipe".into(),
+                        ino: 77,
+                        protocol: None,
+                        bytes: 1 << 20,
+                        calls: 3,
+                    }],
+                }),
+                replication: Some(schema::Replication {
+                    target: "socket".into(),
+                    replicas: Some(2),
                 }),
                 aof: Some(schema::AofFiles {
                     base: "/d/appendonlydir/appendonly.aof.2.base.rdb".into(),

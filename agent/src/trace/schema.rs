@@ -204,6 +204,52 @@ pub struct SessionStart {
     /// done before, estimated. Everything else about the session is counted from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached_mid_save: Option<MidSave>,
+    /// For an `rdb-replica` session: how the RDB goes to the replicas, and to how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
+}
+
+/// A replica's full sync served by a fork (`rdb-replica`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Replication {
+    /// `disk`: the child writes the RDB file (`repl-diskless-sync no`), which the server
+    /// then sends; `socket`: the child sends the RDB itself, through a pipe to the server
+    /// (Redis 7, Valkey) or straight to the replicas' sockets (Valkey's dual-channel
+    /// replication): its `sent` bytes.
+    pub target: String,
+    /// Replicas served: the `+FULLRESYNC` (or, dual-channel, `$ENDOFF`) lines the server
+    /// wrote for this fork; null when unknown.
+    pub replicas: Option<u64>,
+}
+
+/// What a session's child wrote to pipes and sockets rather than to files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SentSummary {
+    /// Write calls that wrote something, and their bytes (return values). Exact.
+    pub calls: u64,
+    pub bytes: u64,
+    /// The replicas it sent to (as `replication.replicas`), when it is a replica sync
+    /// over sockets; null otherwise.
+    pub peers: Option<u64>,
+    /// Per pipe or socket, largest first.
+    pub targets: Vec<SentTarget>,
+}
+
+/// One pipe or socket a session's child wrote to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SentTarget {
+    /// `pipe` or `socket`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The inode number (as `/proc/PID/fd` shows it: `pipe:[N]`, `socket:[N]`).
+    pub ino: u64,
+    /// A socket's protocol (`TCP`, `UNIX`), as the kernel names its file; null for a pipe.
+    pub protocol: Option<String>,
+    pub bytes: u64,
+    pub calls: u64,
 }
 
 /// What a session had done before cowtrace attached to it (estimates).
@@ -287,6 +333,13 @@ pub struct SessionEnd {
     /// `session_start`): `cow` and `writes` count from the attach on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached_mid_save: Option<MidSave>,
+    /// The child's writes to pipes and sockets (a diskless sync's RDB); absent when it
+    /// wrote to none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<SentSummary>,
+    /// As in `session_start`, with the replicas counted to the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
     /// The server's memory limit and its peak usage while the save ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<SaveMemory>,
