@@ -113,7 +113,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "NAME")]
     pub instance: Option<String>,
     /// Only sessions of this kind.
-    #[arg(long, value_name = "KIND", value_parser = ["rdb-bgsave", "aof-rewrite", "rdb-replica", "fork"])]
+    #[arg(long, value_name = "KIND", value_parser = ["rdb-bgsave", "aof-rewrite", "rdb-replica", "module-fork", "fork"])]
     pub kind: Option<String>,
     /// Only this session (its number in the trace).
     #[arg(long, value_name = "N")]

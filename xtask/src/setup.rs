@@ -30,6 +30,9 @@ const APT_PACKAGES: &[&str] = &[
     "strace",
     "man-db",
     "file",
+    // Valkey's build (setup step 5).
+    "build-essential",
+    "pkg-config",
 ];
 
 /// The static release target of `cargo xtask dist`.
@@ -37,12 +40,20 @@ const MUSL_TARGET: &str = crate::dist::TARGET;
 
 const LLVM_DIR: &str = "/usr/lib/llvm-22";
 
+/// The vendored Valkey source (its README: `../shared/vendor/README.md` from the repo),
+/// built once into `target/` (never committed): Valkey is in no package list here, and
+/// the root tests run real Valkey servers and its `fork.so` test module.
+const VALKEY: &str = "valkey-8.0-dev";
+/// Overrides where the Valkey source tarball is read from.
+const VALKEY_TARBALL_ENV: &str = "COWTRACE_VALKEY_TARBALL";
+
 pub fn run() -> Result<()> {
     apt_packages().context("setup step 1 (apt packages) failed")?;
     nightly().context("setup step 2 (nightly toolchain + rust-src) failed")?;
     bpf_linker().context("setup step 3 (bpf-linker) failed")?;
     tracefs().context("setup step 4 (tracefs) failed")?;
     musl_target().context("setup step 5 (Rust target for static builds) failed")?;
+    valkey().context("setup step 6 (Valkey from the vendored source) failed")?;
     println!("[setup] done");
     Ok(())
 }
@@ -214,6 +225,71 @@ fn tracefs() -> Result<()> {
         bail!(
             "mounted tracefs but {} still does not exist",
             tracing.join("events").display()
+        );
+    }
+    Ok(())
+}
+
+/// Build Valkey (the server, cli, benchmark and the `fork.so` test module) into
+/// `target/valkey-8.0-dev` when it is not there: about 70 s on two cores, once.
+fn valkey() -> Result<()> {
+    let target = util::repo_root().join("target");
+    let dir = target.join(VALKEY);
+    let server = dir.join("src/valkey-server");
+    let module = dir.join("tests/modules/fork.so");
+    if server.is_file() && module.is_file() {
+        println!("[setup] valkey ({}): already present", dir.display());
+        return Ok(());
+    }
+    println!(
+        "[setup] valkey: building into {} ... (about 70 s)",
+        dir.display()
+    );
+    if !dir.join("Makefile").is_file() {
+        let tarball = std::env::var_os(VALKEY_TARBALL_ENV)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                util::repo_root()
+                    .join("../shared/vendor")
+                    .join(format!("{VALKEY}.tar.gz"))
+            });
+        if !tarball.is_file() {
+            bail!(
+                "the Valkey source {} is missing; put it there or name it with {VALKEY_TARBALL_ENV}",
+                tarball.display()
+            );
+        }
+        std::fs::create_dir_all(&target)
+            .with_context(|| format!("cannot create {}", target.display()))?;
+        util::run(
+            Command::new("tar")
+                .arg("xzf")
+                .arg(&tarball)
+                .arg("-C")
+                .arg(&target),
+        )?;
+    }
+    if !server.is_file() {
+        util::run(
+            Command::new("make")
+                .arg("-C")
+                .arg(&dir)
+                .args(["-j2", "BUILD_TLS=no"]),
+        )?;
+    }
+    if !module.is_file() {
+        util::run(
+            Command::new("make")
+                .arg("-C")
+                .arg(dir.join("tests/modules"))
+                .arg("fork.so"),
+        )?;
+    }
+    if !server.is_file() || !module.is_file() {
+        bail!(
+            "make finished but {} or {} is missing",
+            server.display(),
+            module.display()
         );
     }
     Ok(())

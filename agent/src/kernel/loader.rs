@@ -36,7 +36,7 @@ pub const BTF_TRACEPOINTS: [&str; 6] = [
 ];
 /// Classic tracepoints: (program, category, names...). A name missing on this kernel
 /// (clone3 or vfork on some architectures) is skipped; each program needs one.
-const TRACEPOINTS: [(&str, &str, &[&str]); 11] = [
+const TRACEPOINTS: [(&str, &str, &[&str]); 13] = [
     (
         "fork_enter",
         "syscalls",
@@ -60,11 +60,11 @@ const TRACEPOINTS: [(&str, &str, &[&str]); 11] = [
     ("sched_process_exec", "sched", &["sched_process_exec"]),
     ("oom_victim", "oom", &["mark_victim"]),
     ("exit_group_enter", "syscalls", &["sys_enter_exit_group"]),
+    ("setsid_exit", "syscalls", &["sys_exit_setsid"]),
     (
         "fd_syscall_enter",
         "syscalls",
         &[
-            "sys_enter_write",
             "sys_enter_pwrite64",
             "sys_enter_writev",
             "sys_enter_pwritev",
@@ -77,6 +77,7 @@ const TRACEPOINTS: [(&str, &str, &[&str]); 11] = [
             "sys_enter_sync_file_range2",
         ],
     ),
+    ("write_enter", "syscalls", &["sys_enter_write"]),
     (
         "write_exit",
         "syscalls",
@@ -107,6 +108,7 @@ const RENAMEAT: (&str, &str, &[&str]) = (
 pub const COW_METHOD: &str = "tracepoint";
 pub const COW_HOOKS: &str = "tp_btf/page_fault_user + tp_btf/mm_page_alloc";
 pub const WRITE_HOOKS: &str = "tracepoint/syscalls/sys_{enter,exit}_{write,pwrite64,writev,pwritev,pwritev2,fsync,fdatasync,sync_file_range,rename,renameat,renameat2}";
+pub const DAEMON_HOOKS: &str = "tracepoint/syscalls/sys_exit_setsid + tp_btf/sched_process_exit (the child that setsid()s outlives its parent)";
 pub const DISK_HOOKS: &str = "tp_btf/block_rq_issue + tp_btf/block_rq_complete (bio page -> inode)";
 
 #[derive(Debug, Error)]

@@ -5,6 +5,7 @@ use crate::{
     live::store::IntervalRow,
     text::{
         exit::exit_text,
+        sent::sent_text,
         sync::sync_counts,
         units::{fmt_bytes, fmt_rate},
     },
@@ -135,7 +136,7 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.writes.files.len(),
         )),
         Record::SessionEnd(e) => Some(format!(
-            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}",
+            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}{}",
             clock.stamp(e.ts_ns),
             e.session,
             e.kind.as_str(),
@@ -155,6 +156,7 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.writes.files.len(),
             sync_counts(e.fsync.calls, e.fsync.calls_by_call()),
             fmt_bytes(e.disk.bytes),
+            sent_text(e).map_or(String::new(), |t| format!("; {t}")),
         )),
         _ => None,
     }
@@ -273,6 +275,9 @@ pub(crate) mod tests {
             memory: None,
             oom_kill: None,
             projection_check: None,
+            aof: None,
+            sent: None,
+            replication: None,
         }
     }
 
@@ -311,6 +316,7 @@ pub(crate) mod tests {
             title: None,
             parent_rss_bytes: Some(1 << 30),
             attached_mid_save: None,
+            replication: None,
         });
         let l = watch_line(&start, &clock).unwrap();
         assert_eq!(
@@ -367,6 +373,9 @@ pub(crate) mod tests {
             memory: None,
             oom_kill: None,
             projection_check: None,
+            aof: None,
+            sent: None,
+            replication: None,
             ..end_rec()
         };
         let l = watch_line(&Record::SessionEnd(Box::new(end)), &clock).unwrap();

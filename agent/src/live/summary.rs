@@ -7,6 +7,7 @@ use crate::{
         diagnosis::{HostFacts, diagnose, host_diagnosis},
         exit::exit_text,
         hist::log2_hist,
+        sent::sent_text,
         sync::latency_title,
         units::fmt_bytes,
     },
@@ -84,7 +85,7 @@ pub fn summary(kept: &KeptEnds, end: &End) -> String {
     }
     for e in &shown {
         s.push_str(&format!(
-            "  session {:>3} {:<11} {:<21} parent {:>7} child {:>7} {:>8.2}s  COW {:>10} ({:>6} pages{}){}  wrote {:>10}  disk {:>10}  {}\n",
+            "  session {:>3} {:<11} {:<21} parent {:>7} child {:>7} {:>8.2}s  COW {:>10} ({:>6} pages{}){}  wrote {:>10}  disk {:>10}  {}{}\n",
             e.session,
             e.kind.as_str(),
             e.instance_name(),
@@ -104,6 +105,7 @@ pub fn summary(kept: &KeptEnds, end: &End) -> String {
             fmt_bytes(e.writes.bytes),
             fmt_bytes(e.disk.bytes),
             exit_text(e.complete, e.exit_code, e.exit_signal),
+            sent_text(e).map_or(String::new(), |t| format!("  {t}")),
         ));
     }
     if kept.total() > shown.len() {

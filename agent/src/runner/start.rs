@@ -9,7 +9,7 @@ use super::{Output, state::State};
 use crate::{
     build_info,
     kernel::{
-        loader::{COW_HOOKS, COW_METHOD, DISK_HOOKS, WRITE_HOOKS},
+        loader::{COW_HOOKS, COW_METHOD, DAEMON_HOOKS, DISK_HOOKS, WRITE_HOOKS},
         maps::KernelMaps,
     },
     live::{self, Live, screen::model::Losses, summary},
@@ -110,6 +110,7 @@ fn meta(roots: &[u32], pid_mode: bool, start_ns: u64, interval: Duration) -> Met
             cow: COW_HOOKS.into(),
             writes: WRITE_HOOKS.into(),
             disk: DISK_HOOKS.into(),
+            daemonize: Some(DAEMON_HOOKS.into()),
             fentry: "not used by this version; `cowtrace check` probes it".into(),
             kprobe: "not used by this version; `cowtrace check` probes it".into(),
         },

@@ -20,7 +20,7 @@ use crate::{
     events::{
         decode::{HotMsg, ProcMsg, decode_hot, decode_proc},
         merge::{self, Either},
-        session::Tracker,
+        session::{Tracker, c_str},
     },
     kernel::maps::{Drops, KernelMaps},
     live::{
@@ -299,6 +299,11 @@ impl State {
                 let parent = (!parent.is_empty()).then_some(parent);
                 self.tracker.on_title(&ev, parent.as_deref());
             }
+            ProcMsg::Rename(ev) if ev.session == 0 => {
+                let (old, new) = (c_str(&ev.old), c_str(&ev.new));
+                let recs = self.tracker.on_parent_rename(ev.pid, &old, &new);
+                self.emit_all(recs)?;
+            }
             ProcMsg::Rename(ev) => self.tracker.on_rename(&ev),
             ProcMsg::Oom(ev) => {
                 log::warn!(
@@ -321,7 +326,24 @@ impl State {
                 }
                 self.end_session(&ev)?;
             }
+            ProcMsg::Setsid(ev) => self.tracker.on_setsid(ev.pid),
+            ProcMsg::Resync(ev) => self.tracker.on_resync(&ev),
+            ProcMsg::Daemon(ev) => {
+                let recs = self.tracker.on_daemonized(ev.pid, procfs::monotonic_ns());
+                // What it wrote as a child (its log, the pid file) is no session's.
+                let _ = self.maps.take_files(ev.pid);
+                let _ = self.memory.take(ev.pid);
+                self.roots.insert(ev.pid);
+                log::info!(
+                    "pid {} daemonized: tracing its child {} as the server",
+                    ev.ppid,
+                    ev.pid
+                );
+                self.emit_all(recs)?;
+            }
             ProcMsg::Exit(ev) => {
+                let recs = self.tracker.on_root_exit(ev.pid);
+                self.emit_all(recs)?;
                 self.roots.remove(&ev.pid);
                 self.memory.forget_server(ev.pid);
                 log::info!("traced process {} exited", ev.pid);
@@ -472,6 +494,8 @@ impl State {
         }
         let starts = self.tracker.ready_starts(now);
         self.emit_all(starts)?;
+        let ends = self.tracker.release_finishing(Some(now), None);
+        self.emit_all(ends)?;
         self.maps.reap(&mut self.done);
         Ok(())
     }

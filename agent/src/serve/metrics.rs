@@ -82,6 +82,7 @@ pub struct Metrics {
     pub cow_bytes: Family<SaveSide, Counter>,
     pub saves: Family<SaveOutcome, Counter>,
     pub written_bytes: Family<Save, Counter>,
+    pub sent_bytes: Family<Save, Counter>,
     pub disk_bytes: Family<Save, Counter>,
     pub sync_calls: Family<Save, Counter>,
     pub lost_events: Counter,
@@ -114,6 +115,7 @@ impl Metrics {
             cow_bytes: Family::default(),
             saves: Family::default(),
             written_bytes: Family::default(),
+            sent_bytes: Family::default(),
             disk_bytes: Family::default(),
             sync_calls: Family::default(),
             lost_events: Counter::default(),
@@ -157,6 +159,12 @@ impl Metrics {
             "Bytes the save children wrote to regular files",
             b.clone(),
             m.written_bytes.clone(),
+        );
+        r.register_with_unit(
+            "save_sent",
+            "Bytes the save children wrote to pipes and sockets: a diskless replica sync's RDB (counted when the save ends)",
+            b.clone(),
+            m.sent_bytes.clone(),
         );
         r.register_with_unit(
             "save_disk",

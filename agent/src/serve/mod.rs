@@ -225,6 +225,9 @@ impl Exporter {
             .get_or_create(&save)
             .inc_by(e.disk.bytes.saturating_sub(o.disk));
         m.sync_calls.get_or_create(&save).inc_by(e.fsync.calls);
+        if let Some(sent) = &e.sent {
+            m.sent_bytes.get_or_create(&save).inc_by(sent.bytes);
+        }
         m.in_progress.get_or_create(&save).dec();
         m.current_cow_bytes.get_or_create(&save).set(0);
         m.current_cow_rate.get_or_create(&save).set(0.0);

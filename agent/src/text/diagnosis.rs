@@ -2,11 +2,38 @@
 //! host settings that shape COW. Pure, shared by the live summary and `report`.
 use crate::{
     text::{
+        sent::sent_text,
         sync::sync_time,
         units::{fmt_bytes, fmt_rate},
     },
     trace::schema::SessionEnd,
 };
+
+/// What a replica sync did: sent the RDB itself (diskless), or wrote it for the server
+/// to send (disk-based).
+fn replication(e: &SessionEnd, secs: f64) -> Option<String> {
+    let r = e.replication.as_ref()?;
+    let words = sent_text(e)?;
+    Some(if r.target == "disk" {
+        format!(
+            "A disk-based replica sync ({words}): the child wrote the RDB file, which the server sends once the child has exited."
+        )
+    } else {
+        let how = match e.sent.as_ref().and_then(|s| s.targets.first()) {
+            Some(t) if t.kind == "socket" => "straight to the replica's connection",
+            Some(_) => "through a pipe to the server, which relays it",
+            None => "to the replicas",
+        };
+        let rate = e
+            .sent
+            .as_ref()
+            .filter(|_| secs > 0.0)
+            .map_or(String::new(), |s| {
+                format!(" ({})", fmt_rate(s.bytes as f64 / secs))
+            });
+        format!("A diskless replica sync: the child {words}{rate}, {how}.")
+    })
+}
 
 /// Host settings that matter for fork COW, as recorded in the trace's meta line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -102,6 +129,9 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
                 )
             });
         }
+    }
+    if let Some(l) = replication(e, secs) {
+        out.push(l);
     }
     if let Some(k) = &e.oom_kill {
         out.push(oom(k, e));
@@ -374,6 +404,9 @@ mod tests {
             memory: None,
             oom_kill: None,
             projection_check: None,
+            aof: None,
+            sent: None,
+            replication: None,
         }
     }
 

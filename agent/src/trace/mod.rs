@@ -62,6 +62,7 @@ mod tests {
                     cow: "d".into(),
                     writes: "e".into(),
                     disk: "f".into(),
+                    daemonize: Some("i".into()),
                     fentry: "g".into(),
                     kprobe: "h".into(),
                 },
@@ -95,6 +96,7 @@ mod tests {
                 fork_us: Some(420.5),
                 title: Some("redis-aof-rewrite".into()),
                 parent_rss_bytes: Some(1 << 30),
+                replication: None,
             }),
             Record::Sample(Sample {
                 session: 3,
@@ -142,6 +144,26 @@ mod tests {
                     projected_peak_bytes: 5,
                     actual_peak_bytes: 6,
                     error_pct: -16.7,
+                }),
+                sent: Some(schema::SentSummary {
+                    calls: 3,
+                    bytes: 1 << 20,
+                    peers: Some(2),
+                    targets: vec![schema::SentTarget {
+                        kind: "pipe".into(),
+                        ino: 77,
+                        protocol: None,
+                        bytes: 1 << 20,
+                        calls: 3,
+                    }],
+                }),
+                replication: Some(schema::Replication {
+                    target: "socket".into(),
+                    replicas: Some(2),
+                }),
+                aof: Some(schema::AofFiles {
+                    base: "/d/appendonlydir/appendonly.aof.2.base.rdb".into(),
+                    manifest: Some("/d/appendonlydir/appendonly.aof.manifest".into()),
                 }),
                 parent_pid: 10,
                 child_pid: 11,

@@ -43,13 +43,16 @@ pub enum Record {
     Unknown(String),
 }
 
-/// The kind of a fork, from the child's process title (`events::classify`).
+/// The kind of a fork, from the child's process title (`events::classify`), and for
+/// `rdb-replica` also from what the server writes to its replicas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SessionKind {
     RdbBgsave,
     AofRewrite,
     RdbReplica,
+    /// A module's fork (`RedisModule_Fork` / `ValkeyModule_Fork`; added in 0.1).
+    ModuleFork,
     Fork,
     /// Missing from the line, or a kind a newer cowtrace wrote. Never written.
     #[default]
@@ -64,6 +67,7 @@ impl SessionKind {
             SessionKind::RdbBgsave => "rdb-bgsave",
             SessionKind::AofRewrite => "aof-rewrite",
             SessionKind::RdbReplica => "rdb-replica",
+            SessionKind::ModuleFork => "module-fork",
             SessionKind::Fork => "fork",
             SessionKind::Unknown => "?",
         }
@@ -182,6 +186,9 @@ pub struct Attach {
     pub cow: String,
     pub writes: String,
     pub disk: String,
+    /// How a server that daemonizes is followed (added in 0.1; absent in older traces).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemonize: Option<String>,
     /// Optional precise paths that were probed, and what the kernel said.
     pub fentry: String,
     pub kprobe: String,
@@ -212,6 +219,52 @@ pub struct SessionStart {
     /// done before, estimated. Everything else about the session is counted from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached_mid_save: Option<MidSave>,
+    /// For an `rdb-replica` session: how the RDB goes to the replicas, and to how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
+}
+
+/// A replica's full sync served by a fork (`rdb-replica`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Replication {
+    /// `disk`: the child writes the RDB file (`repl-diskless-sync no`), which the server
+    /// then sends; `socket`: the child sends the RDB itself, through a pipe to the server
+    /// (Redis 7, Valkey) or straight to the replicas' sockets (Valkey's dual-channel
+    /// replication): its `sent` bytes.
+    pub target: String,
+    /// Replicas served: the `+FULLRESYNC` (or, dual-channel, `$ENDOFF`) lines the server
+    /// wrote for this fork; null when unknown.
+    pub replicas: Option<u64>,
+}
+
+/// What a session's child wrote to pipes and sockets rather than to files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SentSummary {
+    /// Write calls that wrote something, and their bytes (return values). Exact.
+    pub calls: u64,
+    pub bytes: u64,
+    /// The replicas it sent to (as `replication.replicas`), when it is a replica sync
+    /// over sockets; null otherwise.
+    pub peers: Option<u64>,
+    /// Per pipe or socket, largest first.
+    pub targets: Vec<SentTarget>,
+}
+
+/// One pipe or socket a session's child wrote to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SentTarget {
+    /// `pipe` or `socket`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The inode number (as `/proc/PID/fd` shows it: `pipe:[N]`, `socket:[N]`).
+    pub ino: u64,
+    /// A socket's protocol (`TCP`, `UNIX`), as the kernel names its file; null for a pipe.
+    pub protocol: Option<String>,
+    pub bytes: u64,
+    pub calls: u64,
 }
 
 /// What a session had done before cowtrace attached to it (estimates).
@@ -326,6 +379,13 @@ pub struct SessionEnd {
     /// `session_start`): `cow` and `writes` count from the attach on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached_mid_save: Option<MidSave>,
+    /// The child's writes to pipes and sockets (a diskless sync's RDB); absent when it
+    /// wrote to none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<SentSummary>,
+    /// As in `session_start`, with the replicas counted to the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
     /// The server's memory limit and its peak usage while the save ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<SaveMemory>,
@@ -335,6 +395,23 @@ pub struct SessionEnd {
     /// The projection made at 30% of the save against the actual peak.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection_check: Option<ProjectionCheck>,
+    /// An AOF rewrite whose file the server renamed into place after the child exited:
+    /// the base file it became, and the manifest written with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aof: Option<AofFiles>,
+}
+
+/// Where an AOF rewrite's output ended up: the server (the parent) renames the child's
+/// `temp-rewriteaof-bg-PID.aof` to the new base file in `appendonlydir/` (Redis 7, Valkey)
+/// and writes a new manifest naming it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AofFiles {
+    /// The base file's path (the child's file, renamed by the parent).
+    pub base: String,
+    /// The manifest the parent renamed into place after it, when it did (Redis 7's
+    /// multi-part AOF; older servers rename the file to `appendonly.aof` and write none).
+    pub manifest: Option<String>,
 }
 
 /// A process of a session that the kernel's OOM killer chose (`oom:mark_victim`).
@@ -772,6 +849,7 @@ mod tests {
             SessionKind::RdbBgsave,
             SessionKind::AofRewrite,
             SessionKind::RdbReplica,
+            SessionKind::ModuleFork,
             SessionKind::Fork,
         ] {
             let json = serde_json::to_string(&k).unwrap();
