@@ -18,7 +18,8 @@
 //! 4 KiB write() calls (timed: the cost of ordinary syscalls) and removes the file.
 //! Only the loops are timed, with CLOCK_MONOTONIC (and, alongside,
 //! the thread's CPU time, which a busy machine's preemptions do not inflate); the JSON
-//! line carries the raw start/end timestamps so the harness can add up parallel runs.
+//! line carries the raw start/end timestamps so the harness can add up parallel runs,
+//! and the minor faults the kernel counted during each rewrite (`faults`).
 //!
 //! `write`: fork a child that writes exactly B bytes to `D/temp-<pid>.dat` in C-byte
 //! write() calls (timed), fsyncs, closes and renames it to `D/final-<pid>.dat`, like a
@@ -153,13 +154,16 @@ fn run_cow(a: &Args) -> Res<String> {
     }
 
     let (mut t0s, mut t1s, mut cpus, mut kids) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut faults = Vec::new();
     for r in 0..a.reps {
         let gate = Gate::new()?;
         let pid = fork_child(|| gate.child_wait())?;
+        let f0 = minor_faults();
         let (c0, t0) = (thread_cpu_ns(), mono_ns());
         region.write_pages(region.pages(), 2 + (r % 200) as u8);
         let t1 = mono_ns();
         cpus.push(thread_cpu_ns() - c0);
+        faults.push(minor_faults() - f0);
         gate.release();
         wait_ok(pid)?;
         t0s.push(t0);
@@ -173,7 +177,7 @@ fn run_cow(a: &Args) -> Res<String> {
     }
     Ok(format!(
         "{{\"mode\":\"cow\",\"pid\":{me},\"children\":[{}],\"pages\":{},\"page_size\":{},\"reps\":{},\
-         \"t0_ns\":[{}],\"t1_ns\":[{}],\"cpu_ns\":[{}],\"touch_pages\":{touch_pages},\
+         \"t0_ns\":[{}],\"t1_ns\":[{}],\"cpu_ns\":[{}],\"faults\":[{}],\"touch_pages\":{touch_pages},\
          \"touch_ns\":{touch_ns},\"touch_cpu_ns\":{touch_cpu_ns},\"write_calls\":{write_calls},\
          \"write_ns\":{write_ns},\"write_cpu_ns\":{write_cpu_ns}}}",
         list(&kids),
@@ -183,7 +187,18 @@ fn run_cow(a: &Args) -> Res<String> {
         list(&t0s),
         list(&t1s),
         list(&cpus),
+        list(&faults),
     ))
+}
+
+/// Minor page faults the kernel has counted for this process (`ru_minflt`): around a
+/// rewrite, the write faults it took, whatever a tracer saw.
+fn minor_faults() -> u64 {
+    // SAFETY: an all-zero rusage is valid; getrusage only writes into it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_minflt as u64
 }
 
 /// Write `bytes` to a new file at `path` in `chunk`-byte write() calls, timed; remove

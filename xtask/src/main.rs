@@ -1,4 +1,4 @@
-//! Developer tasks for cowtrace: `cargo xtask <setup|test|demo|bench|soak|dist>`.
+//! Developer tasks for cowtrace: `cargo xtask <setup|test|demo|bench|soak|dist|vmtest>`.
 //!
 //! The project's own files must install everything a fresh machine needs (see
 //! `/work/shared/TOOLCHAIN.md`), so `setup` is idempotent and `test` / `demo` call it
@@ -12,6 +12,7 @@ mod setup;
 mod soak;
 mod test;
 mod util;
+mod vmtest;
 
 use clap::{Parser, Subcommand};
 
@@ -27,7 +28,8 @@ enum Cmd {
     /// Install what is missing (apt packages, nightly + rust-src, bpf-linker, tracefs,
     /// the musl target).
     Setup,
-    /// Run setup, the unit tests, then the root integration tests (needs root).
+    /// Run setup, the unit tests, the root integration tests (needs root), then the kernel
+    /// matrix (`vmtest`).
     Test(test::TestArgs),
     /// Run setup, build release, and show `cowtrace watch` on a local Redis doing BGSAVEs.
     Demo,
@@ -38,6 +40,11 @@ enum Cmd {
     /// Build the release artifacts in target/dist/: static tarball, .deb, container
     /// image, SHA256SUMS.
     Dist(dist::DistArgs),
+    /// Boot Debian's 6.1 and 6.12 kernels under QEMU and run the ground-truth tests in them.
+    Vmtest(vmtest::VmtestArgs),
+    /// The test runner inside a vmtest guest (started by the guest's /init).
+    #[command(hide = true)]
+    VmtestGuest { plan: std::path::PathBuf },
 }
 
 fn main() {
@@ -52,6 +59,8 @@ fn main() {
         Cmd::Bench(args) => bench::run(args),
         Cmd::Soak(args) => soak::run(args),
         Cmd::Dist(args) => dist::run(args),
+        Cmd::Vmtest(args) => vmtest::run_cli(args),
+        Cmd::VmtestGuest { plan } => vmtest::guest(&plan),
     };
     // Print the error chain ourselves: anyhow's Debug output adds a backtrace whenever
     // RUST_BACKTRACE is set, which buries the message in CI logs.

@@ -14,7 +14,9 @@ use std::process::Command;
 /// `report --html` pages, Prometheus (with promtool), which scrapes `cowtrace serve` in
 /// the tests and checks the alert rules, podman with runc (the container tests and the
 /// image of `cargo xtask dist`; crun refuses this host's hybrid cgroups), man-db (`man -w`
-/// finds the installed pages) and file.
+/// finds the installed pages) and file,
+/// and for `xtask vmtest`: QEMU, a static busybox and cpio for the guests' initramfs, xz
+/// for the 6.12 kernel's modules, e2fsprogs for the guests' disk.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -33,6 +35,11 @@ const APT_PACKAGES: &[&str] = &[
     // Valkey's build (setup step 5).
     "build-essential",
     "pkg-config",
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "xz-utils",
+    "e2fsprogs",
 ];
 
 /// The static release target of `cargo xtask dist`.

@@ -1,11 +1,15 @@
-//! `cargo xtask test`: setup, unit tests, then the root integration tests.
+//! `cargo xtask test`: setup, unit tests, the root integration tests, then the kernel
+//! matrix (`cargo xtask vmtest`: the ground-truth tests in QEMU guests of Debian's 6.1
+//! and 6.12 kernels).
 //!
 //! The root tests are `#[ignore = "root: ..."]`, so a plain `cargo test` skips them; here
 //! they run with `--ignored`, and a root test that did not run must never pass silently:
 //! the step fails if nothing passed or if anything was reported as ignored. Among them,
 //! `agent/tests/dist.rs` runs `cargo xtask dist` and installs and runs each artifact.
+//! The kernel matrix (`xtask vmtest`) runs after them; it fails if a kernel did not boot, or
+//! any result of its plan failed or never came.
 
-use crate::{setup, util};
+use crate::{setup, util, vmtest};
 use anyhow::{Result, anyhow, bail};
 
 #[derive(clap::Args)]
@@ -13,6 +17,9 @@ pub struct TestArgs {
     /// Passed to the test binaries after `--` (e.g. a name filter: `cargo xtask test -- cow`).
     #[arg(last = true)]
     pub test_args: Vec<String>,
+    /// Skip the kernel matrix (`cargo xtask vmtest`, ~8 min). CI never passes this.
+    #[arg(long)]
+    pub no_vmtest: bool,
 }
 
 /// Totals of the `test result:` lines of one cargo test run.
@@ -93,6 +100,43 @@ pub fn run(args: TestArgs) -> Result<()> {
             passed += c.passed;
             failed += c.failed.max(1);
             problems.push(format!("root tests: {e:#}"));
+        }
+    }
+
+    // 3. The kernel matrix: other kernels, booted under QEMU.
+    if args.no_vmtest {
+        println!("== xtask test: kernel matrix SKIPPED (--no-vmtest); CI runs it");
+    } else {
+        println!("== xtask test: kernel matrix (cargo xtask vmtest)");
+        match vmtest::run(vmtest::VmtestArgs::for_ci()) {
+            Ok(runs) => {
+                for r in &runs {
+                    let ok = r.results.iter().filter(|(_, p, _)| *p).count() as u64;
+                    let bad = (r.results.len() as u64 - ok) + r.missing.len() as u64;
+                    passed += ok;
+                    failed += bad;
+                    if !r.passed() {
+                        failed += u64::from(bad == 0);
+                        problems.push(format!(
+                            "kernel matrix: {} ({}): {}",
+                            r.release,
+                            r.series,
+                            r.problem.as_deref().map_or_else(
+                                || format!("{bad} result(s) failed or never came"),
+                                |p| p.lines().next().unwrap_or("").to_string()
+                            )
+                        ));
+                    }
+                }
+                if runs.is_empty() {
+                    problems.push("kernel matrix: no kernel was run".into());
+                    failed += 1;
+                }
+            }
+            Err(e) => {
+                problems.push(format!("kernel matrix: {e:#}"));
+                failed += 1;
+            }
         }
     }
 

@@ -44,6 +44,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Multiplies every time limit of the harness (default 1). `cargo xtask vmtest` sets it
+/// in its guests, where QEMU's TCG runs everything several times slower than the host.
+pub const TIME_SCALE_ENV: &str = "COWTRACE_TEST_TIME_SCALE";
+
+/// `d` scaled by [`TIME_SCALE_ENV`].
+pub fn limit(d: Duration) -> Duration {
+    let scale = std::env::var(TIME_SCALE_ENV)
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1);
+    d * scale
+}
+
 pub fn cowtrace() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cowtrace"))
 }
@@ -141,14 +155,16 @@ pub fn wait_attached(path: &Path, child: &mut Child) {
             panic!("cowtrace record exited before attaching: {status}");
         }
         assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "cowtrace did not attach within 30 s"
+            t0.elapsed() < limit(Duration::from_secs(30)),
+            "cowtrace did not attach within {:?}",
+            limit(Duration::from_secs(30))
         );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 pub fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let limit = self::limit(limit);
     let t0 = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -219,13 +235,25 @@ impl Trace {
     }
 }
 
+/// Set by `cargo xtask vmtest` in its guests: the workload was built beside the test
+/// binary before the image was made, and there is no cargo to build it with.
+pub const PREBUILT_ENV: &str = "COWTRACE_TEST_PREBUILT";
+
 pub fn cowload_path() -> PathBuf {
     // The tests build the workload themselves (once per test binary), so it is never
     // stale: `cargo test --test X` alone does not rebuild examples.
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "agent", "--example", "cowload"])
+        if std::env::var_os(PREBUILT_ENV).is_some() {
+            return;
+        }
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "-p", "agent", "--example", "cowload"]);
+        // Beside this test binary: target/release when the tests were built --release.
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let st = cmd
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo to build the cowload example");
@@ -515,7 +543,7 @@ impl Redis {
         let t0 = Instant::now();
         while self.cli(&["PING"]).trim() != "PONG" {
             assert!(
-                t0.elapsed() < Duration::from_secs(10),
+                t0.elapsed() < limit(Duration::from_secs(10)),
                 "{} did not answer PING:\n{}",
                 self.flavor.name(),
                 self.log()
@@ -657,7 +685,7 @@ impl Redis {
         let t0 = Instant::now();
         while self.info_field(section, field).as_deref() != Some(value) {
             assert!(
-                t0.elapsed() < Duration::from_secs(60),
+                t0.elapsed() < limit(Duration::from_secs(60)),
                 "{field} never became {value}"
             );
             std::thread::sleep(Duration::from_millis(50));

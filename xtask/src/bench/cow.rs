@@ -235,7 +235,7 @@ pub fn run(t: &Tools, p: Params, check: &dyn Fn() -> Result<()>) -> Result<Resul
     Ok(res)
 }
 
-fn one(t: &Tools, p: Params, c: Config, round: usize, sleeper: u32) -> Result<Run> {
+pub fn one(t: &Tools, p: Params, c: Config, round: usize, sleeper: u32) -> Result<Run> {
     super::procs::note_foreign_tracers();
     let mut w = Workload::spawn(
         "cowbench",

@@ -16,13 +16,13 @@
 //! `target/bench/RESULTS.md` instead, as does `--only`.
 
 mod capacity;
-mod cow;
+pub mod cow;
 mod postmortem;
-mod procs;
+pub mod procs;
 mod redis;
 mod report;
-mod stats;
-mod tracers;
+pub mod stats;
+pub mod tracers;
 mod view;
 
 use crate::util::check_interrupted;

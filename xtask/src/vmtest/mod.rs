@@ -1,0 +1,468 @@
+//! `cargo xtask vmtest [--kernel 6.1|6.12|all]`: cowtrace's ground-truth tests on other
+//! kernels, booted under QEMU (TCG: this machine's /dev/kvm cannot run guests).
+//!
+//! For each kernel: the newest Debian image of its series is fetched with `apt-get
+//! download` and unpacked (`kernel.rs`); an initramfs is built with busybox, cowtrace,
+//! the workloads, the compiled root-test binaries, `redis-server` and every library
+//! they need (`image.rs`); the guest boots with a fresh ext4 disk as /tmp, and its
+//! runner (`guest.rs`, this same binary as `xtask vmtest-guest`) runs the plan
+//! (`plan.rs`) and prints one `VMTEST name PASS|FAIL detail` line per result on the
+//! serial console, then powers off. The host reads the console (`console.rs`) with a
+//! time limit: a guest that hangs, panics or stops early fails with the console's tail,
+//! and a result the plan expected but never came is a failure too. The matrix
+//! (`table.rs`) goes to the terminal and to `target/vmtest/results.md`.
+//!
+//! Guests run with one vCPU and single-threaded TCG by default; see the README
+//! ("Tested kernels") for why multi-threaded TCG is not used.
+
+mod console;
+mod guest;
+mod image;
+mod kernel;
+mod plan;
+mod table;
+
+use crate::{setup, util};
+use anyhow::{Context as _, Result, bail};
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use table::KernelRun;
+
+#[derive(clap::Args, Clone)]
+pub struct VmtestArgs {
+    /// Kernel series to boot: 6.1, 6.12, or all.
+    #[arg(long, default_value = "all", value_parser = ["6.1", "6.12", "all"])]
+    pub kernel: String,
+    /// Hook paths to test (comma-separated): auto (what cowtrace picks by probing the
+    /// kernel) and tracepoint (forced with COWTRACE_HOOKS=tracepoint).
+    #[arg(long, value_delimiter = ',', default_value = "auto,tracepoint", value_parser = ["auto", "tracepoint"])]
+    pub paths: Vec<String>,
+    /// Run only these items of the plan (comma-separated names, e.g. cow-live,ratios).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// vCPUs per guest.
+    #[arg(long, default_value_t = 1)]
+    pub smp: u32,
+    /// QEMU's TCG threading: single (one host thread runs every vCPU in turn) or multi
+    /// (a host thread per vCPU; see the README on why it is not the default).
+    #[arg(long, default_value = "single", value_parser = ["single", "multi"])]
+    pub tcg_thread: String,
+    /// Guests to run at the same time (each is one busy host thread).
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Rounds of the timing runs in each guest (each round runs the three
+    /// configurations, in an order rotated from round to round: a multiple of 3 puts
+    /// each first equally often).
+    #[arg(long, default_value_t = 6)]
+    pub ratio_rounds: usize,
+    /// Time limit of one guest, in minutes.
+    #[arg(long, default_value_t = 45)]
+    pub timeout_min: u64,
+    /// Skip `setup` (CI's `xtask test` has run it already).
+    #[arg(long, hide = true)]
+    pub no_setup: bool,
+}
+
+impl VmtestArgs {
+    /// The defaults, as `cargo xtask test` runs the matrix.
+    pub fn for_ci() -> VmtestArgs {
+        VmtestArgs {
+            kernel: "all".into(),
+            paths: plan::MODES.iter().map(|m| m.to_string()).collect(),
+            only: Vec::new(),
+            smp: 1,
+            tcg_thread: "single".into(),
+            jobs: 2,
+            ratio_rounds: 6,
+            timeout_min: 45,
+            no_setup: true,
+        }
+    }
+}
+
+/// `xtask vmtest-guest PLAN`: the runner inside a guest.
+pub fn guest(plan: &Path) -> Result<()> {
+    guest::run(plan)
+}
+
+/// Binaries built for the image.
+struct Built {
+    cowtrace: PathBuf,
+    cowload: PathBuf,
+    cowbench: PathBuf,
+    tests: Vec<(String, PathBuf)>,
+}
+
+pub fn run(args: VmtestArgs) -> Result<Vec<KernelRun>> {
+    if !args.no_setup {
+        setup::run()?;
+    }
+    let t0 = Instant::now();
+    for tool in [
+        "qemu-system-x86_64",
+        "cpio",
+        "mkfs.ext4",
+        "xz",
+        "dpkg-deb",
+        "apt-get",
+        "ldd",
+    ] {
+        if !util::on_path(tool) {
+            bail!("{tool} is not installed: run `cargo xtask setup`");
+        }
+    }
+    let busybox = PathBuf::from("/bin/busybox");
+    let ldd = Command::new("ldd").arg(&busybox).output();
+    if !ldd.is_ok_and(|o| !o.status.success()) {
+        bail!(
+            "/bin/busybox is missing or dynamically linked: install busybox-static (`cargo xtask setup`)"
+        );
+    }
+    let built = build()?;
+    let cache = util::repo_root().join("target/vmtest");
+    let series: Vec<&str> = match args.kernel.as_str() {
+        "all" => kernel::SERIES.iter().map(|(s, _)| *s).collect(),
+        s => vec![s],
+    };
+    let mut kernels = Vec::new();
+    for s in &series {
+        kernels.push(kernel::fetch(s, &cache)?);
+    }
+    let mut images = Vec::new();
+    for k in &kernels {
+        images.push(make_image(k, &built, &args, &cache)?);
+        println!(
+            "[vmtest] image for {}: {}",
+            k.release,
+            images.last().unwrap().display()
+        );
+    }
+    // Guests run in parallel, `jobs` at a time; each returns its run.
+    let jobs = args.jobs.max(1);
+    let mut runs: Vec<Option<KernelRun>> = vec![None; kernels.len()];
+    for chunk in (0..kernels.len()).collect::<Vec<_>>().chunks(jobs) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|&i| {
+                    let (k, img, a, c) = (&kernels[i], &images[i], &args, &cache);
+                    (i, s.spawn(move || boot(k, img, a, c)))
+                })
+                .collect();
+            for (i, h) in handles {
+                runs[i] = Some(h.join().unwrap_or_else(|_| KernelRun {
+                    series: kernels[i].series.clone(),
+                    release: kernels[i].release.clone(),
+                    problem: Some("the thread running the guest panicked".into()),
+                    ..Default::default()
+                }));
+            }
+        });
+    }
+    let runs: Vec<KernelRun> = runs.into_iter().flatten().collect();
+    let items: Vec<&str> = plan::PLAN
+        .iter()
+        .map(|i| i.name)
+        .filter(|n| args.only.is_empty() || args.only.iter().any(|o| o == n))
+        .collect();
+    println!("\n{}", table::render_text(&runs, &args.paths, &items));
+    let when =
+        util::output(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])).unwrap_or_default();
+    let md = table::render_markdown(&runs, &args.paths, &items, when.trim());
+    let out = cache.join("results.md");
+    std::fs::write(&out, &md).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "[vmtest] matrix written to {} ({:.0} s in all)",
+        out.display(),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(runs)
+}
+
+/// `cargo xtask vmtest` itself: the matrix, and an error unless every guest passed.
+pub fn run_cli(args: VmtestArgs) -> Result<()> {
+    let runs = run(args)?;
+    let bad: Vec<&str> = runs
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| r.release.as_str())
+        .collect();
+    if !bad.is_empty() {
+        bail!("vmtest failed on {}", bad.join(", "));
+    }
+    Ok(())
+}
+
+fn build() -> Result<Built> {
+    util::run(util::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "agent",
+        "--bin",
+        "cowtrace",
+        "--example",
+        "cowload",
+        "--example",
+        "cowbench",
+    ]))?;
+    let mut cmd = util::cargo();
+    cmd.args([
+        "test",
+        "--release",
+        "-p",
+        "agent",
+        "--no-run",
+        "--message-format=json",
+    ]);
+    for b in plan::TEST_BINS {
+        cmd.args(["--test", b]);
+    }
+    println!("$ {}", util::show(&cmd));
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("building the root test binaries failed ({})", out.status);
+    }
+    let mut tests = Vec::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+            continue;
+        };
+        if v["reason"] != "compiler-artifact" || v["profile"]["test"] != true {
+            continue;
+        }
+        let (Some(name), Some(exe)) = (v["target"]["name"].as_str(), v["executable"].as_str())
+        else {
+            continue;
+        };
+        if plan::TEST_BINS.contains(&name) {
+            tests.push((name.to_string(), PathBuf::from(exe)));
+        }
+    }
+    for b in plan::TEST_BINS {
+        if !tests.iter().any(|(n, _)| n == b) {
+            bail!("cargo built no test binary for agent/tests/{b}.rs");
+        }
+    }
+    let release = util::repo_root().join("target/release");
+    Ok(Built {
+        cowtrace: release.join("cowtrace"),
+        cowload: release.join("examples/cowload"),
+        cowbench: release.join("examples/cowbench"),
+        tests,
+    })
+}
+
+/// The initramfs for kernel `k`: `target/vmtest/images/<release>/initrd.cpio`.
+fn make_image(k: &kernel::Kernel, b: &Built, args: &VmtestArgs, cache: &Path) -> Result<PathBuf> {
+    let dir = cache.join("images").join(&k.release);
+    std::fs::create_dir_all(&dir)?;
+    let mut img = image::Image::default();
+    img.file("/bin/busybox", "/bin/busybox");
+    img.generated("/init", image::INIT, 0o755);
+    for p in [&b.cowtrace, &b.cowload, &b.cowbench] {
+        img.executable(p)?;
+    }
+    for (_, p) in &b.tests {
+        img.executable(p)?;
+    }
+    // The report tests run cowtrace in the fixtures directory.
+    let fixtures = util::repo_root().join("agent/tests/fixtures");
+    for e in
+        std::fs::read_dir(&fixtures).with_context(|| format!("reading {}", fixtures.display()))?
+    {
+        let p = e?.path();
+        if p.is_file() {
+            img.file(p.clone(), p);
+        }
+    }
+    let xtask = std::env::current_exe().context("finding the xtask binary")?;
+    img.executable_at(Path::new("/usr/local/bin/xtask"), &xtask)?;
+    for tool in ["redis-server", "redis-cli", "redis-benchmark"] {
+        let p = util::find_on_path(tool)
+            .with_context(|| format!("{tool} is not installed: run `cargo xtask setup`"))?;
+        img.executable_at(&Path::new("/usr/bin").join(tool), &p)?;
+    }
+    let mut list = String::new();
+    for m in &k.modules {
+        let name = m
+            .file_name()
+            .context("module name")?
+            .to_string_lossy()
+            .to_string();
+        let dest = format!("/vmtest/modules.d/{name}");
+        img.file(dest.clone(), m.clone());
+        list.push_str(&dest);
+        list.push('\n');
+    }
+    img.generated("/vmtest/modules", list, 0o644);
+    let plan = serde_json::json!({
+        "kernel": k.release,
+        "modes": args.paths,
+        "only": args.only,
+        "cowtrace": b.cowtrace,
+        "cowbench": b.cowbench,
+        "tests": b.tests.iter().map(|(n, p)| (n.clone(), serde_json::json!(p))).collect::<serde_json::Map<_, _>>(),
+        "ratio_rounds": args.ratio_rounds,
+    });
+    img.generated("/vmtest/plan.json", plan.to_string(), 0o644);
+    let out = dir.join("initrd.cpio");
+    img.write(&dir.join("root"), &out)?;
+    Ok(out)
+}
+
+/// Boot kernel `k` with `initrd`, read its console until the runner ends (or the time
+/// limit), and say what happened.
+fn boot(k: &kernel::Kernel, initrd: &Path, args: &VmtestArgs, cache: &Path) -> KernelRun {
+    let mut run = KernelRun {
+        series: k.series.clone(),
+        release: k.release.clone(),
+        package: k.package.clone(),
+        ..Default::default()
+    };
+    if let Err(e) = boot_into(k, initrd, args, cache, &mut run) {
+        run.problem = Some(format!("{e:#}"));
+    }
+    run
+}
+
+fn boot_into(
+    k: &kernel::Kernel,
+    initrd: &Path,
+    args: &VmtestArgs,
+    cache: &Path,
+    run: &mut KernelRun,
+) -> Result<()> {
+    let dir = cache.join("images").join(&k.release);
+    let disk = dir.join("disk.img");
+    image::disk(&disk, 1024)?;
+    let logs = cache.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log_path = logs.join(format!("{}.log", k.release));
+    let mut log = std::fs::File::create(&log_path)?;
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-accel", &format!("tcg,thread={}", args.tcg_thread)])
+        .args(["-smp", &args.smp.to_string(), "-m", "2G"])
+        .args([
+            "-display", "none", "-serial", "stdio", "-monitor", "none", "-nic", "none",
+        ])
+        .arg("-no-reboot")
+        .arg("-kernel")
+        .arg(&k.vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .arg("-drive")
+        .arg(format!(
+            "file={},if=virtio,format=raw,cache=unsafe",
+            disk.display()
+        ))
+        // panic=-1 with -no-reboot: a panic (and, with oops=panic, an Oops) ends QEMU at
+        // once instead of leaving a dead guest to time out.
+        .args([
+            "-append",
+            "console=ttyS0 panic=-1 oops=panic loglevel=5 quiet",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    println!("[vmtest {}] $ {}", k.series, util::show(&cmd));
+    let t0 = Instant::now();
+    let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
+    let (tx, rx) = mpsc::channel::<String>();
+    for stream in [
+        Box::new(child.stdout.take().context("stdout")?) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().context("stderr")?),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for row in BufReader::new(stream).split(b'\n') {
+                let Ok(row) = row else { break };
+                if tx.send(String::from_utf8_lossy(&row).into_owned()).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let limit = Duration::from_secs(args.timeout_min * 60);
+    let mut rows: Vec<String> = Vec::new();
+    let mut ended = false;
+    let mut timed_out = false;
+    loop {
+        let left = limit.saturating_sub(t0.elapsed());
+        if left.is_zero() {
+            timed_out = true;
+            break;
+        }
+        match rx.recv_timeout(left) {
+            Ok(row) => {
+                use std::io::Write as _;
+                let _ = writeln!(log, "{row}");
+                if let Some(line) = console::parse(&row) {
+                    match &line {
+                        console::Line::Result { name, pass, detail } => {
+                            if name == "boot" && run.boot_s.is_none() {
+                                run.boot_s = Some(t0.elapsed().as_secs_f64());
+                            }
+                            let mark = if *pass { "PASS" } else { "FAIL" };
+                            let short: String = detail.chars().take(160).collect();
+                            println!("[vmtest {}] {name} {mark} {short}", k.series);
+                        }
+                        console::Line::End => ended = true,
+                        _ => {}
+                    }
+                    run.absorb(line);
+                }
+                rows.push(row);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                break;
+            }
+            // Both streams closed: QEMU has exited.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    if timed_out {
+        let _ = child.kill();
+    }
+    let status = child.wait()?;
+    run.wall_s = t0.elapsed().as_secs_f64();
+    let expected = plan::expected(&args.paths, &args.only);
+    run.missing = expected
+        .into_iter()
+        .filter(|e| run.result(e).is_none())
+        .collect();
+    let trouble = console::kernel_trouble(&rows).map(str::to_string);
+    let why = if timed_out {
+        Some(format!(
+            "the guest did not finish within {} min",
+            args.timeout_min
+        ))
+    } else if !ended {
+        Some(format!(
+            "the guest stopped before its runner ended (QEMU {status})"
+        ))
+    } else {
+        None
+    };
+    let why = match (why, trouble) {
+        (Some(w), Some(t)) => Some(format!("{w}; the kernel said: {t}")),
+        (None, Some(t)) => Some(format!("the kernel complained: {t}")),
+        (w, None) => w,
+    };
+    if let Some(w) = why {
+        run.problem = Some(format!(
+            "{w}\n--- console tail ({}) ---\n{}",
+            log_path.display(),
+            console::tail(&rows, 40)
+        ));
+    }
+    Ok(())
+}
