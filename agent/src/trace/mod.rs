@@ -3,6 +3,7 @@
 //! `schema` holds one serde type per line type, shared by the writer and the reader;
 //! `writer` writes lines to a file or stdout; `reader` reads and validates them with
 //! bounded memory. This folder imports nothing else from the crate.
+pub mod ledger;
 pub mod reader;
 pub mod schema;
 pub mod writer;
