@@ -17,6 +17,30 @@ pub const EV_FORK_RET: u32 = 3;
 pub const EV_EXEC: u32 = 4;
 pub const EV_TITLE: u32 = 5;
 pub const EV_RENAME: u32 = 6;
+/// The OOM killer chose a traced process (`value`: its RSS in bytes).
+pub const EV_OOM: u32 = 7;
+/// A server daemonized: its fork child `pid` (which called `setsid()`) outlived the
+/// parent `ppid` (which exited), so the child is now the traced root and its fork is
+/// no session.
+pub const EV_DAEMON: u32 = 8;
+/// Session child `pid` of `ppid` called `setsid()`: a daemonizing child, not a save
+/// (its session is held until it exits or becomes the root, `EV_DAEMON`).
+pub const EV_SETSID: u32 = 9;
+/// A traced server wrote to a socket: its first socket write since its last fork
+/// (`pid` = that fork's child), or a write that starts a replica's full sync (`pid` = the
+/// child forked since, if the server has written to no socket since the fork, else 0).
+/// `value`: one of `RESYNC_*`.
+pub const EV_RESYNC: u32 = 16;
+
+/// `EV_RESYNC` values: what the server's socket write was.
+/// Anything but the two below (the server's first socket write after a fork).
+pub const RESYNC_NONE: u64 = 0;
+/// `+FULLRESYNC <replid> <offset>\r\n`: a replica's full sync starts (replication.c,
+/// `replicationSetupSlaveForFullResync`; Redis 2.8+, Valkey).
+pub const RESYNC_FULLRESYNC: u64 = 1;
+/// `$ENDOFF:<offset> ...`: Valkey's dual-channel replication tells the replica's RDB
+/// channel where the snapshot ends (`sendCurrentOffsetToReplica`, Valkey 8).
+pub const RESYNC_ENDOFF: u64 = 2;
 /// Event kinds on the hot ring buffer (`HOT_EVENTS`, submitted without wakeup).
 pub const EV_COW: u32 = 10;
 pub const EV_WRITE: u32 = 11;
@@ -57,6 +81,11 @@ pub const DROP_SLOTS: u32 = 2;
 pub const COW_FLAG_CHILD: u32 = 1; // the copy was made by the session child
 pub const COW_FLAG_ZERO: u32 = 2; // a write to the shared zero page (a zero-filled allocation)
 
+/// Values of the kernel's `DAEMON_GATE` map: which half of a daemonization was seen
+/// first for a session child. The second half promotes it (see agent-ebpf `fork.rs`).
+pub const GATE_SETSID: u32 = 1;
+pub const GATE_PARENT_EXITED: u32 = 2;
+
 /// Byte length of a file name kept by the kernel side (a dentry name or a rename path).
 pub const NAME_LEN: usize = 64;
 /// Byte length of the process title captured at `exit_group`.
@@ -74,6 +103,12 @@ pub const PROC_RING_BYTES: u32 = 1 << 20;
 
 /// `IoEvent::fd` of a block request, which has no file descriptor.
 pub const NO_FD: u32 = u32::MAX;
+
+/// `FileKey::target`: what a session child wrote to. Regular files are its `writes`;
+/// pipes and sockets are what it sent (a diskless sync's RDB, Redis's child-info pipe).
+pub const TARGET_FILE: u32 = 0;
+pub const TARGET_PIPE: u32 = 1;
+pub const TARGET_SOCKET: u32 = 2;
 
 /// Exact copy-on-write counters. Kept in maps and updated with atomic adds,
 /// so a full ring buffer never changes them.
@@ -125,13 +160,15 @@ pub struct TracedProc {
     pub newest_child: u32,
     /// For a child: its root's tgid.
     pub parent_tgid: u32,
-    pub _pad: u32,
+    /// For a root: its newest session child while the root has written to no socket
+    /// since that fork, else 0 (see `EV_RESYNC`).
+    pub await_write: u32,
     /// Every COW fault of this process, inside a session or not.
     pub total: CowCounters,
     /// Every regular-file write, sync and block I/O of this process.
     pub io: IoCounters,
 }
-const _: () = assert!(core::mem::size_of::<TracedProc>() == 160);
+const _: () = assert!(core::mem::size_of::<TracedProc>() == 176);
 
 /// Exact disk-write counters. Times are sums of latencies in ns.
 #[repr(C)]
@@ -149,8 +186,12 @@ pub struct IoCounters {
     pub disk_ios: u64,
     pub disk_bytes: u64,
     pub disk_ns: u64,
+    /// Writes of a session child to pipes and sockets (what it sent, not disk writes),
+    /// and their bytes. Zero for roots (a server's replies are not counted).
+    pub sent_calls: u64,
+    pub sent_bytes: u64,
 }
-const _: () = assert!(core::mem::size_of::<IoCounters>() == 96);
+const _: () = assert!(core::mem::size_of::<IoCounters>() == 112);
 
 impl IoCounters {
     /// All counters zero (`Default::default()` is not `const`).
@@ -163,6 +204,8 @@ impl IoCounters {
         disk_ios: 0,
         disk_bytes: 0,
         disk_ns: 0,
+        sent_calls: 0,
+        sent_bytes: 0,
     };
 
     /// Sync calls of every kind.
@@ -193,7 +236,7 @@ pub struct SessionState {
     /// The child's file writes, syncs and the block I/O of the files it wrote.
     pub io: IoCounters,
 }
-const _: () = assert!(core::mem::size_of::<SessionState>() == 208);
+const _: () = assert!(core::mem::size_of::<SessionState>() == 224);
 
 /// Key of the `FILES` map: one file written by the child of one session.
 #[repr(C)]
@@ -203,7 +246,8 @@ pub struct FileKey {
     pub session: u32,
     pub tgid: u32,
     pub dev: u32,
-    pub _pad: u32,
+    /// `TARGET_FILE`, `TARGET_PIPE` or `TARGET_SOCKET`.
+    pub target: u32,
     pub ino: u64,
 }
 const _: () = assert!(core::mem::size_of::<FileKey>() == 24);
@@ -304,6 +348,10 @@ const _: () = assert!(core::mem::size_of::<PendingFault>() == 24);
 /// * `EV_EXEC`: `pid` exec'd a Redis-like binary and is now traced (auto mode).
 /// * `EV_TITLE`: the process title of session child `pid`, read at `exit_group`;
 ///   `value` = length of the argv area (only that many bytes of `title` are argv).
+/// * `EV_SETSID`: session child `pid` of root `ppid` called `setsid()`.
+/// * `EV_RESYNC`: root `ppid` wrote to a socket; see `EV_RESYNC`.
+/// * `EV_DAEMON`: session child `pid` is now a root: its parent `ppid` exited after it
+///   called `setsid()` (a server that daemonized).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ProcEvent {
@@ -327,7 +375,7 @@ pub struct ProcEvent {
     /// `EV_EXIT`: the session's I/O counters (child), or the root's process totals.
     pub io: IoCounters,
 }
-const _: () = assert!(core::mem::size_of::<ProcEvent>() == 352);
+const _: () = assert!(core::mem::size_of::<ProcEvent>() == 368);
 
 impl ProcEvent {
     /// An event with its comm, title and counters zero, and `tid` 0: userspace uses it to

@@ -1,8 +1,9 @@
 //! Process life cycle: fork opens a session, exit closes it, exec of a Redis binary
 //! starts tracing it, and the parent's clone/fork syscall is timed.
 use agent_common::{
-    COMM_LEN, CowCounters, DROP_PROC, EV_EXEC, EV_EXIT, EV_FORK, EV_FORK_RET, EV_TITLE, IoCounters,
-    ProcEvent, ROLE_CHILD, ROLE_ROOT, SessionState, TITLE_LEN, TracedProc,
+    COMM_LEN, CowCounters, DROP_PROC, EV_DAEMON, EV_EXEC, EV_EXIT, EV_FORK, EV_FORK_RET, EV_OOM,
+    EV_SETSID, EV_TITLE, GATE_PARENT_EXITED, GATE_SETSID, IoCounters, ProcEvent, ROLE_CHILD,
+    ROLE_ROOT, SessionState, TITLE_LEN, TracedProc,
 };
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
@@ -14,15 +15,15 @@ use aya_log_ebpf::debug;
 
 use crate::{
     maps::{
-        AGENT_TGID, AUTO_REDIS, FORK_START, PENDING, PROC_EVENTS, SESSION_PREV, SESSIONS,
-        SYSCALL_START, TRACED,
+        AGENT_TGID, AUTO_REDIS, DAEMON_GATE, FORK_START, PENDING, PROC_EVENTS, SESSION_PREV,
+        SESSIONS, SYSCALL_START, TRACED,
     },
     off,
     util::{current_ids, global, mark_maybe_traced, maybe_traced, now_ns, read_field, reserve},
 };
 
 #[inline(always)]
-fn emit(kind: u32, pid: u32, ppid: u32, tid: u32, value: u64) {
+pub fn emit(kind: u32, pid: u32, ppid: u32, tid: u32, value: u64) {
     emit_with(
         kind,
         pid,
@@ -117,14 +118,18 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         role: ROLE_CHILD,
         newest_child: 0,
         parent_tgid,
-        _pad: 0,
+        await_write: 0,
         total: CowCounters::ZERO,
         io: IoCounters::ZERO,
     };
     TRACED.insert(&child_tgid, &traced, BPF_ANY as u64)?;
-    // SAFETY: the same live TRACED value; an aligned volatile u32 store (two threads of
+    // SAFETY: the same live TRACED value; aligned volatile u32 stores (two threads of
     // one root forking at once can only race over which child is the newest).
-    unsafe { core::ptr::write_volatile(&mut (*root).newest_child, child_tgid) };
+    unsafe {
+        core::ptr::write_volatile(&mut (*root).newest_child, child_tgid);
+        // The root's next socket write says whether this fork serves a replica.
+        core::ptr::write_volatile(&mut (*root).await_write, child_tgid);
+    }
     emit(EV_FORK, child_tgid, parent_tgid, tid, 0);
     debug!(ctx, "fork: session {} -> {}", parent_tgid, child_tgid);
     Ok(())
@@ -178,9 +183,147 @@ fn try_exit(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     // Removed here, not by userspace, so a reused pid is never traced by mistake.
     let _ = TRACED.remove(&tgid);
+    if proc.role == ROLE_CHILD {
+        // A child that never finished daemonizing leaves its half behind.
+        let _ = DAEMON_GATE.remove(&tgid);
+    } else if proc.newest_child != 0 {
+        parent_exited(proc.newest_child, tgid, tid);
+    }
     let cow = (proc.total, session_cow.0, session_cow.1);
     emit_with(EV_EXIT, tgid, ppid, tid, code as u32 as u64, cow, io);
     debug!(ctx, "exit: {} code {}", tgid, code);
+    Ok(())
+}
+
+/// A root exited while its newest session child `child` lives: the parent's half of a
+/// daemonization (Redis's `daemonize()`, server.c: `if (fork() != 0) exit(0); setsid();`).
+/// If the child has already called `setsid()`, it becomes the root now.
+#[inline(always)]
+fn parent_exited(child: u32, root: u32, tid: u32) {
+    // SAFETY: the reference into the live TRACED value is only read within this run.
+    let Some(c) = (unsafe { TRACED.get(&child) }) else {
+        return; // exited already
+    };
+    if c.role != ROLE_CHILD || c.parent_tgid != root {
+        return;
+    }
+    if DAEMON_GATE
+        .insert(&child, &GATE_PARENT_EXITED, BPF_NOEXIST as u64)
+        .is_err()
+    {
+        promote(child, root, tid);
+    }
+}
+
+/// Session child `child` of `root` has both called `setsid()` and outlived its parent:
+/// it is the server now. It becomes a root in place (its process totals kept), its
+/// session entry goes (userspace drops the session: `EV_DAEMON`), and its own forks are
+/// sessions from here on.
+#[inline(always)]
+fn promote(child: u32, root: u32, tid: u32) {
+    let _ = DAEMON_GATE.remove(&child);
+    let Some(p) = TRACED.get_ptr_mut(&child) else {
+        return;
+    };
+    // SAFETY: `p` is a non-null TRACED value pointer, valid for this run; aligned
+    // volatile u32 stores (only this promotion writes these fields of a child's entry:
+    // the gate lets one hook through).
+    unsafe {
+        core::ptr::write_volatile(&mut (*p).newest_child, 0);
+        core::ptr::write_volatile(&mut (*p).await_write, 0);
+        core::ptr::write_volatile(&mut (*p).parent_tgid, 0);
+        core::ptr::write_volatile(&mut (*p).role, ROLE_ROOT);
+    }
+    let _ = SESSIONS.remove(&child);
+    let _ = SESSION_PREV.remove(&child);
+    emit(EV_DAEMON, child, root, tid, 0);
+}
+
+/// Hook: `tracepoint/syscalls/sys_exit_setsid`, the return of `SYSCALL_DEFINE0(setsid)`
+/// (kernel/sys.c): `long ret` at offset 16, the new session id, or a negative errno
+/// (see /sys/kernel/tracing/events/syscalls/sys_exit_setsid/format). CONFIG_FTRACE_SYSCALLS,
+/// BPF on classic tracepoints since 4.7. A save child never calls it; a daemonizing
+/// child does, right after its `fork()`: the child's half of a daemonization.
+#[tracepoint]
+pub fn setsid_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_setsid(&ctx);
+    0
+}
+
+/// Hook: `fexit/__x64_sys_setsid`, `long __x64_sys_setsid(const struct pt_regs *regs)`,
+/// the `setsid` syscall itself (x86-64 since 4.17): the fentry path of `setsid_exit`
+/// (trampoline.rs says why). Its return comes after its one argument.
+#[fexit(function = "__x64_sys_setsid")]
+pub fn sys_setsid_exit(ctx: FExitContext) -> u32 {
+    let ret: i64 = ctx.arg(1);
+    let _ = setsid_returned(ret);
+    0
+}
+
+fn try_setsid(ctx: &TracePointContext) -> Result<(), i64> {
+    if !maybe_traced(current_ids().0) {
+        return Ok(());
+    }
+    // SAFETY: read_at is bpf_probe_read_kernel of the record at offset 16 (`long ret`).
+    let ret: i64 = unsafe { ctx.read_at(16).map_err(|e| e as i64)? };
+    setsid_returned(ret)
+}
+
+/// This thread's `setsid()` returned `ret` (both paths end here).
+#[inline(always)]
+fn setsid_returned(ret: i64) -> Result<(), i64> {
+    let (tgid, tid) = current_ids();
+    if !maybe_traced(tgid) {
+        return Ok(());
+    }
+    if ret < 0 {
+        return Ok(());
+    }
+    // SAFETY: the reference into the live TRACED value is only read within this run.
+    let proc = unsafe { TRACED.get(&tgid).ok_or(0)? };
+    if proc.role != ROLE_CHILD {
+        return Ok(());
+    }
+    let root = proc.parent_tgid;
+    if DAEMON_GATE
+        .insert(&tgid, &GATE_SETSID, BPF_NOEXIST as u64)
+        .is_ok()
+    {
+        // The parent still runs: its exit will promote this child.
+        emit(EV_SETSID, tgid, root, tid, 0);
+    } else {
+        promote(tgid, root, tid);
+    }
+    Ok(())
+}
+
+/// Hook: `tracepoint/oom/mark_victim`, when the OOM killer has chosen its victim. The
+/// record (include/trace/events/oom.h; /sys/kernel/tracing/events/oom/mark_victim/format)
+/// starts with `int pid` at offset 8 on every kernel since the event appeared (4.9);
+/// since 6.8 it goes on with the comm, then `unsigned long total_vm, anon_rss, file_rss,
+/// shmem_rss` (kB) at offsets 16..48: the RSS is read only when the record is that long
+/// (a failed read leaves 0). Only traced processes (a server or a save child) are told.
+#[tracepoint]
+pub fn oom_victim(ctx: TracePointContext) -> u32 {
+    let _ = try_oom_victim(&ctx);
+    0
+}
+
+fn try_oom_victim(ctx: &TracePointContext) -> Result<(), i64> {
+    // SAFETY: read_at is bpf_probe_read_kernel of the record at offset 8 (`int pid`, see
+    // the format file); the helper returns an error instead of faulting.
+    let pid = unsafe { ctx.read_at::<i32>(8)? } as u32;
+    if !maybe_traced(pid) || TRACED.get_ptr(&pid).is_none() {
+        return Ok(());
+    }
+    let mut rss_kb = 0u64;
+    for off in [24usize, 32, 40] {
+        // SAFETY: as above; on a kernel whose record is shorter the read fails and the
+        // figure stays what it was.
+        rss_kb += unsafe { ctx.read_at::<u64>(off) }.unwrap_or(0);
+    }
+    let (_, tid) = current_ids();
+    emit(EV_OOM, pid, 0, tid, rss_kb.saturating_mul(1024));
     Ok(())
 }
 
@@ -302,7 +445,7 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
         role: ROLE_ROOT,
         newest_child: 0,
         parent_tgid: 0,
-        _pad: 0,
+        await_write: 0,
         total: CowCounters::ZERO,
         io: IoCounters::ZERO,
     };

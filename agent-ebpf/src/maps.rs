@@ -41,6 +41,15 @@ pub static SESSION_PREV: HashMap<u32, u32> = HashMap::with_max_entries(8192, 0);
 #[map]
 pub static PENDING: HashMap<u32, PendingFault> = HashMap::with_max_entries(32768, 0);
 
+/// Daemonization in progress, keyed by session child tgid: which half was seen first,
+/// the child's `setsid()` (`GATE_SETSID`) or its root's exit (`GATE_PARENT_EXITED`).
+/// Each half inserts with `BPF_NOEXIST`, which the map serializes under its bucket
+/// lock: whichever comes second fails to insert, and promotes the child to a root. So
+/// the two hooks, running at once on two CPUs, can neither both miss nor both promote.
+/// Entries are removed at promotion or when the child exits.
+#[map]
+pub static DAEMON_GATE: HashMap<u32, u32> = HashMap::with_max_entries(1024, 0);
+
 /// Entry time of a traced thread's clone/fork syscall, keyed by tid.
 #[map]
 pub static FORK_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(4096, 0);
@@ -133,6 +142,8 @@ pub struct SyscallStart {
     pub fd: u32,
     /// 1 between the syscall's entry and its exit.
     pub active: u32,
+    /// `write`'s buffer (user address), 0 for the other calls.
+    pub buf: u64,
 }
 
 #[repr(C)]

@@ -37,12 +37,13 @@ use crate::{
     write::{Space, fd_file, rename, start_call, sync_done, take_start, write_done},
 };
 
-/// The entry of a write or sync call by a traced thread: keep its time (and fd).
+/// The entry of a write or sync call by a traced thread: keep its time (and fd, and
+/// `write`'s buffer).
 #[inline(always)]
-fn enter(fd: u32) {
+fn enter(fd: u32, buf: u64) {
     let (tgid, tid) = current_ids();
     if maybe_traced(tgid) && TRACED.get_ptr(&tgid).is_some() {
-        start_call(tid, fd);
+        start_call(tid, fd, buf);
     }
 }
 
@@ -51,8 +52,11 @@ fn enter(fd: u32) {
 /// `pwrite64` syscalls (`ksys_write`, `ksys_pwrite64`). This prototype since 4.14 at
 /// least; fentry since 5.5.
 #[fentry(function = "vfs_write")]
-pub fn vfs_write_entry(_ctx: FEntryContext) -> u32 {
-    enter(NO_FD);
+pub fn vfs_write_entry(ctx: FEntryContext) -> u32 {
+    // `buf` (argument 1): the server's socket writes are read for `+FULLRESYNC`, as the
+    // tracepoint path's `write_enter` does. The fd is not known here.
+    let buf: u64 = ctx.arg(1);
+    enter(NO_FD, buf);
     0
 }
 
@@ -74,7 +78,7 @@ pub fn vfs_write_exit(ctx: FExitContext) -> u32 {
 /// the loader checks that BTF lists it (6.1 and 6.12 do). This prototype since 4.6.
 #[fentry(function = "vfs_writev")]
 pub fn vfs_writev_entry(_ctx: FEntryContext) -> u32 {
-    enter(NO_FD);
+    enter(NO_FD, 0);
     0
 }
 
@@ -122,7 +126,7 @@ fn sync_exit(call: usize) -> Result<(), i64> {
 /// the fd. x86-64 since 4.17; fentry since 5.5.
 #[fentry(function = "__x64_sys_fsync")]
 pub fn sys_fsync_entry(ctx: FEntryContext) -> u32 {
-    enter(syscall_fd(&ctx));
+    enter(syscall_fd(&ctx), 0);
     0
 }
 
@@ -136,7 +140,7 @@ pub fn sys_fsync_exit(_ctx: FExitContext) -> u32 {
 /// Hook: `fentry/__x64_sys_fdatasync`, the `fdatasync` syscall; as `sys_fsync_entry`.
 #[fentry(function = "__x64_sys_fdatasync")]
 pub fn sys_fdatasync_entry(ctx: FEntryContext) -> u32 {
-    enter(syscall_fd(&ctx));
+    enter(syscall_fd(&ctx), 0);
     0
 }
 
@@ -152,7 +156,7 @@ pub fn sys_fdatasync_exit(_ctx: FExitContext) -> u32 {
 /// `sync_file_range2`); as `sys_fsync_entry`.
 #[fentry(function = "__x64_sys_sync_file_range")]
 pub fn sys_sync_file_range_entry(ctx: FEntryContext) -> u32 {
-    enter(syscall_fd(&ctx));
+    enter(syscall_fd(&ctx), 0);
     0
 }
 

@@ -11,6 +11,12 @@
 //!   retelling of a trace): pure, except `live::screen::term`, the terminal.
 //! - `kernel`: the thin layer that loads, attaches and reads the BPF programs.
 //! - `runner`: the event loop that moves data between the kernel and the pure modules.
+//! - `cli`: the command line's definition and `--version`, for the binary and the
+//!   generator of its man pages and completions.
+//!
+//! `build_info` (what the binary was built from) is a leaf, like `text`.
+pub mod build_info;
+pub mod cli;
 pub mod events;
 pub mod kernel;
 pub mod live;

@@ -246,11 +246,21 @@ fn three_servers_saving_at_once_are_each_named_everywhere() {
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn event_lines_match_the_counters_and_name_their_session() {
+    event_lines_match_the_counters(Flavor::Redis);
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn valkey_event_lines_match_the_counters_and_name_their_session() {
+    event_lines_match_the_counters(Flavor::Valkey);
+}
+
+fn event_lines_match_the_counters(flavor: Flavor) {
     require_root();
     // Saves stretched to a few seconds (a sleep per key) while a write load runs: the
     // parent copies up to the moment each child exits, so events cross the ends of
     // their sessions.
-    let redis = Redis::start(&["--rdb-key-save-delay", "1"]);
+    let redis = Redis::start_flavor(flavor, &["--rdb-key-save-delay", "1"]);
     redis.fill(60_000, 100);
     let dir = TempDir::new("events");
     let pid = redis.pid().to_string();

@@ -1,12 +1,22 @@
-//! Root tests against a real redis-server on a unix socket.
+//! Root tests against a real redis-server (and valkey-server) on a unix socket.
 mod common;
 use common::*;
 
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn bgsave_and_bgrewriteaof_are_classified_sessions() {
+    classified_sessions(Flavor::Redis);
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn valkey_bgsave_and_bgrewriteaof_are_classified_sessions() {
+    classified_sessions(Flavor::Valkey);
+}
+
+fn classified_sessions(flavor: Flavor) {
     require_root();
-    let redis = Redis::start(&[]);
+    let redis = Redis::start_flavor(flavor, &[]);
     redis.fill(20_000, 100);
     let dir = TempDir::new("redis-kinds");
     let pid = redis.pid().to_string();
@@ -51,11 +61,20 @@ fn bgsave_and_bgrewriteaof_are_classified_sessions() {
         "and most of it: {ours} vs {fork_usec}"
     );
     assert_eq!(start["kind"], "rdb-bgsave");
+    let title = start["title"].as_str().unwrap();
     assert!(
-        start["title"]
-            .as_str()
-            .unwrap()
-            .starts_with("redis-rdb-bgsave")
+        title.starts_with(&format!("{}-rdb-bgsave", flavor.name())),
+        "{title}"
+    );
+    let aof_title = trace
+        .of_type("session_start")
+        .into_iter()
+        .find(|s| s["kind"] == "aof-rewrite")
+        .and_then(|s| s["title"].as_str().map(String::from))
+        .unwrap();
+    assert!(
+        aof_title.starts_with(&format!("{}-aof-rewrite", flavor.name())),
+        "{aof_title}"
     );
 }
 
@@ -86,8 +105,18 @@ fn auto_mode_finds_redis_started_before_and_after() {
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn bgsave_cow_agrees_with_redis_own_estimate() {
+    cow_agrees_with_the_servers_estimate(Flavor::Redis);
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn valkey_bgsave_cow_agrees_with_its_own_estimate() {
+    cow_agrees_with_the_servers_estimate(Flavor::Valkey);
+}
+
+fn cow_agrees_with_the_servers_estimate(flavor: Flavor) {
     require_root();
-    let redis = Redis::start(&["--rdb-key-save-delay", "10"]);
+    let redis = Redis::start_flavor(flavor, &["--rdb-key-save-delay", "10"]);
     // ~60 MB of data, then a save stretched to a few seconds while a write load runs.
     redis.fill(300_000, 150);
     let dir = TempDir::new("redis-cow");
@@ -108,7 +137,8 @@ fn bgsave_cow_agrees_with_redis_own_estimate() {
         .parse()
         .unwrap();
     eprintln!(
-        "COW: cowtrace {:.1} MB ({} parent + {} child pages), Redis rdb_last_cow_size {:.1} MB, save {} ms",
+        "COW ({}): cowtrace {:.1} MB ({} parent + {} child pages), rdb_last_cow_size {:.1} MB, save {} ms",
+        flavor.name(),
         ours / 1e6,
         e["cow"]["parent_pages"],
         e["cow"]["child_pages"],

@@ -104,10 +104,20 @@ fn child_file_write_bytes_names_fsync_and_disk() {
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn redis_bgsave_writes_equal_the_rdb_file() {
+    bgsave_writes_equal_the_rdb_file(Flavor::Redis);
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn valkey_bgsave_writes_equal_the_rdb_file() {
+    bgsave_writes_equal_the_rdb_file(Flavor::Valkey);
+}
+
+fn bgsave_writes_equal_the_rdb_file(flavor: Flavor) {
     require_root();
     // Log to stdout (not a regular file): the save child also appends its "DB saved"
     // lines to a log file, which are real writes and would count too.
-    let redis = Redis::start(&["--logfile", ""]);
+    let redis = Redis::start_flavor(flavor, &["--logfile", ""]);
     redis.fill(100_000, 100);
     let dir = TempDir::new("redis-writes");
     let pid = redis.pid().to_string();
@@ -125,8 +135,10 @@ fn redis_bgsave_writes_equal_the_rdb_file() {
     let rdb = redis.dir.path().join("dump.rdb");
     let size = std::fs::metadata(&rdb).unwrap().len();
     eprintln!(
-        "RDB {size} bytes; writes {} disk {}",
-        e["writes"], e["disk"]
+        "{} RDB {size} bytes; writes {} disk {}",
+        flavor.name(),
+        e["writes"],
+        e["disk"]
     );
     assert_eq!(
         u(&e["writes"]["bytes"]),
@@ -302,8 +314,21 @@ fn redis_bgsave_sync_calls_equal_strace() {
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn redis_bgrewriteaof_writes_equal_the_new_base_file() {
+    bgrewriteaof_names_and_fills_the_new_base_file(Flavor::Redis);
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn valkey_bgrewriteaof_writes_equal_the_new_base_file() {
+    bgrewriteaof_names_and_fills_the_new_base_file(Flavor::Valkey);
+}
+
+/// BGREWRITEAOF with `appendonly yes`: the session follows the child's file through the
+/// parent's rename into `appendonlydir/`, names the base file and the manifest, and its
+/// bytes are that file's size.
+fn bgrewriteaof_names_and_fills_the_new_base_file(flavor: Flavor) {
     require_root();
-    let redis = Redis::start(&["--appendonly", "yes", "--logfile", ""]);
+    let redis = Redis::start_flavor(flavor, &["--appendonly", "yes", "--logfile", ""]);
     redis.fill(50_000, 100);
     redis.wait_aof_rewrite();
     let dir = TempDir::new("redis-aof");
@@ -318,16 +343,24 @@ fn redis_bgrewriteaof_writes_equal_the_new_base_file() {
         .find(|e| e["kind"] == "aof-rewrite")
         .expect("an aof-rewrite session")
         .clone();
-    // Redis 7 keeps the AOF in appendonlydir/; the manifest names the newest base file.
+    // Redis 7 and Valkey keep the AOF in appendonlydir/; the manifest names the newest
+    // base file.
     let aofdir = redis.dir.path().join("appendonlydir");
-    let manifest = std::fs::read_to_string(aofdir.join("appendonly.aof.manifest")).unwrap();
+    let manifest_path = aofdir.join("appendonly.aof.manifest");
+    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
     let base = manifest
         .lines()
         .find(|l| l.contains("type b"))
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or_else(|| panic!("no base file in manifest:\n{manifest}"));
-    let size = std::fs::metadata(aofdir.join(base)).unwrap().len();
-    eprintln!("AOF base {base} {size} bytes; writes {}", e["writes"]);
+    let base_path = aofdir.join(base);
+    let size = std::fs::metadata(&base_path).unwrap().len();
+    eprintln!(
+        "{}: AOF base {base} {size} bytes; writes {}; aof {}",
+        flavor.name(),
+        e["writes"],
+        e["aof"]
+    );
     assert_eq!(
         u(&e["writes"]["bytes"]),
         size,
@@ -335,17 +368,20 @@ fn redis_bgrewriteaof_writes_equal_the_new_base_file() {
     );
     let child = u(&e["child_pid"]);
     // The child writes temp-rewriteaof-PID.aof and renames it to
-    // temp-rewriteaof-bg-PID.aof; the parent later renames that to the base file.
+    // temp-rewriteaof-bg-PID.aof; the parent then renames that to the base file.
     let f = files(&e);
     assert_eq!(f.len(), 1, "{f:?}");
     assert!(
         f[0].0.ends_with(&format!("/temp-rewriteaof-{child}.aof")),
         "{f:?}"
     );
-    assert!(
-        f[0].1
-            .as_deref()
-            .is_some_and(|r| r.ends_with(&format!("/temp-rewriteaof-bg-{child}.aof"))),
-        "{f:?}"
+    let base_s = base_path.to_str().unwrap();
+    assert_eq!(f[0].1.as_deref(), Some(base_s), "{f:?}");
+    assert_eq!(e["aof"]["base"], base_s, "{}", e["aof"]);
+    assert_eq!(
+        e["aof"]["manifest"],
+        manifest_path.to_str().unwrap(),
+        "{}",
+        e["aof"]
     );
 }

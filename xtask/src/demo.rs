@@ -167,6 +167,22 @@ pub fn run() -> Result<()> {
         .spawn()
         .context("could not start cowtrace record")?;
     guard.add("cowtrace record", child, libc::SIGINT);
+    // A third serves Prometheus metrics for the same server; the demo scrapes it at the end.
+    let metrics_addr = format!("127.0.0.1:{}", free_port()?);
+    let child = Command::new(&cowtrace)
+        .args([
+            "serve",
+            "--listen",
+            &metrics_addr,
+            "-p",
+            &redis_pid.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("could not start cowtrace serve")?;
+    guard.add("cowtrace serve", child, libc::SIGTERM);
     sleep(Duration::from_secs(1))?; // let it attach
     if let Some(status) = guard
         .get("cowtrace")
@@ -216,7 +232,8 @@ pub fn run() -> Result<()> {
     println!("[demo] waiting for cowtrace watch to finish (-d {WATCH_SECS}) ...");
     let status = finish(&mut guard, "cowtrace", watch_started)?;
     let recorded = finish(&mut guard, "cowtrace record", watch_started)?;
-    drop(guard); // stop redis and the load, remove the temp dir
+    let scraped = scrape(&metrics_addr);
+    drop(guard); // stop serve, redis and the load, remove the temp dir
     if !status.success() {
         bail!("cowtrace watch exited with {status}");
     }
@@ -247,13 +264,60 @@ pub fn run() -> Result<()> {
         html.display()
     );
 
+    match scraped {
+        Ok(text) => {
+            println!();
+            println!(
+                "[demo] what Prometheus scrapes from `cowtrace serve` (http://{metrics_addr}/metrics), a few lines:"
+            );
+            for l in demo_metric_lines(&text) {
+                println!("  {l}");
+            }
+        }
+        Err(e) => println!("[demo] note: could not scrape cowtrace serve: {e:#}"),
+    }
+
     println!();
     println!("[demo] done. Try next:");
     println!("  sudo target/release/cowtrace check");
     println!("  sudo target/release/cowtrace record -o trace.jsonl -d 30");
     println!("  target/release/cowtrace report {}", trace.display());
+    println!(
+        "  sudo target/release/cowtrace serve   # Prometheus metrics on http://127.0.0.1:10690/metrics"
+    );
     println!("  target/release/cowtrace --help");
     Ok(())
+}
+
+/// GET /metrics from `cowtrace serve` (Prometheus' text format).
+fn scrape(addr: &str) -> Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    Ok(body
+        .split_once("\r\n\r\n")
+        .map_or(body.clone(), |b| b.1.to_string()))
+}
+
+/// The lines of the exposition worth showing: saves, COW by side, last save's COW,
+/// fork time, memory.
+fn demo_metric_lines(text: &str) -> Vec<&str> {
+    const SHOWN: [&str; 6] = [
+        "cowtrace_saves_total{",
+        "cowtrace_cow_bytes_total{",
+        "cowtrace_last_save_cow_bytes{",
+        "cowtrace_last_fork_duration_seconds{",
+        "cowtrace_memory_limit_bytes{",
+        "cowtrace_save_written_bytes_total{",
+    ];
+    text.lines()
+        .filter(|l| SHOWN.iter().any(|p| l.starts_with(p)) && !l.ends_with(" 0"))
+        .take(12)
+        .collect()
 }
 
 /// Wait for the cowtrace child `name` to end its `-d` run; SIGINT when it overstays, and
@@ -347,4 +411,25 @@ fn mkdtemp(template: &str) -> Result<PathBuf> {
     }
     buf.pop(); // NUL
     Ok(PathBuf::from(String::from_utf8(buf)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_shows_the_saves_and_their_cow_not_zeroes_or_comments() {
+        let text = "# HELP cowtrace_saves_total Saves.\n\
+                    cowtrace_saves_total{server=\"a\",kind=\"rdb-bgsave\",outcome=\"ok\"} 3\n\
+                    cowtrace_saves_total{server=\"a\",kind=\"aof-rewrite\",outcome=\"ok\"} 0\n\
+                    cowtrace_cow_bytes_total{server=\"a\",kind=\"rdb-bgsave\",side=\"parent\"} 4096\n\
+                    cowtrace_agent_resident_memory_bytes 123\n";
+        assert_eq!(
+            demo_metric_lines(text),
+            [
+                "cowtrace_saves_total{server=\"a\",kind=\"rdb-bgsave\",outcome=\"ok\"} 3",
+                "cowtrace_cow_bytes_total{server=\"a\",kind=\"rdb-bgsave\",side=\"parent\"} 4096",
+            ]
+        );
+    }
 }

@@ -1,4 +1,4 @@
-//! Developer tasks for cowtrace: `cargo xtask <setup|test|demo|bench|soak|vmtest>`.
+//! Developer tasks for cowtrace: `cargo xtask <setup|test|demo|bench|soak|dist|vmtest>`.
 //!
 //! The project's own files must install everything a fresh machine needs (see
 //! `/work/shared/TOOLCHAIN.md`), so `setup` is idempotent and `test` / `demo` call it
@@ -6,6 +6,7 @@
 
 mod bench;
 mod demo;
+mod dist;
 mod redis;
 mod setup;
 mod soak;
@@ -24,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what is missing (apt packages, nightly + rust-src, bpf-linker, tracefs).
+    /// Install what is missing (apt packages, nightly + rust-src, bpf-linker, tracefs,
+    /// the musl target).
     Setup,
     /// Run setup, the unit tests, the root integration tests (needs root), then the kernel
     /// matrix (`vmtest`).
@@ -35,6 +37,9 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Run cowtrace for N minutes against a Redis saving every few seconds; writes bench/SOAK.md.
     Soak(soak::SoakArgs),
+    /// Build the release artifacts in target/dist/: static tarball, .deb, container
+    /// image, SHA256SUMS.
+    Dist(dist::DistArgs),
     /// Boot Debian's 6.1 and 6.12 kernels under QEMU and run the ground-truth tests in them.
     Vmtest(vmtest::VmtestArgs),
     /// The test runner inside a vmtest guest (started by the guest's /init).
@@ -53,6 +58,7 @@ fn main() {
         Cmd::Demo => demo::run(),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Soak(args) => soak::run(args),
+        Cmd::Dist(args) => dist::run(args),
         Cmd::Vmtest(args) => vmtest::run_cli(args),
         Cmd::VmtestGuest { plan } => vmtest::guest(&plan),
     };

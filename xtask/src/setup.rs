@@ -12,9 +12,11 @@ use std::process::Command;
 /// and the Redis tests, bpftrace/bpftool for cross-checks, strace (the ground truth of
 /// the sync-call counts in agent/tests/writes.rs), Chromium, in which the tests load
 /// `report --html` pages, Prometheus (with promtool), which scrapes `cowtrace serve` in
-/// the tests and checks the alert rules, and for `xtask vmtest`: QEMU, a static busybox
-/// and cpio for the guests' initramfs, xz for the 6.12 kernel's modules, e2fsprogs for
-/// the guests' disk.
+/// the tests and checks the alert rules, podman with runc (the container tests and the
+/// image of `cargo xtask dist`; crun refuses this host's hybrid cgroups), man-db (`man -w`
+/// finds the installed pages) and file,
+/// and for `xtask vmtest`: QEMU, a static busybox and cpio for the guests' initramfs, xz
+/// for the 6.12 kernel's modules, e2fsprogs for the guests' disk.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -25,7 +27,14 @@ const APT_PACKAGES: &[&str] = &[
     "bpftool",
     "chromium",
     "prometheus",
+    "podman",
+    "runc",
     "strace",
+    "man-db",
+    "file",
+    // Valkey's build (setup step 5).
+    "build-essential",
+    "pkg-config",
     "qemu-system-x86",
     "busybox-static",
     "cpio",
@@ -33,13 +42,25 @@ const APT_PACKAGES: &[&str] = &[
     "e2fsprogs",
 ];
 
+/// The static release target of `cargo xtask dist`.
+const MUSL_TARGET: &str = crate::dist::TARGET;
+
 const LLVM_DIR: &str = "/usr/lib/llvm-22";
+
+/// The vendored Valkey source (its README: `../shared/vendor/README.md` from the repo),
+/// built once into `target/` (never committed): Valkey is in no package list here, and
+/// the root tests run real Valkey servers and its `fork.so` test module.
+const VALKEY: &str = "valkey-8.0-dev";
+/// Overrides where the Valkey source tarball is read from.
+const VALKEY_TARBALL_ENV: &str = "COWTRACE_VALKEY_TARBALL";
 
 pub fn run() -> Result<()> {
     apt_packages().context("setup step 1 (apt packages) failed")?;
     nightly().context("setup step 2 (nightly toolchain + rust-src) failed")?;
     bpf_linker().context("setup step 3 (bpf-linker) failed")?;
     tracefs().context("setup step 4 (tracefs) failed")?;
+    musl_target().context("setup step 5 (Rust target for static builds) failed")?;
+    valkey().context("setup step 6 (Valkey from the vendored source) failed")?;
     println!("[setup] done");
     Ok(())
 }
@@ -137,6 +158,18 @@ fn nightly() -> Result<()> {
     Ok(())
 }
 
+/// `rustup target add` for the default toolchain: `cargo xtask dist` builds the static
+/// binary with it (pure Rust, so no musl-gcc is needed).
+fn musl_target() -> Result<()> {
+    let installed = util::output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if installed.lines().any(|l| l.trim() == MUSL_TARGET) {
+        println!("[setup] rust target {MUSL_TARGET}: already present");
+        return Ok(());
+    }
+    println!("[setup] rust target {MUSL_TARGET}: installing ...");
+    util::run(Command::new("rustup").args(["target", "add", MUSL_TARGET]))
+}
+
 fn bpf_linker_present() -> bool {
     if util::succeeds(Command::new("bpf-linker").arg("--version")) {
         return true;
@@ -199,6 +232,71 @@ fn tracefs() -> Result<()> {
         bail!(
             "mounted tracefs but {} still does not exist",
             tracing.join("events").display()
+        );
+    }
+    Ok(())
+}
+
+/// Build Valkey (the server, cli, benchmark and the `fork.so` test module) into
+/// `target/valkey-8.0-dev` when it is not there: about 70 s on two cores, once.
+fn valkey() -> Result<()> {
+    let target = util::repo_root().join("target");
+    let dir = target.join(VALKEY);
+    let server = dir.join("src/valkey-server");
+    let module = dir.join("tests/modules/fork.so");
+    if server.is_file() && module.is_file() {
+        println!("[setup] valkey ({}): already present", dir.display());
+        return Ok(());
+    }
+    println!(
+        "[setup] valkey: building into {} ... (about 70 s)",
+        dir.display()
+    );
+    if !dir.join("Makefile").is_file() {
+        let tarball = std::env::var_os(VALKEY_TARBALL_ENV)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                util::repo_root()
+                    .join("../shared/vendor")
+                    .join(format!("{VALKEY}.tar.gz"))
+            });
+        if !tarball.is_file() {
+            bail!(
+                "the Valkey source {} is missing; put it there or name it with {VALKEY_TARBALL_ENV}",
+                tarball.display()
+            );
+        }
+        std::fs::create_dir_all(&target)
+            .with_context(|| format!("cannot create {}", target.display()))?;
+        util::run(
+            Command::new("tar")
+                .arg("xzf")
+                .arg(&tarball)
+                .arg("-C")
+                .arg(&target),
+        )?;
+    }
+    if !server.is_file() {
+        util::run(
+            Command::new("make")
+                .arg("-C")
+                .arg(&dir)
+                .args(["-j2", "BUILD_TLS=no"]),
+        )?;
+    }
+    if !module.is_file() {
+        util::run(
+            Command::new("make")
+                .arg("-C")
+                .arg(dir.join("tests/modules"))
+                .arg("fork.so"),
+        )?;
+    }
+    if !server.is_file() || !module.is_file() {
+        bail!(
+            "make finished but {} or {} is missing",
+            server.display(),
+            module.display()
         );
     }
     Ok(())

@@ -4,8 +4,10 @@
 //!
 //! The root tests are `#[ignore = "root: ..."]`, so a plain `cargo test` skips them; here
 //! they run with `--ignored`, and a root test that did not run must never pass silently:
-//! the step fails if nothing passed or if anything was reported as ignored. The matrix
-//! fails if a kernel did not boot, or any result of its plan failed or never came.
+//! the step fails if nothing passed or if anything was reported as ignored. Among them,
+//! `agent/tests/dist.rs` runs `cargo xtask dist` and installs and runs each artifact.
+//! The kernel matrix (`xtask vmtest`) runs after them; it fails if a kernel did not boot,
+//! or any result of its plan failed or never came.
 
 use crate::{setup, util, vmtest};
 use anyhow::{Result, anyhow, bail};
@@ -15,7 +17,7 @@ pub struct TestArgs {
     /// Passed to the test binaries after `--` (e.g. a name filter: `cargo xtask test -- cow`).
     #[arg(last = true)]
     pub test_args: Vec<String>,
-    /// Skip the kernel matrix (`cargo xtask vmtest`, ~8 min). CI never passes this.
+    /// Skip the kernel matrix (`cargo xtask vmtest`, ~5 min). CI never passes this.
     #[arg(long)]
     pub no_vmtest: bool,
 }

@@ -28,6 +28,7 @@ pub fn classify_title(title: &[u8]) -> SessionKind {
         "rdb-bgsave" => SessionKind::RdbBgsave,
         "aof-rewrite" => SessionKind::AofRewrite,
         "rdb-to-slaves" | "rdb-to-replicas" => SessionKind::RdbReplica,
+        "module-fork" => SessionKind::ModuleFork,
         _ => SessionKind::Fork,
     }
 }
@@ -72,6 +73,14 @@ mod tests {
         assert_eq!(
             classify_title(b"valkey-rdb-to-replicas"),
             SessionKind::RdbReplica
+        );
+        assert_eq!(
+            classify_title(b"valkey-module-fork"),
+            SessionKind::ModuleFork
+        );
+        assert_eq!(
+            classify_title(b"redis-module-fork\0"),
+            SessionKind::ModuleFork
         );
     }
 

@@ -1,7 +1,8 @@
 //! Ring-buffer bytes to typed events: pure, checked, never panics.
 use agent_common::{
-    CowEvent, EV_COW, EV_DISK, EV_EXEC, EV_EXIT, EV_FDATASYNC, EV_FORK, EV_FORK_RET, EV_FSYNC,
-    EV_RENAME, EV_SYNC_FILE_RANGE, EV_TITLE, EV_WRITE, IoEvent, ProcEvent, RenameEvent,
+    CowEvent, EV_COW, EV_DAEMON, EV_DISK, EV_EXEC, EV_EXIT, EV_FDATASYNC, EV_FORK, EV_FORK_RET,
+    EV_FSYNC, EV_OOM, EV_RENAME, EV_RESYNC, EV_SETSID, EV_SYNC_FILE_RANGE, EV_TITLE, EV_WRITE,
+    IoEvent, ProcEvent, RenameEvent,
 };
 use thiserror::Error;
 
@@ -25,6 +26,14 @@ pub enum ProcMsg {
     Exit(ProcEvent),
     Exec(ProcEvent),
     Title(ProcEvent),
+    /// The OOM killer chose this traced process.
+    Oom(ProcEvent),
+    /// A session child called `setsid()` (it is daemonizing, not saving).
+    Setsid(ProcEvent),
+    /// A session child outlived its parent after `setsid()`: it is the server now.
+    Daemon(ProcEvent),
+    /// A server's socket write that says whether a fork serves a replica.
+    Resync(ProcEvent),
     Rename(RenameEvent),
 }
 
@@ -35,7 +44,11 @@ impl ProcMsg {
             | ProcMsg::ForkRet(e)
             | ProcMsg::Exit(e)
             | ProcMsg::Exec(e)
-            | ProcMsg::Title(e) => e.ts_ns,
+            | ProcMsg::Title(e)
+            | ProcMsg::Oom(e)
+            | ProcMsg::Setsid(e)
+            | ProcMsg::Daemon(e)
+            | ProcMsg::Resync(e) => e.ts_ns,
             ProcMsg::Rename(e) => e.ts_ns,
         }
     }
@@ -99,6 +112,10 @@ pub fn decode_proc(bytes: &[u8]) -> Result<ProcMsg, DecodeError> {
         EV_EXIT => ProcMsg::Exit(ev),
         EV_EXEC => ProcMsg::Exec(ev),
         EV_TITLE => ProcMsg::Title(ev),
+        EV_OOM => ProcMsg::Oom(ev),
+        EV_SETSID => ProcMsg::Setsid(ev),
+        EV_DAEMON => ProcMsg::Daemon(ev),
+        EV_RESYNC => ProcMsg::Resync(ev),
         kind => return Err(DecodeError::UnknownKind { what: WHAT, kind }),
     })
 }
@@ -164,7 +181,17 @@ mod tests {
 
     #[test]
     fn proc_round_trip() {
-        for kind in [EV_FORK, EV_FORK_RET, EV_EXIT, EV_EXEC, EV_TITLE] {
+        for kind in [
+            EV_FORK,
+            EV_FORK_RET,
+            EV_EXIT,
+            EV_EXEC,
+            EV_TITLE,
+            EV_OOM,
+            EV_SETSID,
+            EV_DAEMON,
+            EV_RESYNC,
+        ] {
             let bytes = to_bytes(&proc_event(kind));
             let msg = decode_proc(&bytes).unwrap();
             let ev = match msg {
@@ -172,7 +199,11 @@ mod tests {
                 | ProcMsg::ForkRet(e)
                 | ProcMsg::Exit(e)
                 | ProcMsg::Exec(e)
-                | ProcMsg::Title(e) => e,
+                | ProcMsg::Title(e)
+                | ProcMsg::Oom(e)
+                | ProcMsg::Setsid(e)
+                | ProcMsg::Daemon(e)
+                | ProcMsg::Resync(e) => e,
                 ProcMsg::Rename(_) => panic!("not a rename"),
             };
             assert_eq!(

@@ -5,7 +5,8 @@
 //! /proc while the writer still has it open); the path given to `rename()` whose last
 //! component matches; the name under the writer's working directory. A later rename of
 //! that path gives `renamed_to` (Redis writes `temp-<pid>.rdb`, then renames it to
-//! `dump.rdb`).
+//! `dump.rdb`), followed through every later rename of the new name (an AOF rewrite's
+//! child renames its file, then the server renames it again into `appendonlydir/`).
 use std::path::{Component, Path, PathBuf};
 
 /// `p` made absolute against `cwd`, with `.` and `..` folded (no symlink lookups).
@@ -46,10 +47,20 @@ pub fn resolve(
             None => absolute(name, cwd),
         },
     };
-    let renamed_to = renames
+    let mut renamed_to = renames
         .iter()
         .find(|(old, _)| absolute(old, cwd) == path || (fd_path.is_none() && base(old) == name))
         .map(|(_, new)| absolute(new, cwd));
+    // Each rename at most once, so a cycle of renames ends.
+    for _ in 0..renames.len() {
+        let Some(cur) = renamed_to.as_deref() else {
+            break;
+        };
+        match renames.iter().find(|(old, _)| absolute(old, cwd) == cur) {
+            Some((_, new)) if absolute(new, cwd) != cur => renamed_to = Some(absolute(new, cwd)),
+            _ => break,
+        }
+    }
     (path, renamed_to)
 }
 
@@ -63,6 +74,31 @@ mod tests {
         let (p, r) = resolve("temp-123.rdb", None, &renames, Some("/var/lib/redis"));
         assert_eq!(p, "/var/lib/redis/temp-123.rdb");
         assert_eq!(r.as_deref(), Some("/var/lib/redis/dump.rdb"));
+    }
+
+    #[test]
+    fn renames_are_followed_to_the_last_name() {
+        let renames = vec![
+            (
+                "temp-rewriteaof-9.aof".to_string(),
+                "temp-rewriteaof-bg-9.aof".to_string(),
+            ),
+            (
+                "temp-rewriteaof-bg-9.aof".to_string(),
+                "appendonlydir/appendonly.aof.2.base.rdb".to_string(),
+            ),
+            ("a".to_string(), "b".to_string()),
+            ("b".to_string(), "a".to_string()),
+        ];
+        let (p, r) = resolve("temp-rewriteaof-9.aof", None, &renames, Some("/d"));
+        assert_eq!(p, "/d/temp-rewriteaof-9.aof");
+        assert_eq!(
+            r.as_deref(),
+            Some("/d/appendonlydir/appendonly.aof.2.base.rdb")
+        );
+        // A cycle ends.
+        let (_, r) = resolve("a", None, &renames, Some("/d"));
+        assert!(r.is_some());
     }
 
     #[test]

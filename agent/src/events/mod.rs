@@ -11,6 +11,7 @@ pub mod decode;
 pub mod files;
 pub mod hist;
 pub mod merge;
+pub mod projection;
 pub mod reap;
 pub mod session;
 pub mod timeline;

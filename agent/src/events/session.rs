@@ -5,20 +5,22 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use agent_common::{
-    CowCounters, EV_DISK, EV_WRITE, IoCounters, IoEvent, ProcEvent, RenameEvent, SYNC_CALLS,
+    CowCounters, EV_DISK, EV_WRITE, IoCounters, IoEvent, ProcEvent, RESYNC_ENDOFF,
+    RESYNC_FULLRESYNC, RESYNC_NONE, RenameEvent, SYNC_CALLS, TARGET_FILE, TARGET_SOCKET,
     sync_index,
 };
 
 use crate::{
     events::{
         classify::{TITLE_GRACE_NS, classify_title, printable, title_is_set},
-        files::resolve,
+        files::{absolute, resolve},
         hist::Hist,
         timeline::{Timeline, pct},
     },
     trace::schema::{
-        CowSummary, DiskSummary, FileRow, FsyncSummary, MidSave, Record, Sample, SessionEnd,
-        SessionKind, SessionStart, SyncByCall, SyncCallSummary, WritesSummary, split_wait_status,
+        AofFiles, CowSummary, DiskSummary, FileRow, FsyncSummary, MidSave, Record, Replication,
+        Sample, SentSummary, SentTarget, SessionEnd, SessionKind, SessionStart, SyncByCall,
+        SyncCallSummary, WritesSummary, split_wait_status,
     },
 };
 
@@ -29,6 +31,8 @@ pub struct KernelFile {
     pub name: String,
     pub bytes: u64,
     pub calls: u64,
+    /// `TARGET_FILE`, `TARGET_PIPE` or `TARGET_SOCKET` (agent-common).
+    pub target: u32,
 }
 
 /// Latency and size histograms of one session, fed from ring-buffer events.
@@ -70,9 +74,43 @@ fn ms2(ns: u64) -> f64 {
 /// event of the detail ring is read up to one drain after the exit on the session ring).
 const RECENTLY_ENDED: usize = 1024;
 
-fn c_str(b: &[u8]) -> String {
+/// A NUL-terminated kernel string (a rename path, a comm) as text.
+pub fn c_str(b: &[u8]) -> String {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// How long an AOF rewrite that exited waits for its server to rename its file into
+/// place before its `session_end` is written without it. The server does it in its cron
+/// (`backgroundRewriteDoneHandler` in aof.c, called from `serverCron` at `hz`, 10 by
+/// default): within 100 ms, or a second at `hz 1`.
+pub const AOF_RENAME_WAIT_NS: u64 = 3_000_000_000;
+
+/// An AOF rewrite whose child exited well, waiting for the server to rename the file.
+#[derive(Debug, Clone)]
+struct Finishing {
+    s: Session,
+    ts_ns: u64,
+    status: i64,
+    files: Vec<KernelFile>,
+    aof: Option<AofFiles>,
+}
+
+/// Full-sync lines a server wrote to replicas before a fork (a diskless sync writes
+/// them, one per replica, right before it forks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resyncs {
+    pub fullresync: u64,
+    pub endoff: u64,
+}
+
+impl Resyncs {
+    /// Replicas served: each gets a `+FULLRESYNC`, and with Valkey's dual-channel
+    /// replication its RDB channel an `$ENDOFF` (a replica that used the old `SYNC`
+    /// gets no `+FULLRESYNC`).
+    pub fn replicas(&self) -> u64 {
+        self.fullresync.max(self.endoff)
+    }
 }
 
 /// `session_start` waits this long for the fork latency (the parent's syscall exit
@@ -104,6 +142,18 @@ pub struct Session {
     pub instance: Option<String>,
     /// Set when cowtrace attached while the child was already running.
     pub mid_save: Option<MidSave>,
+    /// The child called `setsid()` (`EV_SETSID`), or its server exited while it ran: a
+    /// plain fork that may be a server daemonizing, whose start is held until it exits
+    /// or becomes the server (`Tracker::on_daemonized`).
+    pub detached: bool,
+    pub orphaned: bool,
+    /// The server has written to a socket since this fork (`EV_RESYNC`).
+    pub post_fork_write: bool,
+    /// Replicas' full-sync lines the server wrote for this fork: `+FULLRESYNC` right
+    /// after it (a disk-based sync, and replicas that join it), or before it, while no
+    /// other fork was pending (`+FULLRESYNC`, `$ENDOFF`: a diskless sync).
+    pub resyncs_after: u64,
+    pub resyncs_before: Resyncs,
     last_sample_pages: u64,
     last_sample_ts: u64,
     last_sample_io: IoCounters,
@@ -115,7 +165,46 @@ impl Session {
     }
 
     fn kind_or_fork(&self) -> SessionKind {
-        self.kind.unwrap_or(SessionKind::Fork)
+        match self.kind {
+            // A BGSAVE child the server announced to a replica with `+FULLRESYNC`
+            // serves a disk-based sync (its title is the same).
+            Some(SessionKind::RdbBgsave) if self.resyncs_after > 0 => SessionKind::RdbReplica,
+            k => k.unwrap_or(SessionKind::Fork),
+        }
+    }
+
+    /// How this session serves replicas, if it does.
+    pub fn replication(&self) -> Option<Replication> {
+        match (self.kind?, self.resyncs_after) {
+            (SessionKind::RdbBgsave, n) if n > 0 => Some(Replication {
+                target: "disk".into(),
+                replicas: Some(n),
+            }),
+            (SessionKind::RdbReplica, _) => {
+                let n = self.resyncs_before.replicas();
+                Some(Replication {
+                    target: "socket".into(),
+                    replicas: (n > 0).then_some(n),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// An RDB child whose server has not written to a socket since the fork may still
+    /// be announced to a replica (disk-based syncs write `+FULLRESYNC` right after the
+    /// fork): its start waits for that write, at most [`FORK_RET_WAIT_NS`].
+    fn awaits_resync(&self, now_ns: u64) -> bool {
+        self.kind == Some(SessionKind::RdbBgsave)
+            && !self.post_fork_write
+            && self.mid_save.is_none()
+            && now_ns.saturating_sub(self.fork_ts_ns) <= FORK_RET_WAIT_NS
+    }
+
+    /// A plain fork that detached or lost its server may be the server itself, after
+    /// `daemonize()`: its start waits for its exit (or its end as a session).
+    fn maybe_daemon(&self) -> bool {
+        (self.detached || self.orphaned) && self.kind == Some(SessionKind::Fork)
     }
 
     fn start_record(&mut self) -> Record {
@@ -131,6 +220,7 @@ impl Session {
             parent_rss_bytes: self.parent_rss,
             instance: self.instance.clone(),
             attached_mid_save: self.mid_save.clone(),
+            replication: self.replication(),
         })
     }
 
@@ -142,6 +232,7 @@ impl Session {
         };
         let mut rows: Vec<FileRow> = files
             .iter()
+            .filter(|f| f.target == TARGET_FILE)
             .map(|f| {
                 let (path, renamed_to) = resolve(
                     &f.name,
@@ -185,8 +276,45 @@ impl Session {
             },
             instance: self.instance.clone(),
             attached_mid_save: self.mid_save.clone(),
+            sent: self.sent_summary(files),
+            replication: self.replication(),
             memory: None,
+            oom_kill: None,
+            projection_check: None,
+            aof: None,
         }))
+    }
+
+    /// The `sent` object, when the child wrote to a pipe or socket.
+    fn sent_summary(&self, files: &[KernelFile]) -> Option<SentSummary> {
+        if self.io.sent_calls == 0 {
+            return None;
+        }
+        let mut targets: Vec<SentTarget> = files
+            .iter()
+            .filter(|f| f.target != TARGET_FILE)
+            .map(|f| {
+                let socket = f.target == TARGET_SOCKET;
+                SentTarget {
+                    kind: if socket { "socket" } else { "pipe" }.into(),
+                    ino: f.ino,
+                    protocol: (socket && !f.name.is_empty()).then(|| f.name.clone()),
+                    bytes: f.bytes,
+                    calls: f.calls,
+                }
+            })
+            .collect();
+        targets.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.ino.cmp(&b.ino)));
+        let peers = self
+            .replication()
+            .filter(|r| r.target == "socket")
+            .and_then(|r| r.replicas);
+        Some(SentSummary {
+            calls: self.io.sent_calls,
+            bytes: self.io.sent_bytes,
+            peers,
+            targets,
+        })
     }
 
     /// The `fsync` object: every sync call together, and per call.
@@ -230,6 +358,10 @@ pub struct Tracker {
     /// order they ended in (oldest first), so late events keep their session.
     ended_ids: HashMap<u32, u64>,
     ended_order: VecDeque<u32>,
+    /// AOF rewrites that exited, waiting for their server's rename (by child pid).
+    finishing: BTreeMap<u32, Finishing>,
+    /// Full-sync lines each server wrote that no fork has taken yet (by server pid).
+    pending_resyncs: HashMap<u32, Resyncs>,
     /// Sessions ended so far.
     pub ended: u64,
     /// Sessions started (ids handed out) so far.
@@ -303,6 +435,11 @@ impl Tracker {
             cwd: None,
             instance: None,
             mid_save: None,
+            detached: false,
+            orphaned: false,
+            post_fork_write: false,
+            resyncs_after: 0,
+            resyncs_before: self.pending_resyncs.remove(&ev.ppid).unwrap_or_default(),
             last_sample_pages: 0,
             last_sample_ts: ev.ts_ns,
             last_sample_io: IoCounters::default(),
@@ -310,6 +447,85 @@ impl Tracker {
         // A pid can only be reused after its previous owner exited, and the exit event
         // came first on the same ring, so nothing live is overwritten here.
         self.live.insert(ev.pid, s);
+    }
+
+    /// `EV_RESYNC`: server `ev.ppid` wrote to a socket: for the first time since it
+    /// forked `ev.pid` (when not 0), and (`ev.value`) whether it was a replica's
+    /// full-sync line. A `+FULLRESYNC` right after a fork announces that fork's RDB to a
+    /// replica (a disk-based sync); one with no fork pending goes to a disk-based sync
+    /// that runs (a replica joining it), else to the server's next fork (a diskless sync
+    /// writes them before it forks).
+    pub fn on_resync(&mut self, ev: &ProcEvent) {
+        let (root, child, what) = (ev.ppid, ev.pid, ev.value);
+        if child != 0 {
+            if let Some(s) = self.live.get_mut(&child)
+                && s.parent_pid == root
+            {
+                s.post_fork_write = true;
+                if what == RESYNC_FULLRESYNC {
+                    s.resyncs_after += 1;
+                }
+            }
+            return;
+        }
+        if what == RESYNC_NONE {
+            return;
+        }
+        if what == RESYNC_FULLRESYNC
+            && let Some(s) = self
+                .live
+                .values_mut()
+                .rev()
+                .find(|s| s.parent_pid == root && s.resyncs_after > 0)
+        {
+            s.resyncs_after += 1;
+            return;
+        }
+        let p = self.pending_resyncs.entry(root).or_default();
+        match what {
+            RESYNC_FULLRESYNC => p.fullresync += 1,
+            RESYNC_ENDOFF => p.endoff += 1,
+            _ => {}
+        }
+    }
+
+    /// `EV_SETSID`: the child of this session called `setsid()`.
+    pub fn on_setsid(&mut self, child: u32) {
+        if let Some(s) = self.live.get_mut(&child) {
+            s.detached = true;
+        }
+    }
+
+    /// Traced server `root` exited: its children that live on may be the server
+    /// itself, daemonized.
+    /// Its AOF rewrites waiting for its rename end now.
+    pub fn on_root_exit(&mut self, root: u32) -> Vec<Record> {
+        self.pending_resyncs.remove(&root);
+        for s in self.live.values_mut().filter(|s| s.parent_pid == root) {
+            s.orphaned = true;
+        }
+        self.release_finishing(None, Some(root))
+    }
+
+    /// `EV_DAEMON`: the child of this session called `setsid()` and outlived its
+    /// parent: it is the server, daemonized, and its fork was no session. The session
+    /// goes without a record, and gives its number back when it was the newest. A start
+    /// already written (only if the child waited longer than the title grace before it
+    /// detached) is closed as incomplete.
+    pub fn on_daemonized(&mut self, child: u32, now_ns: u64) -> Vec<Record> {
+        let Some(s) = self.live.remove(&child) else {
+            return Vec::new();
+        };
+        if s.started {
+            self.ended += 1;
+            self.remember_ended(child, s.id);
+            return vec![s.end_record(now_ns, -1, false, &[])];
+        }
+        if s.id == self.next_id {
+            self.next_id -= 1;
+        }
+        self.opened -= 1;
+        Vec::new()
     }
 
     /// `EV_FORK_RET`: the parent's fork syscall returned `ev.pid` after `ev.value` ns.
@@ -470,6 +686,8 @@ impl Tracker {
         for s in self.live.values_mut() {
             if !s.started
                 && s.kind.is_some()
+                && !s.maybe_daemon()
+                && !s.awaits_resync(now_ns)
                 && (s.fork_us.is_some() || now_ns.saturating_sub(s.fork_ts_ns) > FORK_RET_WAIT_NS)
             {
                 out.push(s.start_record());
@@ -501,6 +719,7 @@ impl Tracker {
                     .write_bytes
                     .saturating_sub(s.last_sample_io.write_bytes),
                 disk_bytes: s.io.disk_bytes.saturating_sub(s.last_sample_io.disk_bytes),
+                projection: None,
             }));
             s.last_sample_pages = pages;
             s.last_sample_ts = now_ns;
@@ -526,10 +745,89 @@ impl Tracker {
         if !s.started {
             out.push(s.start_record());
         }
-        out.push(s.end_record(ev.ts_ns, ev.value as u32 as i32 as i64, true, files));
-        self.ended += 1;
+        let status = ev.value as u32 as i32 as i64;
         self.remember_ended(s.child_pid, s.id);
+        if s.kind == Some(SessionKind::AofRewrite) && status == 0 {
+            // Its file is not in place yet: the server renames it when it reaps the
+            // child (`on_parent_rename`).
+            self.finishing.insert(
+                s.child_pid,
+                Finishing {
+                    s,
+                    ts_ns: ev.ts_ns,
+                    status,
+                    files: files.to_vec(),
+                    aof: None,
+                },
+            );
+            return out;
+        }
+        out.push(s.end_record(ev.ts_ns, status, true, files));
+        self.ended += 1;
         out
+    }
+
+    /// A traced server renamed `old` to `new` (paths as it passed them). The rename of
+    /// the file an AOF rewrite's child left (`temp-rewriteaof-bg-PID.aof`) names the new
+    /// base file; the next rename to a `.manifest` names the manifest, and the session
+    /// ends with both.
+    pub fn on_parent_rename(&mut self, root: u32, old: &str, new: &str) -> Vec<Record> {
+        let mut done = Vec::new();
+        for (&child, f) in self.finishing.iter_mut() {
+            if f.s.parent_pid != root {
+                continue;
+            }
+            let cwd = f.s.cwd.clone();
+            let cwd = cwd.as_deref();
+            match &mut f.aof {
+                None => {
+                    let old_abs = absolute(old, cwd);
+                    let hit = f.files.iter().any(|k| {
+                        let fd = f.s.fd_paths.get(&k.ino).map(String::as_str);
+                        let (path, renamed) = resolve(&k.name, fd, &f.s.renames, cwd);
+                        renamed.unwrap_or(path) == old_abs
+                    });
+                    if hit {
+                        f.s.renames.push((old.to_string(), new.to_string()));
+                        f.aof = Some(AofFiles {
+                            base: absolute(new, cwd),
+                            manifest: None,
+                        });
+                    }
+                }
+                Some(aof) if new.ends_with(".manifest") => {
+                    aof.manifest = Some(absolute(new, cwd));
+                    done.push(child);
+                }
+                Some(_) => {}
+            }
+        }
+        done.into_iter().filter_map(|c| self.release(c)).collect()
+    }
+
+    /// AOF rewrites that waited long enough for their server's rename (`now_ns`), or
+    /// all of those of `root` (its server exited), or all (`None`, `None`: the run ends).
+    pub fn release_finishing(&mut self, now_ns: Option<u64>, root: Option<u32>) -> Vec<Record> {
+        let due: Vec<u32> = self
+            .finishing
+            .iter()
+            .filter(|(_, f)| {
+                root.is_none_or(|r| f.s.parent_pid == r)
+                    && now_ns.is_none_or(|n| n.saturating_sub(f.ts_ns) > AOF_RENAME_WAIT_NS)
+            })
+            .map(|(&c, _)| c)
+            .collect();
+        due.into_iter().filter_map(|c| self.release(c)).collect()
+    }
+
+    fn release(&mut self, child: u32) -> Option<Record> {
+        let f = self.finishing.remove(&child)?;
+        let mut rec = f.s.end_record(f.ts_ns, f.status, true, &f.files);
+        if let Record::SessionEnd(e) = &mut rec {
+            e.aof = f.aof;
+        }
+        self.ended += 1;
+        Some(rec)
     }
 
     /// End of the run: close every live session as incomplete. `files_of` gives each
@@ -539,7 +837,7 @@ impl Tracker {
         now_ns: u64,
         mut files_of: impl FnMut(u32) -> Vec<KernelFile>,
     ) -> Vec<Record> {
-        let mut out = Vec::new();
+        let mut out = self.release_finishing(None, None);
         for (pid, mut s) in std::mem::take(&mut self.live) {
             s.kind.get_or_insert(SessionKind::Fork);
             if !s.started {
@@ -557,7 +855,8 @@ impl Tracker {
 mod tests {
     use super::*;
     use agent_common::{
-        EV_EXIT, EV_FDATASYNC, EV_FORK, EV_FORK_RET, EV_FSYNC, EV_SYNC_FILE_RANGE, EV_TITLE,
+        EV_EXIT, EV_FDATASYNC, EV_FORK, EV_FORK_RET, EV_FSYNC, EV_RESYNC, EV_SYNC_FILE_RANGE,
+        EV_TITLE,
     };
 
     fn ev(kind: u32, pid: u32, ppid: u32, ts: u64, value: u64) -> ProcEvent {
@@ -584,6 +883,9 @@ mod tests {
             b"redis-server *:6379",
             3_000,
         );
+        // An RDB child's start waits for its server's first socket write.
+        assert!(t.ready_starts(3_000).is_empty());
+        t.on_resync(&ev(EV_RESYNC, 200, 100, 2_500, RESYNC_NONE));
         t.set_parent_rss(200, 1 << 30);
         let starts = t.ready_starts(3_000);
         assert_eq!(starts.len(), 1);
@@ -615,6 +917,7 @@ mod tests {
             name: "temp-200.rdb".into(),
             bytes: 100,
             calls: 2,
+            target: 0,
         }];
         exit.io = IoCounters {
             write_calls: 2,
@@ -733,6 +1036,7 @@ mod tests {
         t.observe_cmdline(7, b"redis-rdb-bgs\0\0\0\0\0\0\0", parent, 2_000);
         assert!(t.ready_starts(2_000).is_empty());
         t.observe_cmdline(7, b"redis-rdb-bgsave *:6379\0", parent, 3_000);
+        t.on_resync(&ev(EV_RESYNC, 7, 6, 3_000, RESYNC_NONE));
         let Record::SessionStart(s) = &t.ready_starts(3_000)[0] else {
             panic!()
         };
@@ -815,6 +1119,291 @@ mod tests {
     }
 
     #[test]
+    fn a_daemonizing_fork_is_no_session_in_either_order() {
+        // The parent exits first: the plain fork is held, then dropped.
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
+        assert!(t.on_root_exit(4).is_empty());
+        t.observe_cmdline(5, b"redis-server", b"", TITLE_GRACE_NS + 1);
+        assert!(t.ready_starts(2 * FORK_RET_WAIT_NS).is_empty(), "held");
+        assert!(t.on_daemonized(5, 3 * FORK_RET_WAIT_NS).is_empty());
+        assert_eq!((t.opened, t.live().count(), t.session_id(5)), (0, 0, None));
+        // The server's own save is session 1.
+        t.on_fork(&ev(EV_FORK, 6, 5, 10, 0));
+        assert_eq!(t.session_id(6), Some(1));
+
+        // setsid() first, while the parent still runs.
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_setsid(5);
+        t.observe_cmdline(5, b"x", b"x", TITLE_GRACE_NS + 1);
+        assert!(t.ready_starts(2 * FORK_RET_WAIT_NS).is_empty(), "held");
+        assert!(t.on_daemonized(5, 1).is_empty());
+        assert_eq!(t.opened, 0);
+    }
+
+    #[test]
+    fn a_detached_child_that_exits_is_a_plain_fork_and_saves_are_never_held() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_setsid(5);
+        t.observe_cmdline(5, b"x", b"x", TITLE_GRACE_NS + 1);
+        let out = t.on_exit(&ev(EV_EXIT, 5, 4, 10, 0), &[]);
+        let Record::SessionStart(s) = &out[0] else {
+            panic!()
+        };
+        assert_eq!((s.session, s.kind), (1, SessionKind::Fork));
+        // A save whose server was killed is not held.
+        t.on_fork(&ev(EV_FORK, 7, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 7, 4, 1, 1000));
+        t.observe_cmdline(7, b"redis-rdb-bgsave", b"redis-server", 2);
+        t.on_resync(&ev(EV_RESYNC, 7, 4, 2, RESYNC_NONE));
+        assert!(t.on_root_exit(4).is_empty());
+        assert_eq!(t.ready_starts(3).len(), 1);
+        // A session already started when it turns out to be the server ends incomplete.
+        t.on_fork(&ev(EV_FORK, 8, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 8, 4, 1, 1000));
+        t.observe_cmdline(8, b"x", b"x", TITLE_GRACE_NS + 1);
+        assert_eq!(t.ready_starts(TITLE_GRACE_NS + 1).len(), 1);
+        let Record::SessionEnd(e) = &t.on_daemonized(8, TITLE_GRACE_NS + 2)[0] else {
+            panic!()
+        };
+        assert!(!e.complete);
+    }
+
+    fn aof_child(t: &mut Tracker) -> Vec<Record> {
+        t.on_fork(&ev(EV_FORK, 9, 8, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 9, 8, 1, 1000));
+        t.set_cwd(9, "/d".into());
+        t.observe_cmdline(9, b"redis-aof-rewrite *:1", b"redis-server", 2);
+        assert_eq!(t.ready_starts(3).len(), 1);
+        let mut rn = RenameEvent {
+            kind: 6,
+            pid: 9,
+            session: 9,
+            tid: 9,
+            ts_ns: 4,
+            old: [0; 64],
+            new: [0; 64],
+        };
+        rn.old[..21].copy_from_slice(b"temp-rewriteaof-9.aof");
+        rn.new[..24].copy_from_slice(b"temp-rewriteaof-bg-9.aof");
+        t.on_rename(&rn);
+        let files = [KernelFile {
+            ino: 3,
+            name: "temp-rewriteaof-9.aof".into(),
+            bytes: 1000,
+            calls: 2,
+            target: 0,
+        }];
+        t.on_exit(&ev(EV_EXIT, 9, 8, 10, 0), &files)
+    }
+
+    #[test]
+    fn an_aof_rewrite_ends_once_its_server_renamed_the_file_and_the_manifest() {
+        let mut t = Tracker::new();
+        assert!(aof_child(&mut t).is_empty(), "held for the server's rename");
+        assert_eq!(t.session_id(9), Some(1), "late events keep their session");
+        assert!(
+            t.on_parent_rename(7, "temp-rewriteaof-bg-9.aof", "x")
+                .is_empty()
+        );
+        assert!(
+            t.on_parent_rename(8, "other", "appendonlydir/a.manifest")
+                .is_empty()
+        );
+        assert!(
+            t.on_parent_rename(
+                8,
+                "temp-rewriteaof-bg-9.aof",
+                "appendonlydir/appendonly.aof.2.base.rdb"
+            )
+            .is_empty()
+        );
+        assert!(
+            t.on_parent_rename(
+                8,
+                "appendonlydir/temp-appendonly.aof.incr",
+                "appendonlydir/appendonly.aof.3.incr.aof"
+            )
+            .is_empty()
+        );
+        let out = t.on_parent_rename(
+            8,
+            "appendonlydir/temp-appendonly.aof.manifest",
+            "appendonlydir/appendonly.aof.manifest",
+        );
+        let Record::SessionEnd(e) = &out[0] else {
+            panic!()
+        };
+        assert_eq!(
+            e.writes.files[0].renamed_to.as_deref(),
+            Some("/d/appendonlydir/appendonly.aof.2.base.rdb")
+        );
+        let aof = e.aof.as_ref().unwrap();
+        assert_eq!(aof.base, "/d/appendonlydir/appendonly.aof.2.base.rdb");
+        assert_eq!(
+            aof.manifest.as_deref(),
+            Some("/d/appendonlydir/appendonly.aof.manifest")
+        );
+        assert_eq!(t.ended, 1);
+    }
+
+    #[test]
+    fn an_aof_rewrite_without_the_servers_rename_ends_after_the_wait() {
+        let mut t = Tracker::new();
+        aof_child(&mut t);
+        assert!(
+            t.release_finishing(Some(10 + AOF_RENAME_WAIT_NS), None)
+                .is_empty()
+        );
+        let out = t.release_finishing(Some(11 + AOF_RENAME_WAIT_NS), None);
+        let Record::SessionEnd(e) = &out[0] else {
+            panic!()
+        };
+        assert_eq!((e.aof.as_ref(), e.exit_code), (None, Some(0)));
+        // Or when its server exits, or at the end of the run.
+        let mut t = Tracker::new();
+        aof_child(&mut t);
+        assert_eq!(t.on_root_exit(8).len(), 1);
+        let mut t = Tracker::new();
+        aof_child(&mut t);
+        assert_eq!(t.finish(20, |_| Vec::new()).len(), 1);
+    }
+
+    fn resync(child: u32, root: u32, what: u64) -> ProcEvent {
+        ev(EV_RESYNC, child, root, 0, what)
+    }
+
+    fn start_of(out: &[Record]) -> &SessionStart {
+        out.iter()
+            .find_map(|r| match r {
+                Record::SessionStart(s) => Some(s),
+                _ => None,
+            })
+            .expect("a session_start")
+    }
+
+    fn end_of(out: &[Record]) -> &SessionEnd {
+        out.iter()
+            .find_map(|r| match r {
+                Record::SessionEnd(e) => Some(&**e),
+                _ => None,
+            })
+            .expect("a session_end")
+    }
+
+    #[test]
+    fn a_bgsave_announced_to_a_replica_is_a_disk_based_sync() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
+        t.observe_cmdline(5, b"redis-rdb-bgsave *:6379", b"redis-server", 2);
+        assert!(t.ready_starts(3).is_empty(), "waits for the server's write");
+        t.on_resync(&resync(5, 4, RESYNC_FULLRESYNC));
+        let starts = t.ready_starts(4);
+        let s = start_of(&starts);
+        assert_eq!(s.kind, SessionKind::RdbReplica);
+        assert_eq!(
+            s.replication,
+            Some(Replication {
+                target: "disk".into(),
+                replicas: Some(1)
+            })
+        );
+        // A second replica joins the running sync; a client's reply counts for nothing.
+        t.on_resync(&resync(0, 4, RESYNC_FULLRESYNC));
+        t.on_resync(&resync(0, 4, RESYNC_NONE));
+        let out = t.on_exit(&ev(EV_EXIT, 5, 4, 10, 0), &[]);
+        let e = end_of(&out);
+        assert_eq!(
+            (e.kind, e.replication.as_ref().and_then(|r| r.replicas)),
+            (SessionKind::RdbReplica, Some(2))
+        );
+        assert_eq!(e.sent, None, "it wrote to no pipe or socket");
+    }
+
+    #[test]
+    fn a_diskless_sync_counts_its_replicas_and_what_it_sent() {
+        let mut t = Tracker::new();
+        // Two replicas told before the fork.
+        t.on_resync(&resync(0, 4, RESYNC_FULLRESYNC));
+        t.on_resync(&resync(0, 4, RESYNC_FULLRESYNC));
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
+        t.observe_cmdline(5, b"redis-rdb-to-slaves *:6379", b"redis-server", 2);
+        let starts = t.ready_starts(3);
+        assert_eq!(
+            start_of(&starts).replication,
+            Some(Replication {
+                target: "socket".into(),
+                replicas: Some(2)
+            })
+        );
+        let mut exit = ev(EV_EXIT, 5, 4, 10, 0);
+        exit.io.sent_calls = 3;
+        exit.io.sent_bytes = 1000 + 40;
+        let files = [
+            KernelFile {
+                ino: 8,
+                name: String::new(),
+                bytes: 40,
+                calls: 1,
+                target: agent_common::TARGET_PIPE,
+            },
+            KernelFile {
+                ino: 9,
+                name: String::new(),
+                bytes: 1000,
+                calls: 2,
+                target: agent_common::TARGET_PIPE,
+            },
+        ];
+        let out = t.on_exit(&exit, &files);
+        let e = end_of(&out);
+        assert!(e.writes.files.is_empty(), "pipes are not files");
+        let sent = e.sent.as_ref().unwrap();
+        assert_eq!((sent.calls, sent.bytes, sent.peers), (3, 1040, Some(2)));
+        assert_eq!(
+            sent.targets.iter().map(|t| t.ino).collect::<Vec<_>>(),
+            [9, 8]
+        );
+        assert_eq!(sent.targets[0].kind, "pipe");
+        // The next fork starts with no pending replicas.
+        t.on_fork(&ev(EV_FORK, 6, 4, 20, 0));
+        assert_eq!(t.get(6).unwrap().resyncs_before, Resyncs::default());
+    }
+
+    #[test]
+    fn dual_channel_replicas_are_counted_once() {
+        let mut t = Tracker::new();
+        t.on_resync(&resync(0, 4, RESYNC_ENDOFF));
+        t.on_resync(&resync(0, 4, RESYNC_FULLRESYNC));
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.observe_cmdline(5, b"valkey-rdb-to-replicas", b"valkey-server", 2);
+        assert_eq!(
+            t.get(5).unwrap().replication().and_then(|r| r.replicas),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_bgsave_whose_server_says_nothing_starts_after_the_wait() {
+        let mut t = Tracker::new();
+        t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
+        t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
+        t.observe_cmdline(5, b"redis-rdb-bgsave", b"redis-server", 2);
+        assert!(t.ready_starts(FORK_RET_WAIT_NS).is_empty());
+        let starts = t.ready_starts(FORK_RET_WAIT_NS + 1);
+        let s = start_of(&starts);
+        assert_eq!(
+            (s.kind, s.replication.as_ref()),
+            (SessionKind::RdbBgsave, None)
+        );
+    }
+
+    #[test]
     fn a_fork_seen_twice_is_one_session() {
         let mut t = Tracker::new();
         t.on_fork(&ev(EV_FORK, 5, 4, 100, 0));
@@ -837,6 +1426,7 @@ mod tests {
         t.on_fork(&ev(EV_FORK, 5, 4, 0, 0));
         t.on_fork_ret(&ev(EV_FORK_RET, 5, 4, 1, 1000));
         t.observe_cmdline(5, b"redis-rdb-bgsave", b"redis-server", 2);
+        t.on_resync(&ev(EV_RESYNC, 5, 4, 2, RESYNC_NONE));
         assert_eq!(t.ready_starts(2).len(), 1);
         let c = |p| CowCounters {
             copies_4k: p,

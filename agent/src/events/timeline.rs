@@ -106,9 +106,28 @@ impl Timeline {
             pct_of_parent_rss: pct(bytes, rss),
             peak_pages_per_s: peak.round(),
             peak_at_ms: peak_at,
+            ninety_pct_at_ms: self.ninety_pct_at_ms(),
             timeline_bucket_ms: self.bucket_ms(),
             timeline_pages: self.buckets.clone(),
         }
+    }
+}
+
+impl Timeline {
+    /// The end of the bucket in which the copies reached 90% of the session's total.
+    pub fn ninety_pct_at_ms(&self) -> Option<u64> {
+        let total: u64 = self.buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let mut sum = 0u64;
+        for (i, &p) in self.buckets.iter().enumerate() {
+            sum = sum.saturating_add(p);
+            if u128::from(sum) * 10 >= u128::from(total) * 9 {
+                return Some((i as u64 + 1).saturating_mul(self.bucket_ms()));
+            }
+        }
+        None
     }
 }
 

@@ -55,6 +55,18 @@ impl KernelBtf {
         Self::from_file_or_bytes(path, &read_btf(path)?)
     }
 
+    /// The BTF of `path`, mapped when the kernel allows it, else read and parsed: for
+    /// callers that need a few lookups and not the bytes (`features`).
+    pub fn open_mapped(path: &Path) -> Result<Self, BtfError> {
+        match Btf::from_file_with_backend(path, Backend::Mmap) {
+            Ok(btf) => Ok(Self {
+                btf,
+                path: path.to_path_buf(),
+            }),
+            Err(_) => Self::open(path),
+        }
+    }
+
     /// The BTF of `path`, already read into `bytes` (`read_btf`). Mapped from the file
     /// when the kernel allows it (sysfs BTF can be mmapped since 6.16): btf-rs then
     /// indexes the types without parsing them all (2 ms instead of 80 ms here, and
@@ -187,6 +199,15 @@ impl KernelBtf {
         }
     }
 
+    /// The BTF id of the function `name` (what a fentry program's `attach_btf_id` names).
+    pub fn func_id(&self, name: &str) -> Option<u32> {
+        self.btf
+            .resolve_ids_by_name(name)
+            .ok()?
+            .into_iter()
+            .find(|id| matches!(self.btf.resolve_type_by_id(*id), Ok(Type::Func(_))))
+    }
+
     /// Byte offset of `member` in `struct strukt`, looking inside anonymous struct and
     /// union members (task_struct keeps many fields in them).
     pub fn member_offset(&self, strukt: &str, member: &str) -> Result<u32, BtfError> {
@@ -302,6 +323,11 @@ mod tests {
         assert_eq!(p, ["struct file *", "int"]);
         assert_eq!(btf.func_params("vfs_write").unwrap()[0], "struct file *");
         assert!(btf.func_params("no_such_function").is_none());
+        let id = btf.func_id("do_wp_page").expect("do_wp_page is in BTF");
+        assert!(id > 0);
+        assert_eq!(btf.func_id("no_such_function"), None);
+        // The typedef `btf_trace_*` is not a function.
+        assert_eq!(btf.func_id("btf_trace_sched_process_fork"), None);
         assert!(!btf.has_btf_tracepoint("no_such_tracepoint"));
         assert!(btf.member_offset("task_struct", "no_such_field").is_err());
     }

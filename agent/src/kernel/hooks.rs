@@ -108,11 +108,12 @@ pub const WRITES: Measurement = Measurement {
     ],
     fentry_hooks: "fentry+fexit/vfs_write, fentry+fexit/vfs_writev",
     tracepoints: &[
+        // `write` keeps its buffer too: a server's socket writes tell replica syncs.
+        ("write_enter", "syscalls", &["sys_enter_write"]),
         (
             "fd_syscall_enter",
             "syscalls",
             &[
-                "sys_enter_write",
                 "sys_enter_pwrite64",
                 "sys_enter_writev",
                 "sys_enter_pwritev",
@@ -260,8 +261,20 @@ pub const TITLES: Measurement = Measurement {
     tracepoint_hooks: "tracepoint/syscalls/sys_enter_exit_group",
 };
 
-/// Every measurement with two paths, in the order they are attached.
-pub const MEASUREMENTS: [Measurement; 5] = [FORK_LATENCY, TITLES, WRITES, SYNCS, RENAMES];
+/// A session child that `setsid()`s: the child's half of a daemonization (fork.rs).
+pub const DAEMONIZE: Measurement = Measurement {
+    name: "setsid",
+    trampolines: &[tr("sys_setsid_exit", "__x64_sys_setsid", true)],
+    protos: &[syscall("__x64_sys_setsid")],
+    fentry_hooks: "fexit/__x64_sys_setsid",
+    tracepoints: &[("setsid_exit", "syscalls", &["sys_exit_setsid"])],
+    tracepoint_hooks: "tracepoint/syscalls/sys_exit_setsid",
+};
+
+/// Every measurement with two paths, in the order they are attached. With all of them
+/// on the fentry path, no syscall tracepoint is attached.
+pub const MEASUREMENTS: [Measurement; 6] =
+    [FORK_LATENCY, TITLES, DAEMONIZE, WRITES, SYNCS, RENAMES];
 
 /// Whether `params` (from `KernelBtf::func_params`; None: not in BTF) is the prototype
 /// `p` relies on; the reason when not.

@@ -22,6 +22,11 @@ use crate::{
 /// The kernel object, built by agent/build.rs with aya-build.
 static OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent"));
 
+/// The embedded kernel object (`build_info::BPF_OBJECT_SHA256` is its hash).
+pub fn object() -> &'static [u8] {
+    OBJ
+}
+
 /// tp_btf hooks (program name = tracepoint name) that cowtrace cannot run without.
 pub const BTF_TRACEPOINTS: [&str; 6] = [
     "sched_process_fork",
@@ -33,8 +38,10 @@ pub const BTF_TRACEPOINTS: [&str; 6] = [
 ];
 /// Classic tracepoints of no measurement with a second path: (program, category,
 /// names). The syscall tracepoints belong to the measurements of `hooks.rs`.
-const TRACEPOINTS: [hooks::Tracepoint; 1] =
-    [("sched_process_exec", "sched", &["sched_process_exec"])];
+const TRACEPOINTS: [hooks::Tracepoint; 2] = [
+    ("sched_process_exec", "sched", &["sched_process_exec"]),
+    ("oom_victim", "oom", &["mark_victim"]),
+];
 
 pub const COW_METHOD: &str = "tracepoint";
 pub const COW_HOOKS: &str = "tp_btf/page_fault_user + tp_btf/mm_page_alloc";
@@ -193,9 +200,14 @@ pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
     let probes = load_with(opts, offsets, &btf, Hooks::All, &protos)?;
     drop(btf);
     // Give the heap used by BTF parsing back to the system: the agent then runs in a
-    // few MiB plus its ring buffers (glibc keeps freed memory otherwise).
+    // few MiB plus its ring buffers (glibc keeps freed memory otherwise; musl's
+    // allocator, in the static release, returns freed groups by itself and has no
+    // malloc_trim).
+    #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases free heap pages.
-    unsafe { libc::malloc_trim(0) };
+    unsafe {
+        libc::malloc_trim(0)
+    };
     Ok(probes)
 }
 
@@ -506,10 +518,17 @@ pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf, links: &mut Links) -> Vec<Prob
             .try_into()
             .map_err(|e: ProgramError| e.to_string())?;
         p.load().map_err(|e| chain_of(&e))?;
+        // The static build maps no libc.so, and a FROM scratch image has no
+        // /etc/ld.so.cache to find one: it probes the getpid linked into itself.
+        let target = if cfg!(target_feature = "crt-static") {
+            "/proc/self/exe"
+        } else {
+            "libc"
+        };
         let id = p
             .attach(
                 "getpid",
-                "libc",
+                target,
                 aya::programs::uprobe::UProbeScope::CallingProcess,
             )
             .map_err(|e| chain_of(&e))?;

@@ -242,12 +242,16 @@ impl KernelMaps {
 }
 
 /// `FILES` rows of one session as file rows: the same inode written under one name is
-/// one row (pure: unit-tested).
+/// one row; pipes and sockets (`FileKey::target`) stay apart from files (pure:
+/// unit-tested).
 pub fn file_rows(rows: Vec<(FileKey, FileStat)>) -> Vec<KernelFile> {
     let mut out: Vec<KernelFile> = Vec::new();
     for (k, v) in rows {
         let end = v.name.iter().position(|&c| c == 0).unwrap_or(v.name.len());
-        match out.iter_mut().find(|f| f.ino == k.ino) {
+        match out
+            .iter_mut()
+            .find(|f| f.ino == k.ino && f.target == k.target)
+        {
             Some(f) => {
                 f.bytes += v.bytes;
                 f.calls += v.calls;
@@ -257,6 +261,7 @@ pub fn file_rows(rows: Vec<(FileKey, FileStat)>) -> Vec<KernelFile> {
                 name: String::from_utf8_lossy(&v.name[..end]).into_owned(),
                 bytes: v.bytes,
                 calls: v.calls,
+                target: k.target,
             }),
         }
     }
@@ -288,6 +293,13 @@ mod tests {
             row(7, 10, "temp-7.rdb", 4096),
             row(7, 11, "other", 1),
             row(7, 10, "temp-7.rdb", 100),
+            (
+                FileKey {
+                    target: agent_common::TARGET_PIPE,
+                    ..row(7, 10, "", 5).0
+                },
+                row(7, 10, "", 5).1,
+            ),
         ]);
         assert_eq!(
             rows,
@@ -296,13 +308,22 @@ mod tests {
                     ino: 10,
                     name: "temp-7.rdb".into(),
                     bytes: 4196,
-                    calls: 2
+                    calls: 2,
+                    target: 0
                 },
                 KernelFile {
                     ino: 11,
                     name: "other".into(),
                     bytes: 1,
-                    calls: 1
+                    calls: 1,
+                    target: 0
+                },
+                KernelFile {
+                    ino: 10,
+                    name: "".into(),
+                    bytes: 5,
+                    calls: 1,
+                    target: agent_common::TARGET_PIPE
                 },
             ]
         );

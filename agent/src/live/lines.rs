@@ -5,6 +5,7 @@ use crate::{
     live::store::IntervalRow,
     text::{
         exit::exit_text,
+        sent::sent_text,
         sync::sync_counts,
         units::{fmt_bytes, fmt_rate},
     },
@@ -39,6 +40,9 @@ impl Clock {
 
 /// `HH:MM:SS` of a Unix time in the local time zone.
 fn local_hms(unix_s: u64) -> String {
+    // libc deprecates `time_t` on musl because it is 32-bit on musl's 32-bit targets
+    // before musl 1.2; on x86-64 (the static release) it is 64-bit.
+    #[allow(deprecated)]
     let t = unix_s as libc::time_t;
     // SAFETY: an all-zero `tm` is a valid value for localtime_r to overwrite.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
@@ -132,7 +136,7 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.writes.files.len(),
         )),
         Record::SessionEnd(e) => Some(format!(
-            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}",
+            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}{}",
             clock.stamp(e.ts_ns),
             e.session,
             e.kind.as_str(),
@@ -152,12 +156,34 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.writes.files.len(),
             sync_counts(e.fsync.calls, e.fsync.calls_by_call()),
             fmt_bytes(e.disk.bytes),
+            sent_text(e).map_or(String::new(), |t| format!("; {t}")),
         )),
         _ => None,
     }
 }
 
 /// One `watch --plain` line per live session at the end of each interval.
+/// A running save's projected peak, for the end of its interval line: `  projected
+/// peak 412.0 MiB of 512.0 MiB limit (80.5%), ~12.0 s left`, marked `WARNING` from 80%
+/// and `DANGER` from 95%.
+pub fn projection_text(p: &crate::trace::schema::Projection) -> String {
+    let mark = match p.pct_of_limit {
+        x if x >= 95.0 => "DANGER ",
+        x if x >= 80.0 => "WARNING ",
+        _ => "",
+    };
+    let left = match p.seconds_left {
+        Some(s) => format!(", ~{s:.1} s left"),
+        None => " (worst case: every page copied)".to_string(),
+    };
+    format!(
+        "  {mark}projected peak {} of {} limit ({:.1}%){left}",
+        fmt_bytes(p.peak_bytes),
+        fmt_bytes(p.limit_bytes),
+        p.pct_of_limit
+    )
+}
+
 pub fn interval_line(r: &IntervalRow, clock: &Clock) -> String {
     let cow = match r.cow_estimate {
         None => fmt_bytes(r.cow_bytes),
@@ -247,7 +273,33 @@ pub(crate) mod tests {
             instance: None,
             attached_mid_save: None,
             memory: None,
+            oom_kill: None,
+            projection_check: None,
+            aof: None,
+            sent: None,
+            replication: None,
         }
+    }
+
+    #[test]
+    fn projections_say_how_close_and_warn() {
+        let mut p = crate::trace::schema::Projection {
+            peak_bytes: 412 << 20,
+            limit_bytes: 512 << 20,
+            pct_of_limit: 80.5,
+            seconds_left: Some(12.0),
+            basis: "last save's output".into(),
+        };
+        assert_eq!(
+            projection_text(&p),
+            "  WARNING projected peak 412.0 MiB of 512.0 MiB limit (80.5%), ~12.0 s left"
+        );
+        p.pct_of_limit = 96.0;
+        p.seconds_left = None;
+        assert!(projection_text(&p).starts_with("  DANGER projected peak"));
+        assert!(projection_text(&p).ends_with("(worst case: every page copied)"));
+        p.pct_of_limit = 20.0;
+        assert!(projection_text(&p).starts_with("  projected peak"));
     }
 
     #[test]
@@ -264,6 +316,7 @@ pub(crate) mod tests {
             title: None,
             parent_rss_bytes: Some(1 << 30),
             attached_mid_save: None,
+            replication: None,
         });
         let l = watch_line(&start, &clock).unwrap();
         assert_eq!(
@@ -318,6 +371,11 @@ pub(crate) mod tests {
         let end = SessionEnd {
             attached_mid_save: Some(mid),
             memory: None,
+            oom_kill: None,
+            projection_check: None,
+            aof: None,
+            sent: None,
+            replication: None,
             ..end_rec()
         };
         let l = watch_line(&Record::SessionEnd(Box::new(end)), &clock).unwrap();

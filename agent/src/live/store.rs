@@ -291,7 +291,9 @@ fn row(s: &Session, rates: Rates, now_ns: u64) -> IntervalRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_common::{CowCounters, EV_EXIT, EV_FORK, EV_FORK_RET, ProcEvent};
+    use agent_common::{
+        CowCounters, EV_EXIT, EV_FORK, EV_FORK_RET, EV_RESYNC, ProcEvent, RESYNC_NONE,
+    };
 
     use crate::trace::schema::Record;
 
@@ -316,6 +318,7 @@ mod tests {
         t.on_fork(&ev(EV_FORK, 20, 10, 0, 0));
         t.on_fork_ret(&ev(EV_FORK_RET, 20, 10, 1, 2_000_000));
         t.observe_cmdline(20, b"redis-rdb-bgsave *:6379", b"redis-server *:6379", 2);
+        t.on_resync(&ev(EV_RESYNC, 20, 10, 2, RESYNC_NONE));
         t.set_parent_rss(20, 4096 * 1000);
         for r in t.ready_starts(2) {
             let Record::SessionStart(s) = r else { panic!() };

@@ -4,9 +4,10 @@ use crate::{
     events::hist::Hist,
     live::store::RunHists,
     text::{
-        diagnosis::{HostFacts, diagnose},
+        diagnosis::{HostFacts, diagnose, host_diagnosis},
         exit::exit_text,
         hist::log2_hist,
+        sent::sent_text,
         sync::latency_title,
         units::fmt_bytes,
     },
@@ -84,7 +85,7 @@ pub fn summary(kept: &KeptEnds, end: &End) -> String {
     }
     for e in &shown {
         s.push_str(&format!(
-            "  session {:>3} {:<11} {:<21} parent {:>7} child {:>7} {:>8.2}s  COW {:>10} ({:>6} pages{}){}  wrote {:>10}  disk {:>10}  {}\n",
+            "  session {:>3} {:<11} {:<21} parent {:>7} child {:>7} {:>8.2}s  COW {:>10} ({:>6} pages{}){}  wrote {:>10}  disk {:>10}  {}{}\n",
             e.session,
             e.kind.as_str(),
             e.instance_name(),
@@ -104,6 +105,7 @@ pub fn summary(kept: &KeptEnds, end: &End) -> String {
             fmt_bytes(e.writes.bytes),
             fmt_bytes(e.disk.bytes),
             exit_text(e.complete, e.exit_code, e.exit_signal),
+            sent_text(e).map_or(String::new(), |t| format!("  {t}")),
         ));
     }
     if kept.total() > shown.len() {
@@ -173,6 +175,9 @@ pub fn diagnoses(ends: &[SessionEnd], host: &HostFacts) -> String {
         return s;
     }
     s.push_str("\nDiagnosis:\n");
+    for line in host_diagnosis(host) {
+        s.push_str(&format!("host: {line}\n"));
+    }
     for e in ends {
         s.push_str(&format!(
             "session {} {} {} (parent {}, child {}, {:.1}s, {}):\n",
@@ -277,7 +282,7 @@ mod tests {
             overcommit_memory: Some(1),
         };
         let d = diagnoses(&[end_rec()], &host);
-        assert!(d.starts_with("\nDiagnosis:\nsession 3 rdb-bgsave pid 10 (parent 10, child 11, 1.5s, exit 0):\n  COW copied 1.0 MiB"), "{d}");
+        assert!(d.starts_with("\nDiagnosis:\nhost: THP is `never`.\nsession 3 rdb-bgsave pid 10 (parent 10, child 11, 1.5s, exit 0):\n  COW copied 1.0 MiB"), "{d}");
         assert_eq!(diagnoses(&[], &host), "");
     }
 }

@@ -256,6 +256,26 @@ pub fn container_of(path: &str) -> Option<Container> {
     })
 }
 
+/// Where podman keeps its containers' state (their names).
+const PODMAN_STORAGE: &str = "/var/lib/containers/storage";
+
+/// How a container is named to people: its name when the runtime's state has it
+/// (podman), else the runtime and the id's first 12 digits (`docker 4f2d7c1e9a8b`).
+pub fn display_name(c: &Container) -> String {
+    let named = match c.runtime {
+        "podman" => podman_name(&c.id, Path::new(PODMAN_STORAGE)),
+        _ => None,
+    };
+    named.unwrap_or_else(|| format!("{} {}", c.runtime, &c.id[..12]))
+}
+
+/// The container `pid` runs in (from its memory cgroup's path), and its name.
+pub fn container_of_pid(pid: u32) -> Option<(Container, String)> {
+    let c = container_of(&memory_cgroup(pid)?.path)?;
+    let name = display_name(&c);
+    Some((c, name))
+}
+
 /// A podman container's name from its storage's state (`containers.json`), if there.
 pub fn podman_name(id: &str, storage: &Path) -> Option<String> {
     let text = std::fs::read_to_string(storage.join("overlay-containers/containers.json")).ok()?;

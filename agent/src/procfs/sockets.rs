@@ -139,8 +139,14 @@ pub fn listening(pid: u32) -> Vec<Listen> {
 }
 
 /// The name of server `pid` (see the module's comment).
+/// A server in a container is named with its container first: `redis1 /tmp/redis.sock`,
+/// `docker 4f2d7c1e9a8b 0.0.0.0:6379` (its host name would be the container's).
 pub fn instance_name(pid: u32) -> String {
-    name_of(&listening(pid), &super::hostname(), pid)
+    let name = name_of(&listening(pid), &super::hostname(), pid);
+    match super::cgroup::container_of_pid(pid) {
+        Some((_, container)) => format!("{container} {name}"),
+        None => name,
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use super::{
     session::{EventCounts, EventHists},
 };
 use crate::{
-    text::diagnosis::{HostFacts, diagnose},
-    trace::schema::{End, ProcessRecord, Sample, SessionEnd, SessionStart, SyncCounts},
+    text::diagnosis::{HostFacts, diagnose, host_diagnosis},
+    trace::schema::{Build, End, ProcessRecord, Sample, SessionEnd, SessionStart, SyncCounts},
 };
 
 impl Report {
@@ -26,6 +26,7 @@ impl Report {
             trace: TraceInfo {
                 format_version: u64::from(self.meta.version),
                 cowtrace_version: &self.meta.cowtrace_version,
+                build: self.meta.build.as_ref(),
                 host: &self.meta.host,
                 kernel: &self.meta.kernel,
                 targets: &self.meta.targets,
@@ -40,6 +41,7 @@ impl Report {
                 lines: self.last_line,
                 filter: self.filter.as_deref(),
             },
+            host_diagnosis: host_diagnosis(&host),
             end: self.end.as_ref().map(EndSummary::of),
             totals: self.totals(),
             events: self.events,
@@ -181,6 +183,9 @@ pub struct Unfinished {
 pub struct TraceInfo<'a> {
     pub format_version: u64,
     pub cowtrace_version: &'a str,
+    /// `meta.build`, when the trace has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build: Option<&'a Build>,
     pub host: &'a str,
     pub kernel: &'a str,
     pub targets: &'a str,
@@ -222,6 +227,8 @@ pub struct JsonReport<'a> {
     pub version: u32,
     pub file: &'a str,
     pub trace: TraceInfo<'a>,
+    /// The host's settings that shape every fork (THP, overcommit), once.
+    pub host_diagnosis: Vec<String>,
     pub end: Option<EndSummary<'a>>,
     pub totals: Totals,
     pub events: EventCounts,

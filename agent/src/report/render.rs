@@ -111,8 +111,12 @@ fn header(r: &Report, out: &mut String) {
     let _ = writeln!(out, "  recorded:  {}", r.recorded());
     let _ = writeln!(
         out,
-        "  recorder:  cowtrace {}, trace format {}{}{}",
+        "  recorder:  cowtrace {}{}, trace format {}{}{}",
         known(&m.cowtrace_version),
+        m.build.as_ref().map_or(String::new(), |b| format!(
+            " (commit {})",
+            b.commit.get(..12).unwrap_or(&b.commit)
+        )),
         m.version,
         m.interval_ms.map_or(String::new(), |i| format!(
             ", samples every {}",
@@ -141,6 +145,12 @@ fn header(r: &Report, out: &mut String) {
         opt(m.overcommit_memory),
         m.page_size.map_or("?".into(), |p| format!("{p} B")),
     );
+    for l in diagnosis::host_diagnosis(&diagnosis::HostFacts {
+        thp: m.thp.clone(),
+        overcommit_memory: m.overcommit_memory,
+    }) {
+        let _ = writeln!(out, "  note:      {l}");
+    }
     // Nonzero losses are the first warning, right below.
     match &r.end {
         Some(e) if e.lost_events > 0 => {}

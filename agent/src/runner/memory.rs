@@ -2,15 +2,16 @@
 //! every tick (100 ms) while a save runs; each session keeps its peak, which goes on its
 //! `session_end` (`memory`). Reads /proc and the cgroup files; the parsing is in
 //! `procfs::cgroup`.
-use std::{collections::HashMap, path::Path};
+use std::collections::HashMap;
 
 use crate::{
+    events::{
+        projection::{Inputs, Projector},
+        session::Tracker,
+    },
     procfs::cgroup::{self, Container, MemCgroup, Version},
-    trace::schema::SaveMemory,
+    trace::schema::{Projection, ProjectionCheck, Record, SaveMemory, SessionEnd, SessionKind},
 };
-
-/// Where podman keeps its containers' state (their names).
-const PODMAN_STORAGE: &str = "/var/lib/containers/storage";
 
 /// A server's cgroup, looked up once.
 struct Server {
@@ -29,6 +30,8 @@ struct Watch {
     /// The cgroup's high-water mark when the save started: if it is higher at the end,
     /// the save set it, and it is the save's exact peak.
     max_at_start: Option<u64>,
+    /// The last usage read.
+    usage: u64,
 }
 
 /// `(source, limit, usage, high-water mark)`.
@@ -38,6 +41,7 @@ type Reading = (&'static str, u64, u64, Option<u64>);
 pub struct MemoryWatch {
     servers: HashMap<u32, Server>,
     sessions: HashMap<u32, Watch>,
+    projector: Projector,
 }
 
 /// A cgroup's figures, or the host's when the cgroup sets no limit.
@@ -63,10 +67,7 @@ impl MemoryWatch {
         let server = self.servers.entry(root).or_insert_with(|| {
             let cg = cgroup::memory_cgroup(root);
             let container = cg.as_ref().and_then(|c| cgroup::container_of(&c.path));
-            let name = container.as_ref().and_then(|c| match c.runtime {
-                "podman" => cgroup::podman_name(&c.id, Path::new(PODMAN_STORAGE)),
-                _ => None,
-            });
+            let name = container.as_ref().map(cgroup::display_name);
             Server {
                 cg,
                 container,
@@ -81,8 +82,10 @@ impl MemoryWatch {
             at_fork: usage,
             peak: usage,
             max_at_start: max,
+            usage,
         });
         w.limit = limit;
+        w.usage = usage;
         w.peak = w.peak.max(usage);
         Some((limit, usage))
     }
@@ -103,14 +106,51 @@ impl MemoryWatch {
             limit_bytes: w.limit,
             at_fork_bytes: w.at_fork,
             peak_bytes: w.peak,
-            container: container.map(|c| {
-                server
-                    .and_then(|s| s.name.clone())
-                    .unwrap_or_else(|| format!("{} {}", c.runtime, &c.id[..12]))
-            }),
+            container: server.and_then(|s| s.name.clone()),
             container_id: container.map(|c| c.id.clone()),
             pod_uid: container.and_then(|c| c.pod_uid.clone()),
         })
+    }
+
+    /// Each sample's projected peak (`events::projection`), put on the sample and
+    /// returned by session for the watch lines.
+    pub fn project(
+        &mut self,
+        tracker: &Tracker,
+        samples: &mut [Record],
+    ) -> HashMap<u64, Projection> {
+        let mut out = HashMap::new();
+        for rec in samples {
+            let Record::Sample(s) = rec else { continue };
+            let Some(sess) = tracker.live().find(|l| l.id == s.session) else {
+                continue;
+            };
+            let memory = self
+                .sessions
+                .get(&sess.child_pid)
+                .map(|w| (w.limit, w.usage));
+            let i = Inputs {
+                session: s.session,
+                server: s.instance.as_deref().unwrap_or(""),
+                kind: sess.kind.unwrap_or(SessionKind::Fork).as_str(),
+                elapsed_ms: s.elapsed_ms,
+                cow_bytes: s.cow_bytes,
+                cow_rate: s.cow_pages_per_s * 4096.0,
+                write_bytes: s.write_bytes,
+                rss_at_fork: sess.parent_rss,
+                memory,
+            };
+            if let Some(p) = self.projector.on_sample(&i) {
+                out.insert(s.session, p.clone());
+                s.projection = Some(p);
+            }
+        }
+        out
+    }
+
+    /// How good the session's projection was, once its `memory` is known.
+    pub fn check(&mut self, e: &SessionEnd) -> Option<ProjectionCheck> {
+        self.projector.on_end(e)
     }
 
     /// A server that exited: look its cgroup up again if a new one takes its pid.

@@ -7,6 +7,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::{Output, state::State};
 use crate::{
+    build_info,
     kernel::{
         hooks::{self, Choice},
         loader::{COW_HOOKS, COW_METHOD, DISK_HOOKS},
@@ -15,7 +16,7 @@ use crate::{
     live::{self, Live, screen::model::Losses, summary},
     procfs::{self, children},
     text::diagnosis::HostFacts,
-    trace::schema::{Attach, End, FORMAT_NAME, FORMAT_VERSION, Meta, MidSave, Record},
+    trace::schema::{Attach, Build, End, FORMAT_NAME, FORMAT_VERSION, Meta, MidSave, Record},
 };
 
 /// A fork child of a root that was already running when cowtrace attached.
@@ -127,6 +128,10 @@ fn meta(
             renames: path_of(paths, &hooks::RENAMES),
             titles: path_of(paths, &hooks::TITLES),
             disk: DISK_HOOKS.into(),
+            daemonize: Some(format!(
+                "{} + tp_btf/sched_process_exit (the child that setsid()s outlives its parent)",
+                path_of(paths, &hooks::DAEMONIZE)
+            )),
             fentry: hooks::fentry_summary(paths),
             kprobe: "not used: BTF tracepoints and fentry cover every measurement".into(),
         },
@@ -138,6 +143,11 @@ fn meta(
         page_size: Some(procfs::page_size()),
         thp: procfs::thp_mode(),
         overcommit_memory: procfs::overcommit_memory(),
+        build: Some(Build {
+            commit: build_info::COMMIT.into(),
+            date: build_info::date(),
+            bpf_object_sha256: build_info::BPF_OBJECT_SHA256.into(),
+        }),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::{
     events::{
         decode::{HotMsg, ProcMsg, decode_hot, decode_proc},
         merge::{self, Either},
-        session::Tracker,
+        session::{Tracker, c_str},
     },
     kernel::maps::{Drops, KernelMaps},
     live::{
@@ -70,6 +70,9 @@ pub struct State {
     instances: HashMap<u32, String>,
     /// The servers' memory limits and each running save's peak usage.
     memory: super::memory::MemoryWatch,
+    /// Traced processes the OOM killer chose: pid -> (when, RSS), for their sessions'
+    /// ends (bounded: a victim is forgotten when its session ends or after 64 more).
+    oom: Vec<(u32, u64, u64)>,
 }
 
 /// A fork event rebuilt for a session whose own event was lost.
@@ -140,6 +143,7 @@ impl State {
             live: None,
             instances: HashMap::new(),
             memory: Default::default(),
+            oom: Vec::new(),
         }
     }
 
@@ -164,6 +168,9 @@ impl State {
         }
         let name = self.instance(root);
         self.tracker.set_instance(child, name);
+        // The first memory reading at the fork: a save can be OOM-killed before the
+        // first tick (a fast writer copies 20 MiB in well under 100 ms).
+        let _ = self.memory.sample(child, root);
     }
 
     /// Sessions of saves that were running when cowtrace attached (`start::add_roots`).
@@ -179,6 +186,8 @@ impl State {
     pub fn emit(&mut self, mut rec: Record) -> Result<()> {
         if let Record::SessionEnd(e) = &mut rec {
             e.memory = self.memory.take(e.child_pid);
+            e.oom_kill = self.oom_kill_of(e);
+            e.projection_check = self.memory.check(e);
             self.ends.push((**e).clone());
         }
         if let Some(l) = &mut self.live {
@@ -195,6 +204,32 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// Whether the OOM killer chose this session's child, or its server while the child
+    /// ran.
+    fn oom_kill_of(
+        &mut self,
+        e: &crate::trace::schema::SessionEnd,
+    ) -> Option<crate::trace::schema::OomKill> {
+        let fork_ns = e
+            .ts_ns
+            .saturating_sub(e.duration_ms.saturating_mul(1_000_000));
+        let i = self.oom.iter().position(|&(pid, ts, _)| {
+            pid == e.child_pid || (pid == e.parent_pid && ts >= fork_ns && ts <= e.ts_ns)
+        })?;
+        let (pid, _, rss) = self.oom.remove(i);
+        Some(crate::trace::schema::OomKill {
+            side: if pid == e.child_pid {
+                "child"
+            } else {
+                "parent"
+            }
+            .into(),
+            pid,
+            rss_bytes: rss,
+            cow_bytes: e.cow_bytes_with_estimate(),
+        })
     }
 
     fn emit_all(&mut self, recs: Vec<Record>) -> Result<()> {
@@ -274,7 +309,23 @@ impl State {
                 let parent = (!parent.is_empty()).then_some(parent);
                 self.tracker.on_title(&ev, parent.as_deref());
             }
+            ProcMsg::Rename(ev) if ev.session == 0 => {
+                let (old, new) = (c_str(&ev.old), c_str(&ev.new));
+                let recs = self.tracker.on_parent_rename(ev.pid, &old, &new);
+                self.emit_all(recs)?;
+            }
             ProcMsg::Rename(ev) => self.tracker.on_rename(&ev),
+            ProcMsg::Oom(ev) => {
+                log::warn!(
+                    "the OOM killer chose traced process {} (RSS {} bytes)",
+                    ev.pid,
+                    ev.value
+                );
+                if self.oom.len() >= 64 {
+                    self.oom.remove(0);
+                }
+                self.oom.push((ev.pid, ev.ts_ns, ev.value));
+            }
             ProcMsg::Exit(ev) if ev.ppid != 0 => {
                 if self.tracker.get(ev.pid).is_none() && !self.done.contains(&ev.pid) {
                     // Its fork event was lost: open the session from the kernel map (or
@@ -285,7 +336,24 @@ impl State {
                 }
                 self.end_session(&ev)?;
             }
+            ProcMsg::Setsid(ev) => self.tracker.on_setsid(ev.pid),
+            ProcMsg::Resync(ev) => self.tracker.on_resync(&ev),
+            ProcMsg::Daemon(ev) => {
+                let recs = self.tracker.on_daemonized(ev.pid, procfs::monotonic_ns());
+                // What it wrote as a child (its log, the pid file) is no session's.
+                let _ = self.maps.take_files(ev.pid);
+                let _ = self.memory.take(ev.pid);
+                self.roots.insert(ev.pid);
+                log::info!(
+                    "pid {} daemonized: tracing its child {} as the server",
+                    ev.ppid,
+                    ev.pid
+                );
+                self.emit_all(recs)?;
+            }
             ProcMsg::Exit(ev) => {
+                let recs = self.tracker.on_root_exit(ev.pid);
+                self.emit_all(recs)?;
                 self.roots.remove(&ev.pid);
                 self.memory.forget_server(ev.pid);
                 log::info!("traced process {} exited", ev.pid);
@@ -436,6 +504,8 @@ impl State {
         }
         let starts = self.tracker.ready_starts(now);
         self.emit_all(starts)?;
+        let ends = self.tracker.release_finishing(Some(now), None);
+        self.emit_all(ends)?;
         self.maps.reap(&mut self.done);
         Ok(())
     }
@@ -509,8 +579,9 @@ impl State {
     /// line per live session or a new screen.
     pub fn on_interval(&mut self) -> Result<()> {
         let now = procfs::monotonic_ns();
+        let mut samples = self.tracker.samples(now);
+        let projections = self.memory.project(&self.tracker, &mut samples);
         if let Output::Trace(_) | Output::Serve(_) = self.output {
-            let samples = self.tracker.samples(now);
             self.emit_all(samples)?;
         }
         if let Output::Serve(_) = self.output {
@@ -548,7 +619,11 @@ impl State {
         let rows = live.on_interval(&i).context("drawing the live view")?;
         if let Output::Watch = self.output {
             for r in &rows {
-                print_line(&lines::interval_line(r, &self.clock))?;
+                let mut line = lines::interval_line(r, &self.clock);
+                if let Some(p) = projections.get(&r.session) {
+                    line.push_str(&lines::projection_text(p));
+                }
+                print_line(&line)?;
             }
         }
         Ok(())

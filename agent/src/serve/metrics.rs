@@ -82,6 +82,7 @@ pub struct Metrics {
     pub cow_bytes: Family<SaveSide, Counter>,
     pub saves: Family<SaveOutcome, Counter>,
     pub written_bytes: Family<Save, Counter>,
+    pub sent_bytes: Family<Save, Counter>,
     pub disk_bytes: Family<Save, Counter>,
     pub sync_calls: Family<Save, Counter>,
     pub lost_events: Counter,
@@ -96,6 +97,8 @@ pub struct Metrics {
     pub current_cow_bytes: Family<Save, Gauge>,
     pub current_cow_rate: Family<Save, FloatGauge>,
     pub last_cow_bytes: Family<Save, Gauge>,
+    pub projected_peak_ratio: Family<Save, FloatGauge>,
+    pub projected_seconds_left: Family<Save, FloatGauge>,
     pub last_fork_seconds: Family<Server, FloatGauge>,
     pub memory_limit: Family<Server, Gauge>,
     pub memory_usage: Family<Server, Gauge>,
@@ -112,6 +115,7 @@ impl Metrics {
             cow_bytes: Family::default(),
             saves: Family::default(),
             written_bytes: Family::default(),
+            sent_bytes: Family::default(),
             disk_bytes: Family::default(),
             sync_calls: Family::default(),
             lost_events: Counter::default(),
@@ -126,6 +130,8 @@ impl Metrics {
             current_cow_bytes: Family::default(),
             current_cow_rate: Family::default(),
             last_cow_bytes: Family::default(),
+            projected_peak_ratio: Family::default(),
+            projected_seconds_left: Family::default(),
             last_fork_seconds: Family::default(),
             memory_limit: Family::default(),
             memory_usage: Family::default(),
@@ -153,6 +159,12 @@ impl Metrics {
             "Bytes the save children wrote to regular files",
             b.clone(),
             m.written_bytes.clone(),
+        );
+        r.register_with_unit(
+            "save_sent",
+            "Bytes the save children wrote to pipes and sockets: a diskless replica sync's RDB (counted when the save ends)",
+            b.clone(),
+            m.sent_bytes.clone(),
         );
         r.register_with_unit(
             "save_disk",
@@ -232,6 +244,18 @@ impl Metrics {
             "Memory copied on write by the last save that ended (like Redis's rdb_last_cow_size)",
             b.clone(),
             m.last_cow_bytes.clone(),
+        );
+        r.register_with_unit(
+            "save_projected_peak_memory",
+            "The running save's projected peak memory as a fraction of the limit (the copies still to come at its copy rate, until the last save's output is written; the worst case without a last save)",
+            Unit::Ratios,
+            m.projected_peak_ratio.clone(),
+        );
+        r.register_with_unit(
+            "save_projected_time_left",
+            "Time the running save has left, from its write progress against the last save's output (0 when unknown)",
+            s.clone(),
+            m.projected_seconds_left.clone(),
         );
         r.register_with_unit(
             "last_fork_duration",

@@ -63,6 +63,9 @@ pub fn outcome(e: &SessionEnd) -> Option<&'static str> {
     if !e.complete {
         return None;
     }
+    if e.oom_kill.is_some() {
+        return Some("oom");
+    }
     Some(match (e.exit_code, e.exit_signal) {
         (Some(0), _) => "ok",
         (_, Some(_)) => "killed",
@@ -165,6 +168,14 @@ impl Exporter {
                     m.current_cow_rate
                         .get_or_create(&o.save)
                         .set(s.cow_pages_per_s * PAGE as f64);
+                    if let Some(p) = &s.projection {
+                        m.projected_peak_ratio
+                            .get_or_create(&o.save)
+                            .set(p.pct_of_limit / 100.0);
+                        m.projected_seconds_left
+                            .get_or_create(&o.save)
+                            .set(p.seconds_left.unwrap_or(0.0));
+                    }
                 }
             }
             Record::SessionEnd(e) => self.on_end(e),
@@ -214,9 +225,14 @@ impl Exporter {
             .get_or_create(&save)
             .inc_by(e.disk.bytes.saturating_sub(o.disk));
         m.sync_calls.get_or_create(&save).inc_by(e.fsync.calls);
+        if let Some(sent) = &e.sent {
+            m.sent_bytes.get_or_create(&save).inc_by(sent.bytes);
+        }
         m.in_progress.get_or_create(&save).dec();
         m.current_cow_bytes.get_or_create(&save).set(0);
         m.current_cow_rate.get_or_create(&save).set(0.0);
+        m.projected_peak_ratio.get_or_create(&save).set(0.0);
+        m.projected_seconds_left.get_or_create(&save).set(0.0);
         if let Some(pct) = e.memory.as_ref().and_then(|m| m.peak_pct()) {
             m.last_peak_ratio
                 .get_or_create(&Server {
@@ -535,5 +551,40 @@ mod tests {
             f64::from(31u32 << 20)
         );
         assert_eq!(value(&t, "cowtrace_map_entries{map=\"traced\"}"), 2.0);
+    }
+}
+
+#[cfg(test)]
+mod trace_dir_tests {
+    use super::*;
+    use crate::trace::schema::{SessionKind, SessionStart};
+
+    #[test]
+    fn an_unwritable_trace_dir_is_counted_and_serving_goes_on() {
+        let (m, r) = Metrics::new();
+        let d = tracedir::TraceDir::new(std::path::PathBuf::from("/proc/no-such-dir"), 5);
+        let mut x = Exporter::new(m, Some(d));
+        for id in 1..=2 {
+            x.on_record(&Record::SessionStart(SessionStart {
+                session: id,
+                instance: Some("s".into()),
+                kind: SessionKind::RdbBgsave,
+                ..Default::default()
+            }));
+            x.on_record(&Record::SessionEnd(Box::new(SessionEnd {
+                session: id,
+                instance: Some("s".into()),
+                kind: SessionKind::RdbBgsave,
+                complete: true,
+                exit_code: Some(0),
+                ..Default::default()
+            })));
+        }
+        let t = metrics::openmetrics(&r);
+        assert!(t.contains("cowtrace_trace_dir_errors_total 2\n"), "{t}");
+        assert!(
+            t.contains("cowtrace_saves_total{server=\"s\",kind=\"rdb-bgsave\",outcome=\"ok\"} 2\n"),
+            "the metrics go on: {t}"
+        );
     }
 }

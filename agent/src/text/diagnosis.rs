@@ -2,11 +2,38 @@
 //! host settings that shape COW. Pure, shared by the live summary and `report`.
 use crate::{
     text::{
+        sent::sent_text,
         sync::sync_time,
         units::{fmt_bytes, fmt_rate},
     },
     trace::schema::SessionEnd,
 };
+
+/// What a replica sync did: sent the RDB itself (diskless), or wrote it for the server
+/// to send (disk-based).
+fn replication(e: &SessionEnd, secs: f64) -> Option<String> {
+    let r = e.replication.as_ref()?;
+    let words = sent_text(e)?;
+    Some(if r.target == "disk" {
+        format!(
+            "A disk-based replica sync ({words}): the child wrote the RDB file, which the server sends once the child has exited."
+        )
+    } else {
+        let how = match e.sent.as_ref().and_then(|s| s.targets.first()) {
+            Some(t) if t.kind == "socket" => "straight to the replica's connection",
+            Some(_) => "through a pipe to the server, which relays it",
+            None => "to the replicas",
+        };
+        let rate = e
+            .sent
+            .as_ref()
+            .filter(|_| secs > 0.0)
+            .map_or(String::new(), |s| {
+                format!(" ({})", fmt_rate(s.bytes as f64 / secs))
+            });
+        format!("A diskless replica sync: the child {words}{rate}, {how}.")
+    })
+}
 
 /// Host settings that matter for fork COW, as recorded in the trace's meta line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,7 +44,8 @@ pub struct HostFacts {
     pub overcommit_memory: Option<u32>,
 }
 
-/// Lines of plain text, most important first.
+/// Lines of plain text about one session, most important first. The host's own settings
+/// are in [`host_diagnosis`], said once per run.
 pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
     let mut out = Vec::new();
     let c = &e.cow;
@@ -45,6 +73,8 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
         )),
         _ => out.push(format!("COW copied {approx}{}.", fmt_bytes(total))),
     }
+    // Small COW: say so and stop advising (the memory lines still come, when known).
+    let small = c.pct_of_parent_rss.is_some_and(|p| p < 5.0) && e.oom_kill.is_none();
     if c.pages > 0 {
         let parent_share = c.parent_pages as f64 * 100.0 / c.pages as f64;
         out.push(format!(
@@ -60,9 +90,20 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
                 c.peak_at_ms as f64 / 1000.0
             ));
         }
+        if let Some(line) = saturation(e) {
+            out.push(line);
+        }
     } else {
         out.push("No page was copied: the parent wrote no shared page while the child ran.".into());
     }
+    if c.copies_2m > 0 {
+        let mode = host.thp.as_deref().unwrap_or("?");
+        out.push(format!(
+            "{} copies were whole 2 MiB huge pages (THP `{mode}`): each write to one copies 512 pages' worth; THP `madvise` (Redis does not ask for huge pages) or `never` avoids it.",
+            c.copies_2m
+        ));
+    }
+    let bound = disk_bound(e);
     if e.writes.bytes > 0 && secs > 0.0 {
         out.push(format!(
             "The child wrote {} ({}) in {} file(s); {}.",
@@ -78,14 +119,93 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
                     .map(|b| b.each().map(|(_, c)| (c.calls, c.total_ms)))
             )
         ));
+        if let Some((share, disk)) = bound {
+            out.push(if disk {
+                format!("The save was bound by the disk: the child spent about {share:.0}% of its time in write and sync calls.")
+            } else {
+                format!(
+                    "The save was not bound by the disk: the child spent about {share:.0}% of its time in write and sync calls (writes {} µs at p50), so it was bound by the CPU (serialising the dataset) or throttled (`rdb-key-save-delay`).",
+                    e.writes.latency_us.p50
+                )
+            });
+        }
+    }
+    if let Some(l) = replication(e, secs) {
+        out.push(l);
+    }
+    if let Some(k) = &e.oom_kill {
+        out.push(oom(k, e));
     }
     if let Some(m) = &e.memory {
         out.extend(memory(m, total));
     }
+    if small {
+        out.push(format!(
+            "This save copied little ({:.1}% of the parent's RSS): nothing to do.",
+            c.pct_of_parent_rss.unwrap_or(0.0)
+        ));
+        return out;
+    }
+    let mut fixes = Vec::new();
+    // u128: the summary may come from a trace file (`report`), where any u64 can appear.
+    let (pages, parent_pages, child_pages) = (
+        u128::from(c.pages),
+        u128::from(c.parent_pages),
+        u128::from(c.child_pages),
+    );
+    if pages > 0 && parent_pages * 10 >= pages * 9 {
+        fixes.push("fewer writes while a save runs (the parent's writes cause the copies)");
+        match bound {
+            Some((_, true)) => fixes.push("a faster disk (a shorter save copies less)"),
+            _ => fixes.push("a smaller dataset per instance (a shorter save copies less)"),
+        }
+        fixes.push("scheduling saves at quiet times");
+    }
+    if child_pages * 10 > pages && pages > 0 {
+        fixes.push("checking what the child writes to memory (modules, large allocations)");
+    }
+    if !fixes.is_empty() {
+        out.push(format!("To reduce it: {}.", fixes.join("; ")));
+    }
+    out
+}
+
+/// Copying that saturated: most of the parent's memory copied early in the save, then
+/// little more. The save's cost is then its whole dataset again, whatever its length.
+fn saturation(e: &SessionEnd) -> Option<String> {
+    let c = &e.cow;
+    let at = c.ninety_pct_at_ms?;
+    let pct = c.pct_of_parent_rss?;
+    if pct < 50.0 || e.duration_ms == 0 || at * 2 > e.duration_ms {
+        return None;
+    }
+    Some(format!(
+        "Copying saturated: 90% of the copies were made in the first {:.1} s of the {:.1} s save, and {pct:.0}% of the parent's RSS was copied: with this write load, plan for about twice the dataset's memory during every save.",
+        at as f64 / 1000.0,
+        e.duration_ms as f64 / 1000.0
+    ))
+}
+
+/// The share of the child's time spent in write and sync calls (write time estimated as
+/// calls × p50 latency), and whether that makes the save disk-bound (half or more).
+/// None when nothing was written or the latencies are unknown.
+fn disk_bound(e: &SessionEnd) -> Option<(f64, bool)> {
+    if e.duration_ms == 0 || e.writes.calls == 0 || e.writes.latency_us.count == 0 {
+        return None;
+    }
+    let write_ms = e.writes.calls as f64 * e.writes.latency_us.p50 as f64 / 1000.0;
+    let share = ((write_ms + e.fsync.total_ms) * 100.0 / e.duration_ms as f64).min(100.0);
+    Some((share, share >= 50.0))
+}
+
+/// Host settings that shape every fork: said once per run, not per session.
+pub fn host_diagnosis(host: &HostFacts) -> Vec<String> {
+    let mut out = Vec::new();
     match host.thp.as_deref() {
         Some("always") => out.push(
             "THP is `always`: huge pages make RSS and copy sizes jumpy and Redis warns against it; \
-             set it to `madvise` or `never`."
+             set it to `madvise` or `never`. (Since Linux 5.8 a shared huge page is split and copied \
+             4 KiB at a time, so it no longer multiplies COW by 512; its faults still cost latency.)"
                 .into(),
         ),
         Some(m) => out.push(format!("THP is `{m}`.")),
@@ -98,25 +218,32 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
         )),
         None => {}
     }
-    let mut fixes = Vec::new();
-    // u128: the summary may come from a trace file (`report`), where any u64 can appear.
-    let (pages, parent_pages, child_pages) = (
-        u128::from(c.pages),
-        u128::from(c.parent_pages),
-        u128::from(c.child_pages),
-    );
-    if pages > 0 && parent_pages * 10 >= pages * 9 {
-        fixes.push("fewer writes while a save runs (the parent's writes cause the copies)");
-        fixes.push("a shorter save: a faster disk, or a smaller dataset per instance");
-        fixes.push("scheduling saves at quiet times");
-    }
-    if child_pages * 10 > pages && pages > 0 {
-        fixes.push("checking what the child writes to memory (modules, large allocations)");
-    }
-    if !fixes.is_empty() {
-        out.push(format!("To reduce it: {}.", fixes.join("; ")));
-    }
     out
+}
+
+/// What the OOM killer did, and why it chose that process.
+fn oom(k: &crate::trace::schema::OomKill, e: &SessionEnd) -> String {
+    let at = e.memory.as_ref().map_or(String::new(), |m| {
+        format!(
+            " at {} of the {} limit",
+            fmt_bytes(m.peak_bytes),
+            fmt_bytes(m.limit_bytes)
+        )
+    });
+    let rss = if k.rss_bytes > 0 {
+        format!(", RSS {}", fmt_bytes(k.rss_bytes))
+    } else {
+        String::new()
+    };
+    let who = match k.side.as_str() {
+        "child" => format!("the {} child", e.kind.as_str()),
+        _ => "the server itself".to_string(),
+    };
+    format!(
+        "OOM kill: the kernel's OOM killer killed {who} (pid {}{rss}){at}; the save had copied {} by then. Redis's `oom-score-adj-values` (default 0 200 800, with `oom-score-adj` on) make the save child the likelier victim; without them the server, the largest process, can be chosen.",
+        k.pid,
+        fmt_bytes(k.cow_bytes)
+    )
 }
 
 /// Peak usage against the limit, and how close the save came to an OOM kill.
@@ -158,6 +285,22 @@ fn memory(m: &crate::trace::schema::SaveMemory, cow: u64) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_oom_kill_says_who_and_why() {
+        let mut e = end(100, 0);
+        e.oom_kill = Some(crate::trace::schema::OomKill {
+            side: "child".into(),
+            pid: 11,
+            rss_bytes: 64 << 20,
+            cow_bytes: 180 << 20,
+        });
+        let l = diagnose(&e, &HostFacts::default());
+        assert!(
+            l.iter().any(|l| l.starts_with("OOM kill: the kernel's OOM killer killed the rdb-bgsave child (pid 11, RSS 64.0 MiB); the save had copied 180.0 MiB by then.")),
+            "{l:?}"
+        );
+    }
 
     #[test]
     fn memory_against_the_limit() {
@@ -259,6 +402,11 @@ mod tests {
             instance: None,
             attached_mid_save: None,
             memory: None,
+            oom_kill: None,
+            projection_check: None,
+            aof: None,
+            sent: None,
+            replication: None,
         }
     }
 
@@ -281,12 +429,60 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(text.contains("THP is `always`"), "{text}");
-        assert!(text.contains("vm.overcommit_memory = 0"), "{text}");
+        assert!(
+            !text.contains("THP is"),
+            "host facts are said once per run: {text}"
+        );
+        let h = host_diagnosis(&host).join("\n");
+        assert!(
+            h.contains("THP is `always`") && h.contains("Since Linux 5.8"),
+            "{h}"
+        );
+        assert!(h.contains("vm.overcommit_memory = 0"), "{h}");
+        assert!(
+            text.contains("Copying saturated: 90% of the copies were made in the first 0.2 s of the 2.0 s save"),
+            "{text}"
+        );
         assert!(
             text.contains("To reduce it: fewer writes while a save runs"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn disk_bound_or_not_and_the_advice_that_follows() {
+        let mut e = end(131_072, 0);
+        // 24,000 writes of 40 µs = 0.96 s of a 2 s save, plus 12.5 ms of syncs: 48.6%.
+        e.writes.calls = 24_000;
+        e.writes.latency_us.count = 24_000;
+        e.writes.latency_us.p50 = 40;
+        let text = diagnose(&e, &HostFacts::default()).join("\n");
+        assert!(
+            text.contains("The save was not bound by the disk: the child spent about 49%"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a smaller dataset per instance") && !text.contains("faster disk"),
+            "{text}"
+        );
+        e.writes.latency_us.p50 = 80;
+        let text = diagnose(&e, &HostFacts::default()).join("\n");
+        assert!(
+            text.contains("The save was bound by the disk: the child spent about 97%"),
+            "{text}"
+        );
+        assert!(text.contains("a faster disk"), "{text}");
+    }
+
+    #[test]
+    fn a_small_save_needs_nothing() {
+        let e = end(1_000, 0);
+        let text = diagnose(&e, &HostFacts::default()).join("\n");
+        assert!(
+            text.ends_with("This save copied little (0.4% of the parent's RSS): nothing to do."),
+            "{text}"
+        );
+        assert!(!text.contains("To reduce it"), "{text}");
     }
 
     #[test]
@@ -296,6 +492,9 @@ mod tests {
         e.cow.parent_pages = u64::MAX;
         e.cow.child_pages = u64::MAX;
         e.cow.peak_pages_per_s = f64::MAX;
+        let text = diagnose(&e, &HostFacts::default()).join("\n");
+        assert!(text.contains("nothing to do"), "{text}");
+        e.cow.pct_of_parent_rss = Some(f64::MAX);
         let text = diagnose(&e, &HostFacts::default()).join("\n");
         assert!(text.contains("To reduce it"), "{text}");
     }

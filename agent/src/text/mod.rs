@@ -1,7 +1,7 @@
 //! Text for people, shared by the live view, the end-of-run summary and `report`:
 //! units (`units`), bcc-style log2 histograms (`hist`), a session's exit in words
 //! (`exit`), the diagnosis of a session (`diagnosis`), how sync calls are counted in
-//! words (`sync`), and an error with its causes on one line (`error`). A leaf: it imports
+//! words (`sync`), what a session sent to replicas (`sent`), and an error with its causes on one line (`error`). A leaf: it imports
 //! only the trace schema and `events::hist`, never the live view, the report or the
 //! runner.
 pub mod date;
@@ -9,5 +9,6 @@ pub mod diagnosis;
 pub mod error;
 pub mod exit;
 pub mod hist;
+pub mod sent;
 pub mod sync;
 pub mod units;

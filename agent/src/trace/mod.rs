@@ -3,6 +3,7 @@
 //! `schema` holds one serde type per line type, shared by the writer and the reader;
 //! `writer` writes lines to a file or stdout; `reader` reads and validates them with
 //! bounded memory. This folder imports nothing else from the crate.
+pub mod ledger;
 pub mod reader;
 pub mod schema;
 pub mod writer;
@@ -16,8 +17,8 @@ mod tests {
     use super::{
         reader::parse_line,
         schema::{
-            Attach, CowEvent, CowSummary, DiskSummary, End, FORMAT_NAME, FORMAT_VERSION, FileRow,
-            FsyncSummary, IoEvent, MapOccupancy, Meta, MidSave, ProcessCow, ProcessIo,
+            Attach, Build, CowEvent, CowSummary, DiskSummary, End, FORMAT_NAME, FORMAT_VERSION,
+            FileRow, FsyncSummary, IoEvent, MapOccupancy, Meta, MidSave, ProcessCow, ProcessIo,
             ProcessRecord, Quantiles, Sample, SessionEnd, SessionKind, SessionStart, Side,
             SyncByCall, SyncCall, SyncCallSummary, SyncCounts, WritesSummary,
         },
@@ -65,6 +66,7 @@ mod tests {
                     renames: "e3".into(),
                     titles: "e4".into(),
                     disk: "f".into(),
+                    daemonize: Some("i".into()),
                     fentry: "g".into(),
                     kprobe: "h".into(),
                 },
@@ -76,6 +78,11 @@ mod tests {
                 page_size: Some(4096),
                 thp: Some("madvise".into()),
                 overcommit_memory: Some(1),
+                build: Some(Build {
+                    commit: "eb6ae18".into(),
+                    date: "2026-12-03T07:18:00Z".into(),
+                    bpf_object_sha256: "87a4".into(),
+                }),
             })),
             Record::SessionStart(SessionStart {
                 session: 3,
@@ -93,6 +100,7 @@ mod tests {
                 fork_us: Some(420.5),
                 title: Some("redis-aof-rewrite".into()),
                 parent_rss_bytes: Some(1 << 30),
+                replication: None,
             }),
             Record::Sample(Sample {
                 session: 3,
@@ -107,6 +115,13 @@ mod tests {
                 cow_pages_per_s: 20.0,
                 write_bytes: 100,
                 disk_bytes: 4096,
+                projection: Some(schema::Projection {
+                    peak_bytes: 1,
+                    limit_bytes: 2,
+                    pct_of_limit: 50.0,
+                    seconds_left: Some(3.5),
+                    basis: "last save's output".into(),
+                }),
             }),
             Record::SessionEnd(Box::new(SessionEnd {
                 session: 3,
@@ -121,6 +136,38 @@ mod tests {
                     container: Some("redis1".into()),
                     container_id: Some("4f2d".into()),
                     pod_uid: Some("0b6a".into()),
+                }),
+                oom_kill: Some(schema::OomKill {
+                    side: "child".into(),
+                    pid: 11,
+                    rss_bytes: 300 << 20,
+                    cow_bytes: 200 << 20,
+                }),
+                projection_check: Some(schema::ProjectionCheck {
+                    at_ms: 300,
+                    projected_peak_bytes: 5,
+                    actual_peak_bytes: 6,
+                    error_pct: -16.7,
+                }),
+                sent: Some(schema::SentSummary {
+                    calls: 3,
+                    bytes: 1 << 20,
+                    peers: Some(2),
+                    targets: vec![schema::SentTarget {
+                        kind: "pipe".into(),
+                        ino: 77,
+                        protocol: None,
+                        bytes: 1 << 20,
+                        calls: 3,
+                    }],
+                }),
+                replication: Some(schema::Replication {
+                    target: "socket".into(),
+                    replicas: Some(2),
+                }),
+                aof: Some(schema::AofFiles {
+                    base: "/d/appendonlydir/appendonly.aof.2.base.rdb".into(),
+                    manifest: Some("/d/appendonlydir/appendonly.aof.manifest".into()),
                 }),
                 parent_pid: 10,
                 child_pid: 11,
@@ -149,6 +196,7 @@ mod tests {
                     pct_of_parent_rss: Some(0.8),
                     peak_pages_per_s: 20.0,
                     peak_at_ms: 100,
+                    ninety_pct_at_ms: Some(300),
                     timeline_bucket_ms: 100,
                     timeline_pages: vec![2, 0],
                 },
@@ -331,5 +379,27 @@ mod tests {
         // The identity of a line is required.
         assert!(parse_line(br#"{"type":"sample","ts_ns":1}"#).is_err());
         assert!(parse_line(br#"{"type":"process","comm":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn a_meta_line_without_build_is_read() {
+        // As written before `meta.build` existed (the fixtures' traces are such).
+        let old = br#"{"type":"meta","format":"cowtrace","version":1,"cowtrace_version":"0.1.0","host":"vm","kernel":"6.18"}
+"#;
+        let reader = TraceReader::open("old", old.as_slice()).unwrap();
+        assert_eq!(reader.meta.build, None);
+        assert_eq!(reader.meta.host, "vm");
+        let new = br#"{"type":"meta","format":"cowtrace","version":1,"build":{"commit":"abc","date":"2026-12-03T07:18:00Z","bpf_object_sha256":"87a4","later":1}}
+"#;
+        let reader = TraceReader::open("new", new.as_slice()).unwrap();
+        let b = reader.meta.build.unwrap();
+        assert_eq!(
+            (
+                b.commit.as_str(),
+                b.date.as_str(),
+                b.bpf_object_sha256.as_str()
+            ),
+            ("abc", "2026-12-03T07:18:00Z", "87a4")
+        );
     }
 }

@@ -9,8 +9,10 @@
 //! `session` number, a process's `pid`) is required.
 //!
 //! This module is the bottom of the agent's layers: it imports nothing from the crate.
-use agent_common::{CowCounters, IoCounters, SYNC_CALLS};
+use agent_common::CowCounters;
 use serde::{Deserialize, Serialize};
+
+pub use super::ledger::*;
 
 pub const FORMAT_NAME: &str = "cowtrace";
 pub const FORMAT_VERSION: u32 = 1;
@@ -43,13 +45,16 @@ pub enum Record {
     Unknown(String),
 }
 
-/// The kind of a fork, from the child's process title (`events::classify`).
+/// The kind of a fork, from the child's process title (`events::classify`), and for
+/// `rdb-replica` also from what the server writes to its replicas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SessionKind {
     RdbBgsave,
     AofRewrite,
     RdbReplica,
+    /// A module's fork (`RedisModule_Fork` / `ValkeyModule_Fork`; added in 0.1).
+    ModuleFork,
     Fork,
     /// Missing from the line, or a kind a newer cowtrace wrote. Never written.
     #[default]
@@ -64,6 +69,7 @@ impl SessionKind {
             SessionKind::RdbBgsave => "rdb-bgsave",
             SessionKind::AofRewrite => "aof-rewrite",
             SessionKind::RdbReplica => "rdb-replica",
+            SessionKind::ModuleFork => "module-fork",
             SessionKind::Fork => "fork",
             SessionKind::Unknown => "?",
         }
@@ -155,6 +161,21 @@ pub struct Meta {
     /// Transparent huge pages mode and `vm.overcommit_memory` (for the diagnosis).
     pub thp: Option<String>,
     pub overcommit_memory: Option<u32>,
+    /// What the writing cowtrace was built from, as `cowtrace --version` says it.
+    /// Absent (None) in traces written before it was added.
+    pub build: Option<Build>,
+}
+
+/// `meta.build`: the writer's build.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Build {
+    /// `git rev-parse HEAD` of the source, or `unknown`.
+    pub commit: String,
+    /// Build date, RFC 3339 UTC (`SOURCE_DATE_EPOCH` when the build set it).
+    pub date: String,
+    /// SHA-256 (hex, 64 digits) of the embedded eBPF object.
+    pub bpf_object_sha256: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -175,6 +196,9 @@ pub struct Attach {
     pub renames: String,
     pub titles: String,
     pub disk: String,
+    /// How a server that daemonizes is followed (added in 0.1; absent in older traces).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daemonize: Option<String>,
     /// What the fentry path carries on this host, or why nothing.
     pub fentry: String,
     pub kprobe: String,
@@ -205,6 +229,52 @@ pub struct SessionStart {
     /// done before, estimated. Everything else about the session is counted from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached_mid_save: Option<MidSave>,
+    /// For an `rdb-replica` session: how the RDB goes to the replicas, and to how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
+}
+
+/// A replica's full sync served by a fork (`rdb-replica`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Replication {
+    /// `disk`: the child writes the RDB file (`repl-diskless-sync no`), which the server
+    /// then sends; `socket`: the child sends the RDB itself, through a pipe to the server
+    /// (Redis 7, Valkey) or straight to the replicas' sockets (Valkey's dual-channel
+    /// replication): its `sent` bytes.
+    pub target: String,
+    /// Replicas served: the `+FULLRESYNC` (or, dual-channel, `$ENDOFF`) lines the server
+    /// wrote for this fork; null when unknown.
+    pub replicas: Option<u64>,
+}
+
+/// What a session's child wrote to pipes and sockets rather than to files.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SentSummary {
+    /// Write calls that wrote something, and their bytes (return values). Exact.
+    pub calls: u64,
+    pub bytes: u64,
+    /// The replicas it sent to (as `replication.replicas`), when it is a replica sync
+    /// over sockets; null otherwise.
+    pub peers: Option<u64>,
+    /// Per pipe or socket, largest first.
+    pub targets: Vec<SentTarget>,
+}
+
+/// One pipe or socket a session's child wrote to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SentTarget {
+    /// `pipe` or `socket`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The inode number (as `/proc/PID/fd` shows it: `pipe:[N]`, `socket:[N]`).
+    pub ino: u64,
+    /// A socket's protocol (`TCP`, `UNIX`), as the kernel names its file; null for a pipe.
+    pub protocol: Option<String>,
+    pub bytes: u64,
+    pub calls: u64,
 }
 
 /// What a session had done before cowtrace attached to it (estimates).
@@ -252,6 +322,37 @@ pub struct Sample {
     pub write_bytes: u64,
     #[serde(default)]
     pub disk_bytes: u64,
+    /// The save's projected peak memory against the server's limit
+    /// (`events::projection`), when its memory is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<Projection>,
+}
+
+/// A running save's projected peak memory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Projection {
+    /// Usage now plus the copies still to come.
+    pub peak_bytes: u64,
+    pub limit_bytes: u64,
+    pub pct_of_limit: f64,
+    /// Time the save has left, from its write progress against the last save's output;
+    /// None when unknown (then the peak is the worst case).
+    pub seconds_left: Option<f64>,
+    /// `last save's output`, or `worst case: all of the RSS at fork copied`.
+    pub basis: String,
+}
+
+/// How good the projection made at 30% of the save was (on `session_end`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProjectionCheck {
+    /// When that projection was made, ms after the fork.
+    pub at_ms: u64,
+    pub projected_peak_bytes: u64,
+    pub actual_peak_bytes: u64,
+    /// (projected - actual) / actual, in percent.
+    pub error_pct: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -288,38 +389,26 @@ pub struct SessionEnd {
     /// `session_start`): `cow` and `writes` count from the attach on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached_mid_save: Option<MidSave>,
+    /// The child's writes to pipes and sockets (a diskless sync's RDB); absent when it
+    /// wrote to none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<SentSummary>,
+    /// As in `session_start`, with the replicas counted to the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
     /// The server's memory limit and its peak usage while the save ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<SaveMemory>,
-}
-
-/// The memory the traced server may use (its cgroup's limit, else the host's memory)
-/// and what it used while the save ran.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SaveMemory {
-    /// `cgroup v1`, `cgroup v2`, or `host` when no cgroup limit is set.
-    pub source: String,
-    /// The cgroup's path, as /proc/PID/cgroup names it.
-    pub cgroup: Option<String>,
-    pub limit_bytes: u64,
-    /// Usage when the save started, and the highest while it ran: the cgroup's own
-    /// high-water mark when the save raised it (exact), else the highest of the samples
-    /// taken every 100 ms (a shorter spike can be missed).
-    pub at_fork_bytes: u64,
-    pub peak_bytes: u64,
-    /// The container (runtime and short id, or its name when the runtime tells it) and
-    /// the Kubernetes pod's UID, from the cgroup path.
-    pub container: Option<String>,
-    pub container_id: Option<String>,
-    pub pod_uid: Option<String>,
-}
-
-impl SaveMemory {
-    /// Peak usage as a percentage of the limit.
-    pub fn peak_pct(&self) -> Option<f64> {
-        (self.limit_bytes > 0).then(|| self.peak_bytes as f64 * 100.0 / self.limit_bytes as f64)
-    }
+    /// Set when the kernel's OOM killer chose the child or the server while it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_kill: Option<OomKill>,
+    /// The projection made at 30% of the save against the actual peak.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection_check: Option<ProjectionCheck>,
+    /// An AOF rewrite whose file the server renamed into place after the child exited:
+    /// the base file it became, and the manifest written with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aof: Option<AofFiles>,
 }
 
 impl SessionEnd {
@@ -343,229 +432,6 @@ impl SessionEnd {
 
 fn yes() -> bool {
     true
-}
-
-/// A file a session's child wrote (`events::files` names it).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct FileRow {
-    pub path: String,
-    pub renamed_to: Option<String>,
-    pub bytes: u64,
-    pub calls: u64,
-}
-
-/// Quantiles of a histogram (`events::hist::Hist::quantiles`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Quantiles {
-    pub count: u64,
-    pub p50: u64,
-    pub p90: u64,
-    pub p99: u64,
-    pub max: u64,
-}
-
-/// The child's writes to regular files (sockets and pipes are not counted).
-/// `calls` and `bytes` are exact (kernel counters); the histograms come from events.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WritesSummary {
-    pub calls: u64,
-    pub bytes: u64,
-    pub files: Vec<FileRow>,
-    pub latency_us: Quantiles,
-    pub size_bytes: Quantiles,
-}
-
-/// The child's sync calls: `calls`, `total_ms` and `latency_us` cover `fsync`,
-/// `fdatasync` and `sync_file_range` together (as format 1 first wrote them), and
-/// `by_call` splits them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct FsyncSummary {
-    pub calls: u64,
-    pub total_ms: f64,
-    pub latency_us: Quantiles,
-    /// Per call; absent (None) in traces written before the calls were told apart.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub by_call: Option<SyncByCall>,
-}
-
-impl FsyncSummary {
-    /// Calls per kind, in [`SyncCall::ALL`] order, when the trace tells them apart.
-    pub fn calls_by_call(&self) -> Option<[u64; SYNC_CALLS]> {
-        self.by_call.as_ref().map(SyncByCall::calls)
-    }
-}
-
-/// A sync system call. `fsync` and `fdatasync` wait for the disk; `sync_file_range`
-/// (Redis's `rdb-save-incremental-fsync`) starts writeback and returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SyncCall {
-    Fsync,
-    Fdatasync,
-    SyncFileRange,
-    /// A call a newer cowtrace wrote. Never written.
-    #[serde(other)]
-    Unknown,
-}
-
-impl SyncCall {
-    /// The calls told apart, in the order of `IoCounters::sync_calls` (`SYNC_FSYNC`,
-    /// `SYNC_FDATASYNC`, `SYNC_FILE_RANGE`).
-    pub const ALL: [SyncCall; SYNC_CALLS] = [
-        SyncCall::Fsync,
-        SyncCall::Fdatasync,
-        SyncCall::SyncFileRange,
-    ];
-
-    /// The system call's name, as written in traces; `?` for an unknown call.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncCall::Fsync => "fsync",
-            SyncCall::Fdatasync => "fdatasync",
-            SyncCall::SyncFileRange => "sync_file_range",
-            SyncCall::Unknown => "?",
-        }
-    }
-
-    /// The index into [`SyncCall::ALL`] and the kernel's per-call counters.
-    pub fn index(self) -> Option<usize> {
-        Self::ALL.iter().position(|&c| c == self)
-    }
-}
-
-/// One sync call's share of [`FsyncSummary`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SyncCallSummary {
-    pub calls: u64,
-    pub total_ms: f64,
-    pub latency_us: Quantiles,
-}
-
-/// [`FsyncSummary`] per call.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SyncByCall {
-    pub fsync: SyncCallSummary,
-    pub fdatasync: SyncCallSummary,
-    pub sync_file_range: SyncCallSummary,
-}
-
-impl SyncByCall {
-    /// The calls' summaries in [`SyncCall::ALL`] order.
-    pub fn each(&self) -> [(SyncCall, &SyncCallSummary); SYNC_CALLS] {
-        [
-            (SyncCall::Fsync, &self.fsync),
-            (SyncCall::Fdatasync, &self.fdatasync),
-            (SyncCall::SyncFileRange, &self.sync_file_range),
-        ]
-    }
-
-    pub fn calls(&self) -> [u64; SYNC_CALLS] {
-        self.each().map(|(_, s)| s.calls)
-    }
-}
-
-/// Sync calls counted per call (`process.io.sync_calls`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SyncCounts {
-    pub fsync: u64,
-    pub fdatasync: u64,
-    pub sync_file_range: u64,
-}
-
-impl SyncCounts {
-    pub fn of(c: [u64; SYNC_CALLS]) -> Self {
-        let [fsync, fdatasync, sync_file_range] = c;
-        Self {
-            fsync,
-            fdatasync,
-            sync_file_range,
-        }
-    }
-
-    /// The counts in [`SyncCall::ALL`] order.
-    pub fn to_array(self) -> [u64; SYNC_CALLS] {
-        [self.fsync, self.fdatasync, self.sync_file_range]
-    }
-}
-
-/// Block requests carrying pages of the files the child wrote, whoever issued them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DiskSummary {
-    pub bytes: u64,
-    pub ios: u64,
-    pub latency_us: Quantiles,
-}
-
-/// Regular-file I/O totals of a process.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ProcessIo {
-    pub write_calls: u64,
-    pub write_bytes: u64,
-    /// `fsync`, `fdatasync` and `sync_file_range` calls together (format 1's name).
-    pub fsync_calls: u64,
-    /// The same per call; absent (None) in traces written before they were told apart.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sync_calls: Option<SyncCounts>,
-    pub disk_ios: u64,
-    pub disk_bytes: u64,
-}
-
-impl From<&IoCounters> for ProcessIo {
-    fn from(c: &IoCounters) -> Self {
-        Self {
-            write_calls: c.write_calls,
-            write_bytes: c.write_bytes,
-            fsync_calls: c.sync_calls_total(),
-            sync_calls: Some(SyncCounts::of(c.sync_calls)),
-            disk_ios: c.disk_ios,
-            disk_bytes: c.disk_bytes,
-        }
-    }
-}
-
-/// A session's copies, built by `events::timeline::Timeline::summary`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct CowSummary {
-    /// Copies, in 4 KiB pages and bytes (a 2 MiB copy is 512 pages).
-    pub pages: u64,
-    pub bytes: u64,
-    pub parent_pages: u64,
-    pub child_pages: u64,
-    pub parent_bytes: u64,
-    pub child_bytes: u64,
-    /// Copy events by size of the new page.
-    pub copies_4k: u64,
-    pub copies_2m: u64,
-    pub copies_other: u64,
-    /// Write faults on pages that were already exclusive: no copy was needed.
-    pub reuse_faults: u64,
-    pub parent_reuse_faults: u64,
-    pub child_reuse_faults: u64,
-    /// Writes to never-written memory backed by the shared zero page.
-    pub zero_fills: u64,
-    pub wp_faults: u64,
-    pub parent_rss_at_fork_bytes: Option<u64>,
-    /// `bytes` as a percentage of the parent's RSS at fork time.
-    pub pct_of_parent_rss: Option<f64>,
-    /// Busiest timeline bucket, as pages per second, and when (ms after the fork).
-    pub peak_pages_per_s: f64,
-    pub peak_at_ms: u64,
-    pub timeline_bucket_ms: u64,
-    /// Pages copied in each bucket since the fork. The writer always has at least one
-    /// bucket; `report` folds them into a histogram as it reads the line and empties the
-    /// vector, so they are not part of `report --json`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub timeline_pages: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -709,6 +575,7 @@ mod tests {
             SessionKind::RdbBgsave,
             SessionKind::AofRewrite,
             SessionKind::RdbReplica,
+            SessionKind::ModuleFork,
             SessionKind::Fork,
         ] {
             let json = serde_json::to_string(&k).unwrap();

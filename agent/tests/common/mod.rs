@@ -326,11 +326,145 @@ pub fn u(v: &Value) -> u64 {
         .unwrap_or_else(|| panic!("not an unsigned integer: {v}"))
 }
 
-/// A throwaway redis-server on a unix socket in its own directory.
+/// Which server a test runs: Debian's Redis 7, or Valkey 8, built from the vendored
+/// source by `cargo xtask setup` into `target/valkey-8.0-dev` (never committed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    Redis,
+    Valkey,
+}
+
+/// Where `cargo xtask setup` builds Valkey.
+pub fn valkey_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/valkey-8.0-dev")
+}
+
+impl Flavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Redis => "redis",
+            Flavor::Valkey => "valkey",
+        }
+    }
+
+    /// `redis-server`, `valkey-cli`, ...: `tool` is `server`, `cli` or `benchmark`.
+    pub fn tool(self, tool: &str) -> PathBuf {
+        match self {
+            Flavor::Redis => {
+                let name = format!("redis-{tool}");
+                assert!(
+                    Command::new(&name).arg("--version").output().is_ok(),
+                    "{name} not installed: run `cargo xtask setup`"
+                );
+                PathBuf::from(name)
+            }
+            Flavor::Valkey => {
+                let p = valkey_dir().join("src").join(format!("valkey-{tool}"));
+                assert!(
+                    p.is_file(),
+                    "{} missing: `cargo xtask setup` builds Valkey into target/",
+                    p.display()
+                );
+                p
+            }
+        }
+    }
+}
+
+/// Valkey's `fork.so` test module (`fork.create CODE USLEEP` forks through
+/// `ValkeyModule_Fork`), built by `cargo xtask setup`.
+pub fn valkey_fork_module() -> PathBuf {
+    let p = valkey_dir().join("tests/modules/fork.so");
+    assert!(
+        p.is_file(),
+        "{} missing: `cargo xtask setup` builds it",
+        p.display()
+    );
+    p
+}
+
+/// The arguments every test server starts with, before the test's own.
+fn base_args(dir: &Path, sock: &Path) -> Vec<std::ffi::OsString> {
+    let mut a: Vec<std::ffi::OsString> = [
+        "--port",
+        "0",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--appendonly",
+        "no",
+        "--unixsocket",
+    ]
+    .iter()
+    .map(Into::into)
+    .collect();
+    a.push(sock.into());
+    a.push("--dir".into());
+    a.push(dir.into());
+    a.push("--logfile".into());
+    a.push(dir.join("server.log").into());
+    a
+}
+
+/// A throwaway redis-server (or valkey-server) on a unix socket in its own directory.
 pub struct Redis {
     pub child: Child,
     pub dir: TempDir,
     pub sock: PathBuf,
+    pub flavor: Flavor,
+    /// The server's pid after `--daemonize yes` (`child` is then the parent that exited).
+    pub daemon: Option<u32>,
+}
+
+/// A server started with `--daemonize yes`, before it has daemonized.
+pub struct Daemonizing {
+    child: Child,
+    dir: TempDir,
+    sock: PathBuf,
+    flavor: Flavor,
+    stdin: Option<ChildStdin>,
+}
+
+impl Daemonizing {
+    /// The pid that forks and exits (the one a user might pass to `-p`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Let it exec (when held), wait for the parent's exit and the server's answer.
+    pub fn go(mut self) -> Redis {
+        if let Some(mut i) = self.stdin.take() {
+            i.write_all(b"go\n").unwrap();
+        }
+        let st = wait_timeout(&mut self.child, Duration::from_secs(30));
+        assert!(st.success(), "the daemonizing parent exited with {st}");
+        let pidfile = self.dir.path().join("server.pid");
+        let t0 = Instant::now();
+        let pid = loop {
+            if let Some(p) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            {
+                break p;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no pid file {}",
+                pidfile.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let r = Redis {
+            child: self.child,
+            dir: self.dir,
+            sock: self.sock,
+            flavor: self.flavor,
+            daemon: Some(pid),
+        };
+        r.wait_ping();
+        r
+    }
 }
 
 impl Redis {
@@ -338,58 +472,92 @@ impl Redis {
         Self::start_on(None, extra)
     }
 
+    /// A server of `flavor`.
+    pub fn start_flavor(flavor: Flavor, extra: &[&str]) -> Self {
+        Self::launch(flavor, None, extra)
+    }
+
     /// A server on the unix socket `sock` (a server restarted on the same socket keeps
     /// its name), or on one in its own directory.
     pub fn start_on(sock: Option<&Path>, extra: &[&str]) -> Self {
-        assert!(
-            Command::new("redis-server")
-                .arg("--version")
-                .output()
-                .is_ok(),
-            "redis-server not installed: run `cargo xtask setup`"
-        );
-        let dir = TempDir::new("redis");
+        Self::launch(Flavor::Redis, sock, extra)
+    }
+
+    fn launch(flavor: Flavor, sock: Option<&Path>, extra: &[&str]) -> Self {
+        let dir = TempDir::new(flavor.name());
         let sock = sock.map_or_else(|| dir.path().join("redis.sock"), Path::to_path_buf);
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--save",
-                "",
-                "--daemonize",
-                "no",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--unixsocket")
-            .arg(&sock)
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--logfile")
-            .arg(dir.path().join("redis.log"))
+        let child = Command::new(flavor.tool("server"))
+            .args(base_args(dir.path(), &sock))
             // Later arguments win: `extra` may override any of the above.
             .args(extra)
             .stdout(Stdio::null())
             .spawn()
-            .expect("spawn redis-server");
-        let r = Self { child, dir, sock };
-        let t0 = Instant::now();
-        while r.cli(&["PING"]).trim() != "PONG" {
-            assert!(
-                t0.elapsed() < limit(Duration::from_secs(10)),
-                "redis-server did not answer PING"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .expect("spawn the server");
+        let r = Self {
+            child,
+            dir,
+            sock,
+            flavor,
+            daemon: None,
+        };
+        r.wait_ping();
         r
     }
 
+    /// A server started with `--daemonize yes` (and a pid file in its directory). With
+    /// `hold`, it is a shell that waits for `Daemonizing::go` before it execs the
+    /// server, so that its pid can be given to `-p` before it daemonizes.
+    pub fn daemonize(flavor: Flavor, extra: &[&str], hold: bool) -> Daemonizing {
+        let dir = TempDir::new(flavor.name());
+        let sock = dir.path().join("redis.sock");
+        let mut args = base_args(dir.path(), &sock);
+        args.extend(["--daemonize".into(), "yes".into(), "--pidfile".into()]);
+        args.push(dir.path().join("server.pid").into());
+        args.extend(extra.iter().map(Into::into));
+        let mut cmd = if hold {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(r#"read x; exec "$0" "$@""#)
+                .arg(flavor.tool("server"))
+                .stdin(Stdio::piped());
+            c
+        } else {
+            Command::new(flavor.tool("server"))
+        };
+        let mut child = cmd
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn the server");
+        let stdin = child.stdin.take();
+        Daemonizing {
+            child,
+            dir,
+            sock,
+            flavor,
+            stdin,
+        }
+    }
+
+    fn wait_ping(&self) {
+        let t0 = Instant::now();
+        while self.cli(&["PING"]).trim() != "PONG" {
+            assert!(
+                t0.elapsed() < limit(Duration::from_secs(10)),
+                "{} did not answer PING:\n{}",
+                self.flavor.name(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.daemon.unwrap_or_else(|| self.child.id())
     }
 
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
+        let out = Command::new(self.flavor.tool("cli"))
             .arg("-s")
             .arg(&self.sock)
             .args(args)
@@ -408,8 +576,8 @@ impl Redis {
 
     /// `redis-benchmark` SETs, pipelined 16 deep: `requests` of them over `keys` random
     /// keys, with `size`-byte values.
-    fn sets(&self, keys: u64, requests: u64, size: u64) -> Command {
-        let mut cmd = Command::new("redis-benchmark");
+    pub fn sets(&self, keys: u64, requests: u64, size: u64) -> Command {
+        let mut cmd = Command::new(self.flavor.tool("benchmark"));
         cmd.arg("-s")
             .arg(&self.sock)
             .args(["-t", "set", "-P", "16", "-q"])
@@ -439,6 +607,28 @@ impl Redis {
     pub fn write_load(&self, keys: u64, size: u64) -> Load {
         Load(
             self.sets(keys, 100_000_000, size)
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-benchmark"),
+        )
+    }
+
+    /// A steady write load (one client, no pipelining) until it is dropped.
+    pub fn steady_load(&self, keys: u64, size: u64) -> Load {
+        Load(
+            Command::new("redis-benchmark")
+                .arg("-s")
+                .arg(&self.sock)
+                .args(["-t", "set", "-c", "1", "-P", "1", "-q"])
+                .args([
+                    "-r",
+                    &keys.to_string(),
+                    "-n",
+                    "100000000",
+                    "-d",
+                    &size.to_string(),
+                ])
+                .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("redis-benchmark"),
@@ -503,7 +693,7 @@ impl Redis {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 }
 
@@ -511,6 +701,16 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(pid) = self.daemon {
+            // Not our child (it was reparented when its parent exited): kill it by its
+            // pid and wait until it is gone.
+            // SAFETY: plain kill(2) of the server this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            let t0 = Instant::now();
+            while Path::new(&format!("/proc/{pid}")).exists() && t0.elapsed().as_secs() < 10 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
     }
 }
 

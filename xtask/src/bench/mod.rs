@@ -44,6 +44,11 @@ pub struct BenchArgs {
     /// Skip `setup` and the release build (use the binaries already in target/release).
     #[arg(long)]
     no_build: bool,
+    /// With `--only report`: replace section 6 of bench/RESULTS.md with this run's, and
+    /// keep the rest (section 6 says when and on which commit it was measured). Its
+    /// figures are times of one process, not ratios, so they can be renewed alone.
+    #[arg(long, requires = "only")]
+    update_report_section: bool,
 }
 
 /// Sizes of one invocation.
@@ -264,6 +269,22 @@ pub fn run(args: BenchArgs) -> Result<()> {
     results.machine.load_end = report::loadavg();
     results.machine.foreign = procs::foreign_tracers();
 
+    if args.update_report_section {
+        let Some(p) = &results.postmortem else {
+            bail!("--update-report-section needs `--only report`");
+        };
+        let path = root.join("bench/RESULTS.md");
+        let old = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let section = report::postmortem_section(p, &results.machine);
+        std::fs::write(&path, report::replace_section(&old, &section))
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "\n{section}\n[bench] replaced section 6 of {}",
+            path.display()
+        );
+        return Ok(());
+    }
     let md = report::render(&results);
     let full = !args.quick && args.only.is_empty();
     let out: PathBuf = if full {

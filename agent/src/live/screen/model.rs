@@ -317,7 +317,9 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_common::{CowCounters, EV_EXIT, EV_FORK, EV_FORK_RET, IoCounters, ProcEvent};
+    use agent_common::{
+        CowCounters, EV_EXIT, EV_FORK, EV_FORK_RET, EV_RESYNC, IoCounters, ProcEvent, RESYNC_NONE,
+    };
 
     use crate::trace::schema::Record;
 
@@ -349,6 +351,8 @@ mod tests {
                 b"redis-server *:6379",
                 ts + 2,
             );
+            // The server's reply to BGSAVE: no replica sync.
+            t.on_resync(&ev(EV_RESYNC, pid, 10, ts + 2, RESYNC_NONE));
             t.set_parent_rss(pid, 1 << 30);
         }
         for r in t.ready_starts(5 * S + 2) {

@@ -101,6 +101,9 @@ fn header(r: &Report, out: &mut String) {
             m.page_size.map_or("?".into(), |p| format!("{p} B")),
         ),
     ));
+    for l in crate::text::diagnosis::host_diagnosis(&host_facts(r)) {
+        rows.push(("host note", attr(&l)));
+    }
     if let Some(f) = &r.filter {
         rows.push(("selected", attr(f)));
     }

@@ -62,6 +62,38 @@ pub struct Results {
     pub elapsed_s: f64,
 }
 
+/// Section 6 alone, stamped with the machine's date and commit (for a partial update).
+pub fn postmortem_section(p: &super::postmortem::Results, m: &Machine) -> String {
+    let mut md = String::new();
+    postmortem::render(&mut md, p);
+    md.replacen(
+        "\n\n",
+        &format!(
+            "\n\n*Measured on {} (commit {}, load average {}) by `cargo xtask bench --only report --update-report-section`, apart from the other sections.*\n\n",
+            m.date, m.commit, m.load_start
+        ),
+        1,
+    )
+}
+
+/// `old` with its section 6 replaced by `section`, or `section` put before "Where
+/// targets are missed" (or at the end) when it has none.
+pub fn replace_section(old: &str, section: &str) -> String {
+    const HEAD: &str = "## 6. ";
+    let section = section.trim_end().to_string() + "\n\n";
+    if let Some(a) = old.find(HEAD) {
+        let after = &old[a + HEAD.len()..];
+        let b = after
+            .find("\n## ")
+            .map_or(old.len(), |i| a + HEAD.len() + i + 1);
+        return format!("{}{section}{}", &old[..a], &old[b..]);
+    }
+    match old.find("## Where targets are missed") {
+        Some(i) => format!("{}{section}{}", &old[..i], &old[i..]),
+        None => format!("{}\n{section}", old.trim_end()),
+    }
+}
+
 pub fn render(r: &Results) -> String {
     let mut md = String::new();
     header(&mut md, r);

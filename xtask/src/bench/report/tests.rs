@@ -375,3 +375,17 @@ fn renders_fixture() {
         );
     }
 }
+
+#[test]
+fn section_6_is_replaced_or_put_before_the_misses() {
+    let old = "# R\n\n## 5. x\n\nfive\n\n## Where targets are missed\n\nm\n";
+    let new = replace_section(old, "## 6. `report` on large traces\n\nsix\n");
+    assert_eq!(
+        new,
+        "# R\n\n## 5. x\n\nfive\n\n## 6. `report` on large traces\n\nsix\n\n## Where targets are missed\n\nm\n"
+    );
+    let again = replace_section(&new, "## 6. `report` on large traces\n\nseven\n");
+    assert!(again.contains("seven") && !again.contains("six"), "{again}");
+    assert_eq!(again.matches("## 6.").count(), 1);
+    assert!(again.ends_with("## Where targets are missed\n\nm\n"));
+}
