@@ -106,6 +106,7 @@ mod tests {
                 cow_pages_per_s: 20.0,
                 write_bytes: 100,
                 disk_bytes: 4096,
+                sent_bytes: Some(64),
             }),
             Record::SessionEnd(Box::new(SessionEnd {
                 session: 3,

@@ -297,6 +297,10 @@ pub struct Sample {
     pub write_bytes: u64,
     #[serde(default)]
     pub disk_bytes: u64,
+    /// Bytes the child wrote to pipes and sockets in the interval (`session_end.sent`);
+    /// absent until it has sent something (added in 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
