@@ -173,6 +173,11 @@ impl Session {
         }
     }
 
+    /// Its kind as far as it is known (a disk-based replica sync is `rdb-replica`).
+    pub fn effective_kind(&self) -> Option<SessionKind> {
+        self.kind.map(|_| self.kind_or_fork())
+    }
+
     /// How this session serves replicas, if it does.
     pub fn replication(&self) -> Option<Replication> {
         match (self.kind?, self.resyncs_after) {
@@ -720,6 +725,8 @@ impl Tracker {
                     .saturating_sub(s.last_sample_io.write_bytes),
                 disk_bytes: s.io.disk_bytes.saturating_sub(s.last_sample_io.disk_bytes),
                 projection: None,
+                sent_bytes: (s.io.sent_bytes > 0)
+                    .then(|| s.io.sent_bytes.saturating_sub(s.last_sample_io.sent_bytes)),
             }));
             s.last_sample_pages = pages;
             s.last_sample_ts = now_ns;

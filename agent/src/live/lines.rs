@@ -9,7 +9,7 @@ use crate::{
         sync::sync_counts,
         units::{fmt_bytes, fmt_rate},
     },
-    trace::schema::{MidSave, Record, SessionEnd},
+    trace::schema::{MidSave, Record, SessionEnd, SessionKind},
 };
 
 /// How lines are stamped: seconds since the start of the run, or with `-T` the
@@ -194,7 +194,7 @@ pub fn interval_line(r: &IntervalRow, clock: &Clock) -> String {
         ),
     };
     format!(
-        "{} session {} {:<11} {}  COW {} (+{}){}  wrote {} ({})  disk {}  {}",
+        "{} session {} {:<11} {}  COW {} (+{}){}  wrote {} ({})  disk {}  {}{}",
         clock.stamp(r.ts_ns),
         r.session,
         r.kind,
@@ -210,7 +210,17 @@ pub fn interval_line(r: &IntervalRow, clock: &Clock) -> String {
         fmt_rate(r.rates.write),
         fmt_rate(r.rates.disk),
         sync_counts(r.sync_calls.iter().sum(), Some(r.sync_calls)),
+        sent_so_far(r.kind, r.sent_bytes),
     )
+}
+
+/// `  sent 12.0 MiB` for a replica sync (or any child that sent much) in an interval line.
+fn sent_so_far(kind: &str, bytes: u64) -> String {
+    if bytes > 0 && (kind == SessionKind::RdbReplica.as_str() || bytes >= 64 * 1024) {
+        format!("  sent {}", fmt_bytes(bytes))
+    } else {
+        String::new()
+    }
 }
 
 #[cfg(test)]
@@ -410,6 +420,7 @@ pub(crate) mod tests {
             pct_of_rss: Some(35.2),
             rss_at_fork: Some(358 << 20),
             written_bytes: 84_095_795,
+            sent_bytes: 40,
             sync_calls: [1, 0, 3],
             rates: Rates {
                 cow: 12.1 * 1048576.0,
@@ -431,6 +442,16 @@ pub(crate) mod tests {
         assert!(
             l.contains("COW ≈121.5 MiB (≈1.0 MiB estimated before attach)"),
             "{l}"
+        );
+        // A diskless sync says what it sent so far.
+        let r = IntervalRow {
+            kind: "rdb-replica",
+            sent_bytes: 12 << 20,
+            ..r
+        };
+        assert!(
+            interval_line(&r, &clock)
+                .ends_with("sync 4 (fsync 1, sync_file_range 3)  sent 12.0 MiB")
         );
     }
 }

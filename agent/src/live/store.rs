@@ -134,6 +134,8 @@ pub struct IntervalRow {
     /// The parent's RSS at the fork: the base of `pct_of_rss`.
     pub rss_at_fork: Option<u64>,
     pub written_bytes: u64,
+    /// Bytes sent to pipes and sockets so far (a diskless replica sync's RDB).
+    pub sent_bytes: u64,
     /// Sync calls so far, per call (`IoCounters::sync_calls`).
     pub sync_calls: [u64; SYNC_CALLS],
     pub rates: Rates,
@@ -265,7 +267,7 @@ fn row(s: &Session, rates: Rates, now_ns: u64) -> IntervalRow {
     let cow_bytes = s.parent.copy_bytes + s.child.copy_bytes;
     IntervalRow {
         session: s.id,
-        kind: s.kind.map_or("fork", |k| k.as_str()),
+        kind: s.effective_kind().map_or("fork", |k| k.as_str()),
         instance: s
             .instance
             .clone()
@@ -283,6 +285,7 @@ fn row(s: &Session, rates: Rates, now_ns: u64) -> IntervalRow {
         ),
         rss_at_fork: s.parent_rss,
         written_bytes: s.io.write_bytes,
+        sent_bytes: s.io.sent_bytes,
         sync_calls: s.io.sync_calls,
         rates,
     }

@@ -122,6 +122,7 @@ mod tests {
                     seconds_left: Some(3.5),
                     basis: "last save's output".into(),
                 }),
+                sent_bytes: Some(64),
             }),
             Record::SessionEnd(Box::new(SessionEnd {
                 session: 3,

@@ -326,6 +326,10 @@ pub struct Sample {
     /// (`events::projection`), when its memory is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection: Option<Projection>,
+    /// Bytes the child wrote to pipes and sockets in the interval (`session_end.sent`);
+    /// absent until it has sent something (added in 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_bytes: Option<u64>,
 }
 
 /// A running save's projected peak memory.

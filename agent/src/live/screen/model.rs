@@ -227,7 +227,7 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
             let elapsed_ms = cx.now_ns.saturating_sub(s.fork_ts_ns) / 1_000_000;
             SessionRow {
                 id: s.id,
-                kind: kind(s.kind),
+                kind: kind(s.effective_kind()),
                 instance: s
                     .instance
                     .clone()
@@ -286,7 +286,7 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
                 .filter(|s| s.parent_pid == p.pid)
                 .map(|s| {
                     (
-                        kind(s.kind),
+                        kind(s.effective_kind()),
                         cx.now_ns.saturating_sub(s.fork_ts_ns) / 1_000_000,
                     )
                 })
