@@ -77,6 +77,33 @@ pub const DROP_HOT: u32 = 0;
 pub const DROP_PROC: u32 = 1;
 pub const DROP_SLOTS: u32 = 2;
 
+/// Index into the per-CPU `ERRORS` array: kernel-side failures, by kind. Each is a map
+/// update that failed (the map was full, or out of memory), which would otherwise lose a
+/// session, a traced process or a measurement in silence. `ERROR_NAMES` names them.
+pub const ERR_TRACED: u32 = 0;
+pub const ERR_SESSIONS: u32 = 1;
+pub const ERR_SESSION_PREV: u32 = 2;
+pub const ERR_PENDING: u32 = 3;
+pub const ERR_FORK_START: u32 = 4;
+pub const ERR_SYSCALL_START: u32 = 5;
+pub const ERR_FILES: u32 = 6;
+pub const ERR_INODE_OWNER: u32 = 7;
+pub const ERR_RQ_START: u32 = 8;
+pub const ERR_SLOTS: u32 = 9;
+/// The map each `ERR_*` slot counts failed inserts of, by index (the names of
+/// `agent-ebpf/src/maps.rs`).
+pub const ERROR_NAMES: [&str; ERR_SLOTS as usize] = [
+    "TRACED",
+    "SESSIONS",
+    "SESSION_PREV",
+    "PENDING",
+    "FORK_START",
+    "SYSCALL_START",
+    "FILES",
+    "INODE_OWNER",
+    "RQ_START",
+];
+
 /// `CowEvent::flags` bits.
 pub const COW_FLAG_CHILD: u32 = 1; // the copy was made by the session child
 pub const COW_FLAG_ZERO: u32 = 2; // a write to the shared zero page (a zero-filled allocation)
@@ -123,7 +150,9 @@ pub struct CowCounters {
     pub copies_2m: u64,
     /// Copies of any other order.
     pub copies_other: u64,
-    /// Bytes of all copies (`4096 << order` each).
+    /// Bytes of all copies (`4096 << order` each). The kernel adds only the bytes of
+    /// copies that are not 4 KiB (one atomic add less per copy); userspace adds
+    /// `copies_4k * 4096` once, when it reads the counters (`with_4k_bytes`).
     pub copy_bytes: u64,
     /// Write faults on the shared zero page, which allocate a zeroed page.
     pub zero_fills: u64,
@@ -140,6 +169,16 @@ impl CowCounters {
         copy_bytes: 0,
         zero_fills: 0,
     };
+
+    /// The counters as the kernel keeps them (`copy_bytes` without the 4 KiB copies) made
+    /// whole: call exactly once, where userspace reads a map value or decodes an event.
+    pub const fn with_4k_bytes(mut self) -> Self {
+        // Saturating: bytes from a damaged record must not overflow (never panic).
+        self.copy_bytes = self
+            .copy_bytes
+            .saturating_add(self.copies_4k.saturating_mul(4096));
+        self
+    }
 
     pub const fn copies(&self) -> u64 {
         self.copies_4k + self.copies_2m + self.copies_other

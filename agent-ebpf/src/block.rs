@@ -6,13 +6,13 @@
 //! folio, has `mapping->host`, the inode; and `INODE_OWNER` (filled by `write.rs`) says
 //! which session last wrote that inode. Journal and metadata blocks carry no such page
 //! and stay unattributed, as do direct-I/O pages (anonymous mappings).
-use agent_common::{EV_DISK, InodeKey, NO_FD};
+use agent_common::{ERR_RQ_START, EV_DISK, InodeKey, NO_FD};
 use aya_ebpf::{bindings::BPF_ANY, macros::btf_tracepoint, programs::BtfTracePointContext};
 
 use crate::{
     maps::{INODE_OWNER, RQ_START, RqStart},
     off,
-    util::{atomic_add, now_ns, read_field},
+    util::{atomic_add, counted, now_ns, read_field},
     write::{emit_io, regular_inode, with_io},
 };
 
@@ -53,7 +53,10 @@ fn try_issue(ctx: &BtfTracePointContext) -> Result<(), i64> {
         key,
         remaining: bytes as u64,
     };
-    RQ_START.insert(&(rq as u64), &st, BPF_ANY as u64)?;
+    counted(
+        RQ_START.insert(&(rq as u64), &st, BPF_ANY as u64),
+        ERR_RQ_START,
+    )?;
     Ok(())
 }
 

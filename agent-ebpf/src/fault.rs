@@ -14,8 +14,8 @@
 //! session's child exits between the fault and the page's allocation goes to the
 //! parent's process only: the session's counters are final once its child has exited.
 use agent_common::{
-    COW_FLAG_CHILD, COW_FLAG_ZERO, CowCounters, CowEvent, DROP_HOT, EV_COW, PendingFault,
-    ROLE_CHILD, ROLE_ROOT,
+    COW_FLAG_CHILD, COW_FLAG_ZERO, CowCounters, CowEvent, DROP_HOT, ERR_PENDING, EV_COW,
+    PendingFault, ROLE_CHILD, ROLE_ROOT, SessionState,
 };
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -24,8 +24,10 @@ use aya_ebpf::{
 };
 
 use crate::{
-    maps::{AGENT_TGID, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSION_PREV, SESSIONS, TRACED},
-    util::{atomic_add, count_drop, current_ids, global, maybe_traced, now_ns},
+    maps::{
+        AGENT_TGID, EMIT_COW, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSION_PREV, SESSIONS, TRACED,
+    },
+    util::{atomic_add, count_drop, counted, current_ids, global, maybe_traced, now_ns},
 };
 
 /// x86 page-fault error code bits (arch/x86/include/asm/trap_pf.h).
@@ -76,24 +78,31 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
         }
         return Ok(());
     }
-    let proc = TRACED.get_ptr_mut(&tgid).ok_or(0)?;
+    let Some(proc) = TRACED.get_ptr_mut(&tgid) else {
+        return Ok(()); // not traced (a tgid that only shares a MAYBE_TRACED slot)
+    };
     if tgid == global(&AGENT_TGID) {
         return Ok(());
     }
     // SAFETY: `proc` is a non-null TRACED value pointer from bpf_map_lookup_elem, valid
     // for this program run; two u32 fields are read.
     let (role, newest) = unsafe { ((*proc).role, (*proc).newest_child) };
-    let (session, child_side) = match role {
-        ROLE_CHILD => (tgid, 1),
-        ROLE_ROOT => (live_session(tgid, newest), 0),
+    // The session's value comes back from the same lookup that found it (the chain walk
+    // for a root), not from a second lookup.
+    let (session, child_side, state) = match role {
+        ROLE_CHILD => (tgid, 1, SESSIONS.get_ptr_mut(&tgid)),
+        ROLE_ROOT => {
+            let (s, state) = live_session(tgid, newest);
+            (s, 0, state)
+        }
         _ => return Ok(()),
     };
     // SAFETY: the same live TRACED value; `atomic_add` is an atomic add on its aligned u64 field.
     unsafe { atomic_add(&mut (*proc).total.wp_faults, 1) };
-    if let Some(c) = session_counters(session, child_side) {
-        // SAFETY: `session_counters` returns only non-null pointers into a live SESSIONS
-        // value.
-        unsafe { atomic_add(&mut (*c).wp_faults, 1) };
+    if let Some(s) = state {
+        // SAFETY: `s` is a non-null SESSIONS value pointer from bpf_map_lookup_elem;
+        // `side` only takes a field's address, `atomic_add` adds to that aligned u64.
+        unsafe { atomic_add(&mut (*side(s, child_side)).wp_faults, 1) };
     }
     let addr: u64 = ctx.arg(0);
     let pending = PendingFault {
@@ -107,61 +116,54 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
         // SAFETY: `p` is this thread's non-null PENDING value; only this thread writes its
         // entry, so an in-place update needs no lock.
         Some(p) => unsafe { *p = pending },
-        None => PENDING.insert(&tid, &pending, BPF_ANY as u64)?,
+        None => counted(PENDING.insert(&tid, &pending, BPF_ANY as u64), ERR_PENDING)?,
     }
     Ok(())
 }
 
-/// The newest session of `root` whose child is still alive, or 0.
+/// The newest session of `root` whose child is still alive, and its `SESSIONS` value;
+/// (0, None) when there is none.
 #[inline(always)]
-fn live_session(root: u32, newest: u32) -> u32 {
+fn live_session(root: u32, newest: u32) -> (u32, Option<*mut SessionState>) {
     let mut c = newest;
     for _ in 0..MAX_CHAIN {
         if c == 0 {
-            return 0;
+            break;
         }
-        // SAFETY: the returned reference points into a live SESSIONS value and is used
-        // only for the plain u32 reads below, within this run; a concurrent writer can
-        // only change `exited` from 0 to 1.
-        let Some(s) = (unsafe { SESSIONS.get(&c) }) else {
-            return 0;
+        let Some(s) = SESSIONS.get_ptr_mut(&c) else {
+            break;
         };
-        if s.parent_tgid != root {
-            return 0;
+        // SAFETY: `s` is a non-null SESSIONS value pointer from bpf_map_lookup_elem,
+        // valid for this run; two u32 fields are read (a concurrent writer can only
+        // change `exited` from 0 to 1).
+        let (parent, exited) =
+            unsafe { ((*s).parent_tgid, core::ptr::read_volatile(&(*s).exited)) };
+        if parent != root {
+            break;
         }
-        if s.exited == 0 {
-            return c;
+        if exited == 0 {
+            return (c, Some(s));
         }
         // SAFETY: the reference points into a live SESSION_PREV value, read at once.
         c = unsafe { SESSION_PREV.get(&c) }.copied().unwrap_or(0);
     }
-    0
+    (0, None)
 }
 
-/// Whether the child of `session` has not exited yet.
+/// The counters of one side of a session: the child's own copies, or the parent's.
+///
+/// # Safety
+/// `s` must be a non-null `SESSIONS` value pointer from a lookup in this program run.
 #[inline(always)]
-fn child_alive(session: u32) -> bool {
-    // SAFETY: the reference points into a live SESSIONS value and is only read here;
-    // `exited` only ever goes from 0 to 1.
-    unsafe { SESSIONS.get(&session) }
-        .is_some_and(|s| unsafe { core::ptr::read_volatile(&s.exited) } == 0)
-}
-
-#[inline(always)]
-fn session_counters(session: u32, child_side: u32) -> Option<*mut CowCounters> {
-    if session == 0 {
-        return None;
-    }
-    let s = SESSIONS.get_ptr_mut(&session)?;
-    // SAFETY: `s` is a non-null SESSIONS value pointer from bpf_map_lookup_elem; only
-    // field addresses are taken.
-    Some(unsafe {
+unsafe fn side(s: *mut SessionState, child_side: u32) -> *mut CowCounters {
+    // SAFETY: the caller passes a live map value pointer; only a field address is taken.
+    unsafe {
         if child_side != 0 {
             &mut (*s).child
         } else {
             &mut (*s).parent
         }
-    })
+    }
 }
 
 /// Hook: `tp_btf/mm_page_alloc`,
@@ -187,7 +189,9 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if !maybe_traced(tgid) {
         return Ok(());
     }
-    let entry = PENDING.get_ptr_mut(&tid).ok_or(0)?;
+    let Some(entry) = PENDING.get_ptr_mut(&tid) else {
+        return Ok(()); // no write-protect fault of a traced thread
+    };
     // SAFETY: `entry` is this thread's non-null PENDING value; copied out at once.
     let p = unsafe { *entry };
     if p.active == 0 {
@@ -195,14 +199,9 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
     }
     // SAFETY: the same PENDING value; only this thread writes its entry.
     unsafe { core::ptr::write_volatile(&mut (*entry).active, 0) };
-    let mut p = p;
-    if p.child_side == 0 && p.session != 0 && !child_alive(p.session) {
-        // The child exited between the parent's fault and this page: the session may
-        // already be closed with the counters it had (the agent reads them once, at
-        // the exit), so the copy goes to the parent's process only, and its event
-        // says so. Seen in a 2-vCPU guest, where the parent's vCPU paused in between.
-        p.session = 0;
-    }
+    // A confirmed copy (or zero fill) of `p.tgid`'s thread `tid` at `p.addr`, charged
+    // to session `session` (0: its process only) through `counters`.
+    let (session, counters) = session_side(&p);
     let order = ctx.arg::<u64>(1) as u32;
     let zero = gfp & GFP_ZERO != 0;
     let bytes = 4096u64 << (order & 31);
@@ -211,17 +210,46 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
         // only does atomic adds on its counters.
         unsafe { charge(&mut (*proc).total, zero, order, bytes) };
     }
-    if let Some(c) = session_counters(p.session, p.child_side) {
-        // SAFETY: `session_counters` returns only non-null pointers into a live SESSIONS
-        // value.
+    if let Some(c) = counters {
+        // SAFETY: `session_side` returns only pointers into a live SESSIONS value.
         unsafe { charge(c, zero, order, bytes) };
     }
-    let mut flags = if p.child_side != 0 { COW_FLAG_CHILD } else { 0 };
-    if zero {
-        flags |= COW_FLAG_ZERO;
+    // A load-time constant: with `--events` off, the verifier drops this branch.
+    if global(&EMIT_COW) != 0 {
+        let mut flags = if p.child_side != 0 { COW_FLAG_CHILD } else { 0 };
+        if zero {
+            flags |= COW_FLAG_ZERO;
+        }
+        emit_cow(&p, session, tid, order, flags);
     }
-    emit_cow(&p, tid, order, flags);
     Ok(())
+}
+
+/// The session a pending fault's page is charged to, and the counters to charge, from
+/// one `SESSIONS` lookup. A parent's copy whose session's child exited between the fault
+/// and this page goes to the parent's process only (session 0): the session may already
+/// be closed with the counters it had (the agent reads them once, at the exit). Seen in a
+/// 2-vCPU guest, where the parent's vCPU paused in between.
+#[inline(always)]
+fn session_side(p: &PendingFault) -> (u32, Option<*mut CowCounters>) {
+    if p.session == 0 {
+        return (0, None);
+    }
+    let Some(s) = SESSIONS.get_ptr_mut(&p.session) else {
+        // Gone: a reaped session (its child exited long ago), or a child's own entry
+        // that a full map never held (counted in ERRORS at the fork).
+        return (if p.child_side != 0 { p.session } else { 0 }, None);
+    };
+    if p.child_side != 0 {
+        // SAFETY: `s` is a non-null SESSIONS value pointer from this lookup.
+        return (p.session, Some(unsafe { side(s, 1) }));
+    }
+    // SAFETY: the same live value; `exited` only ever goes from 0 to 1.
+    if unsafe { core::ptr::read_volatile(&(*s).exited) } != 0 {
+        return (0, None);
+    }
+    // SAFETY: as above.
+    (p.session, Some(unsafe { side(s, 0) }))
 }
 
 /// Count one allocation (a copy or a zero fill) in `c`.
@@ -237,17 +265,24 @@ unsafe fn charge(c: *mut CowCounters, zero: bool, order: u32, bytes: u64) {
             atomic_add(&mut (*c).zero_fills, 1);
             return;
         }
+        // `copy_bytes` leaves out the 4 KiB copies, nearly all of them: userspace adds
+        // `copies_4k * 4096` (`CowCounters::with_4k_bytes`), one atomic add less per copy.
         match order {
             0 => atomic_add(&mut (*c).copies_4k, 1),
-            9 => atomic_add(&mut (*c).copies_2m, 1),
-            _ => atomic_add(&mut (*c).copies_other, 1),
+            9 => {
+                atomic_add(&mut (*c).copies_2m, 1);
+                atomic_add(&mut (*c).copy_bytes, bytes);
+            }
+            _ => {
+                atomic_add(&mut (*c).copies_other, 1);
+                atomic_add(&mut (*c).copy_bytes, bytes);
+            }
         }
-        atomic_add(&mut (*c).copy_bytes, bytes);
     }
 }
 
 #[inline(always)]
-fn emit_cow(p: &PendingFault, tid: u32, order: u32, flags: u32) {
+fn emit_cow(p: &PendingFault, session: u32, tid: u32, order: u32, flags: u32) {
     // No wakeup per event; userspace drains on a timer. Force one wakeup when the ring
     // fills past HOT_WAKE_BYTES so a storm cannot overflow it between two timer ticks.
     let wake = if HOT_EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= global(&HOT_WAKE_BYTES) {
@@ -264,7 +299,7 @@ fn emit_cow(p: &PendingFault, tid: u32, order: u32, flags: u32) {
                 order,
                 ts_ns: now_ns(),
                 addr: p.addr,
-                session: p.session,
+                session,
                 flags,
             });
             e.submit(wake as u64);

@@ -1,9 +1,10 @@
 //! Process life cycle: fork opens a session, exit closes it, exec of a Redis binary
 //! starts tracing it, and the parent's clone/fork syscall is timed.
 use agent_common::{
-    COMM_LEN, CowCounters, DROP_PROC, EV_DAEMON, EV_EXEC, EV_EXIT, EV_FORK, EV_FORK_RET, EV_OOM,
-    EV_SETSID, EV_TITLE, GATE_PARENT_EXITED, GATE_SETSID, IoCounters, ProcEvent, ROLE_CHILD,
-    ROLE_ROOT, SessionState, TITLE_LEN, TracedProc,
+    COMM_LEN, CowCounters, DROP_PROC, ERR_FORK_START, ERR_SESSION_PREV, ERR_SESSIONS, ERR_TRACED,
+    EV_DAEMON, EV_EXEC, EV_EXIT, EV_FORK, EV_FORK_RET, EV_OOM, EV_SETSID, EV_TITLE,
+    GATE_PARENT_EXITED, GATE_SETSID, IoCounters, ProcEvent, ROLE_CHILD, ROLE_ROOT, SessionState,
+    TITLE_LEN, TracedProc,
 };
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
@@ -19,8 +20,14 @@ use crate::{
         SESSIONS, SYSCALL_START, TRACED,
     },
     off,
-    util::{current_ids, global, mark_maybe_traced, maybe_traced, now_ns, read_field, reserve},
+    util::{
+        count_error, counted, current_ids, global, mark_maybe_traced, maybe_traced, now_ns,
+        read_field, reserve,
+    },
 };
+
+/// `-EEXIST` (include/uapi/asm-generic/errno-base.h): a `BPF_NOEXIST` insert found the key.
+const EEXIST: i64 = 17;
 
 #[inline(always)]
 pub fn emit(kind: u32, pid: u32, ppid: u32, tid: u32, value: u64) {
@@ -112,8 +119,15 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         io: IoCounters::ZERO,
     };
     mark_maybe_traced(child_tgid);
-    SESSIONS.insert(&child_tgid, &state, BPF_ANY as u64)?;
-    SESSION_PREV.insert(&child_tgid, &prev, BPF_ANY as u64)?;
+    // A failed insert (a full map) loses this session: counted, never silent.
+    counted(
+        SESSIONS.insert(&child_tgid, &state, BPF_ANY as u64),
+        ERR_SESSIONS,
+    )?;
+    counted(
+        SESSION_PREV.insert(&child_tgid, &prev, BPF_ANY as u64),
+        ERR_SESSION_PREV,
+    )?;
     let traced = TracedProc {
         role: ROLE_CHILD,
         newest_child: 0,
@@ -122,7 +136,10 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         total: CowCounters::ZERO,
         io: IoCounters::ZERO,
     };
-    TRACED.insert(&child_tgid, &traced, BPF_ANY as u64)?;
+    counted(
+        TRACED.insert(&child_tgid, &traced, BPF_ANY as u64),
+        ERR_TRACED,
+    )?;
     // SAFETY: the same live TRACED value; aligned volatile u32 stores (two threads of
     // one root forking at once can only race over which child is the newest).
     unsafe {
@@ -383,7 +400,11 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
 fn fork_started() {
     let (tgid, tid) = current_ids();
     if maybe_traced(tgid) && TRACED.get_ptr(&tgid).is_some() {
-        let _ = FORK_START.insert(&tid, &now_ns(), BPF_ANY as u64);
+        // A failure loses this fork's latency only (counted).
+        let _ = counted(
+            FORK_START.insert(&tid, &now_ns(), BPF_ANY as u64),
+            ERR_FORK_START,
+        );
     }
 }
 
@@ -450,9 +471,15 @@ fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
         io: IoCounters::ZERO,
     };
     mark_maybe_traced(tgid);
-    if TRACED.insert(&tgid, &traced, BPF_NOEXIST as u64).is_ok() {
-        emit(EV_EXEC, tgid, 0, tid, BPF_ANY as u64);
-        debug!(ctx, "exec: tracing redis {}", tgid);
+    match TRACED.insert(&tgid, &traced, BPF_NOEXIST as u64) {
+        Ok(()) => {
+            emit(EV_EXEC, tgid, 0, tid, BPF_ANY as u64);
+            debug!(ctx, "exec: tracing redis {}", tgid);
+        }
+        // Already traced (an exec of a traced server): nothing to do.
+        Err(e) if i64::from(e) == -EEXIST => {}
+        // A full map: this server goes untraced, counted.
+        Err(_) => count_error(ERR_TRACED),
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Maps and load-time settings shared by the programs.
 use agent_common::{
-    DROP_SLOTS, FileKey, FileStat, InodeKey, InodeOwner, MAYBE_TRACED_SLOTS, Offsets,
+    DROP_SLOTS, ERR_SLOTS, FileKey, FileStat, InodeKey, InodeOwner, MAYBE_TRACED_SLOTS, Offsets,
     PROC_RING_BYTES, PendingFault, SessionState, TracedProc,
 };
 use aya_ebpf::{
@@ -71,6 +71,11 @@ pub static HOT_EVENTS: RingBuf = RingBuf::with_byte_size(4 * 1024 * 1024, 0);
 #[map]
 pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
 
+/// Per-CPU count of failed map inserts (index `ERR_*`, one per map): a full map would
+/// otherwise lose a session, a process or a measurement without a trace.
+#[map]
+pub static ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(ERR_SLOTS, 0);
+
 // Load-time settings (`EbpfLoader::set_global`). Read with `util::global`, which uses a
 // volatile read so the compiler cannot fold the zero initialiser into the code.
 // SAFETY (`no_mangle`): the loader finds each global by this symbol name, and no other
@@ -82,6 +87,11 @@ pub static AGENT_TGID: u32 = 0;
 /// 1: start tracing every process that execs `redis-server` or `valkey-server`.
 #[unsafe(no_mangle)]
 pub static AUTO_REDIS: u32 = 0;
+/// 1: emit an event per COW copy on the hot ring (`record --events`, the only output
+/// that uses them). At 0 the verifier prunes the ring work out of `mm_page_alloc`: the
+/// totals, timelines and the live view come from the maps.
+#[unsafe(no_mangle)]
+pub static EMIT_COW: u32 = 0;
 /// Force a wakeup of the hot ring once this many bytes wait in it.
 #[unsafe(no_mangle)]
 pub static HOT_WAKE_BYTES: u64 = 1 << 20;

@@ -8,7 +8,7 @@ use aya_ebpf::{
 
 use agent_common::MAYBE_TRACED_SLOTS;
 
-use crate::maps::{DROPS, MAYBE_TRACED};
+use crate::maps::{DROPS, ERRORS, MAYBE_TRACED};
 
 /// False when `tgid` is certainly not traced (see `maps::MAYBE_TRACED`).
 #[inline(always)]
@@ -93,6 +93,25 @@ pub fn count_drop(slot: u32) {
         // SAFETY: `p` is a non-null, aligned pointer to this CPU's u64 slot of DROPS.
         unsafe { *p += 1 };
     }
+}
+
+/// Count one failed map insert in slot `slot` (`ERR_*`) of `ERRORS`.
+#[inline(always)]
+pub fn count_error(slot: u32) {
+    if let Some(p) = ERRORS.get_ptr_mut(slot) {
+        // SAFETY: `p` is a non-null, aligned pointer to this CPU's u64 slot of ERRORS;
+        // per-CPU, so no other CPU writes it.
+        unsafe { *p += 1 };
+    }
+}
+
+/// The result of a map insert, with a failure counted in `ERRORS` slot `slot`.
+#[inline(always)]
+pub fn counted<E: Into<i64>>(r: Result<(), E>, slot: u32) -> Result<(), i64> {
+    r.map_err(|e| {
+        count_error(slot);
+        e.into()
+    })
 }
 
 /// Reserve a `T` in `ring`, or count a drop in `slot`.

@@ -7,10 +7,11 @@
 //! replica's `+FULLRESYNC` (or Valkey's `$ENDOFF`), are told to userspace (`EV_RESYNC`):
 //! they say which fork serves a replica.
 use agent_common::{
-    DROP_HOT, DROP_PROC, EV_RENAME, EV_RESYNC, EV_WRITE, FileKey, FileStat, InodeKey, InodeOwner,
-    IoCounters, IoEvent, NAME_LEN, RESYNC_ENDOFF, RESYNC_FULLRESYNC, RESYNC_NONE, ROLE_CHILD,
-    RenameEvent, SYNC_CALLS, SYNC_EVENT_KINDS, SYNC_FDATASYNC, SYNC_FILE_RANGE, SYNC_FSYNC,
-    TARGET_FILE, TARGET_PIPE, TARGET_SOCKET,
+    DROP_HOT, DROP_PROC, ERR_FILES, ERR_INODE_OWNER, ERR_SYSCALL_START, EV_RENAME, EV_RESYNC,
+    EV_WRITE, FileKey, FileStat, InodeKey, InodeOwner, IoCounters, IoEvent, NAME_LEN,
+    RESYNC_ENDOFF, RESYNC_FULLRESYNC, RESYNC_NONE, ROLE_CHILD, RenameEvent, SYNC_CALLS,
+    SYNC_EVENT_KINDS, SYNC_FDATASYNC, SYNC_FILE_RANGE, SYNC_FSYNC, TARGET_FILE, TARGET_PIPE,
+    TARGET_SOCKET,
 };
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_RB_NO_WAKEUP},
@@ -27,7 +28,7 @@ use crate::{
         FILES, HOT_EVENTS, INODE_OWNER, PROC_EVENTS, SESSIONS, SYSCALL_START, SyscallStart, TRACED,
     },
     off,
-    util::{atomic_add, current_ids, maybe_traced, now_ns, read_field, reserve},
+    util::{atomic_add, counted, current_ids, maybe_traced, now_ns, read_field, reserve},
 };
 
 const S_IFMT: u16 = 0o170000;
@@ -91,7 +92,11 @@ pub fn start_call(tid: u32, fd: u32, buf: u64) {
         // writes it.
         Some(p) => unsafe { *p = start },
         None => {
-            let _ = SYSCALL_START.insert(&tid, &start, BPF_ANY as u64);
+            // A failure loses this call's measurement only (counted).
+            let _ = counted(
+                SYSCALL_START.insert(&tid, &start, BPF_ANY as u64),
+                ERR_SYSCALL_START,
+            );
         }
     }
 }
@@ -263,7 +268,10 @@ pub fn write_done(
     // SAFETY: the reference into the live INODE_OWNER value is only compared, within this
     // run.
     if unsafe { INODE_OWNER.get(&key) } != Some(&owner) {
-        let _ = INODE_OWNER.insert(&key, &owner, BPF_ANY as u64);
+        let _ = counted(
+            INODE_OWNER.insert(&key, &owner, BPF_ANY as u64),
+            ERR_INODE_OWNER,
+        );
     }
     emit_io(EV_WRITE, tgid, tid, session, now, lat, bytes, key, start.fd);
     if session == 0 {
@@ -310,7 +318,7 @@ fn file_row(file: *const u8, session: u32, tgid: u32, key: InodeKey, target: u32
                 let _ =
                     unsafe { bpf_probe_read_kernel_str_bytes(name as *const u8, &mut stat.name) };
             }
-            let _ = FILES.insert(&fkey, &stat, BPF_ANY as u64);
+            let _ = counted(FILES.insert(&fkey, &stat, BPF_ANY as u64), ERR_FILES);
         }
     }
 }

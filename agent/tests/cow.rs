@@ -10,10 +10,17 @@ use common::*;
 const SLACK: u64 = 48;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (serde_json::Value, Trace) {
+    run_with(args, &[], env)
+}
+
+/// `run` with extra `record` arguments (`--events`).
+fn run_with(args: &[&str], record: &[&str], env: &[(&str, &str)]) -> (serde_json::Value, Trace) {
     let dir = TempDir::new("cow");
     let w = Workload::spawn(args);
     let pid = w.pid.to_string();
-    let rec = Recorder::start(dir.path(), &["-p", &pid], env);
+    let mut rec_args = vec!["-p", pid.as_str()];
+    rec_args.extend_from_slice(record);
+    let rec = Recorder::start(dir.path(), &rec_args, env);
     let result = w.go();
     let trace = rec.wait(std::time::Duration::from_secs(60));
     (result, trace)
@@ -177,7 +184,12 @@ fn one_gib_rewrite_totals_exact_even_when_events_drop() {
         ("COWTRACE_HOT_RING_BYTES", "65536"),
         ("COWTRACE_HOT_WAKE_BYTES", "1048576"),
     ];
-    let (r, t) = run(&["--mode", "parent-writes", "--mib", "1024"], &env);
+    // COW events exist only with `--events` (without it the kernel emits none).
+    let (r, t) = run_with(
+        &["--mode", "parent-writes", "--mib", "1024"],
+        &["--events"],
+        &env,
+    );
     let cow = &t.end_of_child(u(&r["children"][0]))["cow"];
     let end = t.end();
     eprintln!(
@@ -193,4 +205,67 @@ fn one_gib_rewrite_totals_exact_even_when_events_drop() {
         u(&end["lost_events"]),
         u(&end["lost_cow_events"]) + u(&end["lost_session_events"])
     );
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn a_full_sessions_map_is_counted_in_end_not_silent() {
+    require_root();
+    // Room for one session only: the parent forks two children that are alive at once,
+    // so the second fork's SESSIONS insert must fail. That loses the session (by
+    // construction), and the `end` line must say so: exactly one failed insert.
+    let env = [("COWTRACE_MAX_ENTRIES", "SESSIONS=1")];
+    let (r, t) = run(
+        &[
+            "--mode",
+            "parent-writes",
+            "--mib",
+            "8",
+            "--pages",
+            "1000",
+            "--children",
+            "2",
+        ],
+        &env,
+    );
+    let end = t.end();
+    eprintln!("SESSIONS=1, two children: end {end}");
+    assert_eq!(r["children"].as_array().map(Vec::len), Some(2));
+    assert_eq!(u(&end["sessions"]), 1, "one session fits: {end}");
+    assert_eq!(
+        u(&end["kernel_errors"]["SESSIONS"]),
+        1,
+        "the second fork's failed insert is counted: {end}"
+    );
+    // Nothing else failed.
+    assert_eq!(
+        end["kernel_errors"].as_object().map(|m| m.len()),
+        Some(1),
+        "{end}"
+    );
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn no_kernel_errors_when_maps_have_room() {
+    require_root();
+    // The same workload with the default sizes: both sessions, no failure, and no
+    // `kernel_errors` field (it is written only when something failed).
+    let (r, t) = run(
+        &[
+            "--mode",
+            "parent-writes",
+            "--mib",
+            "8",
+            "--pages",
+            "1000",
+            "--children",
+            "2",
+        ],
+        &[],
+    );
+    let end = t.end();
+    assert_eq!(r["children"].as_array().map(Vec::len), Some(2));
+    assert_eq!(u(&end["sessions"]), 2, "{end}");
+    assert!(end.get("kernel_errors").is_none(), "{end}");
 }

@@ -423,10 +423,23 @@ fn drops_are_shown() {
         detail_events: 1234,
         session_events: 2,
         decode_errors: 1,
+        kernel_errors: 0,
     };
     let text = draw(&vm, &UiState::default(), 80, 24);
     assert!(
         text.contains("LOST 1234 COW + 2 session events, 1 bad records"),
+        "{text}"
+    );
+    assert!(!text.contains("KERNEL FAILURES"), "{text}");
+    // Kernel-side failures alone light the same red field, and are named.
+    let mut failed = vm.clone();
+    failed.losses = Losses {
+        kernel_errors: 3,
+        ..Losses::default()
+    };
+    let text = draw(&failed, &UiState::default(), 120, 24);
+    assert!(
+        text.contains("LOST 0 COW + 0 session events, 0 bad records, 3 KERNEL FAILURES (maps full)"),
         "{text}"
     );
     assert!(!text.contains("lost events 0"));

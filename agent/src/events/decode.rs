@@ -105,7 +105,11 @@ pub fn decode_proc(bytes: &[u8]) -> Result<ProcMsg, DecodeError> {
     if kind_of(bytes, WHAT)? == EV_RENAME {
         return Ok(ProcMsg::Rename(read_pod(bytes, "rename event")?));
     }
-    let ev: ProcEvent = read_pod(bytes, WHAT)?;
+    let mut ev: ProcEvent = read_pod(bytes, WHAT)?;
+    // The kernel's counters leave the 4 KiB copies out of `copy_bytes`.
+    ev.cow_proc = ev.cow_proc.with_4k_bytes();
+    ev.cow_parent = ev.cow_parent.with_4k_bytes();
+    ev.cow_child = ev.cow_child.with_4k_bytes();
     Ok(match ev.kind {
         EV_FORK => ProcMsg::Fork(ev),
         EV_FORK_RET => ProcMsg::ForkRet(ev),
@@ -211,6 +215,8 @@ mod tests {
                 (kind, 42, 7, 123, 456)
             );
             assert_eq!(ev.cow_proc.copies_4k, 2);
+            // Decoding adds the 4 KiB copies' bytes, which the kernel leaves out.
+            assert_eq!(ev.cow_proc.copy_bytes, 2 * 4096);
             assert_eq!(ev.cow_child.copy_bytes, 8192);
         }
     }

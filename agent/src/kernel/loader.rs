@@ -102,6 +102,11 @@ pub struct LoadOptions {
     pub proc_ring_bytes: Option<u32>,
     /// Which paths the measurements of `hooks.rs` may take (`COWTRACE_HOOKS`).
     pub hooks: Policy,
+    /// Emit an event per COW copy (`record --events`, the only output that reads them);
+    /// when false the fault path does no ring-buffer work at all.
+    pub emit_cow: bool,
+    /// Kernel hash maps sized other than their declaration (`COWTRACE_MAX_ENTRIES`).
+    pub max_entries: Vec<(&'static str, u32)>,
 }
 
 impl Default for LoadOptions {
@@ -112,6 +117,8 @@ impl Default for LoadOptions {
             hot_wake_bytes: None,
             proc_ring_bytes: None,
             hooks: Policy::Auto,
+            emit_cow: false,
+            max_entries: Vec::new(),
         }
     }
 }
@@ -233,14 +240,20 @@ pub fn load_with(
     ensure_tracefs()?;
     let agent_tgid = std::process::id();
     let auto = u32::from(opts.auto_redis);
+    let emit_cow = u32::from(opts.emit_cow);
     let wake = opts
         .hot_wake_bytes
         .unwrap_or(u64::from(opts.hot_ring_bytes / 2));
-    let mut ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    for &(map, n) in &opts.max_entries {
+        loader.map_max_entries(map, n);
+    }
+    let mut ebpf = loader
         .btf(Some(btf))
         .override_global("AGENT_TGID", &agent_tgid, true)
         .override_global("AUTO_REDIS", &auto, true)
         .override_global("HOT_WAKE_BYTES", &wake, true)
+        .override_global("EMIT_COW", &emit_cow, true)
         .override_global("OFFSETS", &offsets, true)
         .map_max_entries("HOT_EVENTS", opts.hot_ring_bytes)
         .map_max_entries(

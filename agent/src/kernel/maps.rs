@@ -2,10 +2,10 @@
 //! operations: adding a root, reading a session's counters, taking a session's file
 //! rows, the drop counters, occupancy, and reaping ended sessions (`events::reap` plans,
 //! this applies). Every fallible call names the map in its error.
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use agent_common::{
-    DROP_HOT, DROP_PROC, FileKey, FileStat, MAYBE_TRACED_SLOTS, ROLE_CHILD, ROLE_ROOT,
+    DROP_HOT, DROP_PROC, ERROR_NAMES, FileKey, FileStat, MAYBE_TRACED_SLOTS, ROLE_CHILD, ROLE_ROOT,
     SessionState, TracedProc,
 };
 use aya::{
@@ -48,6 +48,8 @@ pub struct KernelMaps {
     prev: BpfHashMap<MapData, u32, u32>,
     files: BpfHashMap<MapData, FileKey, FileStat>,
     drops: PerCpuArray<MapData, u64>,
+    /// Failed map inserts by kind (`ERRORS`, index `ERR_*`).
+    errors: PerCpuArray<MapData, u64>,
     maybe_traced: Array<MapData, u8>,
 }
 
@@ -56,6 +58,25 @@ fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoadError {
         name,
         source: Box::new(source),
     }
+}
+
+/// The `ERRORS` slots (summed over CPUs, index `ERR_*`) by map name, the zero ones left
+/// out (pure: unit-tested).
+pub fn error_counts(per_slot: &[u64]) -> BTreeMap<String, u64> {
+    ERROR_NAMES
+        .iter()
+        .zip(per_slot)
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, n)| ((*name).to_string(), *n))
+        .collect()
+}
+
+/// A `SESSIONS` value as the kernel keeps it, with the 4 KiB copies' bytes added (the
+/// kernel leaves them out of `copy_bytes`, `CowCounters::with_4k_bytes`).
+fn whole_session(mut s: SessionState) -> SessionState {
+    s.parent = s.parent.with_4k_bytes();
+    s.child = s.child.with_4k_bytes();
+    s
 }
 
 /// Take map `name` out of the loaded object as its typed handle `T`.
@@ -76,6 +97,7 @@ impl KernelMaps {
             prev: take(ebpf, "SESSION_PREV")?,
             files: take(ebpf, "FILES")?,
             drops: take(ebpf, "DROPS")?,
+            errors: take(ebpf, "ERRORS")?,
             maybe_traced: take(ebpf, "MAYBE_TRACED")?,
         };
         let rings = Rings {
@@ -144,17 +166,24 @@ impl KernelMaps {
 
     /// A traced process's entry (its process totals), if it is still there.
     pub fn traced(&self, tgid: u32) -> Option<TracedProc> {
-        self.traced.get(&tgid, 0).ok()
+        self.traced.get(&tgid, 0).ok().map(|mut t| {
+            t.total = t.total.with_4k_bytes();
+            t
+        })
     }
 
     /// A session child's entry (its exact counters), if it is still there.
     pub fn session(&self, child: u32) -> Option<SessionState> {
-        self.sessions.get(&child, 0).ok()
+        self.sessions.get(&child, 0).ok().map(whole_session)
     }
 
     /// Every session entry now.
     pub fn sessions(&self) -> Vec<(u32, SessionState)> {
-        self.sessions.iter().filter_map(Result::ok).collect()
+        self.sessions
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k, whole_session(v)))
+            .collect()
     }
 
     /// Remove and return the `FILES` rows of `session`, one per inode.
@@ -183,6 +212,19 @@ impl KernelMaps {
             detail: sum(DROP_HOT),
             session: sum(DROP_PROC),
         }
+    }
+
+    /// Kernel-side failures so far, summed over CPUs, by map name (non-zero only).
+    pub fn kernel_errors(&self) -> BTreeMap<String, u64> {
+        let per_slot: Vec<u64> = (0..ERROR_NAMES.len() as u32)
+            .map(|i| {
+                self.errors
+                    .get(&i, 0)
+                    .map(|v| v.iter().sum::<u64>())
+                    .unwrap_or(0)
+            })
+            .collect();
+        error_counts(&per_slot)
     }
 
     /// Entries in the kernel's bounded maps now (leak checks, soak).
@@ -270,6 +312,21 @@ pub fn file_rows(rows: Vec<(FileKey, FileStat)>) -> Vec<KernelFile> {
 
 #[cfg(test)]
 mod tests {
+    use agent_common::{ERR_PENDING, ERR_SESSIONS, ERR_SLOTS};
+
+    #[test]
+    fn error_counts_name_the_maps_that_failed_and_only_those() {
+        let mut slots = vec![0u64; ERR_SLOTS as usize];
+        assert!(error_counts(&slots).is_empty());
+        slots[ERR_SESSIONS as usize] = 2;
+        slots[ERR_PENDING as usize] = 5;
+        let c = error_counts(&slots);
+        assert_eq!(
+            c.into_iter().collect::<Vec<_>>(),
+            vec![("PENDING".to_string(), 5), ("SESSIONS".to_string(), 2)]
+        );
+    }
+
     use super::*;
 
     fn row(session: u32, ino: u64, name: &str, bytes: u64) -> (FileKey, FileStat) {

@@ -122,7 +122,27 @@ pub fn summary(kept: &KeptEnds, end: &End) -> String {
     } else {
         s.push_str("  lost events: 0\n");
     }
+    if let Some(t) = kernel_errors_text(end) {
+        s.push_str(&format!("  {t}\n"));
+    }
     s
+}
+
+/// The kernel-side failures of a run in words, or None when there were none.
+pub fn kernel_errors_text(end: &End) -> Option<String> {
+    if end.kernel_errors.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = end
+        .kernel_errors
+        .iter()
+        .map(|(map, n)| format!("{map} {n}"))
+        .collect();
+    Some(format!(
+        "KERNEL-SIDE FAILURES: {} failed map insert(s) ({}): a full map lost sessions, processes or measurements, so totals may be low; raise the map's size or trace fewer processes",
+        end.kernel_errors_total(),
+        each.join(", ")
+    ))
 }
 
 /// One histogram with its name and quantiles, for the end of a `watch` run.
@@ -214,6 +234,7 @@ mod tests {
             reason: "duration".into(),
             maps: Default::default(),
             agent_max_rss_bytes: None,
+            kernel_errors: Default::default(),
         };
         let mut one = KeptEnds::default();
         one.push(end_rec());
@@ -254,6 +275,15 @@ mod tests {
         end.lost_events = 5;
         end.lost_detail_events = 5;
         assert!(summary(&KeptEnds::default(), &end).contains("LOST EVENTS: 5 COW"));
+        assert!(!summary(&KeptEnds::default(), &end).contains("KERNEL-SIDE"));
+        end.kernel_errors.insert("SESSIONS".into(), 3);
+        end.kernel_errors.insert("PENDING".into(), 1);
+        assert!(
+            summary(&KeptEnds::default(), &end)
+                .contains("KERNEL-SIDE FAILURES: 4 failed map insert(s) (PENDING 1, SESSIONS 3)"),
+            "{}",
+            summary(&KeptEnds::default(), &end)
+        );
     }
 
     #[test]

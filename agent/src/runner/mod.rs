@@ -151,6 +151,7 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     let t0 = std::time::Instant::now();
     let mut opts = LoadOptions {
         auto_redis: !pid_mode,
+        emit_cow: cfg.events,
         ..Default::default()
     };
     EnvOverrides::from_env()?.apply(&mut opts);

@@ -17,6 +17,23 @@ pub const PROC_RING_BYTES: &str = "COWTRACE_PROC_RING_BYTES";
 /// `COWTRACE_HOT_WAKE_BYTES`: the detail ring's fill level that forces a wakeup (above
 /// the ring's size, only the 100 ms timer drains it).
 pub const HOT_WAKE_BYTES: &str = "COWTRACE_HOT_WAKE_BYTES";
+/// `COWTRACE_MAX_ENTRIES`: `MAP=N[,MAP=N...]`, the size of kernel hash maps (the tests
+/// make a map too small on purpose, to prove that a full map is counted, not silent).
+pub const MAX_ENTRIES: &str = "COWTRACE_MAX_ENTRIES";
+
+/// The kernel maps whose size `COWTRACE_MAX_ENTRIES` may set (agent-ebpf `maps.rs`).
+pub const SIZABLE_MAPS: [&str; 10] = [
+    "TRACED",
+    "SESSIONS",
+    "SESSION_PREV",
+    "PENDING",
+    "DAEMON_GATE",
+    "FORK_START",
+    "SYSCALL_START",
+    "FILES",
+    "INODE_OWNER",
+    "RQ_START",
+];
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum OptionError {
@@ -32,6 +49,11 @@ pub enum OptionError {
         "{HOOKS_ENV}={0:?}: must be `auto` (the fentry path where the kernel allows it) or `tracepoint`"
     )]
     BadHooks(String),
+    #[error(
+        "{MAX_ENTRIES}={0:?}: must be MAP=N[,MAP=N...] with N at least 1 and MAP one of {maps}",
+        maps = SIZABLE_MAPS.join(", ")
+    )]
+    BadMaxEntries(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,6 +64,8 @@ pub struct EnvOverrides {
     /// `COWTRACE_HOOKS`: `tracepoint` forces the tracepoint path of every measurement
     /// that has a fentry path too (kernel/hooks.rs).
     pub hooks: Option<Policy>,
+    /// `COWTRACE_MAX_ENTRIES`: (map, entries) pairs.
+    pub max_entries: Vec<(&'static str, u32)>,
 }
 
 const RING_WANT: &str = "a power of two of at least 4096";
@@ -68,6 +92,28 @@ fn ring(name: &'static str, value: Option<String>) -> Result<Option<u32>, Option
     }
 }
 
+/// `MAP=N[,MAP=N...]` of `COWTRACE_MAX_ENTRIES`, each MAP one of `SIZABLE_MAPS`.
+fn max_entries(value: Option<String>) -> Result<Vec<(&'static str, u32)>, OptionError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let bad = || OptionError::BadMaxEntries(value.clone());
+    value
+        .split(',')
+        .map(|pair| {
+            let (name, n) = pair.trim().split_once('=').ok_or_else(bad)?;
+            let map = SIZABLE_MAPS
+                .iter()
+                .find(|m| **m == name.trim())
+                .ok_or_else(bad)?;
+            match n.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => Ok((*map, n)),
+                _ => Err(bad()),
+            }
+        })
+        .collect()
+}
+
 impl EnvOverrides {
     pub fn from_env() -> Result<Self, OptionError> {
         Self::parse(|k| std::env::var(k).ok())
@@ -83,6 +129,7 @@ impl EnvOverrides {
                 None => None,
                 Some(v) => Some(Policy::parse(&v).ok_or(OptionError::BadHooks(v))?),
             },
+            max_entries: max_entries(get(MAX_ENTRIES))?,
         })
     }
 
@@ -95,6 +142,7 @@ impl EnvOverrides {
         if let Some(h) = self.hooks {
             opts.hooks = h;
         }
+        opts.max_entries.extend_from_slice(&self.max_entries);
     }
 }
 
@@ -144,6 +192,20 @@ mod tests {
             parse(&[(HOOKS_ENV, "kprobe")]).unwrap_err().to_string(),
             "COWTRACE_HOOKS=\"kprobe\": must be `auto` (the fentry path where the kernel allows it) or `tracepoint`"
         );
+    }
+
+    #[test]
+    fn max_entries_parse_and_apply() {
+        let o = parse(&[(MAX_ENTRIES, "SESSIONS=1, TRACED=64")]).unwrap();
+        assert_eq!(o.max_entries, vec![("SESSIONS", 1), ("TRACED", 64)]);
+        let mut opts = LoadOptions::default();
+        o.apply(&mut opts);
+        assert_eq!(opts.max_entries, vec![("SESSIONS", 1), ("TRACED", 64)]);
+        for bad in ["SESSIONS", "SESSIONS=0", "NOPE=4", "HOT_EVENTS=4096", "TRACED=x"] {
+            let e = parse(&[(MAX_ENTRIES, bad)]).unwrap_err();
+            assert_eq!(e, OptionError::BadMaxEntries(bad.to_string()));
+            assert!(e.to_string().contains("MAP=N"), "{e}");
+        }
     }
 
     #[test]

@@ -572,6 +572,7 @@ impl State {
             detail_events: detail,
             session_events: session,
             decode_errors: self.decode_errors,
+            kernel_errors: self.maps.kernel_errors().values().sum(),
         }
     }
 
@@ -592,6 +593,7 @@ impl State {
                 rss_bytes: procfs::rss_bytes(std::process::id()).unwrap_or(0),
                 lost_events: detail + session,
                 decode_errors: self.decode_errors,
+                kernel_errors: self.maps.kernel_errors().into_iter().collect(),
                 maps: vec![
                     ("traced".into(), o.traced),
                     ("sessions".into(), o.sessions),
@@ -695,6 +697,7 @@ impl State {
             reason: reason.as_str().to_string(),
             maps: self.maps.occupancy(),
             agent_max_rss_bytes: procfs::max_rss_bytes(std::process::id()),
+            kernel_errors: self.maps.kernel_errors(),
         };
         if let Output::Trace(w) = &mut self.output {
             w.write(&Record::End(end.clone()))?;

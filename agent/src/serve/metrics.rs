@@ -106,6 +106,7 @@ pub struct Metrics {
     pub agent_cpu: Counter<f64, AtomicU64>,
     pub agent_rss: Gauge,
     pub map_entries: Family<MapName, Gauge>,
+    pub kernel_errors: Family<MapName, Counter>,
 }
 
 impl Metrics {
@@ -139,6 +140,7 @@ impl Metrics {
             agent_cpu: Counter::default(),
             agent_rss: Gauge::default(),
             map_entries: Family::default(),
+            kernel_errors: Family::default(),
         };
         let mut r = Registry::with_prefix("cowtrace");
         let b = Unit::Bytes;
@@ -297,6 +299,11 @@ impl Metrics {
             "map_entries",
             "Entries in cowtrace's kernel maps",
             m.map_entries.clone(),
+        );
+        r.register(
+            "kernel_errors",
+            "Failed inserts into cowtrace's kernel maps (a full map loses sessions or processes)",
+            m.kernel_errors.clone(),
         );
         (m, r)
     }

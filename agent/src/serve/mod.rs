@@ -38,6 +38,8 @@ pub struct AgentFigures {
     pub rss_bytes: u64,
     pub lost_events: u64,
     pub decode_errors: u64,
+    /// Kernel-side failures so far (failed map inserts), by map name.
+    pub kernel_errors: Vec<(String, u64)>,
     /// Entries of each kernel map.
     pub maps: Vec<(String, u64)>,
 }
@@ -316,6 +318,17 @@ impl Exporter {
             .inc_by(a.lost_events.saturating_sub(self.seen.lost_events));
         m.decode_errors
             .inc_by(a.decode_errors.saturating_sub(self.seen.decode_errors));
+        for (name, n) in &a.kernel_errors {
+            let before = self
+                .seen
+                .kernel_errors
+                .iter()
+                .find(|(s, _)| s == name)
+                .map_or(0, |(_, v)| *v);
+            m.kernel_errors
+                .get_or_create(&MapName { map: name.clone() })
+                .inc_by(n.saturating_sub(before));
+        }
         for (name, n) in &a.maps {
             m.map_entries
                 .get_or_create(&MapName { map: name.clone() })
@@ -534,6 +547,7 @@ mod tests {
             rss_bytes: 30 << 20,
             lost_events: 4,
             decode_errors: 0,
+            kernel_errors: vec![("SESSIONS".into(), 1)],
             maps: vec![("traced".into(), 3)],
         });
         x.on_agent(AgentFigures {
@@ -541,6 +555,7 @@ mod tests {
             rss_bytes: 31 << 20,
             lost_events: 6,
             decode_errors: 0,
+            kernel_errors: vec![("SESSIONS".into(), 3)],
             maps: vec![("traced".into(), 2)],
         });
         let t = metrics::openmetrics(&r);
@@ -551,6 +566,10 @@ mod tests {
             f64::from(31u32 << 20)
         );
         assert_eq!(value(&t, "cowtrace_map_entries{map=\"traced\"}"), 2.0);
+        assert_eq!(
+            value(&t, "cowtrace_kernel_errors_total{map=\"SESSIONS\"}"),
+            3.0
+        );
     }
 }
 

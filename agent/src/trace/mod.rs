@@ -311,6 +311,8 @@ mod tests {
                     files: 3,
                 },
                 agent_max_rss_bytes: Some(25 << 20),
+                // Round-trips the additive field (absent when empty).
+                kernel_errors: [("SESSIONS".to_string(), 2)].into(),
             }),
         ]
     }

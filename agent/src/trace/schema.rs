@@ -9,6 +9,8 @@
 //! `session` number, a process's `pid`) is required.
 //!
 //! This module is the bottom of the agent's layers: it imports nothing from the crate.
+use std::collections::BTreeMap;
+
 use agent_common::CowCounters;
 use serde::{Deserialize, Serialize};
 
@@ -462,6 +464,19 @@ pub struct End {
     pub maps: MapOccupancy,
     /// The agent's peak RSS (VmHWM).
     pub agent_max_rss_bytes: Option<u64>,
+    /// Kernel-side failures by kind, only those that happened: failed inserts into a
+    /// kernel map, by map name (`SESSIONS`: a fork that is no session; `TRACED`: a
+    /// process not traced; `PENDING`: copies not counted). Absent when there were none
+    /// (and in traces older than it).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub kernel_errors: BTreeMap<String, u64>,
+}
+
+impl End {
+    /// Every kernel-side failure of the run.
+    pub fn kernel_errors_total(&self) -> u64 {
+        self.kernel_errors.values().sum()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

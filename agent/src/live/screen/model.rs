@@ -43,11 +43,14 @@ pub struct Losses {
     pub detail_events: u64,
     pub session_events: u64,
     pub decode_errors: u64,
+    /// Kernel-side failures (failed map inserts, `end.kernel_errors`): unlike lost
+    /// events, these can lose a session or a process, totals included.
+    pub kernel_errors: u64,
 }
 
 impl Losses {
     pub fn any(&self) -> bool {
-        self.detail_events + self.session_events + self.decode_errors > 0
+        self.detail_events + self.session_events + self.decode_errors + self.kernel_errors > 0
     }
 }
 

@@ -349,8 +349,15 @@ fn render_footer(frame: &mut Frame, area: Rect, vm: &ViewModel) {
     let lost = if l.any() {
         Span::styled(
             format!(
-                " LOST {} COW + {} session events, {} bad records ",
-                l.detail_events, l.session_events, l.decode_errors
+                " LOST {} COW + {} session events, {} bad records{} ",
+                l.detail_events,
+                l.session_events,
+                l.decode_errors,
+                if l.kernel_errors > 0 {
+                    format!(", {} KERNEL FAILURES (maps full)", l.kernel_errors)
+                } else {
+                    String::new()
+                }
             ),
             Style::new()
                 .fg(Color::White)
