@@ -24,6 +24,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    attrib,
     maps::{AGENT_TGID, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSION_PREV, SESSIONS, TRACED},
     util::{atomic_add, count_drop, current_ids, global, maybe_traced, now_ns},
 };
@@ -215,6 +216,9 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
         // SAFETY: `session_counters` returns only non-null pointers into a live SESSIONS
         // value.
         unsafe { charge(c, zero, order, bytes) };
+    }
+    if !zero && p.child_side == 0 && p.session != 0 {
+        attrib::charge_parent_copy(p.session, p.tgid, tid, p.addr);
     }
     let mut flags = if p.child_side != 0 { COW_FLAG_CHILD } else { 0 };
     if zero {

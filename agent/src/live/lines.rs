@@ -288,6 +288,8 @@ pub(crate) mod tests {
             aof: None,
             sent: None,
             replication: None,
+            causes: None,
+            regions: None,
         }
     }
 
@@ -384,6 +386,8 @@ pub(crate) mod tests {
             oom_kill: None,
             projection_check: None,
             aof: None,
+            causes: None,
+            regions: None,
             sent: None,
             replication: None,
             ..end_rec()

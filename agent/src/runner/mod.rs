@@ -168,6 +168,7 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
         pid_mode,
         cfg.timestamps,
     );
+    st.causes = Some(crate::kernel::causes::CauseProbes::new(ebpf));
     st.adopt_running(running);
     start::announce(&mut st, &roots, cfg.interval, attach_ms, &paths)?;
     let mut session_fd = register(rings.session)?;
@@ -231,6 +232,6 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
         start::print_summary(&st, &end);
     }
     detaching.wait();
-    drop(ebpf);
+    drop(st);
     Ok(end)
 }

@@ -407,6 +407,8 @@ mod tests {
             aof: None,
             sent: None,
             replication: None,
+            causes: None,
+            regions: None,
         }
     }
 

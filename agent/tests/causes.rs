@@ -1,0 +1,192 @@
+//! COW by cause and by region (issue 15), against a real redis-server whose writes
+//! during the save are known by construction. Root; run with
+//! `cargo test -p agent --test causes -- --ignored --test-threads=1`.
+mod common;
+
+use std::{process::Command, time::Duration};
+
+use common::*;
+use serde_json::Value;
+
+/// The share (percent) of `cause` in a session's `causes`, and the whole split.
+fn share(e: &Value, cause: &str) -> f64 {
+    let c = &e["causes"];
+    assert!(c.is_object(), "session_end has no causes: {e}");
+    let rows = c["by_cause"].as_array().expect("by_cause");
+    let sum: u64 = rows.iter().map(|r| u(&r["copies"])).sum();
+    assert_eq!(sum, u(&c["copies"]), "the split adds up: {c}");
+    assert_eq!(
+        rows.last().unwrap()["cause"],
+        "other",
+        "other is always last: {c}"
+    );
+    rows.iter()
+        .find(|r| r["cause"] == cause)
+        .map_or(0.0, |r| r["share_pct"].as_f64().unwrap())
+}
+
+/// A save stretched by `rdb-key-save-delay` while `load` runs, recorded.
+fn recorded_save(redis: &Redis, load: impl FnOnce()) -> Value {
+    let dir = TempDir::new("causes");
+    let pid = redis.pid().to_string();
+    let rec = Recorder::start(dir.path(), &["-p", &pid], &[]);
+    redis.bgsave();
+    // The probes are attached when the agent sees the fork: give it that moment.
+    std::thread::sleep(Duration::from_millis(500));
+    load();
+    redis.wait_bgsave();
+    std::thread::sleep(Duration::from_millis(300));
+    let trace = rec.stop();
+    let e = trace.end_of_child(redis.save_pid()).clone();
+    eprintln!("causes: {}\nregions: {}", e["causes"], e["regions"]);
+    assert!(
+        u(&e["causes"]["copies"]) > 1000,
+        "the load must have made the parent copy: {}",
+        e["causes"]
+    );
+    e
+}
+
+#[test]
+#[ignore = "root: loads BPF programs and runs redis-server"]
+fn set_copies_are_charged_to_set() {
+    require_root();
+    let redis = Redis::start(&["--rdb-key-save-delay", "30"]);
+    redis.fill(100_000, 150);
+    let e = recorded_save(&redis, || redis.run_sets(100_000, 100_000, 150));
+    let s = share(&e, "SET");
+    assert!(s >= 95.0, "SET's share {s:.1}% < 95%: {}", e["causes"]);
+    // The parent's copies are in its writable mappings (heap and jemalloc's arenas).
+    let rows = e["regions"]["rows"].as_array().expect("regions");
+    let data: u64 = rows
+        .iter()
+        .filter(|r| r["kind"] == "heap" || r["kind"] == "anonymous")
+        .map(|r| u(&r["copies"]))
+        .sum();
+    assert!(
+        data as f64 >= 0.95 * u(&e["regions"]["copies"]) as f64,
+        "heap and anonymous rows hold the data: {}",
+        e["regions"]
+    );
+}
+
+#[test]
+#[ignore = "root: loads BPF programs and runs redis-server"]
+fn hset_copies_are_charged_to_hset() {
+    require_root();
+    let redis = Redis::start(&["--rdb-key-save-delay", "30"]);
+    let hsets = |n: u64| {
+        let st = Command::new("redis-benchmark")
+            .arg("-s")
+            .arg(&redis.sock)
+            .args(["-P", "16", "-q", "-r", "100000", "-n", &n.to_string()])
+            .args([
+                "HSET",
+                "h:__rand_int__",
+                "f",
+                "__rand_int__xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            ])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("redis-benchmark");
+        assert!(st.success());
+    };
+    hsets(200_000);
+    let e = recorded_save(&redis, || hsets(100_000));
+    let s = share(&e, "HSET");
+    assert!(s >= 95.0, "HSET's share {s:.1}% < 95%: {}", e["causes"]);
+}
+
+#[test]
+#[ignore = "root: loads BPF programs and runs redis-server"]
+fn expiring_keys_are_charged_to_expiry() {
+    require_root();
+    let redis = Redis::start(&["--rdb-key-save-delay", "40", "--hz", "100"]);
+    let st = Command::new("redis-benchmark")
+        .arg("-s")
+        .arg(&redis.sock)
+        .args(["-P", "16", "-q", "-r", "100000", "-n", "100000"])
+        .args([
+            "SET",
+            "k:__rand_int__",
+            "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv",
+            "PX",
+            "2500",
+        ])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("redis-benchmark");
+    assert!(st.success());
+    // No client writes during the save: the keys expire in it.
+    let e = recorded_save(&redis, || {
+        let t0 = std::time::Instant::now();
+        while redis.cli(&["DBSIZE"]).trim() != "0" {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "keys did not expire"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    assert_eq!(
+        redis
+            .info_field("persistence", "rdb_last_bgsave_status")
+            .as_deref(),
+        Some("ok")
+    );
+    let s = share(&e, "expiry");
+    assert!(s >= 90.0, "expiry's share {s:.1}% < 90%: {}", e["causes"]);
+}
+
+#[test]
+#[ignore = "root: loads BPF programs and runs redis-server"]
+fn a_server_without_symbols_charges_other_with_a_note() {
+    require_root();
+    // A copy of redis-server whose exported names of commands and loop functions are
+    // renamed in place (same length), as if built without -rdynamic: nothing to probe.
+    let dir = TempDir::new("nosyms");
+    let mut bin = std::fs::read("/usr/bin/redis-server").expect("read /usr/bin/redis-server");
+    for (from, to) in [
+        (&b"Command\0"[..], &b"Cxmmand\0"[..]),
+        (b"beforeSleep\0", b"beforeSlexp\0"),
+        (b"serverCron\0", b"serverCrxn\0"),
+        (b"activeExpireCycle\0", b"activeExpireCyclx\0"),
+    ] {
+        let mut n = 0;
+        let mut i = 0;
+        while let Some(p) = bin[i..].windows(from.len()).position(|w| w == from) {
+            bin[i + p..i + p + to.len()].copy_from_slice(to);
+            i += p + to.len();
+            n += 1;
+        }
+        assert!(
+            n > 0,
+            "no {:?} in redis-server",
+            String::from_utf8_lossy(from)
+        );
+    }
+    let path = dir.path().join("redis-server");
+    std::fs::write(&path, &bin).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("setCommand"),
+        "setCommand is still exported"
+    );
+    let redis = Redis::start_binary(&path, &["--rdb-key-save-delay", "30"]);
+    redis.fill(50_000, 150);
+    let e = recorded_save(&redis, || redis.run_sets(50_000, 50_000, 150));
+    let note = e["causes"]["note"].as_str().unwrap_or("");
+    assert!(note.contains("commands cannot be named"), "note: {note}");
+    let s = share(&e, "other");
+    assert!(s >= 95.0, "other's share {s:.1}%: {}", e["causes"]);
+    assert!(
+        u(&e["cow"]["parent_pages"]) > 1000,
+        "COW still counted: {}",
+        e["cow"]
+    );
+}
