@@ -93,8 +93,9 @@ pub fn cause_enter(ctx: ProbeContext) -> u32 {
     // SAFETY: this thread's non-null THREAD_CAUSE value, written only by this thread.
     unsafe {
         let d = (*t).depth as usize;
-        if d < (*t).stack.len() {
-            (*t).stack[d] = (*t).cur;
+        let cur = (*t).cur;
+        if let Some(slot) = (*t).stack.get_mut(d) {
+            *slot = cur;
             (*t).depth = d as u32 + 1;
         }
         (*t).cur = cause;
@@ -111,8 +112,8 @@ pub fn cause_leave(_ctx: RetProbeContext) -> u32 {
         // SAFETY: this thread's non-null THREAD_CAUSE value, written only by this thread.
         unsafe {
             let d = (*t).depth as usize;
-            if d > 0 && d <= (*t).stack.len() {
-                (*t).cur = (*t).stack[d - 1];
+            if let Some(&prev) = d.checked_sub(1).and_then(|i| (*t).stack.get(i)) {
+                (*t).cur = prev;
                 (*t).depth = d as u32 - 1;
             }
         }
@@ -154,34 +155,27 @@ fn region(session: u32, addr: u64) -> u32 {
     let Some(t) = (unsafe { REGIONS.get(&session) }) else {
         return REGION_UNKNOWN;
     };
-    let n = t.n as usize;
-    if n > REGION_ROWS {
-        return REGION_UNMAPPED;
-    }
-    // The last row whose start is <= addr: binary search over [lo, hi).
+    let n = (t.n as usize).min(REGION_ROWS);
+    // The last row whose start is <= addr: binary search over [lo, hi). `get` rather
+    // than indexing: a bounds panic would leave code the verifier refuses.
     let (mut lo, mut hi) = (0usize, n);
     for _ in 0..SEARCH_STEPS {
         if lo >= hi {
             break;
         }
         let mid = (lo + hi) / 2;
-        if mid >= REGION_ROWS {
-            break;
-        }
-        if t.start[mid] <= addr {
-            lo = mid + 1;
-        } else {
-            hi = mid;
+        match t.start.get(mid) {
+            Some(&s) if s <= addr => lo = mid + 1,
+            Some(_) => hi = mid,
+            None => break,
         }
     }
-    if lo == 0 || lo > REGION_ROWS {
-        return REGION_UNMAPPED;
-    }
-    let row = lo - 1;
-    if addr < t.end[row] {
-        row as u32
-    } else {
-        REGION_UNMAPPED
+    match lo
+        .checked_sub(1)
+        .and_then(|row| t.end.get(row).map(|&e| (row, e)))
+    {
+        Some((row, end)) if addr < end => row as u32,
+        _ => REGION_UNMAPPED,
     }
 }
 
