@@ -92,11 +92,10 @@ pub fn cause_enter(ctx: ProbeContext) -> u32 {
     };
     // SAFETY: this thread's non-null THREAD_CAUSE value, written only by this thread.
     unsafe {
-        let d = (*t).depth as usize;
-        let cur = (*t).cur;
-        if let Some(slot) = (*t).stack.get_mut(d) {
-            *slot = cur;
-            (*t).depth = d as u32 + 1;
+        let d = (*t).depth;
+        if let Some(slot) = slot((*t).depth, &mut (*t).stack) {
+            *slot = (*t).cur;
+            (*t).depth = d + 1;
         }
         (*t).cur = cause;
     }
@@ -111,14 +110,30 @@ pub fn cause_leave(_ctx: RetProbeContext) -> u32 {
     if let Some(t) = THREAD_CAUSE.get_ptr_mut(&tid) {
         // SAFETY: this thread's non-null THREAD_CAUSE value, written only by this thread.
         unsafe {
-            let d = (*t).depth as usize;
-            if let Some(&prev) = d.checked_sub(1).and_then(|i| (*t).stack.get(i)) {
-                (*t).cur = prev;
-                (*t).depth = d as u32 - 1;
+            let d = (*t).depth;
+            if d > 0
+                && let Some(prev) = slot(d - 1, &mut (*t).stack)
+            {
+                (*t).cur = *prev;
+                (*t).depth = d - 1;
             }
         }
     }
     0
+}
+
+/// Slot `i` of a cause stack, by constant index: a computed index into a map value
+/// lost its bounds check to the compiler ("R3 unbounded memory access" from the verifier).
+#[inline(always)]
+fn slot(i: u32, stack: &mut [u32; 4]) -> Option<&mut u32> {
+    let [a, b, c, d] = stack;
+    match i {
+        0 => Some(a),
+        1 => Some(b),
+        2 => Some(c),
+        3 => Some(d),
+        _ => None,
+    }
 }
 
 #[inline(always)]

@@ -53,8 +53,17 @@ struct Session {
 const PROGRAMS: [&str; 4] = ["cause_command", "cause_loop", "cause_enter", "cause_leave"];
 
 impl CauseProbes {
-    /// Load (not attach) the cause programs of `ebpf`. A refusal only disables causes.
-    pub fn new(mut ebpf: Ebpf) -> Self {
+    /// Load (not attach) the cause programs of `ebpf`. A refusal only disables causes;
+    /// `off` says why they are turned off on purpose.
+    pub fn new(mut ebpf: Ebpf, off: Option<&str>) -> Self {
+        if let Some(why) = off {
+            return Self {
+                ebpf,
+                disabled: Some(why.to_string()),
+                servers: HashMap::new(),
+                sessions: HashMap::new(),
+            };
+        }
         let mut disabled = None;
         for name in PROGRAMS {
             let r = match ebpf.program_mut(name).map(<&mut UProbe>::try_from) {
@@ -64,7 +73,20 @@ impl CauseProbes {
             };
             if let Err(e) = r {
                 log::warn!("cause probes disabled: program `{name}` failed to load: {e}");
-                disabled = Some(format!("the uprobe program `{name}` failed to load: {e}"));
+                // The verifier's whole log is in the warning; the trace's note keeps its
+                // first line and its verdict (the last line before the statistics).
+                let first = e.lines().next().unwrap_or_default();
+                let verdict = e
+                    .lines()
+                    .map(str::trim)
+                    .take_while(|l| !l.starts_with("verification time"))
+                    .filter(|l| !l.is_empty())
+                    .last()
+                    .filter(|l| *l != first)
+                    .map_or(String::new(), |l| format!(": {l}"));
+                disabled = Some(format!(
+                    "the uprobe program `{name}` failed to load: {first}{verdict}"
+                ));
                 break;
             }
         }
