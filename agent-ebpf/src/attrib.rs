@@ -122,18 +122,17 @@ pub fn cause_leave(_ctx: RetProbeContext) -> u32 {
     0
 }
 
-/// Slot `i` of a cause stack, by constant index: a computed index into a map value
-/// lost its bounds check to the compiler ("R3 unbounded memory access" from the verifier).
+/// Slot `i` of a cause stack. The index is masked after a volatile read: LLVM turned
+/// both a bounds check and a `match` into an index whose bound the verifier could not
+/// see ("R3 unbounded memory access").
 #[inline(always)]
 fn slot(i: u32, stack: &mut [u32; 4]) -> Option<&mut u32> {
-    let [a, b, c, d] = stack;
-    match i {
-        0 => Some(a),
-        1 => Some(b),
-        2 => Some(c),
-        3 => Some(d),
-        _ => None,
+    if i >= 4 {
+        return None;
     }
+    // SAFETY: a volatile read of a local; it only hides the value from the optimiser.
+    let i = unsafe { core::ptr::read_volatile(&i) } & 3;
+    stack.get_mut(i as usize)
 }
 
 #[inline(always)]
