@@ -459,42 +459,10 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
                 c.reuse_faults,
                 c.zero_fills
             );
-            if let Some(c) = &e.causes {
-                out.push_str("\n  Parent's copies by cause:\n");
-                for r in &c.by_cause {
-                    let _ = writeln!(
-                        out,
-                        "    {:<28} {:>10} {:>6.1}%",
-                        r.cause, r.copies, r.share_pct
-                    );
-                }
-                if let Some(n) = &c.note {
-                    let _ = writeln!(out, "    note: {n}");
-                }
-            }
-            if let Some(rg) = e.regions.as_ref().filter(|r| r.copies > 0) {
-                out.push_str("\n  Parent's copies by memory region (the map at fork):\n");
-                for r in rg.rows.iter().take(12) {
-                    let range = if r.end > r.start {
-                        format!("{:x}-{:x} {}", r.start, r.end, fmt_bytes(r.end - r.start))
-                    } else {
-                        String::new()
-                    };
-                    let thp = match r.thp_eligible {
-                        Some(true) => "THP-eligible",
-                        Some(false) => "",
-                        None => "THP if madvised",
-                    };
-                    let _ = writeln!(
-                        out,
-                        "    {:<34} {:>10} {:>6.1}%  {range} {} {thp}",
-                        r.kind,
-                        r.copies,
-                        r.share_pct,
-                        r.path.as_deref().unwrap_or("")
-                    );
-                }
-            }
+            out.push_str(&crate::text::causes::tables(
+                e.causes.as_ref(),
+                e.regions.as_ref(),
+            ));
             out.push_str("\n  Diagnosis:\n");
             for l in diagnosis::diagnose(e, &host) {
                 let _ = writeln!(out, "    {l}");

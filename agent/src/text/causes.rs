@@ -2,6 +2,7 @@
 //! lines, the summary, `report` and the diagnosis.
 use std::collections::BTreeMap;
 
+use super::units::fmt_bytes;
 use crate::trace::ledger::{Causes, Regions};
 
 /// `SET 96.1%, event loop 2.0%, other 1.9%`: the `max` largest causes, then `other`
@@ -92,6 +93,47 @@ pub fn cause_line(c: &Causes) -> Option<String> {
         s.push_str(&format!(" ({n})"));
     }
     Some(s)
+}
+
+/// `report`'s tables of a session: its parent's copies by cause and by region.
+pub fn tables(causes: Option<&Causes>, regions: Option<&Regions>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if let Some(c) = causes {
+        out.push_str("\n  Parent's copies by cause:\n");
+        for r in &c.by_cause {
+            let _ = writeln!(
+                out,
+                "    {:<28} {:>10} {:>6.1}%",
+                r.cause, r.copies, r.share_pct
+            );
+        }
+        if let Some(n) = &c.note {
+            let _ = writeln!(out, "    note: {n}");
+        }
+    }
+    if let Some(rg) = regions.filter(|r| r.copies > 0) {
+        out.push_str("\n  Parent's copies by memory region (the map at fork):\n");
+        for r in rg.rows.iter().take(12) {
+            let range = if r.end > r.start {
+                format!("{:x}-{:x} {}", r.start, r.end, fmt_bytes(r.end - r.start))
+            } else {
+                String::new()
+            };
+            let thp = match r.thp_eligible {
+                Some(true) => " THP-eligible",
+                Some(false) => "",
+                None => " THP if madvised",
+            };
+            let path = r.path.as_deref().map_or(String::new(), |p| format!(" {p}"));
+            let _ = writeln!(
+                out,
+                "    {:<34} {:>10} {:>6.1}%  {range}{path}{thp}",
+                r.kind, r.copies, r.share_pct
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]
