@@ -87,7 +87,17 @@ pub fn cause_enter(ctx: ProbeContext) -> u32 {
     let (tgid, tid) = current_ids();
     let cause = cookie(&ctx);
     let Some(t) = THREAD_CAUSE.get_ptr_mut(&tid) else {
-        insert(tid, tgid, cause);
+        // The thread's first probe: push "no cause yet", so the uretprobe restores it
+        // rather than leaving this background cause in place until the next probe.
+        let t = ThreadCause {
+            cur: cause,
+            depth: 1,
+            tgid,
+            ..ThreadCause::default()
+        };
+        if THREAD_CAUSE.insert(&tid, &t, BPF_ANY as u64).is_err() {
+            count_error();
+        }
         return 0;
     };
     // SAFETY: this thread's non-null THREAD_CAUSE value, written only by this thread.

@@ -247,3 +247,115 @@ fn region_table_matches_known_ranges() {
         "the rows add up to the parent's copies"
     );
 }
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into our own timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// `n` pipelined requests of `cmd` (with `__rand_int__` over 50,000 values).
+fn bench(redis: &Redis, n: u64, cmd: &[&str]) {
+    let st = Command::new("redis-benchmark")
+        .arg("-s")
+        .arg(&redis.sock)
+        .args(["-P", "16", "-q", "-r", "50000", "-n", &n.to_string()])
+        .args(cmd)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("redis-benchmark");
+    assert!(st.success(), "redis-benchmark {cmd:?}: {st}");
+}
+
+/// A save whose phases run one command at a time (SET, then HSET, then INCR, with quiet
+/// gaps between them): each command's copies match what the session's own samples
+/// counted during its phase.
+#[test]
+#[ignore = "root: loads BPF programs and runs redis-server"]
+fn mixed_phases_match_the_timeline() {
+    require_root();
+    let redis = Redis::start(&["--rdb-key-save-delay", "60"]);
+    let set: &[&str] = &[
+        "SET",
+        "s:__rand_int__",
+        "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv",
+    ];
+    let hset: &[&str] = &[
+        "HSET",
+        "h:__rand_int__",
+        "f",
+        "vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv",
+    ];
+    let incr: &[&str] = &["INCRBY", "c:__rand_int__", "1000000000000"];
+    for cmd in [set, hset, incr] {
+        bench(&redis, 100_000, cmd);
+    }
+    let dir = TempDir::new("causes-mixed");
+    let pid = redis.pid().to_string();
+    let rec = Recorder::start(dir.path(), &["-p", &pid, "-i", "0.1"], &[]);
+    redis.bgsave();
+    std::thread::sleep(Duration::from_millis(800));
+    let gap = Duration::from_millis(1200);
+    let mut starts = Vec::new();
+    for cmd in [set, hset, incr] {
+        starts.push(monotonic_ns());
+        bench(&redis, 60_000, cmd);
+        std::thread::sleep(gap);
+    }
+    starts.push(monotonic_ns());
+    assert_eq!(
+        redis
+            .info_field("persistence", "rdb_bgsave_in_progress")
+            .as_deref(),
+        Some("1"),
+        "the save must outlast the phases: raise rdb-key-save-delay"
+    );
+    redis.wait_bgsave();
+    std::thread::sleep(Duration::from_millis(300));
+    let trace = rec.stop();
+    let child = redis.save_pid();
+    let e = trace.end_of_child(child);
+    eprintln!("causes: {}", e["causes"]);
+    let session = u(&e["session"]);
+    let samples: Vec<(u64, u64)> = trace
+        .of_type("sample")
+        .into_iter()
+        .filter(|s| u(&s["session"]) == session)
+        .map(|s| (u(&s["ts_ns"]), u(&s["parent_pages"])))
+        .collect();
+    assert!(
+        samples.len() >= 20,
+        "samples every 100 ms: {}",
+        samples.len()
+    );
+    // The session's parent copies at `t`: its last sample at or before `t`.
+    let at = |t: u64| {
+        samples
+            .iter()
+            .filter(|s| s.0 <= t)
+            .next_back()
+            .map_or(0, |s| s.1)
+    };
+    let rows = e["causes"]["by_cause"].as_array().unwrap();
+    let of = |name: &str| {
+        rows.iter()
+            .find(|r| r["cause"] == name)
+            .map_or(0, |r| u(&r["copies"]))
+    };
+    for (i, name) in ["SET", "HSET", "INCRBY"].iter().enumerate() {
+        let timeline = at(starts[i + 1]) - at(starts[i]);
+        let charged = of(name);
+        eprintln!("{name}: timeline {timeline} copies in its phase, charged {charged}");
+        assert!(timeline > 500, "{name}'s phase must copy: {timeline}");
+        let diff = (charged as f64 - timeline as f64).abs() / timeline as f64;
+        assert!(
+            diff <= 0.10,
+            "{name}: charged {charged}, its phase counted {timeline} ({:.1}% apart)",
+            diff * 100.0
+        );
+    }
+}
