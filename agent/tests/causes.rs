@@ -79,7 +79,7 @@ fn hset_copies_are_charged_to_hset() {
         let st = Command::new("redis-benchmark")
             .arg("-s")
             .arg(&redis.sock)
-            .args(["-P", "16", "-q", "-r", "100000", "-n", &n.to_string()])
+            .args(["-P", "16", "-q", "-r", "300000", "-n", &n.to_string()])
             .args([
                 "HSET",
                 "h:__rand_int__",
@@ -91,8 +91,10 @@ fn hset_copies_are_charged_to_hset() {
             .expect("redis-benchmark");
         assert!(st.success());
     };
-    hsets(200_000);
-    let e = recorded_save(&redis, || hsets(100_000));
+    // Enough hashes that the save's HSETs copy thousands of pages: the copies of the
+    // first moments of the save, before the probes are attached, stay a small share.
+    hsets(600_000);
+    let e = recorded_save(&redis, || hsets(300_000));
     let s = share(&e, "HSET");
     assert!(s >= 95.0, "HSET's share {s:.1}% < 95%: {}", e["causes"]);
 }
@@ -350,7 +352,7 @@ fn mixed_phases_match_the_timeline() {
         let timeline = at(starts[i + 1]) - at(starts[i]);
         let charged = of(name);
         eprintln!("{name}: timeline {timeline} copies in its phase, charged {charged}");
-        assert!(timeline > 500, "{name}'s phase must copy: {timeline}");
+        assert!(timeline > 200, "{name}'s phase must copy: {timeline}");
         let diff = (charged as f64 - timeline as f64).abs() / timeline as f64;
         assert!(
             diff <= 0.10,

@@ -301,6 +301,7 @@ fn attach(
     let Some(pid_nz) = NonZeroU32::new(pid) else {
         return (Vec::new(), None);
     };
+    let t0 = std::time::Instant::now();
     let plan = plan();
     let wanted: Vec<&str> = plan.iter().map(|p| p.1.as_str()).collect();
     let offsets = match symbol_offsets(exe, &wanted) {
@@ -332,8 +333,9 @@ fn attach(
         }
     }
     log::info!(
-        "cause probes: {} attached to pid {pid} ({exe})",
-        links.len()
+        "cause probes: {} attached to pid {pid} ({exe}) in {} ms",
+        links.len(),
+        t0.elapsed().as_millis()
     );
     let note = if commands == 0 {
         Some(format!(
