@@ -177,6 +177,14 @@ impl CauseProbes {
         Some((c, r))
     }
 
+    /// A fork that turned out to be no session (a daemonizing server's child): drop its
+    /// table and counters without a split.
+    pub fn forget(&mut self, child: u32) {
+        if self.sessions.contains_key(&child) {
+            let _ = self.session_end(child, 0);
+        }
+    }
+
     /// One live session of `root` fewer: detach at the last.
     fn release(&mut self, root: u32) {
         let Some(server) = self.servers.get_mut(&root) else {

@@ -356,6 +356,9 @@ impl State {
                 // What it wrote as a child (its log, the pid file) is no session's.
                 let _ = self.maps.take_files(ev.pid);
                 let _ = self.memory.take(ev.pid);
+                if let Some(c) = &mut self.causes {
+                    c.forget(ev.pid);
+                }
                 self.roots.insert(ev.pid);
                 log::info!(
                     "pid {} daemonized: tracing its child {} as the server",
