@@ -335,13 +335,7 @@ fn mixed_phases_match_the_timeline() {
         samples.len()
     );
     // The session's parent copies at `t`: its last sample at or before `t`.
-    let at = |t: u64| {
-        samples
-            .iter()
-            .filter(|s| s.0 <= t)
-            .next_back()
-            .map_or(0, |s| s.1)
-    };
+    let at = |t: u64| samples.iter().rfind(|s| s.0 <= t).map_or(0, |s| s.1);
     let rows = e["causes"]["by_cause"].as_array().unwrap();
     let of = |name: &str| {
         rows.iter()
