@@ -12,11 +12,13 @@
 # SIGINT. Prints each round and the median of the per-round ratios on/off.
 #
 # Usage (root, from the repository): flock /tmp/roottests.lock bench/causes.sh
-# Environment: ROUNDS (8), KEYS (200000), SETS (300000), COWTRACE (target/debug/cowtrace).
+# Environment: ROUNDS (8), KEYS (200000), SETS (300000), PIPELINE (16: redis-benchmark -P),
+# COWTRACE (target/debug/cowtrace).
 set -euo pipefail
 ROUNDS=${ROUNDS:-8}
 KEYS=${KEYS:-200000}
 SETS=${SETS:-300000}
+PIPELINE=${PIPELINE:-16}
 COWTRACE=${COWTRACE:-target/debug/cowtrace}
 [ -x "$COWTRACE" ] || { echo "no $COWTRACE: run cargo build first" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "run as root (cowtrace loads BPF programs)" >&2; exit 1; }
@@ -62,7 +64,7 @@ run() {
     local c0 t0 c1 t1
     c0=$(cpu_ns)
     t0=$(date +%s%N)
-    redis-benchmark -s "$sock" -t set -r "$KEYS" -n "$SETS" -d 100 -P 16 -q >/dev/null
+    redis-benchmark -s "$sock" -t set -r "$KEYS" -n "$SETS" -d 100 -P "$PIPELINE" -q >/dev/null
     t1=$(date +%s%N)
     c1=$(cpu_ns)
     local child
