@@ -490,6 +490,73 @@ pub struct CowEvent {
 }
 const _: () = assert!(core::mem::size_of::<CowEvent>() == 40);
 
+/// Why a parent copied a page (issue 15): the value of `AttribKey::id` when
+/// `AttribKey::kind` is `ATTRIB_CAUSE`. The uprobes of `agent-ebpf/src/attrib.rs` set a
+/// thread's current cause from their attach cookie; userspace names each id
+/// (`agent/src/kernel/causes.rs`).
+pub const CAUSE_NONE: u32 = 0; // the main thread before any cause probe fired
+pub const CAUSE_LOOP: u32 = 1; // the event loop's own work (`beforeSleep`, client I/O)
+pub const CAUSE_CRON: u32 = 2; // `serverCron`
+pub const CAUSE_EXPIRE: u32 = 3; // `activeExpireCycle`
+pub const CAUSE_EVICT: u32 = 4; // `performEvictions`
+pub const CAUSE_DEFRAG: u32 = 5; // `activeDefragCycle`
+pub const CAUSE_REHASH: u32 = 6; // `incrementallyRehash` (the cron's dict rehash)
+/// Cookie of a command probe: `CAUSE_COMMAND + index` in the agent's command list.
+pub const CAUSE_COMMAND: u32 = 64;
+/// A copy by another thread of the server: `CAUSE_THREAD | tid` (userspace names it by
+/// the thread's own name).
+pub const CAUSE_THREAD: u32 = 1 << 31;
+
+/// `AttribKey::kind`.
+pub const ATTRIB_CAUSE: u32 = 0;
+pub const ATTRIB_REGION: u32 = 1;
+/// `AttribKey::id` for a region: no table was written yet (the copy came before the
+/// agent read the server's memory map), or the address is in no row of it.
+pub const REGION_UNKNOWN: u32 = 0xffff;
+pub const REGION_UNMAPPED: u32 = 0xfffe;
+/// Rows of a session's region table (the writable mappings of the server at fork).
+pub const REGION_ROWS: usize = 64;
+
+/// Key of the per-(session, cause) and per-(session, region) copy counters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AttribKey {
+    /// The session (child tgid).
+    pub session: u32,
+    /// `ATTRIB_CAUSE` or `ATTRIB_REGION`.
+    pub kind: u32,
+    /// A `CAUSE_*` value, or a row of the session's `RegionTable` (or `REGION_*`).
+    pub id: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<AttribKey>() == 16);
+
+/// The cause a server thread is working on, with the causes it interrupted (a
+/// background function's uretprobe restores the one before it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadCause {
+    pub cur: u32,
+    /// Entries used in `stack`.
+    pub depth: u32,
+    /// tgid of the thread, so the agent can delete a server's entries.
+    pub tgid: u32,
+    pub _pad: u32,
+    pub stack: [u32; 4],
+}
+const _: () = assert!(core::mem::size_of::<ThreadCause>() == 32);
+
+/// A session's memory map at fork: `n` sorted, disjoint `[start, end)` rows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionTable {
+    pub n: u32,
+    pub _pad: u32,
+    pub start: [u64; REGION_ROWS],
+    pub end: [u64; REGION_ROWS],
+}
+const _: () = assert!(core::mem::size_of::<RegionTable>() == 8 + 16 * REGION_ROWS);
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -509,4 +576,7 @@ mod user {
     unsafe impl aya::Pod for Offsets {}
     unsafe impl aya::Pod for RenameEvent {}
     unsafe impl aya::Pod for IoEvent {}
+    unsafe impl aya::Pod for AttribKey {}
+    unsafe impl aya::Pod for ThreadCause {}
+    unsafe impl aya::Pod for RegionTable {}
 }

@@ -24,6 +24,7 @@ use aya_ebpf::{
 };
 
 use crate::{
+    attrib,
     maps::{
         AGENT_TGID, EMIT_COW, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSION_PREV, SESSIONS, TRACED,
     },
@@ -213,6 +214,10 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if let Some(c) = counters {
         // SAFETY: `session_side` returns only pointers into a live SESSIONS value.
         unsafe { charge(c, zero, order, bytes) };
+    }
+    // A parent's copy of a live session: its cause and its memory region (attrib.rs).
+    if !zero && p.child_side == 0 && session != 0 {
+        attrib::charge_parent_copy(session, p.tgid, tid, p.addr);
     }
     // A load-time constant: with `--events` off, the verifier drops this branch.
     if global(&EMIT_COW) != 0 {

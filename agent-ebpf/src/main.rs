@@ -9,6 +9,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod attrib;
 mod block;
 mod fault;
 mod fork;

@@ -1,7 +1,7 @@
 //! Maps and load-time settings shared by the programs.
 use agent_common::{
-    DROP_SLOTS, ERR_SLOTS, FileKey, FileStat, InodeKey, InodeOwner, MAYBE_TRACED_SLOTS, Offsets,
-    PROC_RING_BYTES, PendingFault, SessionState, TracedProc,
+    AttribKey, DROP_SLOTS, ERR_SLOTS, FileKey, FileStat, InodeKey, InodeOwner, MAYBE_TRACED_SLOTS,
+    Offsets, PROC_RING_BYTES, PendingFault, RegionTable, SessionState, ThreadCause, TracedProc,
 };
 use aya_ebpf::{
     macros::map,
@@ -165,3 +165,21 @@ pub struct RqStart {
     /// Bytes not yet completed (a request may complete in parts).
     pub remaining: u64,
 }
+
+/// Parent copies per (session, cause) and per (session, region row) (`attrib.rs`).
+/// A plain hash: the agent deletes a session's keys when it reads them at its end.
+#[map]
+pub static ATTRIB: HashMap<AttribKey, u64> = HashMap::with_max_entries(16384, 0);
+
+/// Per-CPU count of `ATTRIB`/`THREAD_CAUSE` inserts that failed (a full map).
+#[map]
+pub static ATTRIB_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Each session's region table, written once by the agent right after the fork event.
+#[map]
+pub static REGIONS: HashMap<u32, RegionTable> = HashMap::with_max_entries(1024, 0);
+
+/// The current cause of each thread of a server whose cause probes are attached, keyed
+/// by tid; the agent deletes a server's entries when it detaches them.
+#[map]
+pub static THREAD_CAUSE: HashMap<u32, ThreadCause> = HashMap::with_max_entries(16384, 0);

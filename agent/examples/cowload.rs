@@ -17,11 +17,15 @@
 
 mod common;
 
+use std::ptr;
+
 use common::{Gate, MIB, Region, Res, Thp, fork_child, list, num, page_size, wait_go, wait_ok};
 
 const USAGE: &str = "\
 usage: cowload --mode MODE [--mib N] [--pages K] [--children C] [--rounds R] [--huge] [--dir D] [--bytes B] [--chunk C]
-modes: parent-writes child-exits-first child-writes shared-file child-file-write none many-forks
+modes: parent-writes child-exits-first child-writes shared-file child-file-write none many-forks regions
+  regions       parent-writes K pages of the anonymous region and --heap-pages pages of a
+                [heap] extension (sbrk) after --delay-ms, reporting both ranges
   --mib N       region size in MiB (default 64)
   --pages K     distinct 4 KiB pages to write after the fork (default: all)
   --children C  children kept alive in parent-writes; forks made in many-forks (default 1)
@@ -40,6 +44,7 @@ enum Mode {
     ChildFileWrite,
     None,
     ManyForks,
+    Regions,
 }
 
 impl Mode {
@@ -52,6 +57,7 @@ impl Mode {
             "child-file-write" => Mode::ChildFileWrite,
             "none" => Mode::None,
             "many-forks" => Mode::ManyForks,
+            "regions" => Mode::Regions,
             _ => return None,
         })
     }
@@ -65,6 +71,7 @@ impl Mode {
             Mode::ChildFileWrite => "child-file-write",
             Mode::None => "none",
             Mode::ManyForks => "many-forks",
+            Mode::Regions => "regions",
         }
     }
 }
@@ -79,6 +86,8 @@ struct Args {
     dir: Option<String>,
     bytes: usize,
     chunk: usize,
+    heap_pages: usize,
+    delay_ms: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -92,6 +101,8 @@ fn parse_args() -> Result<Args, String> {
         dir: None,
         bytes: 10 * MIB,
         chunk: 65536,
+        heap_pages: 256,
+        delay_ms: 0,
     };
     let mut mode = None;
     common::parse_flags(USAGE, &["--huge"], |flag, val| {
@@ -105,6 +116,8 @@ fn parse_args() -> Result<Args, String> {
             "--dir" => a.dir = Some(val.to_string()),
             "--bytes" => a.bytes = num(flag, val)?,
             "--chunk" => a.chunk = num(flag, val)?,
+            "--heap-pages" => a.heap_pages = num(flag, val)?,
+            "--delay-ms" => a.delay_ms = num(flag, val)? as u64,
             _ => return Err(format!("unknown argument {flag}")),
         }
         Ok(())
@@ -248,6 +261,40 @@ fn run(a: &Args) -> Res<String> {
                 a.bytes,
                 json_str(&format!("{dir}/temp-{pid}.dat")),
                 json_str(&format!("{dir}/final-{pid}.dat")),
+            );
+        }
+        Mode::Regions => {
+            // Known ranges: K pages of the anonymous region and H pages of the heap,
+            // written after a pause that lets the tracer read the map at fork.
+            let ps = page_size();
+            let h = a.heap_pages;
+            // SAFETY: grows the heap by H pages (plus one to align); the range is ours and
+            // nothing else in this process uses it (Rust allocates through malloc, which
+            // may use the break too, but only above what it asked for: we write only
+            // inside the range sbrk returned to us).
+            let got = unsafe { libc::sbrk(((h + 1) * ps) as libc::intptr_t) };
+            if got as isize == -1 {
+                return Err(common::os_err("sbrk"));
+            }
+            let heap_start = (got as usize).div_ceil(ps) * ps;
+            for i in 0..h {
+                // SAFETY: inside the range sbrk added.
+                unsafe { ptr::write_volatile((heap_start + i * ps) as *mut u8, 1) };
+            }
+            let gate = Gate::new()?;
+            children.push(fork_child(|| gate.child_wait())?);
+            std::thread::sleep(std::time::Duration::from_millis(a.delay_ms));
+            region.write_pages(k, 2);
+            for i in 0..h {
+                // SAFETY: as above.
+                unsafe { ptr::write_volatile((heap_start + i * ps) as *mut u8, 2) };
+            }
+            gate.release();
+            extra = format!(
+                ",\"anon_start\":{},\"anon_end\":{},\"heap_start\":{heap_start},\"heap_end\":{},\"heap_pages\":{h}",
+                region.base as usize,
+                region.base as usize + k * ps,
+                heap_start + h * ps,
             );
         }
         Mode::None => pages_written = 0,

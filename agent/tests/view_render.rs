@@ -113,6 +113,7 @@ fn session(id: u64, active: bool) -> SessionRow {
         sync_calls: [1, 0, 3],
         fork_us: Some(1_432.0),
         hists: busy_hists(),
+        causes: None,
     }
 }
 

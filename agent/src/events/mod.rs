@@ -6,6 +6,7 @@
 //! files a session wrote; `timeline` and `hist` hold its series and histograms; `reap`
 //! plans which kernel map entries may go. Imports only `trace::schema` (the records it
 //! makes) from the crate.
+pub mod attrib;
 pub mod classify;
 pub mod decode;
 pub mod files;

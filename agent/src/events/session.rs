@@ -287,6 +287,8 @@ impl Session {
             oom_kill: None,
             projection_check: None,
             aof: None,
+            causes: None,
+            regions: None,
         }))
     }
 

@@ -5,6 +5,7 @@
 //! (`check`, and `features`, its quick version for `--version`) and the privileges it
 //! takes (`privileges`).
 pub mod btf;
+pub mod causes;
 pub mod check;
 pub mod features;
 pub mod hooks;

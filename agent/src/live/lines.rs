@@ -136,7 +136,7 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.writes.files.len(),
         )),
         Record::SessionEnd(e) => Some(format!(
-            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}{}",
+            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}{}{}",
             clock.stamp(e.ts_ns),
             e.session,
             e.kind.as_str(),
@@ -157,6 +157,10 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             sync_counts(e.fsync.calls, e.fsync.calls_by_call()),
             fmt_bytes(e.disk.bytes),
             sent_text(e).map_or(String::new(), |t| format!("; {t}")),
+            e.causes.as_ref().map_or(String::new(), |c| format!(
+                "; causes {}",
+                crate::text::causes::causes_brief(c, 3)
+            )),
         )),
         _ => None,
     }
@@ -288,6 +292,8 @@ pub(crate) mod tests {
             aof: None,
             sent: None,
             replication: None,
+            causes: None,
+            regions: None,
         }
     }
 
@@ -384,6 +390,8 @@ pub(crate) mod tests {
             oom_kill: None,
             projection_check: None,
             aof: None,
+            causes: None,
+            regions: None,
             sent: None,
             replication: None,
             ..end_rec()

@@ -107,6 +107,19 @@ pub fn summary(kept: &KeptEnds, end: &End) -> String {
             exit_text(e.complete, e.exit_code, e.exit_signal),
             sent_text(e).map_or(String::new(), |t| format!("  {t}")),
         ));
+        if let Some(c) = e.causes.as_ref().filter(|c| c.copies > 0) {
+            s.push_str(&format!(
+                "              parent's copies by cause: {}{}\n",
+                crate::text::causes::causes_brief(c, 4),
+                e.regions
+                    .as_ref()
+                    .filter(|r| r.copies > 0)
+                    .map_or(String::new(), |r| format!(
+                        "; by region: {}",
+                        crate::text::causes::regions_brief(r, 3)
+                    ))
+            ));
+        }
     }
     if kept.total() > shown.len() {
         s.push_str(&format!(

@@ -459,6 +459,10 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
                 c.reuse_faults,
                 c.zero_fills
             );
+            out.push_str(&crate::text::causes::tables(
+                e.causes.as_ref(),
+                e.regions.as_ref(),
+            ));
             out.push_str("\n  Diagnosis:\n");
             for l in diagnosis::diagnose(e, &host) {
                 let _ = writeln!(out, "    {l}");

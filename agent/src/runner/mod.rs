@@ -169,6 +169,11 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
         pid_mode,
         cfg.timestamps,
     );
+    let causes_on = options::causes_on(std::env::var(options::CAUSES).ok().as_deref())?;
+    st.causes = Some(crate::kernel::causes::CauseProbes::new(
+        ebpf,
+        (!causes_on).then_some("turned off by COWTRACE_CAUSES=off"),
+    ));
     st.adopt_running(running);
     start::announce(&mut st, &roots, cfg.interval, attach_ms, &paths)?;
     let mut session_fd = register(rings.session)?;
@@ -232,6 +237,6 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
         start::print_summary(&st, &end);
     }
     detaching.wait();
-    drop(ebpf);
+    drop(st);
     Ok(end)
 }

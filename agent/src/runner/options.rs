@@ -35,8 +35,23 @@ pub const SIZABLE_MAPS: [&str; 10] = [
     "RQ_START",
 ];
 
+/// `COWTRACE_CAUSES`: `off` loads but never attaches the cause probes (issue 15), so
+/// the bench can compare a save's cost with and without them; `on` (the default).
+pub const CAUSES: &str = "COWTRACE_CAUSES";
+
+/// Whether the cause probes are on, from `COWTRACE_CAUSES`'s value.
+pub fn causes_on(value: Option<&str>) -> Result<bool, OptionError> {
+    match value.map(str::trim) {
+        None | Some("on") => Ok(true),
+        Some("off") => Ok(false),
+        Some(v) => Err(OptionError::BadCauses(v.to_string())),
+    }
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum OptionError {
+    #[error("{CAUSES}={0:?}: must be `on` (the default) or `off`")]
+    BadCauses(String),
     #[error("{name}={value:?} is not a whole number: {want}, or unset it")]
     NotANumber {
         name: &'static str,
@@ -215,5 +230,13 @@ mod tests {
         assert_eq!(opts.hooks, Policy::Auto);
         o.apply(&mut opts);
         assert_eq!(opts.hooks, Policy::Tracepoint);
+    }
+
+    #[test]
+    fn causes_switch() {
+        assert_eq!(causes_on(None), Ok(true));
+        assert_eq!(causes_on(Some("off")), Ok(false));
+        assert_eq!(causes_on(Some(" on ")), Ok(true));
+        assert!(causes_on(Some("no")).is_err());
     }
 }

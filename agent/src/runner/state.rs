@@ -73,6 +73,10 @@ pub struct State {
     /// Traced processes the OOM killer chose: pid -> (when, RSS), for their sessions'
     /// ends (bounded: a victim is forgotten when its session ends or after 64 more).
     oom: Vec<(u32, u64, u64)>,
+    /// The cause probes and region tables (issue 15); `None` in tests without a kernel.
+    pub causes: Option<crate::kernel::causes::CauseProbes>,
+    /// Each ended session's split by cause and region, until its `session_end` is emitted.
+    attrib: HashMap<u32, (crate::trace::ledger::Causes, crate::trace::ledger::Regions)>,
 }
 
 /// A fork event rebuilt for a session whose own event was lost.
@@ -144,6 +148,8 @@ impl State {
             instances: HashMap::new(),
             memory: Default::default(),
             oom: Vec::new(),
+            causes: None,
+            attrib: HashMap::new(),
         }
     }
 
@@ -171,6 +177,9 @@ impl State {
         // The first memory reading at the fork: a save can be OOM-killed before the
         // first tick (a fast writer copies 20 MiB in well under 100 ms).
         let _ = self.memory.sample(child, root);
+        if let Some(c) = &mut self.causes {
+            c.session_start(root, child);
+        }
     }
 
     /// Sessions of saves that were running when cowtrace attached (`start::add_roots`).
@@ -188,6 +197,10 @@ impl State {
             e.memory = self.memory.take(e.child_pid);
             e.oom_kill = self.oom_kill_of(e);
             e.projection_check = self.memory.check(e);
+            if let Some((c, r)) = self.attrib.remove(&e.child_pid) {
+                e.causes = Some(c);
+                e.regions = Some(r);
+            }
             self.ends.push((**e).clone());
         }
         if let Some(l) = &mut self.live {
@@ -343,6 +356,9 @@ impl State {
                 // What it wrote as a child (its log, the pid file) is no session's.
                 let _ = self.maps.take_files(ev.pid);
                 let _ = self.memory.take(ev.pid);
+                if let Some(c) = &mut self.causes {
+                    c.forget(ev.pid);
+                }
                 self.roots.insert(ev.pid);
                 log::info!(
                     "pid {} daemonized: tracing its child {} as the server",
@@ -390,6 +406,11 @@ impl State {
             (ev.cow_parent, ev.cow_child, ev.io) = (st.parent, st.child, st.io);
         }
         let ev = &ev;
+        if let Some(c) = &mut self.causes
+            && let Some(split) = c.session_end(ev.pid, ev.cow_parent.copies())
+        {
+            self.attrib.insert(ev.pid, split);
+        }
         let files = self.maps.take_files(ev.pid);
         // The live view keeps a session's histograms after the tracker closes it.
         if let Some(l) = &mut self.live {

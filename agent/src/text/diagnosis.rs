@@ -90,6 +90,15 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
                 c.peak_at_ms as f64 / 1000.0
             ));
         }
+        if let Some(line) = e.causes.as_ref().and_then(super::causes::cause_line) {
+            out.push(line);
+        }
+        if let Some(r) = e.regions.as_ref().filter(|r| r.copies > 0) {
+            out.push(format!(
+                "By region: {}.",
+                super::causes::regions_brief(r, 4)
+            ));
+        }
         if let Some(line) = saturation(e) {
             out.push(line);
         }
@@ -407,6 +416,8 @@ mod tests {
             aof: None,
             sent: None,
             replication: None,
+            causes: None,
+            regions: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! words (`sync`), what a session sent to replicas (`sent`), and an error with its causes on one line (`error`). A leaf: it imports
 //! only the trace schema and `events::hist`, never the live view, the report or the
 //! runner.
+pub mod causes;
 pub mod date;
 pub mod diagnosis;
 pub mod error;

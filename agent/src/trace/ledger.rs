@@ -287,3 +287,51 @@ pub struct CowSummary {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timeline_pages: Vec<u64>,
 }
+
+/// A session's parent copies by cause (issue 15): `by_cause` adds up to `copies`, with
+/// `other` always last.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Causes {
+    pub copies: u64,
+    pub by_cause: Vec<CauseShare>,
+    /// Why commands could not be named (a binary without symbols, probes refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CauseShare {
+    /// `SET`, `HSET`, ..., `expiry`, `eviction`, `defrag`, `rehash`, `cron`, `event loop`,
+    /// `thread NAME`, `other`.
+    pub cause: String,
+    /// `command`, `background`, `thread` or `other`.
+    pub kind: String,
+    pub copies: u64,
+    pub share_pct: f64,
+}
+
+/// A session's parent copies by memory region of the server's map at fork.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Regions {
+    pub copies: u64,
+    pub rows: Vec<RegionShare>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegionShare {
+    /// `heap`, `anonymous` (the allocator's arenas, thread stacks), `stack`,
+    /// `binary data`, `file`, `other`, `unmapped`, `unknown (before the map was read)`.
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub start: u64,
+    pub end: u64,
+    /// Whether THP may back the range (`null`: THP `madvise`, unknown without smaps).
+    pub thp_eligible: Option<bool>,
+    pub copies: u64,
+    pub share_pct: f64,
+}

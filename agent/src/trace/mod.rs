@@ -172,6 +172,8 @@ mod tests {
                 }),
                 parent_pid: 10,
                 child_pid: 11,
+                causes: None,
+                regions: None,
                 kind: SessionKind::RdbReplica,
                 ts_ns: 7,
                 duration_ms: 300,

@@ -415,6 +415,11 @@ pub struct SessionEnd {
     /// the base file it became, and the manifest written with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aof: Option<AofFiles>,
+    /// The parent's copies by cause and by memory region (issue 15; additive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causes: Option<Causes>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Regions>,
 }
 
 impl SessionEnd {

@@ -483,10 +483,20 @@ impl Redis {
         Self::launch(Flavor::Redis, sock, extra)
     }
 
+    /// A server run from the binary `bin` (a modified copy of redis-server).
+    #[allow(dead_code)]
+    pub fn start_binary(bin: &Path, extra: &[&str]) -> Self {
+        Self::launch_from(Flavor::Redis, bin.to_path_buf(), None, extra)
+    }
+
     fn launch(flavor: Flavor, sock: Option<&Path>, extra: &[&str]) -> Self {
+        Self::launch_from(flavor, flavor.tool("server"), sock, extra)
+    }
+
+    fn launch_from(flavor: Flavor, bin: PathBuf, sock: Option<&Path>, extra: &[&str]) -> Self {
         let dir = TempDir::new(flavor.name());
         let sock = sock.map_or_else(|| dir.path().join("redis.sock"), Path::to_path_buf);
-        let child = Command::new(flavor.tool("server"))
+        let child = Command::new(bin)
             .args(base_args(dir.path(), &sock))
             // Later arguments win: `extra` may override any of the above.
             .args(extra)

@@ -177,6 +177,8 @@ pub struct SessionRow {
     pub sync_calls: [u64; SYNC_CALLS],
     pub fork_us: Option<f64>,
     pub hists: SessionHists,
+    /// An ended session's parent copies by cause, in words (`SET 96.1%, other 3.9%`).
+    pub causes: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -251,6 +253,7 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
                 sync_calls: s.io.sync_calls,
                 fork_us: s.fork_us,
                 hists: SessionHists::of(&s.hists, store.cow_per_interval(s.id)),
+                causes: None,
             }
         })
         .collect();
@@ -279,6 +282,12 @@ pub fn build(store: &Store, tracker: &Tracker, procs: &[ProcInfo], cx: &Context)
             sync_calls: e.end.fsync.calls_by_call().unwrap_or_default(),
             fork_us: e.fork_us,
             hists: e.hists.clone(),
+            causes: e
+                .end
+                .causes
+                .as_ref()
+                .filter(|c| c.copies > 0)
+                .map(|c| crate::text::causes::causes_brief(c, 3)),
         }
     }));
     let procs = procs

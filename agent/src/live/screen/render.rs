@@ -323,6 +323,9 @@ pub fn detail_line(s: &SessionRow, interval_ms: u64, width: usize) -> String {
         s.fork_us.map_or("?".into(), |us| fmt_us(us.round() as u64))
     ));
     parts.push(format!("parent {} child {}", s.parent_pid, s.child_pid));
+    if let Some(c) = &s.causes {
+        parts.push(format!("causes {c}"));
+    }
     let mut line = String::new();
     for p in parts {
         let sep = if line.is_empty() { "" } else { " · " };
@@ -572,6 +575,7 @@ mod tests {
             written_bytes: 0,
             sync_calls: [0; 3],
             fork_us: Some(900.0),
+            causes: None,
             hists: SessionHists::of(&Default::default(), None),
         };
         assert_eq!(
@@ -591,6 +595,14 @@ mod tests {
         assert_eq!(
             detail_line(&ended, 1000, 80),
             "RSS at fork ? · fork 900us · parent 10 child 11"
+        );
+        let caused = SessionRow {
+            causes: Some("SET 96.0%, other 4.0%".into()),
+            ..ended.clone()
+        };
+        assert_eq!(
+            detail_line(&caused, 1000, 120),
+            "RSS at fork ? · fork 900us · parent 10 child 11 · causes SET 96.0%, other 4.0%"
         );
     }
 

@@ -97,6 +97,38 @@ pub(super) fn session(r: &Report, s: &Session, out: &mut String) {
             let _ = writeln!(out, "<li>{}</li>", attr(&l));
         }
         out.push_str("</ul></div>\n");
+        if let Some(c) = e.causes.as_ref().filter(|c| c.copies > 0) {
+            out.push_str("<table><caption>Parent's copies by cause</caption><tr><th>cause</th><th>copies</th><th>share</th></tr>\n");
+            for r in &c.by_cause {
+                let _ = writeln!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{:.1}%</td></tr>",
+                    attr(&r.cause),
+                    r.copies,
+                    r.share_pct
+                );
+            }
+            out.push_str("</table>\n");
+        }
+        if let Some(g) = e.regions.as_ref().filter(|g| g.copies > 0) {
+            out.push_str("<table><caption>Parent's copies by memory region (the map at fork)</caption><tr><th>region</th><th>range</th><th>copies</th><th>share</th></tr>\n");
+            for r in g.rows.iter().take(12) {
+                let range = if r.end > r.start {
+                    format!("{:x}-{:x} ({})", r.start, r.end, fmt_bytes(r.end - r.start))
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td></tr>",
+                    attr(&r.kind),
+                    attr(&range),
+                    r.copies,
+                    r.share_pct
+                );
+            }
+            out.push_str("</table>\n");
+        }
     }
     if let Some(t) = &s.timeline {
         let rows: Vec<Row> = t.rows().copied().collect();
