@@ -36,9 +36,30 @@ fn recorded_save(redis: &Redis, load: impl FnOnce()) -> Value {
     load();
     redis.wait_bgsave();
     std::thread::sleep(Duration::from_millis(300));
+    let path = rec.path.clone();
     let trace = rec.stop();
     let e = trace.end_of_child(redis.save_pid()).clone();
     eprintln!("causes: {}\nregions: {}", e["causes"], e["regions"]);
+    // `report` shows them: text tables and the diagnosis, and the JSON's session end.
+    let text = cowtrace()
+        .arg("report")
+        .arg(&path)
+        .output()
+        .expect("cowtrace report");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Parent's copies by cause:"),
+        "report text:\n{text}"
+    );
+    assert!(text.contains("By cause: "), "report diagnosis:\n{text}");
+    let json = cowtrace()
+        .args(["report", "--json"])
+        .arg(&path)
+        .output()
+        .expect("cowtrace report --json");
+    let json: Value = serde_json::from_slice(&json.stdout).expect("report --json");
+    let found = json.to_string().contains("\"by_cause\"");
+    assert!(found, "report --json has the causes");
     assert!(
         u(&e["causes"]["copies"]) > 1000,
         "the load must have made the parent copy: {}",
