@@ -13,6 +13,7 @@ use agent_common::CowCounters;
 use serde::{Deserialize, Serialize};
 
 pub use super::ledger::*;
+pub use super::stall::*;
 
 pub const FORMAT_NAME: &str = "cowtrace";
 pub const FORMAT_VERSION: u32 = 1;
@@ -232,6 +233,9 @@ pub struct SessionStart {
     /// For an `rdb-replica` session: how the RDB goes to the replicas, and to how many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<Replication>,
+    /// Present when the fork was slow for the server's RSS (issue 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_fork: Option<SlowFork>,
 }
 
 /// A replica's full sync served by a fork (`rdb-replica`).
@@ -330,6 +334,9 @@ pub struct Sample {
     /// absent until it has sent something (added in 0.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_bytes: Option<u64>,
+    /// Present while the child has made no write progress for the stall threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<Stall>,
 }
 
 /// A running save's projected peak memory.
@@ -413,6 +420,12 @@ pub struct SessionEnd {
     /// the base file it became, and the manifest written with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aof: Option<AofFiles>,
+    /// The stretches without write progress that reached the stall threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<StallSummary>,
+    /// The same as `session_start.slow_fork`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_fork: Option<SlowFork>,
 }
 
 impl SessionEnd {
