@@ -132,6 +132,14 @@ pub struct Targets {
     /// Output interval (samples, flushes, lines and screen refreshes of `watch`), in seconds.
     #[arg(short = 'i', long, value_name = "SECONDS", default_value = "1", value_parser = positive_secs)]
     pub interval: Duration,
+    /// Flag a save child that has written nothing (to a file, pipe or socket) for this
+    /// many seconds as stalled, with its state from /proc.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = positive_secs)]
+    pub stall: Duration,
+    /// Flag a fork that blocked its server longer than this many ms per GiB of RSS as
+    /// slow (a server under 1 GiB counts as 1 GiB).
+    #[arg(long, value_name = "MS", default_value = "10", value_parser = positive_ms)]
+    pub slow_fork: f64,
 }
 
 #[derive(Args, Clone)]
@@ -203,6 +211,13 @@ pub fn positive_secs(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` must be a positive number of seconds"));
     }
     Duration::try_from_secs_f64(v).map_err(|e| format!("`{s}`: {e}"))
+}
+
+pub fn positive_ms(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` must be a positive number of milliseconds")),
+    }
 }
 
 /// What `cowtrace --version` prints: the build, then the kernel features this host

@@ -6,7 +6,7 @@ use cowtrace::{
     cli::{self, Cli, Cmd, ReportArgs, ServeArgs, Targets},
     kernel::check,
     kernel::privileges,
-    runner::{self, Output, RunConfig},
+    runner::{self, Flags, Output, RunConfig},
     text::error,
     trace::writer::TraceWriter,
 };
@@ -140,6 +140,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         pids: args.targets.pids,
         duration: args.targets.duration,
         interval: args.targets.interval,
+        flags: Flags {
+            stall: args.targets.stall,
+            slow_fork_ms_per_gib: args.targets.slow_fork,
+        },
         output: Output::Serve(Box::new(exporter)),
         events: false,
         timestamps: false,
@@ -189,6 +193,10 @@ fn run_with(
         pids: t.pids,
         duration: t.duration,
         interval: t.interval,
+        flags: Flags {
+            stall: t.stall,
+            slow_fork_ms_per_gib: t.slow_fork,
+        },
         output,
         events,
         timestamps,

@@ -126,6 +126,7 @@ fn model(procs: Vec<ProcRow>, sessions: Vec<SessionRow>) -> ViewModel {
         host: HostFacts {
             thp: Some("madvise".into()),
             overcommit_memory: Some(1),
+            kernel: Some("6.18.44-fc-v1147".into()),
         },
         procs,
         sessions,

@@ -15,4 +15,5 @@ pub mod merge;
 pub mod projection;
 pub mod reap;
 pub mod session;
+pub mod stall;
 pub mod timeline;

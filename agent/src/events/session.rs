@@ -226,6 +226,7 @@ impl Session {
             instance: self.instance.clone(),
             attached_mid_save: self.mid_save.clone(),
             replication: self.replication(),
+            slow_fork: None,
         })
     }
 
@@ -289,6 +290,8 @@ impl Session {
             aof: None,
             causes: None,
             regions: None,
+            stall: None,
+            slow_fork: None,
         }))
     }
 
@@ -729,6 +732,7 @@ impl Tracker {
                 projection: None,
                 sent_bytes: (s.io.sent_bytes > 0)
                     .then(|| s.io.sent_bytes.saturating_sub(s.last_sample_io.sent_bytes)),
+                stall: None,
             }));
             s.last_sample_pages = pages;
             s.last_sample_ts = now_ns;

@@ -6,6 +6,7 @@ use crate::{
     text::{
         exit::exit_text,
         sent::sent_text,
+        stall,
         sync::sync_counts,
         units::{fmt_bytes, fmt_rate},
     },
@@ -107,7 +108,7 @@ fn pct_of_rss_at_fork(
 pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
     match rec {
         Record::SessionStart(s) => Some(format!(
-            "{} START session {} {:<11} {} parent {} child {} fork {}{}{}",
+            "{} START session {} {:<11} {} parent {} child {} fork {}{}{}{}",
             clock.stamp(s.ts_ns.max(clock.start_ns)),
             s.session,
             s.kind.as_str(),
@@ -121,6 +122,9 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             s.attached_mid_save
                 .as_ref()
                 .map_or(String::new(), mid_save_text),
+            s.slow_fork
+                .as_ref()
+                .map_or(String::new(), stall::slow_fork_mark),
         )),
         // A session still running when cowtrace stops is not an end: say so.
         Record::SessionEnd(e) if !e.complete => Some(format!(
@@ -136,7 +140,7 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.writes.files.len(),
         )),
         Record::SessionEnd(e) => Some(format!(
-            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}{}{}",
+            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}{}{}{}",
             clock.stamp(e.ts_ns),
             e.session,
             e.kind.as_str(),
@@ -161,6 +165,9 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
                 "; causes {}",
                 crate::text::causes::causes_brief(c, 3)
             )),
+            e.stall
+                .as_ref()
+                .map_or(String::new(), stall::stall_end_mark),
         )),
         _ => None,
     }
@@ -250,6 +257,8 @@ pub(crate) mod tests {
         };
         SessionEnd {
             session: 3,
+            stall: None,
+            slow_fork: None,
             parent_pid: 10,
             child_pid: 11,
             kind: SessionKind::RdbBgsave,
@@ -333,6 +342,7 @@ pub(crate) mod tests {
             parent_rss_bytes: Some(1 << 30),
             attached_mid_save: None,
             replication: None,
+            slow_fork: None,
         });
         let l = watch_line(&start, &clock).unwrap();
         assert_eq!(

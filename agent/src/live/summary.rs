@@ -323,9 +323,10 @@ mod tests {
         let host = HostFacts {
             thp: Some("never".into()),
             overcommit_memory: Some(1),
+            kernel: Some("6.18.44-fc-v1147".into()),
         };
         let d = diagnoses(&[end_rec()], &host);
-        assert!(d.starts_with("\nDiagnosis:\nhost: THP is `never`.\nsession 3 rdb-bgsave pid 10 (parent 10, child 11, 1.5s, exit 0):\n  COW copied 1.0 MiB"), "{d}");
+        assert!(d.starts_with("\nDiagnosis:\nhost: THP is `never` on Linux 6.18: COW copies 4 KiB pages.\nsession 3 rdb-bgsave pid 10 (parent 10, child 11, 1.5s, exit 0):\n  COW copied 1.0 MiB"), "{d}");
         assert_eq!(diagnoses(&[], &host), "");
     }
 }

@@ -2,6 +2,7 @@
 pub mod cgroup;
 pub mod children;
 pub mod sockets;
+pub mod stalled;
 
 use std::{fs, path::Path};
 

@@ -15,10 +15,7 @@ use crate::{
 impl Report {
     /// The `report --json` object.
     pub fn json(&self) -> JsonReport<'_> {
-        let host = HostFacts {
-            thp: self.meta.thp.clone(),
-            overcommit_memory: self.meta.overcommit_memory,
-        };
+        let host = HostFacts::from_meta(&self.meta);
         JsonReport {
             report: "cowtrace-report",
             version: 1,

@@ -145,10 +145,7 @@ fn header(r: &Report, out: &mut String) {
         opt(m.overcommit_memory),
         m.page_size.map_or("?".into(), |p| format!("{p} B")),
     );
-    for l in diagnosis::host_diagnosis(&diagnosis::HostFacts {
-        thp: m.thp.clone(),
-        overcommit_memory: m.overcommit_memory,
-    }) {
+    for l in diagnosis::host_diagnosis(&diagnosis::HostFacts::from_meta(m)) {
         let _ = writeln!(out, "  note:      {l}");
     }
     // Nonzero losses are the first warning, right below.
@@ -437,10 +434,7 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
         }
         let _ = writeln!(out, "{line}");
     }
-    let host = diagnosis::HostFacts {
-        thp: r.meta.thp.clone(),
-        overcommit_memory: r.meta.overcommit_memory,
-    };
+    let host = diagnosis::HostFacts::from_meta(&r.meta);
     match &s.end {
         Some(e) => {
             let c = &e.cow;

@@ -56,6 +56,15 @@ pub struct RunConfig {
     pub events: bool,
     /// Stamp `watch` lines with the time of day instead of seconds since the start (`-T`).
     pub timestamps: bool,
+    /// When a save is flagged as stalled or its fork as slow.
+    pub flags: Flags,
+}
+
+/// The thresholds of `--stall` and `--slow-fork`.
+#[derive(Debug, Clone, Copy)]
+pub struct Flags {
+    pub stall: Duration,
+    pub slow_fork_ms_per_gib: f64,
 }
 
 /// Check every `-p` pid before anything is loaded; returns their tgids.
@@ -174,6 +183,7 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
         ebpf,
         (!causes_on).then_some("turned off by COWTRACE_CAUSES=off"),
     ));
+    st.set_flags(cfg.flags);
     st.adopt_running(running);
     start::announce(&mut st, &roots, cfg.interval, attach_ms, &paths)?;
     let mut session_fd = register(rings.session)?;

@@ -212,10 +212,7 @@ pub fn announce(
     let named: Vec<(u32, String)> = roots.iter().map(|&r| (r, st.instance(r))).collect();
     let targets = targets_text(st.pid_mode, &named);
     if matches!(st.output, Output::Watch | Output::View) {
-        let host = HostFacts {
-            thp: meta.thp.clone(),
-            overcommit_memory: meta.overcommit_memory,
-        };
+        let host = HostFacts::from_meta(&meta);
         let interval_ns = interval.as_nanos().min(u64::MAX as u128) as u64;
         let pids = if st.pid_mode {
             roots.to_vec()

@@ -21,6 +21,7 @@ use crate::{
         decode::{HotMsg, ProcMsg, decode_hot, decode_proc},
         merge::{self, Either},
         session::{Tracker, c_str},
+        stall::{DEFAULT_SLOW_FORK_MS_PER_GIB, StallWatch, slow_fork},
     },
     kernel::maps::{Drops, KernelMaps},
     live::{
@@ -30,7 +31,9 @@ use crate::{
         summary::KeptEnds,
     },
     procfs::{self, sockets},
-    trace::schema::{CowEvent, End, IoEvent, ProcessRecord, Record, Side, StopReason, SyncCall},
+    trace::schema::{
+        CowEvent, End, IoEvent, ProcessRecord, Record, Side, Stall, StopReason, SyncCall,
+    },
 };
 
 /// How long an exited child's session waits for its exit event before it is ended from
@@ -77,6 +80,14 @@ pub struct State {
     pub causes: Option<crate::kernel::causes::CauseProbes>,
     /// Each ended session's split by cause and region, until its `session_end` is emitted.
     attrib: HashMap<u32, (crate::trace::ledger::Causes, crate::trace::ledger::Regions)>,
+    /// Each running save's last write progress (`--stall`).
+    stalls: StallWatch,
+    /// `--slow-fork`, in ms per GiB of RSS.
+    slow_fork_ms_per_gib: f64,
+    /// Slow forks of running sessions, for their `session_end`.
+    slow_forks: HashMap<u64, crate::trace::schema::SlowFork>,
+    /// The host's THP mode, read once.
+    thp: Option<String>,
 }
 
 /// A fork event rebuilt for a session whose own event was lost.
@@ -150,7 +161,58 @@ impl State {
             oom: Vec::new(),
             causes: None,
             attrib: HashMap::new(),
+            stalls: StallWatch::default(),
+            slow_fork_ms_per_gib: DEFAULT_SLOW_FORK_MS_PER_GIB,
+            slow_forks: HashMap::new(),
+            thp: procfs::thp_mode(),
         }
+    }
+
+    /// The thresholds of `--stall` and `--slow-fork`.
+    pub fn set_flags(&mut self, f: super::Flags) {
+        self.stalls = StallWatch::new(f.stall.as_nanos().min(u64::MAX as u128) as u64);
+        self.slow_fork_ms_per_gib = f.slow_fork_ms_per_gib;
+    }
+
+    /// A session's start: watched for stalls if it is a save; its fork flagged if slow
+    /// (with the parent's page-table size, read now: fork copied them).
+    fn on_start(&mut self, s: &mut crate::trace::schema::SessionStart) {
+        self.stalls.start(s.session, s.kind, s.child_pid, s.ts_ns);
+        let (Some(us), Some(rss)) = (s.fork_us, s.parent_rss_bytes) else {
+            return;
+        };
+        let Some(ms_per_gib) = slow_fork(us, rss, self.slow_fork_ms_per_gib) else {
+            return;
+        };
+        let f = crate::trace::schema::SlowFork {
+            fork_us: us,
+            rss_bytes: rss,
+            ms_per_gib,
+            threshold_ms_per_gib: self.slow_fork_ms_per_gib,
+            vm_pte_bytes: procfs::stalled::vm_pte_bytes(s.parent_pid),
+            thp: self.thp.clone(),
+        };
+        self.slow_forks.insert(s.session, f.clone());
+        s.slow_fork = Some(f);
+    }
+
+    /// Marks the samples of saves that made no write progress for the stall threshold,
+    /// with the child's state read from /proc now; returns them by session.
+    fn look_for_stalls(&mut self, samples: &mut [Record]) -> HashMap<u64, Stall> {
+        let mut out = HashMap::new();
+        for r in samples {
+            let Record::Sample(s) = r else { continue };
+            let progressed = s.write_bytes > 0 || s.sent_bytes.is_some_and(|b| b > 0);
+            let Some(st) = self.stalls.observe(s.session, s.ts_ns, progressed) else {
+                continue;
+            };
+            let stall =
+                procfs::stalled::stall_of(st.child_pid, st.for_ms, self.stalls.threshold_ms());
+            self.stalls.record(s.session, &stall);
+            s.stall = Some(stall.clone());
+            out.insert(s.session, stall);
+        }
+        out
     }
 
     /// The name of server `root`, read once (a server listens before it forks).
@@ -193,7 +255,12 @@ impl State {
     }
 
     pub fn emit(&mut self, mut rec: Record) -> Result<()> {
+        if let Record::SessionStart(st) = &mut rec {
+            self.on_start(st);
+        }
         if let Record::SessionEnd(e) = &mut rec {
+            e.stall = self.stalls.end(e.session);
+            e.slow_fork = self.slow_forks.remove(&e.session);
             e.memory = self.memory.take(e.child_pid);
             e.oom_kill = self.oom_kill_of(e);
             e.projection_check = self.memory.check(e);
@@ -603,6 +670,7 @@ impl State {
         let now = procfs::monotonic_ns();
         let mut samples = self.tracker.samples(now);
         let projections = self.memory.project(&self.tracker, &mut samples);
+        let stalls = self.look_for_stalls(&mut samples);
         if let Output::Trace(_) | Output::Serve(_) = self.output {
             self.emit_all(samples)?;
         }
@@ -645,6 +713,9 @@ impl State {
                 let mut line = lines::interval_line(r, &self.clock);
                 if let Some(p) = projections.get(&r.session) {
                     line.push_str(&lines::projection_text(p));
+                }
+                if let Some(st) = stalls.get(&r.session) {
+                    line.push_str(&crate::text::stall::stall_mark(st));
                 }
                 print_line(&line)?;
             }

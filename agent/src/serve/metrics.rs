@@ -107,6 +107,9 @@ pub struct Metrics {
     pub agent_rss: Gauge,
     pub map_entries: Family<MapName, Gauge>,
     pub kernel_errors: Family<MapName, Counter>,
+    pub stalled_seconds: Family<Save, FloatGauge>,
+    pub stalls: Family<Save, Counter>,
+    pub slow_forks: Family<Server, Counter>,
 }
 
 impl Metrics {
@@ -141,6 +144,9 @@ impl Metrics {
             agent_rss: Gauge::default(),
             map_entries: Family::default(),
             kernel_errors: Family::default(),
+            stalled_seconds: Family::default(),
+            stalls: Family::default(),
+            slow_forks: Family::default(),
         };
         let mut r = Registry::with_prefix("cowtrace");
         let b = Unit::Bytes;
@@ -252,6 +258,22 @@ impl Metrics {
             "The running save's projected peak memory as a fraction of the limit (the copies still to come at its copy rate, until the last save's output is written; the worst case without a last save)",
             Unit::Ratios,
             m.projected_peak_ratio.clone(),
+        );
+        r.register_with_unit(
+            "save_stalled",
+            "How long a running save's child has written nothing, once that reaches --stall (0 otherwise)",
+            s.clone(),
+            m.stalled_seconds.clone(),
+        );
+        r.register(
+            "save_stalls",
+            "Times a save's child went --stall seconds without writing anything",
+            m.stalls.clone(),
+        );
+        r.register(
+            "slow_forks",
+            "Forks that blocked the server longer than --slow-fork ms per GiB of its RSS",
+            m.slow_forks.clone(),
         );
         r.register_with_unit(
             "save_projected_time_left",

@@ -29,6 +29,8 @@ struct Open {
     child_bytes: u64,
     written: u64,
     disk: u64,
+    /// Its last sample showed a stall (a new one counts once).
+    stalled: bool,
 }
 
 /// The agent's own figures, read once an interval.
@@ -134,6 +136,13 @@ impl Exporter {
                     kind: s.kind.as_str().to_string(),
                 };
                 m.in_progress.get_or_create(&save).inc();
+                if s.slow_fork.is_some() {
+                    m.slow_forks
+                        .get_or_create(&Server {
+                            server: save.server.clone(),
+                        })
+                        .inc();
+                }
                 if let Some(us) = s.fork_us {
                     m.last_fork_seconds
                         .get_or_create(&Server {
@@ -154,6 +163,7 @@ impl Exporter {
                         child_bytes: 0,
                         written: 0,
                         disk: 0,
+                        stalled: false,
                     },
                 );
             }
@@ -170,6 +180,13 @@ impl Exporter {
                     m.current_cow_rate
                         .get_or_create(&o.save)
                         .set(s.cow_pages_per_s * PAGE as f64);
+                    m.stalled_seconds
+                        .get_or_create(&o.save)
+                        .set(s.stall.as_ref().map_or(0.0, |st| st.for_ms as f64 / 1000.0));
+                    if s.stall.is_some() && !o.stalled {
+                        m.stalls.get_or_create(&o.save).inc();
+                    }
+                    o.stalled = s.stall.is_some();
                     if let Some(p) = &s.projection {
                         m.projected_peak_ratio
                             .get_or_create(&o.save)
@@ -208,6 +225,7 @@ impl Exporter {
                     child_bytes: 0,
                     written: 0,
                     disk: 0,
+                    stalled: false,
                 }
             }
         };
@@ -217,6 +235,7 @@ impl Exporter {
             m.in_progress.get_or_create(&save).inc();
             m.current_cow_bytes.get_or_create(&o.save).set(0);
             m.current_cow_rate.get_or_create(&o.save).set(0.0);
+            m.stalled_seconds.get_or_create(&o.save).set(0.0);
             o.save = save.clone();
         }
         Self::count_up(m, &mut o, e.cow.parent_bytes, e.cow.child_bytes);
@@ -235,6 +254,7 @@ impl Exporter {
         m.current_cow_rate.get_or_create(&save).set(0.0);
         m.projected_peak_ratio.get_or_create(&save).set(0.0);
         m.projected_seconds_left.get_or_create(&save).set(0.0);
+        m.stalled_seconds.get_or_create(&save).set(0.0);
         if let Some(pct) = e.memory.as_ref().and_then(|m| m.peak_pct()) {
             m.last_peak_ratio
                 .get_or_create(&Server {
@@ -428,6 +448,53 @@ mod tests {
     }
 
     const L: &str = "{server=\"10.0.0.1:6379\",kind=\"rdb-bgsave\"";
+
+    #[test]
+    fn stalls_and_slow_forks_are_flagged() {
+        let (mut x, r) = exporter();
+        let Record::SessionStart(mut st) = start(1, SessionKind::RdbBgsave) else {
+            unreachable!()
+        };
+        st.slow_fork = Some(crate::trace::schema::SlowFork::default());
+        x.on_record(&Record::SessionStart(st));
+        let stalled = |ms| {
+            let Record::Sample(mut s) = sample(1, 10, 0) else {
+                unreachable!()
+            };
+            s.stall = Some(crate::trace::schema::Stall {
+                for_ms: ms,
+                ..Default::default()
+            });
+            Record::Sample(s)
+        };
+        x.on_record(&stalled(2500));
+        x.on_record(&stalled(3500));
+        let t = metrics::openmetrics(&r);
+        assert_eq!(
+            value(&t, &format!("cowtrace_save_stalled_seconds{L}}}")),
+            3.5
+        );
+        assert_eq!(value(&t, &format!("cowtrace_save_stalls_total{L}}}")), 1.0);
+        assert_eq!(
+            value(&t, "cowtrace_slow_forks_total{server=\"10.0.0.1:6379\"}"),
+            1.0
+        );
+        // Progress clears the gauge; a second stall counts again.
+        x.on_record(&sample(1, 10, 100));
+        let t = metrics::openmetrics(&r);
+        assert_eq!(
+            value(&t, &format!("cowtrace_save_stalled_seconds{L}}}")),
+            0.0
+        );
+        x.on_record(&stalled(2000));
+        x.on_record(&end(1, SessionKind::RdbBgsave, 10, 0, Some(0)));
+        let t = metrics::openmetrics(&r);
+        assert_eq!(value(&t, &format!("cowtrace_save_stalls_total{L}}}")), 2.0);
+        assert_eq!(
+            value(&t, &format!("cowtrace_save_stalled_seconds{L}}}")),
+            0.0
+        );
+    }
 
     #[test]
     fn counters_move_with_samples_and_end_at_the_sessions_totals() {

@@ -42,6 +42,19 @@ pub struct HostFacts {
     pub thp: Option<String>,
     /// `vm.overcommit_memory`: 0, 1 or 2.
     pub overcommit_memory: Option<u32>,
+    /// The kernel release (`uname -r`), which decides what THP does to COW.
+    pub kernel: Option<String>,
+}
+
+impl HostFacts {
+    /// The facts of a trace's meta line.
+    pub fn from_meta(m: &crate::trace::schema::Meta) -> Self {
+        Self {
+            thp: m.thp.clone(),
+            overcommit_memory: m.overcommit_memory,
+            kernel: Some(m.kernel.clone()).filter(|k| !k.is_empty()),
+        }
+    }
 }
 
 /// Lines of plain text about one session, most important first. The host's own settings
@@ -72,6 +85,12 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
             fmt_bytes(rss)
         )),
         _ => out.push(format!("COW copied {approx}{}.", fmt_bytes(total))),
+    }
+    if let Some(st) = &e.stall {
+        out.push(crate::text::stall::stall_summary_text(st, e.child_pid));
+    }
+    if let Some(f) = &e.slow_fork {
+        out.push(crate::text::stall::slow_fork_text(f));
     }
     // Small COW: say so and stop advising (the memory lines still come, when known).
     let small = c.pct_of_parent_rss.is_some_and(|p| p < 5.0) && e.oom_kill.is_none();
@@ -207,27 +226,14 @@ fn disk_bound(e: &SessionEnd) -> Option<(f64, bool)> {
     Some((share, share >= 50.0))
 }
 
-/// Host settings that shape every fork: said once per run, not per session.
+/// Host settings that shape every fork, read for the running kernel's version
+/// (`text::kernel`): said once per run, not per session.
 pub fn host_diagnosis(host: &HostFacts) -> Vec<String> {
-    let mut out = Vec::new();
-    match host.thp.as_deref() {
-        Some("always") => out.push(
-            "THP is `always`: huge pages make RSS and copy sizes jumpy and Redis warns against it; \
-             set it to `madvise` or `never`. (Since Linux 5.8 a shared huge page is split and copied \
-             4 KiB at a time, so it no longer multiplies COW by 512; its faults still cost latency.)"
-                .into(),
-        ),
-        Some(m) => out.push(format!("THP is `{m}`.")),
-        None => {}
-    }
-    match host.overcommit_memory {
-        Some(1) => {}
-        Some(v) => out.push(format!(
-            "vm.overcommit_memory = {v}: a fork can fail when memory is short; Redis recommends 1."
-        )),
-        None => {}
-    }
-    out
+    crate::text::kernel::kernel_notes(
+        host.kernel.as_deref(),
+        host.thp.as_deref(),
+        host.overcommit_memory,
+    )
 }
 
 /// What the OOM killer did, and why it chose that process.
@@ -369,6 +375,8 @@ mod tests {
         t.observe(150_000_000, parent_pages + child_pages);
         SessionEnd {
             session: 1,
+            stall: None,
+            slow_fork: None,
             parent_pid: 1,
             child_pid: 2,
             kind: SessionKind::RdbBgsave,
@@ -426,6 +434,7 @@ mod tests {
         let host = HostFacts {
             thp: Some("always".into()),
             overcommit_memory: Some(0),
+            kernel: Some("6.18.44-fc-v1147".into()),
         };
         let d = diagnose(&end(131_072, 100), &host);
         let text = d.join("\n");
@@ -446,7 +455,7 @@ mod tests {
         );
         let h = host_diagnosis(&host).join("\n");
         assert!(
-            h.contains("THP is `always`") && h.contains("Since Linux 5.8"),
+            h.contains("THP is `always` on Linux 6.18") && h.contains("since 5.8"),
             "{h}"
         );
         assert!(h.contains("vm.overcommit_memory = 0"), "{h}");
@@ -486,6 +495,37 @@ mod tests {
     }
 
     #[test]
+    fn a_stall_and_a_slow_fork_are_said_first() {
+        let mut e = end(100, 0);
+        e.stall = Some(crate::trace::schema::StallSummary {
+            count: 1,
+            longest: crate::trace::schema::Stall {
+                for_ms: 4_000,
+                threshold_ms: 2_000,
+                state: Some("T".into()),
+                state_name: Some("stopped by a signal".into()),
+                ..Default::default()
+            },
+        });
+        e.slow_fork = Some(crate::trace::schema::SlowFork {
+            fork_us: 50_000.0,
+            rss_bytes: 1 << 30,
+            ms_per_gib: 50.0,
+            threshold_ms_per_gib: 10.0,
+            ..Default::default()
+        });
+        let l = diagnose(&e, &HostFacts::default());
+        assert!(
+            l[1].starts_with("Stalled: the child (pid 2) wrote nothing for 4.0 s"),
+            "{l:?}"
+        );
+        assert!(
+            l[2].starts_with("Slow fork: it blocked the server for 50.0 ms"),
+            "{l:?}"
+        );
+    }
+
+    #[test]
     fn a_small_save_needs_nothing() {
         let e = end(1_000, 0);
         let text = diagnose(&e, &HostFacts::default()).join("\n");
@@ -515,6 +555,7 @@ mod tests {
         let host = HostFacts {
             thp: Some("madvise".into()),
             overcommit_memory: Some(1),
+            kernel: None,
         };
         let text = diagnose(&end(0, 0), &host).join("\n");
         assert!(text.contains("No page was copied"), "{text}");

@@ -10,6 +10,8 @@ pub mod diagnosis;
 pub mod error;
 pub mod exit;
 pub mod hist;
+pub mod kernel;
 pub mod sent;
+pub mod stall;
 pub mod sync;
 pub mod units;

@@ -6,6 +6,7 @@
 pub mod ledger;
 pub mod reader;
 pub mod schema;
+pub mod stall;
 pub mod writer;
 
 pub use reader::{Item, LineProblem, ReadError, TraceReader};
@@ -101,6 +102,14 @@ mod tests {
                 title: Some("redis-aof-rewrite".into()),
                 parent_rss_bytes: Some(1 << 30),
                 replication: None,
+                slow_fork: Some(schema::SlowFork {
+                    fork_us: 20_000.0,
+                    rss_bytes: 1 << 30,
+                    ms_per_gib: 20.0,
+                    threshold_ms_per_gib: 10.0,
+                    vm_pte_bytes: Some(2 << 20),
+                    thp: Some("madvise".into()),
+                }),
             }),
             Record::Sample(Sample {
                 session: 3,
@@ -123,6 +132,14 @@ mod tests {
                     basis: "last save's output".into(),
                 }),
                 sent_bytes: Some(64),
+                stall: Some(schema::Stall {
+                    for_ms: 12_000,
+                    threshold_ms: 10_000,
+                    state: Some("T".into()),
+                    state_name: Some("stopped by a signal".into()),
+                    wchan: Some("do_signal_stop".into()),
+                    syscall: Some("write".into()),
+                }),
             }),
             Record::SessionEnd(Box::new(SessionEnd {
                 session: 3,
@@ -170,6 +187,16 @@ mod tests {
                     base: "/d/appendonlydir/appendonly.aof.2.base.rdb".into(),
                     manifest: Some("/d/appendonlydir/appendonly.aof.manifest".into()),
                 }),
+                stall: Some(schema::StallSummary {
+                    count: 2,
+                    longest: schema::Stall {
+                        for_ms: 12_000,
+                        threshold_ms: 10_000,
+                        state: Some("D".into()),
+                        ..Default::default()
+                    },
+                }),
+                slow_fork: Some(schema::SlowFork::default()),
                 parent_pid: 10,
                 child_pid: 11,
                 causes: None,

@@ -15,6 +15,7 @@ use agent_common::CowCounters;
 use serde::{Deserialize, Serialize};
 
 pub use super::ledger::*;
+pub use super::stall::*;
 
 pub const FORMAT_NAME: &str = "cowtrace";
 pub const FORMAT_VERSION: u32 = 1;
@@ -234,6 +235,9 @@ pub struct SessionStart {
     /// For an `rdb-replica` session: how the RDB goes to the replicas, and to how many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<Replication>,
+    /// Present when the fork was slow for the server's RSS (issue 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_fork: Option<SlowFork>,
 }
 
 /// A replica's full sync served by a fork (`rdb-replica`).
@@ -332,6 +336,9 @@ pub struct Sample {
     /// absent until it has sent something (added in 0.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_bytes: Option<u64>,
+    /// Present while the child has made no write progress for the stall threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<Stall>,
 }
 
 /// A running save's projected peak memory.
@@ -420,6 +427,12 @@ pub struct SessionEnd {
     pub causes: Option<Causes>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regions: Option<Regions>,
+    /// The stretches without write progress that reached the stall threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<StallSummary>,
+    /// The same as `session_start.slow_fork`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow_fork: Option<SlowFork>,
 }
 
 impl SessionEnd {

@@ -61,10 +61,7 @@ fn title(r: &Report) -> String {
 }
 
 pub(super) fn host_facts(r: &Report) -> HostFacts {
-    HostFacts {
-        thp: r.meta.thp.clone(),
-        overcommit_memory: r.meta.overcommit_memory,
-    }
+    HostFacts::from_meta(&r.meta)
 }
 
 pub(super) fn or_unknown(s: &str) -> String {
