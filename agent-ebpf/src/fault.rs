@@ -114,7 +114,7 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
 
 /// The newest session of `root` whose child is still alive, or 0.
 #[inline(always)]
-fn live_session(root: u32, newest: u32) -> u32 {
+pub(crate) fn live_session(root: u32, newest: u32) -> u32 {
     let mut c = newest;
     for _ in 0..MAX_CHAIN {
         if c == 0 {
@@ -148,7 +148,7 @@ fn child_alive(session: u32) -> bool {
 }
 
 #[inline(always)]
-fn session_counters(session: u32, child_side: u32) -> Option<*mut CowCounters> {
+pub(crate) fn session_counters(session: u32, child_side: u32) -> Option<*mut CowCounters> {
     if session == 0 {
         return None;
     }

@@ -16,6 +16,7 @@ mod maps;
 mod probe;
 mod trampoline;
 mod util;
+mod wp_fault;
 mod write;
 
 #[cfg(not(test))]
