@@ -1,4 +1,13 @@
 #!/bin/busybox sh
+# The /init of the first arm64 guests (issue 18), by hand until `vmtest --arch arm64`
+# exists: an initramfs of Debian's arm64 busybox-static, this file as /init, /tests.txt
+# (lines `BINARY:TEST` of the cross-built root tests) and, at their build paths,
+# target/aarch64-unknown-linux-musl/release/{cowtrace,examples/cowload,deps/cow-*}
+# (`cargo xtask build --arch arm64 --tests cow`); booted with
+#   qemu-system-aarch64 -M virt -cpu max -accel tcg,thread=single -smp 1 -m 2048 \
+#     -nographic -no-reboot -kernel vmlinuz-RELEASE -initrd initrd.cpio \
+#     -append "console=ttyAMA0 rdinit=/init panic=-1 quiet"
+# The paths below are the arm64 worktree's; /tmp is tmpfs (no disk, no modules).
 /bin/busybox --install -s
 export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME=/root
 mount -t proc proc /proc
