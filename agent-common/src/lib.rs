@@ -354,11 +354,14 @@ pub struct Offsets {
     pub page_compound_head: u32,
     /// `filename.name`: the kernel's copy of a path (`do_renameat2`'s arguments).
     pub filename_name: u32,
-    /// `pt_regs.di`: a syscall's first argument, in the `struct pt_regs *` an x86-64
-    /// syscall function (`__x64_sys_*`) takes.
+    /// A syscall's first argument in the `struct pt_regs *` a syscall function takes:
+    /// `pt_regs.di` on x86-64 (`__x64_sys_*`), `pt_regs.regs[0]` on arm64
+    /// (`__arm64_sys_*`).
     pub pt_regs_di: u32,
+    /// `vm_fault.address`: the faulting address `do_wp_page` gets (the arm64 COW hooks).
+    pub vmf_address: u32,
 }
-const _: () = assert!(core::mem::size_of::<Offsets>() == 104);
+const _: () = assert!(core::mem::size_of::<Offsets>() == 108);
 
 /// The last write-protect fault of a traced thread, in the `PENDING` map keyed by tid.
 /// The entry lives as long as the thread and is updated in place; `active` says whether

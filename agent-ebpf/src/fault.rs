@@ -125,7 +125,7 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
 /// The newest session of `root` whose child is still alive, and its `SESSIONS` value;
 /// (0, None) when there is none.
 #[inline(always)]
-fn live_session(root: u32, newest: u32) -> (u32, Option<*mut SessionState>) {
+pub(crate) fn live_session(root: u32, newest: u32) -> (u32, Option<*mut SessionState>) {
     let mut c = newest;
     for _ in 0..MAX_CHAIN {
         if c == 0 {
@@ -156,7 +156,7 @@ fn live_session(root: u32, newest: u32) -> (u32, Option<*mut SessionState>) {
 /// # Safety
 /// `s` must be a non-null `SESSIONS` value pointer from a lookup in this program run.
 #[inline(always)]
-unsafe fn side(s: *mut SessionState, child_side: u32) -> *mut CowCounters {
+pub(crate) unsafe fn side(s: *mut SessionState, child_side: u32) -> *mut CowCounters {
     // SAFETY: the caller passes a live map value pointer; only a field address is taken.
     unsafe {
         if child_side != 0 {

@@ -17,6 +17,7 @@ mod maps;
 mod probe;
 mod trampoline;
 mod util;
+mod wp_fault;
 mod write;
 
 #[cfg(not(test))]

@@ -125,6 +125,7 @@ pub static OFFSETS: Offsets = Offsets {
     page_compound_head: 0,
     filename_name: 0,
     pt_regs_di: 0,
+    vmf_address: 0,
 };
 
 /// Files written by traced processes: exact bytes and calls per (session, file).

@@ -1,10 +1,11 @@
-//! Developer tasks for cowtrace: `cargo xtask <setup|test|demo|bench|soak|dist|vmtest>`.
+//! Developer tasks for cowtrace: `cargo xtask <setup|build|test|demo|bench|soak|dist|vmtest>`.
 //!
 //! The project's own files must install everything a fresh machine needs (see
 //! `/work/shared/TOOLCHAIN.md`), so `setup` is idempotent and `test` / `demo` call it
 //! first. CI runs `.ci/run`, which is just `cargo xtask test`.
 
 mod bench;
+mod cross;
 mod demo;
 mod dist;
 mod redis;
@@ -28,6 +29,9 @@ enum Cmd {
     /// Install what is missing (apt packages, nightly + rust-src, bpf-linker, tracefs,
     /// the musl target).
     Setup,
+    /// Cross-build cowtrace for another architecture (static musl, linked by rust-lld):
+    /// target/<target>/release/cowtrace.
+    Build(cross::BuildArgs),
     /// Run setup, the unit tests, the root integration tests (needs root), then the kernel
     /// matrix (`vmtest`).
     Test(test::TestArgs),
@@ -54,6 +58,7 @@ fn main() {
     util::ensure_cargo_bin_on_path();
     let result = match cli.command {
         Cmd::Setup => setup::run(),
+        Cmd::Build(args) => cross::run(args),
         Cmd::Test(args) => test::run(args),
         Cmd::Demo => demo::run(),
         Cmd::Bench(args) => bench::run(args),

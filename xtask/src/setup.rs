@@ -36,6 +36,8 @@ const APT_PACKAGES: &[&str] = &[
     "build-essential",
     "pkg-config",
     "qemu-system-x86",
+    // `vmtest --arch arm64` (qemu-system-aarch64).
+    "qemu-system-arm",
     "busybox-static",
     "cpio",
     "xz-utils",
@@ -59,8 +61,9 @@ pub fn run() -> Result<()> {
     nightly().context("setup step 2 (nightly toolchain + rust-src) failed")?;
     bpf_linker().context("setup step 3 (bpf-linker) failed")?;
     tracefs().context("setup step 4 (tracefs) failed")?;
-    musl_target().context("setup step 5 (Rust target for static builds) failed")?;
+    musl_target().context("setup step 5 (Rust targets for static builds) failed")?;
     valkey().context("setup step 6 (Valkey from the vendored source) failed")?;
+    arm64_packages().context("setup step 7 (Debian's arm64 package lists) failed")?;
     println!("[setup] done");
     Ok(())
 }
@@ -160,14 +163,37 @@ fn nightly() -> Result<()> {
 
 /// `rustup target add` for the default toolchain: `cargo xtask dist` builds the static
 /// binary with it (pure Rust, so no musl-gcc is needed).
-fn musl_target() -> Result<()> {
-    let installed = util::output(Command::new("rustup").args(["target", "list", "--installed"]))?;
-    if installed.lines().any(|l| l.trim() == MUSL_TARGET) {
-        println!("[setup] rust target {MUSL_TARGET}: already present");
+/// `vmtest --arch arm64` downloads Debian's arm64 kernels, busybox, Redis and their
+/// libraries with `apt-get download` (never installed on this host): dpkg must know the
+/// architecture and apt must have its lists.
+fn arm64_packages() -> Result<()> {
+    let foreign = util::output(Command::new("dpkg").arg("--print-foreign-architectures"))?;
+    if foreign.lines().any(|l| l.trim() == "arm64") {
+        println!("[setup] dpkg architecture arm64: already present");
         return Ok(());
     }
-    println!("[setup] rust target {MUSL_TARGET}: installing ...");
-    util::run(Command::new("rustup").args(["target", "add", MUSL_TARGET]))
+    if !util::is_root() {
+        bail!(
+            "dpkg does not know arm64; run `sudo dpkg --add-architecture arm64 && sudo apt-get update`"
+        );
+    }
+    println!("[setup] dpkg architecture arm64: adding, then apt-get update ...");
+    util::run(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
+    util::run(Command::new("apt-get").args(["update", "-q"]))
+}
+
+/// The arm64 one is for `cargo xtask build --arch arm64`, `dist` and `vmtest --arch arm64`.
+fn musl_target() -> Result<()> {
+    let installed = util::output(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    for target in [MUSL_TARGET, crate::cross::ARM64.target] {
+        if installed.lines().any(|l| l.trim() == target) {
+            println!("[setup] rust target {target}: already present");
+            continue;
+        }
+        println!("[setup] rust target {target}: installing ...");
+        util::run(Command::new("rustup").args(["target", "add", target]))?;
+    }
+    Ok(())
 }
 
 fn bpf_linker_present() -> bool {

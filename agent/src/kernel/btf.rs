@@ -9,6 +9,15 @@ use std::path::{Path, PathBuf};
 use btf_rs::{Backend, Btf, BtfType, Type};
 use thiserror::Error;
 
+/// The `struct pt_regs` member holding a syscall's first argument, as the syscall
+/// functions (`__x64_sys_*`, `__arm64_sys_*`) receive it: `di` on x86-64
+/// (arch/x86/include/asm/ptrace.h), the array `regs` on arm64, whose element 0 is x0
+/// (arch/arm64/include/asm/ptrace.h, inside an anonymous union).
+#[cfg(target_arch = "aarch64")]
+const SYSCALL_ARG0: &str = "regs";
+#[cfg(not(target_arch = "aarch64"))]
+const SYSCALL_ARG0: &str = "di";
+
 /// Where the kernel exposes its BTF. `COWTRACE_BTF` overrides it (used by tests to
 /// simulate a kernel without BTF).
 pub fn btf_path() -> PathBuf {
@@ -126,7 +135,8 @@ impl KernelBtf {
             mapping_host: m("address_space", "host")?,
             page_compound_head: m("page", "compound_head")?,
             filename_name: m("filename", "name")?,
-            pt_regs_di: m("pt_regs", "di")?,
+            pt_regs_di: m("pt_regs", SYSCALL_ARG0)?,
+            vmf_address: m("vm_fault", "address")?,
         })
     }
 

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use crate::{
     kernel::btf::{KernelBtf, btf_path, read_btf},
     kernel::hooks::{self, HOOKS_ENV, Policy},
-    kernel::loader::{self, BTF_TRACEPOINTS, COW_HOOKS, Hooks, LoadOptions, Probes, ProtoChecks},
+    kernel::loader::{self, BTF_TRACEPOINTS, Hooks, LoadOptions, Probes, ProtoChecks},
     kernel::privileges,
     procfs::{self, sockets},
     text::{error::chain_of, units::fmt_bytes},
@@ -184,7 +184,7 @@ fn attach_items(probes: &mut Probes, btf: &aya::Btf) -> Vec<Item> {
         item(
             "tp_btf",
             Some(true),
-            "ok: fork, exit, page_fault_user, mm_page_alloc, block_rq_* load and attach",
+            format!("ok: {} load and attach", BTF_TRACEPOINTS.join(", ")),
         ),
     ];
     let optional = loader::probe_optional(&mut probes.ebpf, btf, &mut probes.links);
@@ -196,12 +196,12 @@ fn attach_items(probes: &mut Probes, btf: &aya::Btf) -> Vec<Item> {
         };
         items.push(item(r.kind, None, detail));
     }
-    // BTF tracepoints cost what fentry costs (about 3 ns a hit), and these exist on every
-    // kernel cowtrace supports: COW never needs another path.
+    // x86-64: BTF tracepoints, which cost what fentry costs (about 3 ns a hit); other
+    // architectures: the write-protect fault handler (`kernel::cow`).
     items.push(item(
         "COW method",
         None,
-        format!("tracepoint ({COW_HOOKS}) on every kernel"),
+        format!("{}: {}", probes.cow.method.word(), probes.cow.describe()),
     ));
     for c in &probes.paths {
         items.push(item(c.measurement, None, c.describe()));

@@ -135,7 +135,27 @@ pub const WRITES: Measurement = Measurement {
     tracepoint_hooks: "tracepoint/syscalls/sys_{enter,exit}_{write,pwrite64,writev,pwritev,pwritev2}",
 };
 
-/// The syscall functions' prototype on x86-64 (`__x64_sys_*`, since 4.17).
+/// The name of the kernel function of syscall `$name`: `__x64_sys_NAME` on x86-64,
+/// `__arm64_sys_NAME` on arm64 (the syscall wrappers of
+/// arch/{x86,arm64}/include/asm/syscall_wrapper.h, since 4.17 and 4.19), which take the
+/// caller's `struct pt_regs *`.
+#[cfg(target_arch = "aarch64")]
+macro_rules! sys {
+    ($name:literal) => {
+        concat!("__arm64_sys_", $name)
+    };
+}
+#[cfg(not(target_arch = "aarch64"))]
+macro_rules! sys {
+    ($name:literal) => {
+        concat!("__x64_sys_", $name)
+    };
+}
+
+/// What `sys!` puts before a syscall's name on this architecture.
+pub const SYSCALL_PREFIX: &str = sys!("");
+
+/// The syscall functions' prototype (`sys!`).
 const fn syscall(function: &'static str) -> Proto {
     Proto {
         function,
@@ -149,27 +169,19 @@ const fn syscall(function: &'static str) -> Proto {
 pub const SYNCS: Measurement = Measurement {
     name: "syncs",
     trampolines: &[
-        tr("sys_fsync_entry", "__x64_sys_fsync", false),
-        tr("sys_fsync_exit", "__x64_sys_fsync", true),
-        tr("sys_fdatasync_entry", "__x64_sys_fdatasync", false),
-        tr("sys_fdatasync_exit", "__x64_sys_fdatasync", true),
-        tr(
-            "sys_sync_file_range_entry",
-            "__x64_sys_sync_file_range",
-            false,
-        ),
-        tr(
-            "sys_sync_file_range_exit",
-            "__x64_sys_sync_file_range",
-            true,
-        ),
+        tr("sys_fsync_entry", sys!("fsync"), false),
+        tr("sys_fsync_exit", sys!("fsync"), true),
+        tr("sys_fdatasync_entry", sys!("fdatasync"), false),
+        tr("sys_fdatasync_exit", sys!("fdatasync"), true),
+        tr("sys_sync_file_range_entry", sys!("sync_file_range"), false),
+        tr("sys_sync_file_range_exit", sys!("sync_file_range"), true),
     ],
     protos: &[
-        syscall("__x64_sys_fsync"),
-        syscall("__x64_sys_fdatasync"),
-        syscall("__x64_sys_sync_file_range"),
+        syscall(sys!("fsync")),
+        syscall(sys!("fdatasync")),
+        syscall(sys!("sync_file_range")),
     ],
-    fentry_hooks: "fentry+fexit/__x64_sys_{fsync,fdatasync,sync_file_range}",
+    fentry_hooks: concat!("fentry+fexit/", sys!("{fsync,fdatasync,sync_file_range}")),
     tracepoints: &[
         (
             "fd_syscall_enter",
@@ -254,9 +266,9 @@ pub const FORK_LATENCY: Measurement = Measurement {
 
 pub const TITLES: Measurement = Measurement {
     name: "exit titles",
-    trampolines: &[tr("sys_exit_group_entry", "__x64_sys_exit_group", false)],
-    protos: &[syscall("__x64_sys_exit_group")],
-    fentry_hooks: "fentry/__x64_sys_exit_group",
+    trampolines: &[tr("sys_exit_group_entry", sys!("exit_group"), false)],
+    protos: &[syscall(sys!("exit_group"))],
+    fentry_hooks: concat!("fentry/", sys!("exit_group")),
     tracepoints: &[("exit_group_enter", "syscalls", &["sys_enter_exit_group"])],
     tracepoint_hooks: "tracepoint/syscalls/sys_enter_exit_group",
 };
@@ -264,9 +276,9 @@ pub const TITLES: Measurement = Measurement {
 /// A session child that `setsid()`s: the child's half of a daemonization (fork.rs).
 pub const DAEMONIZE: Measurement = Measurement {
     name: "setsid",
-    trampolines: &[tr("sys_setsid_exit", "__x64_sys_setsid", true)],
-    protos: &[syscall("__x64_sys_setsid")],
-    fentry_hooks: "fexit/__x64_sys_setsid",
+    trampolines: &[tr("sys_setsid_exit", sys!("setsid"), true)],
+    protos: &[syscall(sys!("setsid"))],
+    fentry_hooks: concat!("fexit/", sys!("setsid")),
     tracepoints: &[("setsid_exit", "syscalls", &["sys_exit_setsid"])],
     tracepoint_hooks: "tracepoint/syscalls/sys_exit_setsid",
 };
@@ -398,7 +410,7 @@ mod tests {
                     m.name,
                     t.function
                 );
-                let short = t.function.trim_start_matches("__x64_sys_");
+                let short = t.function.trim_start_matches(SYSCALL_PREFIX);
                 assert!(m.fentry_hooks.contains(short), "{}: {short}", m.name);
             }
             assert!(!m.tracepoints.is_empty());

@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::{
     kernel::{
         btf::{BtfError, KernelBtf, KernelOffsets, btf_path, read_btf},
+        cow::{self, CowChoice, Method},
         hooks::{self, Choice, HOOKS_ENV, MEASUREMENTS, Measurement, Path as HookPath, Policy},
         links::Links,
     },
@@ -27,15 +28,26 @@ pub fn object() -> &'static [u8] {
     OBJ
 }
 
-/// tp_btf hooks (program name = tracepoint name) that cowtrace cannot run without.
-pub const BTF_TRACEPOINTS: [&str; 6] = [
-    "sched_process_fork",
-    "sched_process_exit",
-    "page_fault_user",
-    "mm_page_alloc",
-    "block_rq_issue",
-    "block_rq_complete",
-];
+/// tp_btf hooks (program name = tracepoint name) that cowtrace cannot run without
+/// (`page_fault_user` on x86-64 only: `kernel::cow`).
+pub const BTF_TRACEPOINTS: &[&str] = if cow::HAS_FAULT_TRACEPOINT {
+    &[
+        "sched_process_fork",
+        "sched_process_exit",
+        "page_fault_user",
+        "mm_page_alloc",
+        "block_rq_issue",
+        "block_rq_complete",
+    ]
+} else {
+    &[
+        "sched_process_fork",
+        "sched_process_exit",
+        "mm_page_alloc",
+        "block_rq_issue",
+        "block_rq_complete",
+    ]
+};
 /// Classic tracepoints of no measurement with a second path: (program, category,
 /// names). The syscall tracepoints belong to the measurements of `hooks.rs`.
 const TRACEPOINTS: [hooks::Tracepoint; 2] = [
@@ -43,8 +55,6 @@ const TRACEPOINTS: [hooks::Tracepoint; 2] = [
     ("oom_victim", "oom", &["mark_victim"]),
 ];
 
-pub const COW_METHOD: &str = "tracepoint";
-pub const COW_HOOKS: &str = "tp_btf/page_fault_user + tp_btf/mm_page_alloc";
 pub const DISK_HOOKS: &str = "tp_btf/block_rq_issue + tp_btf/block_rq_complete (bio page -> inode)";
 
 #[derive(Debug, Error)]
@@ -68,6 +78,8 @@ pub enum LoadError {
         #[source]
         source: Box<ProgramError>,
     },
+    #[error("{0}")]
+    Cow(String),
     #[error("map `{0}` missing from the BPF object (build mismatch: rebuild cowtrace)")]
     MissingMap(&'static str),
     #[error("map `{name}`: {source}")]
@@ -130,12 +142,18 @@ pub struct Probes {
     pub offsets: KernelOffsets,
     /// The path each measurement of `hooks.rs` took, and why.
     pub paths: Vec<Choice>,
+    /// How COW copies are seen (`kernel::cow`).
+    pub cow: CowChoice,
 }
 
 /// Each measurement's fentry prototypes checked against this kernel's BTF: `None` when
 /// its fentry path may be tried, else why not.
 #[derive(Debug, Clone, Default)]
-pub struct ProtoChecks(Vec<(&'static str, Option<String>)>);
+pub struct ProtoChecks(
+    Vec<(&'static str, Option<String>)>,
+    /// `do_wp_page`'s parameters, for the COW method (`kernel::cow::plan`).
+    Option<Vec<String>>,
+);
 
 impl ProtoChecks {
     pub fn of(btf: &KernelBtf) -> Self {
@@ -149,6 +167,7 @@ impl ProtoChecks {
                     (m.name, why)
                 })
                 .collect(),
+            btf.func_params(cow::WP_FUNCTION),
         )
     }
 
@@ -298,12 +317,8 @@ pub fn load_with(
             why,
         });
     }
-    for name in [
-        "page_fault_user",
-        "mm_page_alloc",
-        "block_rq_issue",
-        "block_rq_complete",
-    ] {
+    let cow = attach_cow(&mut ebpf, &mut links, btf, opts.hooks, protos)?;
+    for name in ["mm_page_alloc", "block_rq_issue", "block_rq_complete"] {
         attach_btf(&mut ebpf, &mut links, btf, name)?;
     }
     Ok(Probes {
@@ -311,6 +326,7 @@ pub fn load_with(
         links,
         offsets,
         paths,
+        cow,
     })
 }
 
@@ -338,20 +354,21 @@ impl TracepointState {
                     .map_err(|source| prog_err(prog, category, "load", source))?;
                 self.loaded.push(prog);
             }
-            // clone3/vfork may be missing on some architectures: skip those quietly, but
-            // each program needs at least one of its hooks.
+            // clone3/vfork may be missing on some architectures: skip those quietly.
             let present: Vec<&str> = names
                 .iter()
                 .copied()
                 .filter(|n| tracepoint_exists(category, n))
                 .collect();
             if present.is_empty() {
-                return Err(prog_err(
-                    prog,
-                    &format!("{category}/{}", names.join(",")),
-                    "attach",
-                    ProgramError::UnexpectedProgramType,
-                ));
+                // A syscall this architecture lacks: arm64 has no `rename` (only
+                // renameat/renameat2), so `rename_enter` has nothing to attach to there.
+                // Seen on Debian's arm64 6.1, which refuses fentry.
+                log::info!(
+                    "{prog}: none of {category}/{} exists on this kernel (no such syscall)",
+                    names.join(",")
+                );
+                continue;
             }
             let wanted = match hooks {
                 Hooks::All => present.len(),
@@ -406,6 +423,85 @@ fn attach_trampolines(ebpf: &mut Ebpf, btf: &Btf, m: &Measurement) -> Result<Lin
         }
     }
     Ok(group)
+}
+
+/// Attach the programs that mark a COW fault: the first method of `cow::plan` this
+/// kernel accepts, all of its programs or none.
+fn attach_cow(
+    ebpf: &mut Ebpf,
+    links: &mut Links,
+    btf: &Btf,
+    policy: Policy,
+    protos: &ProtoChecks,
+) -> Result<CowChoice, LoadError> {
+    let (tries, mut why) = cow::plan(cow::HAS_FAULT_TRACEPOINT, policy, protos.1.as_deref());
+    for method in tries {
+        if method == Method::FaultTracepoint {
+            attach_btf(ebpf, links, btf, "page_fault_user")?;
+            return Ok(CowChoice { method, why });
+        }
+        let mut group = Links::default();
+        let r = method.programs().iter().try_for_each(|&(prog, exit)| {
+            let hook = format!("{}/{}", prog_kind(method, exit), cow::WP_FUNCTION);
+            let fail = |step: &str, e: &dyn std::error::Error| {
+                format!("{hook}: failed to {step}: {}", brief(&chain_of(e)))
+            };
+            let p = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| format!("{prog} missing from the BPF object"))?;
+            match method {
+                Method::WpFentry if exit => {
+                    let p: &mut FExit = p
+                        .try_into()
+                        .map_err(|e: ProgramError| fail("be found", &e))?;
+                    p.load(cow::WP_FUNCTION, btf)
+                        .map_err(|e| fail("load", &e))?;
+                    let id = p.attach().map_err(|e| fail("attach", &e))?;
+                    group.push(p.take_link(id).map_err(|e| fail("attach", &e))?);
+                }
+                Method::WpFentry => {
+                    let p: &mut FEntry = p
+                        .try_into()
+                        .map_err(|e: ProgramError| fail("be found", &e))?;
+                    p.load(cow::WP_FUNCTION, btf)
+                        .map_err(|e| fail("load", &e))?;
+                    let id = p.attach().map_err(|e| fail("attach", &e))?;
+                    group.push(p.take_link(id).map_err(|e| fail("attach", &e))?);
+                }
+                _ => {
+                    let p: &mut KProbe = p
+                        .try_into()
+                        .map_err(|e: ProgramError| fail("be found", &e))?;
+                    p.load().map_err(|e| fail("load", &e))?;
+                    let id = p
+                        .attach(cow::WP_FUNCTION, 0)
+                        .map_err(|e| fail("attach", &e))?;
+                    group.push(p.take_link(id).map_err(|e| fail("attach", &e))?);
+                }
+            }
+            Ok::<(), String>(())
+        });
+        match r {
+            Ok(()) => {
+                links.absorb(group);
+                return Ok(CowChoice { method, why });
+            }
+            Err(e) => {
+                log::info!("COW: {} refused: {e}", method.word());
+                why.push(format!("{} refused: {e}", method.word()));
+            }
+        }
+    }
+    Err(LoadError::Cow(cow::none_left(&why)))
+}
+
+fn prog_kind(method: Method, exit: bool) -> &'static str {
+    match (method, exit) {
+        (Method::WpFentry, false) => "fentry",
+        (Method::WpFentry, true) => "fexit",
+        (_, false) => "kprobe",
+        (_, true) => "kretprobe",
+    }
 }
 
 /// A kernel's refusal in one line: the error, and when the verifier rejected the

@@ -1,12 +1,13 @@
 //! The thin layer over the kernel: loading and attaching the BPF programs (`loader`),
 //! the links that keep them attached and detach them all at once (`links`), the
 //! kernel's BTF (`btf`), which hooks carry the measurements that have two paths
-//! (`hooks`), the programs' maps and their operations (`maps`), what the host allows
+//! (`hooks`), how COW copies are seen on this kernel (`cow`), the programs' maps and their operations (`maps`), what the host allows
 //! (`check`, and `features`, its quick version for `--version`) and the privileges it
 //! takes (`privileges`).
 pub mod btf;
 pub mod causes;
 pub mod check;
+pub mod cow;
 pub mod features;
 pub mod hooks;
 pub mod links;

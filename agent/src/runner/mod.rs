@@ -165,7 +165,7 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     };
     EnvOverrides::from_env()?.apply(&mut opts);
     let probes = loader::load(&opts)?;
-    let (mut ebpf, links, paths) = (probes.ebpf, probes.links, probes.paths);
+    let (mut ebpf, links, paths, cow) = (probes.ebpf, probes.links, probes.paths, probes.cow);
     let mut logger = kernel_logger(&mut ebpf)?;
     let (mut maps, rings) = KernelMaps::take(&mut ebpf)?;
     let (roots, running) = start::add_roots(&mut maps, &pids, pid_mode)?;
@@ -185,7 +185,7 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     ));
     st.set_flags(cfg.flags);
     st.adopt_running(running);
-    start::announce(&mut st, &roots, cfg.interval, attach_ms, &paths)?;
+    start::announce(&mut st, &roots, cfg.interval, attach_ms, &paths, &cow)?;
     let mut session_fd = register(rings.session)?;
     let mut detail_fd = register(rings.detail)?;
     let mut tick = ticker(TICK);

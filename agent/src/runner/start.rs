@@ -9,8 +9,9 @@ use super::{Output, state::State};
 use crate::{
     build_info,
     kernel::{
+        cow::{CowChoice, Method},
         hooks::{self, Choice},
-        loader::{COW_HOOKS, COW_METHOD, DISK_HOOKS},
+        loader::DISK_HOOKS,
         maps::KernelMaps,
     },
     live::{self, Live, screen::model::Losses, summary},
@@ -110,6 +111,7 @@ fn meta(
     start_ns: u64,
     interval: Duration,
     paths: &[Choice],
+    cow: &CowChoice,
 ) -> Meta {
     Meta {
         format: FORMAT_NAME.into(),
@@ -118,11 +120,11 @@ fn meta(
         host: procfs::hostname(),
         kernel: procfs::kernel_release(),
         attach: Attach {
-            method: COW_METHOD.into(),
+            method: cow.method.word().into(),
             fork: "tp_btf/sched_process_fork".into(),
             exit: "tp_btf/sched_process_exit".into(),
             fork_latency: path_of(paths, &hooks::FORK_LATENCY),
-            cow: COW_HOOKS.into(),
+            cow: cow.describe(),
             writes: path_of(paths, &hooks::WRITES),
             syncs: path_of(paths, &hooks::SYNCS),
             renames: path_of(paths, &hooks::RENAMES),
@@ -133,7 +135,11 @@ fn meta(
                 path_of(paths, &hooks::DAEMONIZE)
             )),
             fentry: hooks::fentry_summary(paths),
-            kprobe: "not used: BTF tracepoints and fentry cover every measurement".into(),
+            kprobe: if cow.method == Method::WpKprobe {
+                "used for COW copies (kprobe+kretprobe/do_wp_page)".into()
+            } else {
+                "not used: BTF tracepoints and fentry cover every measurement".into()
+            },
         },
         targets: if pid_mode { "pids" } else { "auto" }.into(),
         pids: roots.to_vec(),
@@ -207,8 +213,9 @@ pub fn announce(
     interval: Duration,
     attach_ms: u128,
     paths: &[Choice],
+    cow: &CowChoice,
 ) -> Result<()> {
-    let meta = meta(roots, st.pid_mode, st.start_ns, interval, paths);
+    let meta = meta(roots, st.pid_mode, st.start_ns, interval, paths, cow);
     let named: Vec<(u32, String)> = roots.iter().map(|&r| (r, st.instance(r))).collect();
     let targets = targets_text(st.pid_mode, &named);
     if matches!(st.output, Output::Watch | Output::View) {

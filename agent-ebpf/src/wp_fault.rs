@@ -1,0 +1,127 @@
+//! Copy-on-write on kernels without `exceptions:page_fault_user` (arm64): the
+//! write-protect fault handler itself marks the fault.
+//!
+//! Same method as `fault.rs`, with a narrower window: a *copy* is the allocation of a
+//! user page (`mm_page_alloc`, in `fault.rs`) by a thread while it runs `do_wp_page`,
+//! the handler of a write to a present, write-protected pte (`handle_pte_fault` in
+//! mm/memory.c calls it for a write fault whose pte is present and not writable). The
+//! copy `wp_page_copy` makes, and the zeroed page a write to the shared zero page gets,
+//! are both allocated inside it; a `do_wp_page` with no allocation is a reuse. A THP's
+//! huge pmd is split by `do_huge_pmd_wp_page` and the 4 KiB pte then comes here too.
+//! The entry starts the pending fault, the exit ends it, so nothing after the handler
+//! returns can be taken for its copy.
+//!
+//! Two attach paths, tried in this order by the loader: fentry/fexit (BPF trampolines:
+//! arm64 since 6.4, with `DYNAMIC_FTRACE_WITH_DIRECT_CALLS`), then kprobe/kretprobe
+//! (`CONFIG_KPROBES`). x86 keeps `page_fault_user`.
+use agent_common::{ERR_PENDING, PendingFault, ROLE_CHILD, ROLE_ROOT};
+use aya_ebpf::{
+    bindings::BPF_ANY,
+    macros::{fentry, fexit, kprobe, kretprobe},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+};
+
+use crate::{
+    fault::{live_session, side},
+    maps::{AGENT_TGID, PENDING, SESSIONS, TRACED},
+    off,
+    util::{atomic_add, counted, current_ids, global, maybe_traced, read_field},
+};
+
+/// Hook: `fentry/do_wp_page`, `static vm_fault_t do_wp_page(struct vm_fault *vmf)`
+/// (mm/memory.c, this prototype since 4.10; out of line in Debian's arm64 6.12, checked
+/// against BTF and attach at start-up). fentry on arm64 since 6.4.
+#[fentry(function = "do_wp_page")]
+pub fn wp_fault_entry(ctx: FEntryContext) -> u32 {
+    let vmf: *const u8 = ctx.arg(0);
+    let _ = begin(vmf);
+    0
+}
+
+/// Hook: `fexit/do_wp_page` (as above): the fault is handled, nothing more is its copy.
+#[fexit(function = "do_wp_page")]
+pub fn wp_fault_exit(_ctx: FExitContext) -> u32 {
+    end();
+    0
+}
+
+/// Hook: `kprobe/do_wp_page` (as above; the loader attaches it): kprobes since 2.6.9,
+/// the first argument read from the arm64 `pt_regs` (x0).
+#[kprobe]
+pub fn wp_fault_kprobe(ctx: ProbeContext) -> u32 {
+    let vmf: *const u8 = ctx.arg(0).unwrap_or(core::ptr::null());
+    let _ = begin(vmf);
+    0
+}
+
+/// Hook: `kretprobe/do_wp_page` (as above).
+#[kretprobe]
+pub fn wp_fault_kretprobe(_ctx: RetProbeContext) -> u32 {
+    end();
+    0
+}
+
+/// A traced thread entered the write-protect fault handler: count the fault and keep it
+/// pending for `mm_page_alloc`.
+#[inline(always)]
+fn begin(vmf: *const u8) -> Result<(), i64> {
+    let (tgid, tid) = current_ids();
+    if !maybe_traced(tgid) {
+        return Ok(());
+    }
+    let proc = TRACED.get_ptr_mut(&tgid).ok_or(0)?;
+    if tgid == global(&AGENT_TGID) {
+        return Ok(());
+    }
+    // SAFETY: `proc` is a non-null TRACED value pointer from bpf_map_lookup_elem, valid
+    // for this program run; two u32 fields are read.
+    let (role, newest) = unsafe { ((*proc).role, (*proc).newest_child) };
+    // As `fault::try_fault`: the session's value comes back from the lookup that found it.
+    let (session, child_side, state) = match role {
+        ROLE_CHILD => (tgid, 1, SESSIONS.get_ptr_mut(&tgid)),
+        ROLE_ROOT => {
+            let (s, state) = live_session(tgid, newest);
+            (s, 0, state)
+        }
+        _ => return Ok(()),
+    };
+    // SAFETY: the same live TRACED value; an atomic add on its aligned u64 field.
+    unsafe { atomic_add(&mut (*proc).total.wp_faults, 1) };
+    if let Some(s) = state {
+        // SAFETY: `s` is a non-null SESSIONS value pointer from bpf_map_lookup_elem in
+        // this run; `side` only takes a field's address, `atomic_add` adds to that
+        // aligned u64.
+        unsafe { atomic_add(&mut (*side(s, child_side)).wp_faults, 1) };
+    }
+    // The address is for the copy's event and its memory region; a failed read leaves
+    // 0 (region unknown).
+    let addr = read_field::<u64>(vmf, off!(vmf_address)).unwrap_or(0);
+    let pending = PendingFault {
+        addr,
+        tgid,
+        session,
+        child_side,
+        active: 1,
+    };
+    match PENDING.get_ptr_mut(&tid) {
+        // SAFETY: `p` is this thread's non-null PENDING value; only this thread writes its
+        // entry, so an in-place update needs no lock.
+        Some(p) => unsafe { *p = pending },
+        None => counted(PENDING.insert(&tid, &pending, BPF_ANY as u64), ERR_PENDING)?,
+    }
+    Ok(())
+}
+
+/// The handler returned: end this thread's pending fault, if it has one.
+#[inline(always)]
+fn end() {
+    let (tgid, tid) = current_ids();
+    if !maybe_traced(tgid) {
+        return;
+    }
+    if let Some(p) = PENDING.get_ptr_mut(&tid) {
+        // SAFETY: `p` is this thread's non-null PENDING value from bpf_map_lookup_elem;
+        // only this thread writes its entry.
+        unsafe { core::ptr::write_volatile(&mut (*p).active, 0) };
+    }
+}
