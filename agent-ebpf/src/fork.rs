@@ -271,7 +271,7 @@ fn try_setsid(ctx: &TracePointContext) -> Result<(), i64> {
 
 /// This thread's `setsid()` returned `ret` (both paths end here).
 #[inline(always)]
-fn setsid_returned(ret: i64) -> Result<(), i64> {
+pub fn setsid_returned(ret: i64) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
     if !maybe_traced(tgid) {
         return Ok(());
@@ -380,7 +380,7 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
 
 /// Keep the entry time of a fork of a traced thread (both paths start here).
 #[inline(always)]
-fn fork_started() {
+pub fn fork_started() {
     let (tgid, tid) = current_ids();
     if maybe_traced(tgid) && TRACED.get_ptr(&tgid).is_some() {
         let _ = FORK_START.insert(&tid, &now_ns(), BPF_ANY as u64);
@@ -390,7 +390,7 @@ fn fork_started() {
 /// The fork of this thread returned `ret` (the child's pid in the parent): emit its
 /// latency (both paths end here).
 #[inline(always)]
-fn fork_returned(ret: i64) -> Result<(), i64> {
+pub fn fork_returned(ret: i64) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
     if !maybe_traced(tgid) {
         return Ok(());
@@ -480,7 +480,7 @@ pub fn sys_exit_group_entry(_ctx: FEntryContext) -> u32 {
     0
 }
 
-fn try_title() -> Result<(), i64> {
+pub fn try_title() -> Result<(), i64> {
     let (tgid, tid) = current_ids();
     if !maybe_traced(tgid) {
         return Ok(());

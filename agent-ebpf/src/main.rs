@@ -14,6 +14,7 @@ mod fault;
 mod fork;
 mod maps;
 mod probe;
+mod syscall;
 mod trampoline;
 mod util;
 mod write;

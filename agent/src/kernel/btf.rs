@@ -127,6 +127,10 @@ impl KernelBtf {
             page_compound_head: m("page", "compound_head")?,
             filename_name: m("filename", "name")?,
             pt_regs_di: m("pt_regs", "di")?,
+            pt_regs_si: m("pt_regs", "si")?,
+            pt_regs_dx: m("pt_regs", "dx")?,
+            pt_regs_r10: m("pt_regs", "r10")?,
+            pt_regs_orig_ax: m("pt_regs", "orig_ax")?,
         })
     }
 
