@@ -411,14 +411,15 @@ pub fn fork_returned(ret: i64) -> Result<(), i64> {
     Ok(())
 }
 
-/// Hook: `tracepoint/sched/sched_process_exec`,
+/// Hook: `tp_btf/sched_process_exec`,
 /// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`
 /// (include/trace/events/sched.h, fired from `exec_binprm` in fs/exec.c); no argument is
-/// read. Lowest kernel 4.7 (BPF on classic tracepoints). After exec the task's comm is the new
-/// binary's name (set in `begin_new_exec`), so in auto mode a Redis server started after
-/// cowtrace is picked up here, before it can fork.
-#[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+/// read. BTF tracepoints since 5.5 (a BTF tracepoint rather than the classic one: its
+/// link detaches without the classic one's ~40 ms wait, see syscall.rs). After exec the
+/// task's comm is the new binary's name (set in `begin_new_exec`), so in auto mode a
+/// Redis server started after cowtrace is picked up here, before it can fork.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     let _ = try_exec(&ctx);
     0
 }
@@ -429,7 +430,7 @@ fn is_redis_comm(c: &[u8; COMM_LEN]) -> bool {
     c.starts_with(REDIS) || c.starts_with(VALKEY)
 }
 
-fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if global(&AUTO_REDIS) == 0 {
         return Ok(());
     }

@@ -85,7 +85,7 @@ pub fn run() -> Vec<Item> {
         items.push(item(
             "hooks",
             Some(false),
-            format!("{HOOKS_ENV} must be `auto` or `tracepoint`"),
+            format!("{HOOKS_ENV} must be `auto`, `tracepoint` or `classic`"),
         ));
     }
     if let Ok(b) = &btf {
@@ -179,12 +179,14 @@ fn attach_items(probes: &mut Probes, btf: &aya::Btf) -> Vec<Item> {
         item(
             "tracepoint",
             Some(true),
-            "ok: every syscalls/* and sched/* program loads; one of each kind attaches",
+            "ok: the syscall programs (tp_btf/sys_enter + sys_exit, or with \
+             COWTRACE_HOOKS=classic every syscalls/* program) and oom/mark_victim load; \
+             one of each kind attaches",
         ),
         item(
             "tp_btf",
             Some(true),
-            "ok: fork, exit, page_fault_user, mm_page_alloc, block_rq_* load and attach",
+            "ok: fork, exit, exec, page_fault_user, mm_page_alloc, block_rq_* load and attach",
         ),
     ];
     let optional = loader::probe_optional(&mut probes.ebpf, btf, &mut probes.links);

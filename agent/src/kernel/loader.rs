@@ -28,9 +28,10 @@ pub fn object() -> &'static [u8] {
 }
 
 /// tp_btf hooks (program name = tracepoint name) that cowtrace cannot run without.
-pub const BTF_TRACEPOINTS: [&str; 6] = [
+pub const BTF_TRACEPOINTS: [&str; 7] = [
     "sched_process_fork",
     "sched_process_exit",
+    "sched_process_exec",
     "page_fault_user",
     "mm_page_alloc",
     "block_rq_issue",
@@ -38,10 +39,7 @@ pub const BTF_TRACEPOINTS: [&str; 6] = [
 ];
 /// Classic tracepoints of no measurement with a second path: (program, category,
 /// names). The syscall tracepoints belong to the measurements of `hooks.rs`.
-const TRACEPOINTS: [hooks::Tracepoint; 2] = [
-    ("sched_process_exec", "sched", &["sched_process_exec"]),
-    ("oom_victim", "oom", &["mark_victim"]),
-];
+const TRACEPOINTS: [hooks::Tracepoint; 1] = [("oom_victim", "oom", &["mark_victim"])];
 
 pub const COW_METHOD: &str = "tracepoint";
 pub const COW_HOOKS: &str = "tp_btf/page_fault_user + tp_btf/mm_page_alloc";
@@ -252,7 +250,11 @@ pub fn load_with(
     let mut links = Links::default();
 
     // Process-life hooks first, so no fork is missed between the /proc scan and attach.
-    for name in ["sched_process_fork", "sched_process_exit"] {
+    for name in [
+        "sched_process_fork",
+        "sched_process_exit",
+        "sched_process_exec",
+    ] {
         attach_btf(&mut ebpf, &mut links, btf, name)?;
     }
     let mut tp = TracepointState::default();
