@@ -42,6 +42,16 @@ pub const RESYNC_FULLRESYNC: u64 = 1;
 /// channel where the snapshot ends (`sendCurrentOffsetToReplica`, Valkey 8).
 pub const RESYNC_ENDOFF: u64 = 2;
 /// Event kinds on the hot ring buffer (`HOT_EVENTS`, submitted without wakeup).
+/// Which measurements the `tp_btf/sys_enter` and `sys_exit` programs serve (bits of the
+/// one value of `SYSCALL_PATHS`): those whose fentry path the kernel refused. Set by
+/// the loader before it attaches them.
+pub const SYSCALL_WRITES: u32 = 1;
+pub const SYSCALL_SYNCS: u32 = 2;
+pub const SYSCALL_RENAMES: u32 = 4;
+pub const SYSCALL_FORKS: u32 = 8;
+pub const SYSCALL_EXIT_TITLES: u32 = 16;
+pub const SYSCALL_SETSID: u32 = 32;
+
 pub const EV_COW: u32 = 10;
 pub const EV_WRITE: u32 = 11;
 pub const EV_FSYNC: u32 = 12;
@@ -360,8 +370,15 @@ pub struct Offsets {
     pub pt_regs_di: u32,
     /// `vm_fault.address`: the faulting address `do_wp_page` gets (the arm64 COW hooks).
     pub vmf_address: u32,
+    /// `pt_regs.si`, `.dx`, `.r10`: a syscall's second, third and fourth arguments, and
+    /// `pt_regs.orig_ax` its number (x86-64), read by the `tp_btf/sys_enter` and
+    /// `sys_exit` programs (agent-ebpf/src/syscall.rs).
+    pub pt_regs_si: u32,
+    pub pt_regs_dx: u32,
+    pub pt_regs_r10: u32,
+    pub pt_regs_orig_ax: u32,
 }
-const _: () = assert!(core::mem::size_of::<Offsets>() == 108);
+const _: () = assert!(core::mem::size_of::<Offsets>() == 124);
 
 /// The last write-protect fault of a traced thread, in the `PENDING` map keyed by tid.
 /// The entry lives as long as the thread and is updated in place; `active` says whether

@@ -288,7 +288,7 @@ fn try_setsid(ctx: &TracePointContext) -> Result<(), i64> {
 
 /// This thread's `setsid()` returned `ret` (both paths end here).
 #[inline(always)]
-fn setsid_returned(ret: i64) -> Result<(), i64> {
+pub fn setsid_returned(ret: i64) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
     if !maybe_traced(tgid) {
         return Ok(());
@@ -397,7 +397,7 @@ fn try_fork_exit(ctx: &TracePointContext) -> Result<(), i64> {
 
 /// Keep the entry time of a fork of a traced thread (both paths start here).
 #[inline(always)]
-fn fork_started() {
+pub fn fork_started() {
     let (tgid, tid) = current_ids();
     if maybe_traced(tgid) && TRACED.get_ptr(&tgid).is_some() {
         // A failure loses this fork's latency only (counted).
@@ -411,7 +411,7 @@ fn fork_started() {
 /// The fork of this thread returned `ret` (the child's pid in the parent): emit its
 /// latency (both paths end here).
 #[inline(always)]
-fn fork_returned(ret: i64) -> Result<(), i64> {
+pub fn fork_returned(ret: i64) -> Result<(), i64> {
     let (tgid, tid) = current_ids();
     if !maybe_traced(tgid) {
         return Ok(());
@@ -432,14 +432,15 @@ fn fork_returned(ret: i64) -> Result<(), i64> {
     Ok(())
 }
 
-/// Hook: `tracepoint/sched/sched_process_exec`,
+/// Hook: `tp_btf/sched_process_exec`,
 /// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`
 /// (include/trace/events/sched.h, fired from `exec_binprm` in fs/exec.c); no argument is
-/// read. Lowest kernel 4.7 (BPF on classic tracepoints). After exec the task's comm is the new
-/// binary's name (set in `begin_new_exec`), so in auto mode a Redis server started after
-/// cowtrace is picked up here, before it can fork.
-#[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+/// read. BTF tracepoints since 5.5 (a BTF tracepoint rather than the classic one: its
+/// link detaches without the classic one's ~40 ms wait, see syscall.rs). After exec the
+/// task's comm is the new binary's name (set in `begin_new_exec`), so in auto mode a
+/// Redis server started after cowtrace is picked up here, before it can fork.
+#[btf_tracepoint(function = "sched_process_exec")]
+pub fn sched_process_exec(ctx: BtfTracePointContext) -> u32 {
     let _ = try_exec(&ctx);
     0
 }
@@ -450,7 +451,7 @@ fn is_redis_comm(c: &[u8; COMM_LEN]) -> bool {
     c.starts_with(REDIS) || c.starts_with(VALKEY)
 }
 
-fn try_exec(ctx: &TracePointContext) -> Result<(), i64> {
+fn try_exec(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if global(&AUTO_REDIS) == 0 {
         return Ok(());
     }
@@ -507,7 +508,7 @@ pub fn sys_exit_group_entry(_ctx: FEntryContext) -> u32 {
     0
 }
 
-fn try_title() -> Result<(), i64> {
+pub fn try_title() -> Result<(), i64> {
     let (tgid, tid) = current_ids();
     if !maybe_traced(tgid) {
         return Ok(());

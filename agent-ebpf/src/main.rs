@@ -15,6 +15,7 @@ mod fault;
 mod fork;
 mod maps;
 mod probe;
+mod syscall;
 mod trampoline;
 mod util;
 mod wp_fault;

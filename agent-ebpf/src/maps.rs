@@ -126,7 +126,16 @@ pub static OFFSETS: Offsets = Offsets {
     filename_name: 0,
     pt_regs_di: 0,
     vmf_address: 0,
+    pt_regs_si: 0,
+    pt_regs_dx: 0,
+    pt_regs_r10: 0,
+    pt_regs_orig_ax: 0,
 };
+
+/// The measurements the `tp_btf/sys_enter`/`sys_exit` programs serve (`SYSCALL_*` bits),
+/// written once by the loader before they are attached (syscall.rs).
+#[map]
+pub static SYSCALL_PATHS: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Files written by traced processes: exact bytes and calls per (session, file).
 /// LRU: a host that writes millions of files loses the oldest file rows, never totals.

@@ -109,6 +109,13 @@ impl KernelBtf {
     /// one is reported by name rather than traced wrongly.
     pub fn offsets(&self) -> Result<KernelOffsets, BtfError> {
         let m = |s: &str, f: &str| self.member_offset(s, f);
+        let x86_regs = |f: &str| {
+            if cfg!(target_arch = "x86_64") {
+                m("pt_regs", f)
+            } else {
+                Ok(0)
+            }
+        };
         Ok(KernelOffsets {
             task_pid: m("task_struct", "pid")?,
             task_tgid: m("task_struct", "tgid")?,
@@ -137,6 +144,12 @@ impl KernelBtf {
             filename_name: m("filename", "name")?,
             pt_regs_di: m("pt_regs", SYSCALL_ARG0)?,
             vmf_address: m("vm_fault", "address")?,
+            // The tp_btf/sys_enter and sys_exit programs read these on x86-64 only
+            // (syscall.rs); arm64's pt_regs has no such fields, and 0 is never read.
+            pt_regs_si: x86_regs("si")?,
+            pt_regs_dx: x86_regs("dx")?,
+            pt_regs_r10: x86_regs("r10")?,
+            pt_regs_orig_ax: x86_regs("orig_ax")?,
         })
     }
 

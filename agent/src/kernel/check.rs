@@ -85,7 +85,7 @@ pub fn run() -> Vec<Item> {
         items.push(item(
             "hooks",
             Some(false),
-            format!("{HOOKS_ENV} must be `auto` or `tracepoint`"),
+            format!("{HOOKS_ENV} must be `auto`, `tracepoint` or `classic`"),
         ));
     }
     if let Ok(b) = &btf {
@@ -179,7 +179,9 @@ fn attach_items(probes: &mut Probes, btf: &aya::Btf) -> Vec<Item> {
         item(
             "tracepoint",
             Some(true),
-            "ok: every syscalls/* and sched/* program loads; one of each kind attaches",
+            "ok: the syscall programs (tp_btf/sys_enter + sys_exit, or with \
+             COWTRACE_HOOKS=classic every syscalls/* program) and oom/mark_victim load; \
+             one of each kind attaches",
         ),
         item(
             "tp_btf",

@@ -11,7 +11,7 @@
 //!
 //! Pure: the table, the prototype checks against what BTF says, and the words.
 
-/// `COWTRACE_HOOKS`: `auto` (the default) or `tracepoint`.
+/// `COWTRACE_HOOKS`: `auto` (the default), `tracepoint` or `classic`.
 pub const HOOKS_ENV: &str = "COWTRACE_HOOKS";
 
 /// What the user allows the loader to pick.
@@ -20,8 +20,11 @@ pub enum Policy {
     /// The fentry path wherever the kernel allows it, else the tracepoints.
     #[default]
     Auto,
-    /// The tracepoint path only.
+    /// The tracepoint path only (`tp_btf/sys_enter`/`sys_exit`, else the classic ones).
     Tracepoint,
+    /// The tracepoint path on the classic `syscalls/*` tracepoints, one per syscall (the
+    /// fallback when the `tp_btf/sys_*` programs are refused; for comparisons).
+    Classic,
 }
 
 impl Policy {
@@ -29,6 +32,7 @@ impl Policy {
         match s.trim() {
             "auto" | "" => Some(Policy::Auto),
             "tracepoint" => Some(Policy::Tracepoint),
+            "classic" => Some(Policy::Classic),
             _ => None,
         }
     }
@@ -74,6 +78,11 @@ pub struct Measurement {
     pub fentry_hooks: &'static str,
     pub tracepoints: &'static [Tracepoint],
     pub tracepoint_hooks: &'static str,
+    /// Its bit in `SYSCALL_PATHS`: the `tp_btf/sys_enter`/`sys_exit` programs serve it
+    /// (agent-ebpf/src/syscall.rs) in place of its classic tracepoints.
+    pub syscall_bit: u32,
+    /// Those hooks in words, for the `meta` line and `check`.
+    pub syscall_hooks: &'static str,
 }
 
 const fn tr(prog: &'static str, function: &'static str, exit: bool) -> Trampoline {
@@ -133,6 +142,8 @@ pub const WRITES: Measurement = Measurement {
         ),
     ],
     tracepoint_hooks: "tracepoint/syscalls/sys_{enter,exit}_{write,pwrite64,writev,pwritev,pwritev2}",
+    syscall_bit: agent_common::SYSCALL_WRITES,
+    syscall_hooks: "tp_btf/sys_{enter,exit} for write, pwrite64, writev, pwritev, pwritev2",
 };
 
 /// The name of the kernel function of syscall `$name`: `__x64_sys_NAME` on x86-64,
@@ -204,6 +215,8 @@ pub const SYNCS: Measurement = Measurement {
         ),
     ],
     tracepoint_hooks: "tracepoint/syscalls/sys_{enter,exit}_{fsync,fdatasync,sync_file_range}",
+    syscall_bit: agent_common::SYSCALL_SYNCS,
+    syscall_hooks: "tp_btf/sys_{enter,exit} for fsync, fdatasync, sync_file_range",
 };
 
 pub const RENAMES: Measurement = Measurement {
@@ -225,6 +238,8 @@ pub const RENAMES: Measurement = Measurement {
         ),
     ],
     tracepoint_hooks: "tracepoint/syscalls/sys_enter_{rename,renameat,renameat2}",
+    syscall_bit: agent_common::SYSCALL_RENAMES,
+    syscall_hooks: "tp_btf/sys_enter for rename, renameat, renameat2",
 };
 
 pub const FORK_LATENCY: Measurement = Measurement {
@@ -262,6 +277,8 @@ pub const FORK_LATENCY: Measurement = Measurement {
         ),
     ],
     tracepoint_hooks: "tracepoint/syscalls/sys_{enter,exit}_{clone,clone3,fork,vfork}",
+    syscall_bit: agent_common::SYSCALL_FORKS,
+    syscall_hooks: "tp_btf/sys_{enter,exit} for clone, clone3, fork, vfork",
 };
 
 pub const TITLES: Measurement = Measurement {
@@ -271,6 +288,8 @@ pub const TITLES: Measurement = Measurement {
     fentry_hooks: concat!("fentry/", sys!("exit_group")),
     tracepoints: &[("exit_group_enter", "syscalls", &["sys_enter_exit_group"])],
     tracepoint_hooks: "tracepoint/syscalls/sys_enter_exit_group",
+    syscall_bit: agent_common::SYSCALL_EXIT_TITLES,
+    syscall_hooks: "tp_btf/sys_enter for exit_group",
 };
 
 /// A session child that `setsid()`s: the child's half of a daemonization (fork.rs).
@@ -281,6 +300,8 @@ pub const DAEMONIZE: Measurement = Measurement {
     fentry_hooks: concat!("fexit/", sys!("setsid")),
     tracepoints: &[("setsid_exit", "syscalls", &["sys_exit_setsid"])],
     tracepoint_hooks: "tracepoint/syscalls/sys_exit_setsid",
+    syscall_bit: agent_common::SYSCALL_SETSID,
+    syscall_hooks: "tp_btf/sys_exit for setsid",
 };
 
 /// Every measurement with two paths, in the order they are attached. With all of them
@@ -391,6 +412,12 @@ mod tests {
             "do_renameat2 is not in this kernel's BTF (absent or inlined)"
         );
         let short = s(&["struct file *"]);
+        let bits: u32 = MEASUREMENTS.iter().map(|m| m.syscall_bit).sum();
+        assert_eq!(
+            bits,
+            MEASUREMENTS.iter().fold(0, |a, m| a | m.syscall_bit),
+            "one bit per measurement"
+        );
         assert!(
             check_proto(&WRITES.protos[0], Some(&short))
                 .unwrap_err()
@@ -414,9 +441,12 @@ mod tests {
                 assert!(m.fentry_hooks.contains(short), "{}: {short}", m.name);
             }
             assert!(!m.tracepoints.is_empty());
+            assert!(m.syscall_bit.is_power_of_two(), "{}", m.name);
+            assert!(m.syscall_hooks.starts_with("tp_btf/sys_"), "{}", m.name);
         }
         assert_eq!(Policy::parse("tracepoint"), Some(Policy::Tracepoint));
         assert_eq!(Policy::parse("auto"), Some(Policy::Auto));
+        assert_eq!(Policy::parse("classic"), Some(Policy::Classic));
         assert_eq!(Policy::parse("fentry"), None);
     }
 

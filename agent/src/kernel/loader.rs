@@ -34,6 +34,7 @@ pub const BTF_TRACEPOINTS: &[&str] = if cow::HAS_FAULT_TRACEPOINT {
     &[
         "sched_process_fork",
         "sched_process_exit",
+        "sched_process_exec",
         "page_fault_user",
         "mm_page_alloc",
         "block_rq_issue",
@@ -43,6 +44,7 @@ pub const BTF_TRACEPOINTS: &[&str] = if cow::HAS_FAULT_TRACEPOINT {
     &[
         "sched_process_fork",
         "sched_process_exit",
+        "sched_process_exec",
         "mm_page_alloc",
         "block_rq_issue",
         "block_rq_complete",
@@ -50,10 +52,7 @@ pub const BTF_TRACEPOINTS: &[&str] = if cow::HAS_FAULT_TRACEPOINT {
 };
 /// Classic tracepoints of no measurement with a second path: (program, category,
 /// names). The syscall tracepoints belong to the measurements of `hooks.rs`.
-const TRACEPOINTS: [hooks::Tracepoint; 2] = [
-    ("sched_process_exec", "sched", &["sched_process_exec"]),
-    ("oom_victim", "oom", &["mark_victim"]),
-];
+const TRACEPOINTS: [hooks::Tracepoint; 1] = [("oom_victim", "oom", &["mark_victim"])];
 
 pub const DISK_HOOKS: &str = "tp_btf/block_rq_issue + tp_btf/block_rq_complete (bio page -> inode)";
 
@@ -284,15 +283,21 @@ pub fn load_with(
     let mut links = Links::default();
 
     // Process-life hooks first, so no fork is missed between the /proc scan and attach.
-    for name in ["sched_process_fork", "sched_process_exit"] {
+    for name in [
+        "sched_process_fork",
+        "sched_process_exit",
+        "sched_process_exec",
+    ] {
         attach_btf(&mut ebpf, &mut links, btf, name)?;
     }
     let mut tp = TracepointState::default();
     tp.attach(&mut ebpf, &mut links, &TRACEPOINTS, hooks)?;
     let mut paths = Vec::new();
+    let mut syscall_bits = 0;
     for m in &MEASUREMENTS {
         let mut why = match opts.hooks {
             Policy::Tracepoint => Some(format!("forced by {HOOKS_ENV}=tracepoint")),
+            Policy::Classic => Some(format!("forced by {HOOKS_ENV}=classic")),
             Policy::Auto => protos.why_not(m),
         };
         if why.is_none() {
@@ -303,6 +308,10 @@ pub fn load_with(
         }
         let (path, hooks_in_use) = if why.is_none() {
             (HookPath::Fentry, m.fentry_hooks)
+        } else if opts.hooks != Policy::Classic {
+            // Attached below, once for every measurement that needs it.
+            syscall_bits |= m.syscall_bit;
+            (HookPath::Tracepoint, m.syscall_hooks)
         } else {
             tp.attach(&mut ebpf, &mut links, m.tracepoints, hooks)?;
             (HookPath::Tracepoint, m.tracepoint_hooks)
@@ -318,6 +327,18 @@ pub fn load_with(
         });
     }
     let cow = attach_cow(&mut ebpf, &mut links, btf, opts.hooks, protos)?;
+    if syscall_bits != 0
+        && let Err(e) = attach_syscalls(&mut ebpf, &mut links, btf, syscall_bits)
+    {
+        // Each measurement falls back to its classic tracepoints, one per syscall.
+        log::info!("tp_btf/sys_enter, sys_exit: {e}; classic syscall tracepoints instead");
+        for (m, choice) in MEASUREMENTS.iter().zip(paths.iter_mut()) {
+            if syscall_bits & m.syscall_bit != 0 {
+                tp.attach(&mut ebpf, &mut links, m.tracepoints, hooks)?;
+                choice.hooks = m.tracepoint_hooks;
+            }
+        }
+    }
     for name in ["mm_page_alloc", "block_rq_issue", "block_rq_complete"] {
         attach_btf(&mut ebpf, &mut links, btf, name)?;
     }
@@ -328,6 +349,32 @@ pub fn load_with(
         paths,
         cow,
     })
+}
+
+/// Attach `tp_btf/sys_enter` and `sys_exit` (agent-ebpf/src/syscall.rs) for the
+/// measurements of `bits` (`SYSCALL_*`): both or neither, with the refusal in words. Two
+/// raw tracepoint links instead of up to 29 classic ones: a classic link takes about
+/// 40 ms to detach here (an RCU grace period under the kernel's event_mutex, one after
+/// the other), a raw one does not wait.
+fn attach_syscalls(ebpf: &mut Ebpf, links: &mut Links, btf: &Btf, bits: u32) -> Result<(), String> {
+    if !cfg!(target_arch = "x86_64") {
+        // The programs match x86-64 syscall numbers and registers.
+        return Err("x86-64 only".into());
+    }
+    let mut paths: aya::maps::Array<_, u32> = ebpf
+        .map_mut("SYSCALL_PATHS")
+        .ok_or("map SYSCALL_PATHS missing from the BPF object")?
+        .try_into()
+        .map_err(|e: aya::maps::MapError| e.to_string())?;
+    paths
+        .set(0, bits, 0)
+        .map_err(|e| format!("SYSCALL_PATHS: {e}"))?;
+    let mut group = Links::default();
+    for name in ["sys_enter", "sys_exit"] {
+        attach_btf(ebpf, &mut group, btf, name).map_err(|e| chain_of(&e))?;
+    }
+    links.absorb(group);
+    Ok(())
 }
 
 /// What the classic tracepoint programs have done so far: the programs loaded (one may
