@@ -11,6 +11,7 @@ pub mod classify;
 pub mod decode;
 pub mod files;
 pub mod hist;
+pub mod latency;
 pub mod merge;
 pub mod projection;
 pub mod reap;

@@ -292,6 +292,7 @@ impl Session {
             regions: None,
             stall: None,
             slow_fork: None,
+            main_thread: None,
         }))
     }
 

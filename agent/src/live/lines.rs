@@ -140,7 +140,7 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.writes.files.len(),
         )),
         Record::SessionEnd(e) => Some(format!(
-            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}{}{}{}",
+            "{} END   session {} {:<11} {} child {} after {:.2}s, {}: COW {}{}, reuse faults {}; wrote {} in {} file(s), {}, disk {}{}{}{}{}",
             clock.stamp(e.ts_ns),
             e.session,
             e.kind.as_str(),
@@ -168,6 +168,10 @@ pub fn watch_line(rec: &Record, clock: &Clock) -> Option<String> {
             e.stall
                 .as_ref()
                 .map_or(String::new(), stall::stall_end_mark),
+            e.main_thread.as_ref().map_or(String::new(), |m| format!(
+                "; {}",
+                crate::text::latency::brief(m, e.duration_ms)
+            )),
         )),
         _ => None,
     }
@@ -259,6 +263,7 @@ pub(crate) mod tests {
             session: 3,
             stall: None,
             slow_fork: None,
+            main_thread: None,
             parent_pid: 10,
             child_pid: 11,
             kind: SessionKind::RdbBgsave,

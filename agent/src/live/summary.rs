@@ -120,6 +120,12 @@ pub fn summary(kept: &KeptEnds, end: &End) -> String {
                     ))
             ));
         }
+        if let Some(m) = &e.main_thread {
+            s.push_str(&format!(
+                "              {}\n",
+                crate::text::latency::brief(m, e.duration_ms)
+            ));
+        }
     }
     if kept.total() > shown.len() {
         s.push_str(&format!(

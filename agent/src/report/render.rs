@@ -453,6 +453,9 @@ fn session_detail(r: &Report, s: &Session, out: &mut String) {
                 c.reuse_faults,
                 c.zero_fills
             );
+            if let Some(m) = &e.main_thread {
+                let _ = writeln!(out, "  {}", crate::text::latency::brief(m, e.duration_ms));
+            }
             out.push_str(&crate::text::causes::tables(
                 e.causes.as_ref(),
                 e.regions.as_ref(),

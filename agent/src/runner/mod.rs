@@ -2,6 +2,7 @@
 //! interval, keys, signals and the duration timer. `run` is the outline; `state` holds
 //! what the loop does with each event, `start` what is said and written once attached,
 //! and `options` the settings read from the environment. The rules live in `events`.
+mod calibrate;
 mod memory;
 mod options;
 mod start;
@@ -150,6 +151,8 @@ async fn next_key(live: &mut Option<Live>) -> std::io::Result<crossterm::event::
 /// `q`; then end the trace and print the summary. Returns the `end` record.
 pub async fn run(cfg: RunConfig) -> Result<End> {
     let mut signals = Signals::install()?;
+    // The per-copy cost for the main-thread estimate, off the event loop (a few ms).
+    calibrate::start();
     let pid_mode = !cfg.pids.is_empty();
     let pids = resolve_pids(&cfg.pids)?;
     for &pid in &pids {

@@ -88,6 +88,8 @@ pub struct State {
     slow_forks: HashMap<u64, crate::trace::schema::SlowFork>,
     /// The host's THP mode, read once.
     thp: Option<String>,
+    /// The fork blocks of running sessions, for the main thread's cost at their ends.
+    latency: super::calibrate::Latency,
 }
 
 /// A fork event rebuilt for a session whose own event was lost.
@@ -165,6 +167,7 @@ impl State {
             slow_fork_ms_per_gib: DEFAULT_SLOW_FORK_MS_PER_GIB,
             slow_forks: HashMap::new(),
             thp: procfs::thp_mode(),
+            latency: Default::default(),
         }
     }
 
@@ -178,6 +181,7 @@ impl State {
     /// (with the parent's page-table size, read now: fork copied them).
     fn on_start(&mut self, s: &mut crate::trace::schema::SessionStart) {
         self.stalls.start(s.session, s.kind, s.child_pid, s.ts_ns);
+        self.latency.start(s.session, s.fork_us);
         let (Some(us), Some(rss)) = (s.fork_us, s.parent_rss_bytes) else {
             return;
         };
@@ -268,6 +272,7 @@ impl State {
                 e.causes = Some(c);
                 e.regions = Some(r);
             }
+            self.latency.end(e);
             self.ends.push((**e).clone());
         }
         if let Some(l) = &mut self.live {

@@ -121,6 +121,9 @@ pub fn diagnose(e: &SessionEnd, host: &HostFacts) -> Vec<String> {
         if let Some(line) = saturation(e) {
             out.push(line);
         }
+        if let Some(m) = &e.main_thread {
+            out.push(super::latency::diagnosis_line(m, e.duration_ms));
+        }
     } else {
         out.push("No page was copied: the parent wrote no shared page while the child ran.".into());
     }
@@ -377,6 +380,7 @@ mod tests {
             session: 1,
             stall: None,
             slow_fork: None,
+            main_thread: None,
             parent_pid: 1,
             child_pid: 2,
             kind: SessionKind::RdbBgsave,

@@ -11,6 +11,7 @@ pub mod error;
 pub mod exit;
 pub mod hist;
 pub mod kernel;
+pub mod latency;
 pub mod sent;
 pub mod stall;
 pub mod sync;

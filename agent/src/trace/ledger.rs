@@ -335,3 +335,26 @@ pub struct RegionShare {
     pub copies: u64,
     pub share_pct: f64,
 }
+
+/// What a session cost the server's main thread (issue 15 item 5): the time it spent in
+/// COW faults, and the time the fork blocked it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MainThread {
+    /// The parent's copies made by its main thread (tid == tgid): the session's parent
+    /// copies less those charged to other threads by the cause split.
+    pub copies: u64,
+    /// The cost of one copy fault on this host, measured by the agent at start-up.
+    pub per_copy_ns: u64,
+    /// `copies` × `per_copy_ns`, in milliseconds.
+    pub cow_ms: f64,
+    /// `cow_ms` as a share of the session's duration.
+    pub pct_of_save: f64,
+    /// Whether `cow_ms` is an estimate (always, on the tracepoint path) or measured.
+    pub estimate: bool,
+    /// How `per_copy_ns` was obtained, in words.
+    pub basis: String,
+    /// The time the fork blocked the main thread (`session_start.fork_us`), when measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fork_us: Option<f64>,
+}

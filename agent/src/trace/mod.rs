@@ -197,6 +197,7 @@ mod tests {
                     },
                 }),
                 slow_fork: Some(schema::SlowFork::default()),
+                main_thread: Some(schema::MainThread::default()),
                 parent_pid: 10,
                 child_pid: 11,
                 causes: None,

@@ -433,6 +433,10 @@ pub struct SessionEnd {
     /// The same as `session_start.slow_fork`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slow_fork: Option<SlowFork>,
+    /// What the session cost the server's main thread: its COW time (an estimate on the
+    /// tracepoint path) and the fork's block (issue 15 item 5; additive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_thread: Option<MainThread>,
 }
 
 impl SessionEnd {
