@@ -1,0 +1,58 @@
+//! What a save costs the server's main thread (issue 15 item 5), against `cowload`:
+//! its main thread writes K shared pages (K copies) and times that loop with its own
+//! thread CPU clock. cowtrace's estimate (its main-thread copies × the per-copy cost it
+//! measured at start-up) must be within 25% of the copies × the per-copy cost the
+//! workload measured in the same run, on the same host: pairwise, no stored number.
+//! Root; run with `cargo test -p agent --test latency -- --ignored --test-threads=1`.
+mod common;
+use common::*;
+
+const SLACK: u64 = 48;
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn main_thread_cow_time_matches_the_workloads_own_timing() {
+    require_root();
+    let k = 20_000u64;
+    let dir = TempDir::new("latency");
+    let w = Workload::spawn(&[
+        "--mode",
+        "parent-writes",
+        "--mib",
+        "128",
+        "--pages",
+        &k.to_string(),
+    ]);
+    let pid = w.pid.to_string();
+    let rec = Recorder::start(dir.path(), &["-p", pid.as_str()], &[]);
+    let r = w.go();
+    let t = rec.wait(std::time::Duration::from_secs(60));
+    let e = t.end_of_child(u(&r["children"][0]));
+    let m = &e["main_thread"];
+    assert!(m.is_object(), "session_end has no main_thread: {e}");
+    eprintln!("main_thread: {m}; workload: {r}");
+    let copies = u(&m["copies"]);
+    assert!(
+        (k..=k + SLACK).contains(&copies),
+        "main-thread copies {copies} not in [{k}, {}]",
+        k + SLACK
+    );
+    assert_eq!(
+        m["estimate"], true,
+        "the tracepoint path only estimates: {m}"
+    );
+    let measured_per_copy_ns = u(&r["write_cpu_ns"]) as f64 / k as f64;
+    let expected_ms = copies as f64 * measured_per_copy_ns / 1e6;
+    let got_ms = m["cow_ms"].as_f64().unwrap();
+    let err = (got_ms - expected_ms).abs() / expected_ms;
+    eprintln!(
+        "estimate {got_ms:.2} ms ({} ns/copy, agent) vs {expected_ms:.2} ms ({measured_per_copy_ns:.0} ns/copy, workload, traced): {:.0}% apart",
+        u(&m["per_copy_ns"]),
+        err * 100.0
+    );
+    assert!(
+        err <= 0.25,
+        "estimate {got_ms:.2} ms vs measured {expected_ms:.2} ms"
+    );
+    assert!(m["fork_us"].as_f64().is_some_and(|us| us > 0.0), "{m}");
+}
