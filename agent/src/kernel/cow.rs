@@ -83,8 +83,8 @@ pub fn plan(
     let mut tries = Vec::new();
     match (&proto, policy) {
         (Err(e), _) => skipped.push(format!("fentry and kprobe: {e}")),
-        (Ok(()), Policy::Tracepoint) => {
-            skipped.push("fentry: no trampolines (COWTRACE_HOOKS=tracepoint)".into());
+        (Ok(()), Policy::Tracepoint | Policy::Classic) => {
+            skipped.push("fentry: no trampolines (COWTRACE_HOOKS=tracepoint or classic)".into());
             tries.push(Method::WpKprobe);
         }
         (Ok(()), Policy::Auto) => tries.extend([Method::WpFentry, Method::WpKprobe]),
