@@ -181,7 +181,10 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     let causes_on = options::causes_on(std::env::var(options::CAUSES).ok().as_deref())?;
     st.causes = Some(crate::kernel::causes::CauseProbes::new(
         ebpf,
-        (!causes_on).then_some("turned off by COWTRACE_CAUSES=off"),
+        (!causes_on).then_some(
+            "commands and background jobs are named only with COWTRACE_CAUSES=on \
+             (README, \"COW by cause\")",
+        ),
     ));
     st.set_flags(cfg.flags);
     st.adopt_running(running);
