@@ -26,7 +26,8 @@ use aya_ebpf::{
 use crate::{
     attrib,
     maps::{
-        AGENT_TGID, EMIT_COW, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSION_PREV, SESSIONS, TRACED,
+        AGENT_TGID, ATTRIB_ON, EMIT_COW, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSION_PREV,
+        SESSIONS, TRACED,
     },
     util::{atomic_add, count_drop, counted, current_ids, global, maybe_traced, now_ns},
 };
@@ -215,8 +216,9 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
         // SAFETY: `session_side` returns only pointers into a live SESSIONS value.
         unsafe { charge(c, zero, order, bytes) };
     }
-    // A parent's copy of a live session: its cause and its memory region (attrib.rs).
-    if !zero && p.child_side == 0 && session != 0 {
+    // A parent's copy of a live session: its cause and its memory region (attrib.rs),
+    // when asked for (a load-time constant, like EMIT_COW).
+    if global(&ATTRIB_ON) != 0 && !zero && p.child_side == 0 && session != 0 {
         attrib::charge_parent_copy(session, p.tgid, tid, p.addr);
     }
     // A load-time constant: with `--events` off, the verifier drops this branch.

@@ -302,12 +302,7 @@ fn symbol_offsets(path: &str, wanted: &[&str]) -> Result<HashMap<String, u64>, S
 
 /// Attach the cause probes to server `pid` (binary `exe`): the links, and a note when
 /// commands cannot be named.
-fn attach(
-    ebpf: &mut Ebpf,
-    disabled: Option<&str>,
-    pid: u32,
-    exe: &str,
-) -> (Links, Option<String>) {
+fn attach(ebpf: &mut Ebpf, disabled: Option<&str>, pid: u32, exe: &str) -> (Links, Option<String>) {
     if let Some(why) = disabled {
         return (Links::default(), Some(format!("no causes: {why}")));
     }

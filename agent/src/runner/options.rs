@@ -219,7 +219,13 @@ mod tests {
         let mut opts = LoadOptions::default();
         o.apply(&mut opts);
         assert_eq!(opts.max_entries, vec![("SESSIONS", 1), ("TRACED", 64)]);
-        for bad in ["SESSIONS", "SESSIONS=0", "NOPE=4", "HOT_EVENTS=4096", "TRACED=x"] {
+        for bad in [
+            "SESSIONS",
+            "SESSIONS=0",
+            "NOPE=4",
+            "HOT_EVENTS=4096",
+            "TRACED=x",
+        ] {
             let e = parse(&[(MAX_ENTRIES, bad)]).unwrap_err();
             assert_eq!(e, OptionError::BadMaxEntries(bad.to_string()));
             assert!(e.to_string().contains("MAP=N"), "{e}");
