@@ -80,6 +80,15 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
         }
         return Ok(());
     }
+    wp_fault(tgid, tid, || ctx.arg(0))
+}
+
+/// A write-protect fault of thread `tid` of traced process `tgid`, at the address `addr`
+/// gives (read only for a traced thread): count it for the process and its session, and
+/// keep it pending for `mm_page_alloc`. Shared by the x86 tracepoint and the arm64
+/// `do_wp_page` hooks (wp_fault.rs).
+#[inline(always)]
+pub(crate) fn wp_fault(tgid: u32, tid: u32, addr: impl FnOnce() -> u64) -> Result<(), i64> {
     let Some(proc) = TRACED.get_ptr_mut(&tgid) else {
         return Ok(()); // not traced (a tgid that only shares a MAYBE_TRACED slot)
     };
@@ -106,7 +115,7 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
         // `side` only takes a field's address, `atomic_add` adds to that aligned u64.
         unsafe { atomic_add(&mut (*side(s, child_side)).wp_faults, 1) };
     }
-    let addr: u64 = ctx.arg(0);
+    let addr = addr();
     let pending = PendingFault {
         addr,
         tgid,
