@@ -26,7 +26,8 @@ use aya_ebpf::{
 use crate::{
     attrib,
     maps::{
-        AGENT_TGID, EMIT_COW, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSION_PREV, SESSIONS, TRACED,
+        AGENT_TGID, ATTRIB_ON, EMIT_COW, HOT_EVENTS, HOT_WAKE_BYTES, PENDING, SESSION_PREV,
+        SESSIONS, TRACED,
     },
     util::{atomic_add, count_drop, counted, current_ids, global, maybe_traced, now_ns},
 };
@@ -79,6 +80,15 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
         }
         return Ok(());
     }
+    wp_fault(tgid, tid, || ctx.arg(0))
+}
+
+/// A write-protect fault of thread `tid` of traced process `tgid`, at the address `addr`
+/// gives (read only for a traced thread): count it for the process and its session, and
+/// keep it pending for `mm_page_alloc`. Shared by the x86 tracepoint and the arm64
+/// `do_wp_page` hooks (wp_fault.rs).
+#[inline(always)]
+pub(crate) fn wp_fault(tgid: u32, tid: u32, addr: impl FnOnce() -> u64) -> Result<(), i64> {
     let Some(proc) = TRACED.get_ptr_mut(&tgid) else {
         return Ok(()); // not traced (a tgid that only shares a MAYBE_TRACED slot)
     };
@@ -105,7 +115,7 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
         // `side` only takes a field's address, `atomic_add` adds to that aligned u64.
         unsafe { atomic_add(&mut (*side(s, child_side)).wp_faults, 1) };
     }
-    let addr: u64 = ctx.arg(0);
+    let addr = addr();
     let pending = PendingFault {
         addr,
         tgid,
@@ -215,8 +225,9 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
         // SAFETY: `session_side` returns only pointers into a live SESSIONS value.
         unsafe { charge(c, zero, order, bytes) };
     }
-    // A parent's copy of a live session: its cause and its memory region (attrib.rs).
-    if !zero && p.child_side == 0 && session != 0 {
+    // A parent's copy of a live session: its cause and its memory region (attrib.rs),
+    // when asked for (a load-time constant, like EMIT_COW).
+    if global(&ATTRIB_ON) != 0 && !zero && p.child_side == 0 && session != 0 {
         attrib::charge_parent_copy(session, p.tgid, tid, p.addr);
     }
     // A load-time constant: with `--events` off, the verifier drops this branch.

@@ -14,18 +14,16 @@
 //! Two attach paths, tried in this order by the loader: fentry/fexit (BPF trampolines:
 //! arm64 since 6.4, with `DYNAMIC_FTRACE_WITH_DIRECT_CALLS`), then kprobe/kretprobe
 //! (`CONFIG_KPROBES`). x86 keeps `page_fault_user`.
-use agent_common::{ERR_PENDING, PendingFault, ROLE_CHILD, ROLE_ROOT};
 use aya_ebpf::{
-    bindings::BPF_ANY,
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 
 use crate::{
-    fault::{live_session, side},
-    maps::{AGENT_TGID, PENDING, SESSIONS, TRACED},
+    fault::wp_fault,
+    maps::PENDING,
     off,
-    util::{atomic_add, counted, current_ids, global, maybe_traced, read_field},
+    util::{current_ids, maybe_traced, read_field},
 };
 
 /// Hook: `fentry/do_wp_page`, `static vm_fault_t do_wp_page(struct vm_fault *vmf)`
@@ -69,47 +67,11 @@ fn begin(vmf: *const u8) -> Result<(), i64> {
     if !maybe_traced(tgid) {
         return Ok(());
     }
-    let proc = TRACED.get_ptr_mut(&tgid).ok_or(0)?;
-    if tgid == global(&AGENT_TGID) {
-        return Ok(());
-    }
-    // SAFETY: `proc` is a non-null TRACED value pointer from bpf_map_lookup_elem, valid
-    // for this program run; two u32 fields are read.
-    let (role, newest) = unsafe { ((*proc).role, (*proc).newest_child) };
-    // As `fault::try_fault`: the session's value comes back from the lookup that found it.
-    let (session, child_side, state) = match role {
-        ROLE_CHILD => (tgid, 1, SESSIONS.get_ptr_mut(&tgid)),
-        ROLE_ROOT => {
-            let (s, state) = live_session(tgid, newest);
-            (s, 0, state)
-        }
-        _ => return Ok(()),
-    };
-    // SAFETY: the same live TRACED value; an atomic add on its aligned u64 field.
-    unsafe { atomic_add(&mut (*proc).total.wp_faults, 1) };
-    if let Some(s) = state {
-        // SAFETY: `s` is a non-null SESSIONS value pointer from bpf_map_lookup_elem in
-        // this run; `side` only takes a field's address, `atomic_add` adds to that
-        // aligned u64.
-        unsafe { atomic_add(&mut (*side(s, child_side)).wp_faults, 1) };
-    }
     // The address is for the copy's event and its memory region; a failed read leaves
     // 0 (region unknown).
-    let addr = read_field::<u64>(vmf, off!(vmf_address)).unwrap_or(0);
-    let pending = PendingFault {
-        addr,
-        tgid,
-        session,
-        child_side,
-        active: 1,
-    };
-    match PENDING.get_ptr_mut(&tid) {
-        // SAFETY: `p` is this thread's non-null PENDING value; only this thread writes its
-        // entry, so an in-place update needs no lock.
-        Some(p) => unsafe { *p = pending },
-        None => counted(PENDING.insert(&tid, &pending, BPF_ANY as u64), ERR_PENDING)?,
-    }
-    Ok(())
+    wp_fault(tgid, tid, || {
+        read_field::<u64>(vmf, off!(vmf_address)).unwrap_or(0)
+    })
 }
 
 /// The handler returned: end this thread's pending fault, if it has one.

@@ -8,6 +8,9 @@ use std::{process::Command, time::Duration};
 use common::*;
 use serde_json::Value;
 
+/// The cause probes are off by default (README, "COW by cause"): these tests turn them on.
+const CAUSES_ON: &[(&str, &str)] = &[("COWTRACE_CAUSES", "on")];
+
 /// The share (percent) of `cause` in a session's `causes`, and the whole split.
 fn share(e: &Value, cause: &str) -> f64 {
     let c = &e["causes"];
@@ -29,7 +32,7 @@ fn share(e: &Value, cause: &str) -> f64 {
 fn recorded_save(redis: &Redis, load: impl FnOnce()) -> Value {
     let dir = TempDir::new("causes");
     let pid = redis.pid().to_string();
-    let rec = Recorder::start(dir.path(), &["-p", &pid], &[]);
+    let rec = Recorder::start(dir.path(), &["-p", &pid], CAUSES_ON);
     redis.bgsave();
     // The probes are attached when the agent sees the fork: give it that moment.
     std::thread::sleep(Duration::from_millis(500));
@@ -238,7 +241,7 @@ fn region_table_matches_known_ranges() {
         "700",
     ]);
     let pid = w.pid.to_string();
-    let rec = Recorder::start(dir.path(), &["-p", &pid], &[]);
+    let rec = Recorder::start(dir.path(), &["-p", &pid], CAUSES_ON);
     let result = w.go();
     let trace = rec.wait(Duration::from_secs(60));
     let child = u(&result["children"][0]);
@@ -319,7 +322,7 @@ fn mixed_phases_match_the_timeline() {
     }
     let dir = TempDir::new("causes-mixed");
     let pid = redis.pid().to_string();
-    let rec = Recorder::start(dir.path(), &["-p", &pid, "-i", "0.1"], &[]);
+    let rec = Recorder::start(dir.path(), &["-p", &pid, "-i", "0.1"], CAUSES_ON);
     redis.bgsave();
     std::thread::sleep(Duration::from_millis(800));
     let gap = Duration::from_millis(1200);

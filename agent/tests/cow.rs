@@ -4,6 +4,8 @@
 //! in the test region: their stack, libc's and Rust's data (stdout buffer, the pipe
 //! read, waitpid). Each such page is a real copy. So a count of K region pages is
 //! asserted as `K <= n <= K + SLACK`, with SLACK a few dozen pages, never a percentage.
+//! A count of faults (not copies) is bounded by the kernel's own count instead of K: the
+//! kernel sometimes takes more than one fault for a page (cowload reports `ru_minflt`).
 mod common;
 use common::*;
 
@@ -72,9 +74,30 @@ fn child_exits_first_gives_reuses_not_copies() {
     assert!(u(&e["cow"]["parent_pages"]) <= SLACK, "{}", e["cow"]);
     // The parent's writes after the child exited are reuses of its process.
     let p = t.process(r["pid"].as_u64().unwrap());
-    eprintln!("child-exits-first process totals: {}", p["cow"]);
-    within(u(&p["cow"]["reuse_faults"]), 5_000, "reuse faults");
-    assert!(u(&p["cow"]["pages"]) <= SLACK, "{}", p["cow"]);
+    let cow = &p["cow"];
+    // The kernel's own counts (cowload's `ru_minflt`): the faults its 5000 writes took,
+    // and all its faults from `go` to its output. The writes take one write-protect
+    // fault per page, and sometimes a few more: the kernel retries a write fault whose
+    // page table entry changed under it (measured with no tracer attached: 5001 faults
+    // for 5000 pages in 2 of 240 runs). So the upper bound is the kernel's count, not
+    // the number of pages; the tracer must never see more faults than the kernel took.
+    let (kernel_writes, kernel_all) = (u(&r["write_faults"]), u(&r["faults_since_go"]));
+    eprintln!(
+        "child-exits-first process totals: {cow}; kernel: {kernel_writes} write faults, {kernel_all} since go"
+    );
+    assert!(kernel_writes >= 5_000, "one fault per page at least: {r}");
+    // Every written page took a write-protect fault, and it was a reuse (few copies).
+    let reuses = u(&cow["reuse_faults"]);
+    assert!(
+        (5_000..=kernel_writes + SLACK).contains(&reuses),
+        "reuse faults: {reuses} not in [5000, {}] (the kernel took {kernel_writes}): {cow}",
+        kernel_writes + SLACK
+    );
+    assert!(
+        u(&cow["wp_faults"]) <= kernel_all + SLACK,
+        "more write-protect faults than the kernel took ({kernel_all}): {cow}"
+    );
+    assert!(u(&cow["pages"]) <= SLACK, "{cow}");
 }
 
 #[test]

@@ -441,7 +441,9 @@ fn drops_are_shown() {
     };
     let text = draw(&failed, &UiState::default(), 120, 24);
     assert!(
-        text.contains("LOST 0 COW + 0 session events, 0 bad records, 3 KERNEL FAILURES (maps full)"),
+        text.contains(
+            "LOST 0 COW + 0 session events, 0 bad records, 3 KERNEL FAILURES (maps full)"
+        ),
         "{text}"
     );
     assert!(!text.contains("lost events 0"));

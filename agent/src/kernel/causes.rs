@@ -19,12 +19,13 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
     programs::{
         UProbe,
-        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
 };
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
 use crate::events::attrib::{self, BACKGROUND, COMMANDS, LOOP, Region};
+use crate::kernel::links::{Detaching, Links};
 use crate::trace::ledger::{Causes, Regions};
 
 /// (program, symbol, cookie) of every probe, in attach order.
@@ -37,11 +38,16 @@ pub struct CauseProbes {
     disabled: Option<String>,
     servers: HashMap<u32, Server>,
     sessions: HashMap<u32, Session>,
+    /// Probes of servers whose last session ended, being detached on threads: each
+    /// uprobe's detach waits for the kernel (tens of ms), which must not hold up the
+    /// event loop (the session's end, `serve`'s metrics). Dropping joins them.
+    detaching: Vec<Detaching>,
 }
 
 struct Server {
     live: u32,
-    links: Vec<(&'static str, UProbeLinkId)>,
+    /// The attached probes; dropping them detaches.
+    links: Links,
     note: Option<String>,
 }
 
@@ -62,6 +68,7 @@ impl CauseProbes {
                 disabled: Some(why.to_string()),
                 servers: HashMap::new(),
                 sessions: HashMap::new(),
+                detaching: Vec::new(),
             };
         }
         let mut disabled = None;
@@ -95,6 +102,7 @@ impl CauseProbes {
             disabled,
             servers: HashMap::new(),
             sessions: HashMap::new(),
+            detaching: Vec::new(),
         }
     }
 
@@ -119,7 +127,7 @@ impl CauseProbes {
         self.sessions.insert(child, Session { root, regions });
         let server = self.servers.entry(root).or_insert(Server {
             live: 0,
-            links: Vec::new(),
+            links: Links::default(),
             note: None,
         });
         server.live += 1;
@@ -194,14 +202,11 @@ impl CauseProbes {
         if server.live > 0 {
             return;
         }
-        let server = self.servers.remove(&root).expect("present");
-        for (prog, id) in server.links {
-            if let Some(Ok(p)) = self.ebpf.program_mut(prog).map(<&mut UProbe>::try_from)
-                && let Err(e) = p.detach(id)
-            {
-                log::warn!("detaching cause probe {prog} from pid {root}: {e}");
-            }
-        }
+        let Some(server) = self.servers.remove(&root) else {
+            return;
+        };
+        self.detaching.retain(|d| !d.is_finished());
+        self.detaching.push(server.links.detach_in_background());
         if let Some(map) = self.ebpf.map_mut("THREAD_CAUSE")
             && let Ok(mut m) = BpfHashMap::<&mut MapData, u32, ThreadCause>::try_from(map)
         {
@@ -297,30 +302,30 @@ fn symbol_offsets(path: &str, wanted: &[&str]) -> Result<HashMap<String, u64>, S
 
 /// Attach the cause probes to server `pid` (binary `exe`): the links, and a note when
 /// commands cannot be named.
-fn attach(
-    ebpf: &mut Ebpf,
-    disabled: Option<&str>,
-    pid: u32,
-    exe: &str,
-) -> (Vec<(&'static str, UProbeLinkId)>, Option<String>) {
+fn attach(ebpf: &mut Ebpf, disabled: Option<&str>, pid: u32, exe: &str) -> (Links, Option<String>) {
     if let Some(why) = disabled {
-        return (Vec::new(), Some(format!("no causes: {why}")));
+        return (Links::default(), Some(format!("no causes: {why}")));
     }
     let Some(pid_nz) = NonZeroU32::new(pid) else {
-        return (Vec::new(), None);
+        return (Links::default(), None);
     };
     let t0 = std::time::Instant::now();
     let plan = plan();
     let wanted: Vec<&str> = plan.iter().map(|p| p.1.as_str()).collect();
     let offsets = match symbol_offsets(exe, &wanted) {
         Ok(o) => o,
-        Err(e) => return (Vec::new(), Some(format!("commands cannot be named: {e}"))),
+        Err(e) => {
+            return (
+                Links::default(),
+                Some(format!("commands cannot be named: {e}")),
+            );
+        }
     };
     let commands = plan
         .iter()
         .filter(|p| p.0 == "cause_command" && offsets.contains_key(&p.1))
         .count();
-    let mut links = Vec::new();
+    let mut links = Links::default();
     let mut failed = None;
     for (prog, sym, cookie) in &plan {
         let Some(&off) = offsets.get(sym) else {
@@ -334,7 +339,13 @@ fn attach(
             cookie: Some(u64::from(*cookie)),
         };
         match p.attach(point, PathBuf::from(exe), UProbeScope::OneProcess(pid_nz)) {
-            Ok(id) => links.push((*prog, id)),
+            // Owned, so that it can be detached on another thread (`release`).
+            Ok(id) => match p.take_link(id) {
+                Ok(link) => links.push(link),
+                Err(e) => {
+                    failed.get_or_insert_with(|| format!("keeping {prog} on {sym}: {e}"));
+                }
+            },
             Err(e) => {
                 failed.get_or_insert_with(|| format!("attaching {prog} to {sym} of {exe}: {e}"));
             }

@@ -54,6 +54,11 @@ impl Detaching {
         self.join();
     }
 
+    /// Whether every link is detached (then dropping it does not wait).
+    pub fn is_finished(&self) -> bool {
+        self.0.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     fn join(&mut self) {
         if let Some(h) = self.0.take()
             && h.join().is_err()

@@ -116,6 +116,9 @@ pub struct LoadOptions {
     /// Emit an event per COW copy (`record --events`, the only output that reads them);
     /// when false the fault path does no ring-buffer work at all.
     pub emit_cow: bool,
+    /// Charge parent copies to causes and memory regions (`COWTRACE_CAUSES=on`); when
+    /// false the copy path skips that work.
+    pub attrib: bool,
     /// Kernel hash maps sized other than their declaration (`COWTRACE_MAX_ENTRIES`).
     pub max_entries: Vec<(&'static str, u32)>,
 }
@@ -129,6 +132,7 @@ impl Default for LoadOptions {
             proc_ring_bytes: None,
             hooks: Policy::Auto,
             emit_cow: false,
+            attrib: false,
             max_entries: Vec::new(),
         }
     }
@@ -259,6 +263,7 @@ pub fn load_with(
     let agent_tgid = std::process::id();
     let auto = u32::from(opts.auto_redis);
     let emit_cow = u32::from(opts.emit_cow);
+    let attrib_on = u32::from(opts.attrib);
     let wake = opts
         .hot_wake_bytes
         .unwrap_or(u64::from(opts.hot_ring_bytes / 2));
@@ -272,6 +277,7 @@ pub fn load_with(
         .override_global("AUTO_REDIS", &auto, true)
         .override_global("HOT_WAKE_BYTES", &wake, true)
         .override_global("EMIT_COW", &emit_cow, true)
+        .override_global("ATTRIB_ON", &attrib_on, true)
         .override_global("OFFSETS", &offsets, true)
         .map_max_entries("HOT_EVENTS", opts.hot_ring_bytes)
         .map_max_entries(

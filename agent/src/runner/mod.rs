@@ -160,10 +160,12 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
             eprintln!("cowtrace: warning: {w}");
         }
     }
+    let causes_on = options::causes_on(std::env::var(options::CAUSES).ok().as_deref())?;
     let t0 = std::time::Instant::now();
     let mut opts = LoadOptions {
         auto_redis: !pid_mode,
         emit_cow: cfg.events,
+        attrib: causes_on,
         ..Default::default()
     };
     EnvOverrides::from_env()?.apply(&mut opts);
@@ -181,11 +183,14 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
         pid_mode,
         cfg.timestamps,
     );
-    let causes_on = options::causes_on(std::env::var(options::CAUSES).ok().as_deref())?;
-    st.causes = Some(crate::kernel::causes::CauseProbes::new(
-        ebpf,
-        (!causes_on).then_some("turned off by COWTRACE_CAUSES=off"),
-    ));
+    // Causes and regions only when asked for (`COWTRACE_CAUSES=on`): off, no /proc read,
+    // map or probe per session. The object stays loaded until the run ends either way.
+    let mut idle_ebpf = None;
+    if causes_on {
+        st.causes = Some(crate::kernel::causes::CauseProbes::new(ebpf, None));
+    } else {
+        idle_ebpf = Some(ebpf);
+    }
     st.set_flags(cfg.flags);
     st.adopt_running(running);
     start::announce(&mut st, &roots, cfg.interval, attach_ms, &paths, &cow)?;
@@ -253,5 +258,6 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     }
     drop(links);
     drop(st);
+    drop(idle_ebpf);
     Ok(end)
 }
