@@ -1,8 +1,9 @@
 //! What a save costs the server's main thread (issue 15 item 5), against `cowload`:
 //! its main thread writes K shared pages (K copies) and times that loop with its own
 //! thread CPU clock. cowtrace's estimate (its main-thread copies × the per-copy cost it
-//! measured at start-up) must be within 25% of the copies × the per-copy cost the
-//! workload measured in the same run, on the same host: pairwise, no stored number.
+//! measured at start-up on a helper it traces, so both sides pay cowtrace's programs)
+//! must be within 25% of the copies × the per-copy cost the workload measured in the
+//! same run, on the same host: pairwise, no stored number.
 //! Root; run with `cargo test -p agent --test latency -- --ignored --test-threads=1`.
 mod common;
 use common::*;
@@ -55,4 +56,13 @@ fn main_thread_cow_time_matches_the_workloads_own_timing() {
         "estimate {got_ms:.2} ms vs measured {expected_ms:.2} ms"
     );
     assert!(m["fork_us"].as_f64().is_some_and(|us| us > 0.0), "{m}");
+    assert!(
+        m["basis"]
+            .as_str()
+            .is_some_and(|b| b.contains("cowtrace's own cost included")),
+        "the estimate must rest on traced copies: {m}"
+    );
+    assert!(u(&m["untraced_per_copy_ns"]) > 0, "{m}");
+    // The calibration helper's five sessions are the agent's own: none in the trace.
+    assert_eq!(u(&t.end()["sessions"]), 1, "{}", t.end());
 }

@@ -38,6 +38,22 @@ pub enum ProcMsg {
 }
 
 impl ProcMsg {
+    /// The process event, for every kind but a rename.
+    pub fn event(&self) -> Option<&ProcEvent> {
+        match self {
+            ProcMsg::Fork(e)
+            | ProcMsg::ForkRet(e)
+            | ProcMsg::Exit(e)
+            | ProcMsg::Exec(e)
+            | ProcMsg::Title(e)
+            | ProcMsg::Oom(e)
+            | ProcMsg::Setsid(e)
+            | ProcMsg::Daemon(e)
+            | ProcMsg::Resync(e) => Some(e),
+            ProcMsg::Rename(_) => None,
+        }
+    }
+
     pub fn ts_ns(&self) -> u64 {
         match self {
             ProcMsg::Fork(e)

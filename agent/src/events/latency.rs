@@ -39,6 +39,7 @@ pub fn estimate(
     MainThread {
         copies,
         per_copy_ns,
+        untraced_per_copy_ns: None,
         cow_ms,
         pct_of_save,
         estimate: true,

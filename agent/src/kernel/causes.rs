@@ -185,6 +185,20 @@ impl CauseProbes {
         Some((c, r))
     }
 
+    /// Drop the cause and region counters of `child`, a session of the agent's own
+    /// helper (`events::hidden`): it has no probes, table or split.
+    pub fn discard(&mut self, child: u32) {
+        if let Some(map) = self.ebpf.map_mut("ATTRIB")
+            && let Ok(mut m) = BpfHashMap::<&mut MapData, AttribKey, u64>::try_from(map)
+        {
+            let keys: Vec<AttribKey> = m.keys().flatten().filter(|k| k.session == child).collect();
+            for k in keys {
+                // Gone already is fine: nothing is left to drop.
+                let _ = m.remove(&k);
+            }
+        }
+    }
+
     /// A fork that turned out to be no session (a daemonizing server's child): drop its
     /// table and counters without a split.
     pub fn forget(&mut self, child: u32) {

@@ -151,8 +151,9 @@ async fn next_key(live: &mut Option<Live>) -> std::io::Result<crossterm::event::
 /// `q`; then end the trace and print the summary. Returns the `end` record.
 pub async fn run(cfg: RunConfig) -> Result<End> {
     let mut signals = Signals::install()?;
-    // The per-copy cost for the main-thread estimate, off the event loop (a few ms).
-    calibrate::start();
+    // The untraced per-copy cost, off the event loop while the programs load (a few
+    // ms); the traced one, which the estimate uses, once they are attached (below).
+    calibrate::start_untraced();
     let pid_mode = !cfg.pids.is_empty();
     let pids = resolve_pids(&cfg.pids)?;
     for &pid in &pids {
@@ -174,6 +175,9 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     let mut logger = kernel_logger(&mut ebpf)?;
     let (mut maps, rings) = KernelMaps::take(&mut ebpf)?;
     let (roots, running) = start::add_roots(&mut maps, &pids, pid_mode)?;
+    // A helper traced like a server measures what a traced copy costs; its sessions are
+    // the agent's own and never shown (`hide_root`).
+    let helper = calibrate::start_traced(&mut maps);
     let attach_ms = t0.elapsed().as_millis();
     let mut st = State::new(
         maps,
@@ -190,6 +194,9 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
         st.causes = Some(crate::kernel::causes::CauseProbes::new(ebpf, None));
     } else {
         idle_ebpf = Some(ebpf);
+    }
+    if let Some(pid) = helper {
+        st.hide_root(pid);
     }
     st.set_flags(cfg.flags);
     st.adopt_running(running);

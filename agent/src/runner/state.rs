@@ -19,6 +19,7 @@ use super::{Output, start::Running};
 use crate::{
     events::{
         decode::{HotMsg, ProcMsg, decode_hot, decode_proc},
+        hidden::Hidden,
         merge::{self, Either},
         session::{Tracker, c_str},
         stall::{DEFAULT_SLOW_FORK_MS_PER_GIB, StallWatch, slow_fork},
@@ -90,6 +91,8 @@ pub struct State {
     thp: Option<String>,
     /// The fork blocks of running sessions, for the main thread's cost at their ends.
     latency: super::calibrate::Latency,
+    /// The agent's own traced helper (the calibration) and its sessions: never shown.
+    hidden: Hidden,
 }
 
 /// A fork event rebuilt for a session whose own event was lost.
@@ -168,7 +171,13 @@ impl State {
             slow_forks: HashMap::new(),
             thp: procfs::thp_mode(),
             latency: Default::default(),
+            hidden: Hidden::default(),
         }
+    }
+
+    /// `root` is the agent's own traced helper: consume its sessions without a record.
+    pub fn hide_root(&mut self, root: u32) {
+        self.hidden.add_root(root);
     }
 
     /// The thresholds of `--stall` and `--slow-fork`.
@@ -373,12 +382,60 @@ impl State {
         }
         self.read_session_ring(session, &mut procs);
         for ev in merge::by_time(procs, hots, ProcMsg::ts_ns, HotMsg::ts_ns) {
+            if self.is_hidden(&ev) {
+                continue;
+            }
             match ev {
                 Either::Session(p) => self.on_proc(p)?,
                 Either::Detail(h) => self.on_hot(h)?,
             }
         }
         Ok(())
+    }
+
+    /// Whether an event is the agent's own helper's (`events::hidden`): dropped here,
+    /// before the tracker, the outputs or /proc see it. Its sessions' kernel entries are
+    /// reaped from the map (`settle_hidden`).
+    fn is_hidden(&mut self, ev: &Either<ProcMsg, HotMsg>) -> bool {
+        if self.hidden.is_empty() {
+            return false;
+        }
+        match ev {
+            Either::Session(ProcMsg::Rename(r)) => self.hidden.detail_event(r.pid, r.session),
+            Either::Session(p) => p
+                .event()
+                .is_some_and(|e| self.hidden.proc_event(e.pid, e.ppid)),
+            Either::Detail(HotMsg::Cow(c)) => self.hidden.detail_event(c.pid, c.session),
+            Either::Detail(HotMsg::Io(i)) => self.hidden.detail_event(i.pid, i.session),
+        }
+    }
+
+    /// Mark the helper's exited sessions done, so that `reap` deletes their entries,
+    /// with their file rows and cause counters; forget the helper once all is gone.
+    fn settle_hidden(&mut self) {
+        if self.hidden.is_empty() {
+            return;
+        }
+        let sessions: Vec<(u32, u32, bool)> = self
+            .maps
+            .sessions()
+            .into_iter()
+            .map(|(child, st)| (child, st.parent_tgid, st.exited != 0))
+            .collect();
+        let traced: Vec<u32> = self
+            .hidden
+            .roots()
+            .into_iter()
+            .filter(|&r| self.maps.traced(r).is_some())
+            .collect();
+        for child in self.hidden.settle(&sessions, &traced) {
+            if self.done.insert(child) {
+                let _ = self.maps.take_files(child);
+                if let Some(c) = &mut self.causes {
+                    c.discard(child);
+                }
+            }
+        }
     }
 
     fn on_proc(&mut self, msg: ProcMsg) -> Result<()> {
@@ -569,6 +626,7 @@ impl State {
     /// the run, when both rings have been drained).
     fn tick(&mut self, grace_ns: u64) -> Result<()> {
         let now = procfs::monotonic_ns();
+        self.settle_hidden();
         self.adopt_lost_forks();
         self.classify(now);
         let live: Vec<(u32, u32)> = self
@@ -637,7 +695,10 @@ impl State {
         }
         let mut adopted = 0;
         for (child, st) in self.maps.sessions() {
-            if self.tracker.get(child).is_some() || self.done.contains(&child) {
+            if self.tracker.get(child).is_some()
+                || self.done.contains(&child)
+                || self.hidden.owns_session(child, st.parent_tgid)
+            {
                 continue;
             }
             self.tracker

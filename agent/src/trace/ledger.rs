@@ -344,8 +344,13 @@ pub struct MainThread {
     /// The parent's copies made by its main thread (tid == tgid): the session's parent
     /// copies less those charged to other threads by the cause split.
     pub copies: u64,
-    /// The cost of one copy fault on this host, measured by the agent at start-up.
+    /// The cost of one copy fault on this host, measured by the agent at start-up (see
+    /// `basis`: traced copies, so cowtrace's own cost per copy is in it).
     pub per_copy_ns: u64,
+    /// The same without cowtrace (an untraced helper): `per_copy_ns` less this is
+    /// cowtrace's own cost per copy. Absent when that measurement failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untraced_per_copy_ns: Option<u64>,
     /// `copies` × `per_copy_ns`, in milliseconds.
     pub cow_ms: f64,
     /// `cow_ms` as a share of the session's duration.
