@@ -99,6 +99,15 @@ pub fn start_traced(maps: &mut KernelMaps) -> Option<u32> {
     Some(pid)
 }
 
+/// Wait up to `limit` for the traced figure (~15 ms), so that a session that ends in the
+/// first moments of the run has it too; past the limit it arrives when it arrives.
+pub fn wait_traced(limit: std::time::Duration) {
+    let t0 = std::time::Instant::now();
+    while TRACED_NS.get().is_none() && t0.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// The per-copy cost for the estimate and its basis: the traced figure; the untraced one
 /// (labelled so) if the traced helper failed; `None` before either is ready.
 pub fn per_copy() -> Option<(u64, &'static str)> {

@@ -179,6 +179,10 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     // the agent's own and never shown (`hide_root`).
     let helper = calibrate::start_traced(&mut maps);
     let attach_ms = t0.elapsed().as_millis();
+    if helper.is_some() {
+        // Before the first event is read: no session ends without the figure.
+        calibrate::wait_traced(Duration::from_secs(1));
+    }
     let mut st = State::new(
         maps,
         cfg.output,
