@@ -111,10 +111,18 @@ pub fn wait_traced(limit: std::time::Duration) {
 /// The per-copy cost for the estimate and its basis: the traced figure; the untraced one
 /// (labelled so) if the traced helper failed; `None` before either is ready.
 pub fn per_copy() -> Option<(u64, &'static str)> {
-    let ok = |c: &OnceLock<Result<u64, String>>| c.get().and_then(|r| r.as_ref().ok().copied());
-    match TRACED_NS.get() {
+    choose(TRACED_NS.get(), untraced_ns())
+}
+
+/// `per_copy`'s rule over the two results so far (pure: unit-tested).
+fn choose(
+    traced: Option<&Result<u64, String>>,
+    untraced: Option<u64>,
+) -> Option<(u64, &'static str)> {
+    match traced {
         Some(Ok(ns)) => Some((*ns, BASIS_TRACED)),
-        Some(Err(_)) => ok(&UNTRACED_NS).map(|ns| (ns, BASIS_UNTRACED)),
+        Some(Err(_)) => untraced.map(|ns| (ns, BASIS_UNTRACED)),
+        // Still measuring: never the untraced figure under the traced label.
         None => None,
     }
 }
@@ -327,7 +335,7 @@ fn copy_round(write: impl Fn()) -> Result<u64, String> {
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(format!("pipe: {}", std::io::Error::last_os_error()));
     }
-    // SAFETY: the child of this multithreaded process calls only async-signal-safe
+    // SAFETY: the child (of the single-threaded helper) calls only async-signal-safe
     // functions (close, read, _exit) before it exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
@@ -360,6 +368,21 @@ fn copy_round(write: impl Fn()) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_traced_figure_is_used_and_the_untraced_one_only_labelled_as_such() {
+        assert_eq!(
+            choose(Some(&Ok(3_100)), Some(2_300)),
+            Some((3_100, BASIS_TRACED))
+        );
+        assert_eq!(
+            choose(Some(&Err("fork".into())), Some(2_300)),
+            Some((2_300, BASIS_UNTRACED))
+        );
+        assert_eq!(choose(Some(&Err("fork".into())), None), None);
+        assert_eq!(choose(None, Some(2_300)), None);
+        assert!(BASIS_UNTRACED.contains("without cowtrace"));
+    }
 
     #[test]
     fn a_copy_costs_between_100_ns_and_1_ms() {
