@@ -51,6 +51,8 @@ pub struct KernelMaps {
     /// Failed map inserts by kind (`ERRORS`, index `ERR_*`).
     errors: PerCpuArray<MapData, u64>,
     maybe_traced: Array<MapData, u8>,
+    /// `max_entries` of `TRACED` and `SESSIONS` as loaded (0: unknown).
+    capacity: (u32, u32),
 }
 
 fn map_err(name: &'static str) -> impl FnOnce(MapError) -> LoadError {
@@ -91,7 +93,13 @@ fn take<T: TryFrom<Map, Error = MapError>>(
 impl KernelMaps {
     /// Take the agent's maps and rings out of the loaded object.
     pub fn take(ebpf: &mut Ebpf) -> Result<(Self, Rings), LoadError> {
+        let cap = |name| match ebpf.map(name) {
+            Some(Map::HashMap(d)) => d.info().map_or(0, |i| i.max_entries()),
+            _ => 0,
+        };
+        let capacity = (cap("TRACED"), cap("SESSIONS"));
         let maps = Self {
+            capacity,
             traced: take(ebpf, "TRACED")?,
             sessions: take(ebpf, "SESSIONS")?,
             prev: take(ebpf, "SESSION_PREV")?,
@@ -234,6 +242,15 @@ impl KernelMaps {
             sessions: self.sessions.keys().count() as u64,
             files: self.files.keys().count() as u64,
         }
+    }
+
+    /// Free entries in `TRACED` and `SESSIONS` now (0 when the size is unknown).
+    pub fn room(&self) -> (u64, u64) {
+        let o = self.occupancy();
+        (
+            u64::from(self.capacity.0).saturating_sub(o.traced),
+            u64::from(self.capacity.1).saturating_sub(o.sessions),
+        )
     }
 
     /// Delete the entries of recorded sessions (`done`) that the attribution chain no

@@ -20,7 +20,10 @@
 //!   before the programs load; the difference is cowtrace's own cost per copy.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{
+    Mutex, OnceLock,
+    atomic::{AtomicBool, Ordering},
+};
 
 use crate::events::latency;
 use crate::kernel::maps::KernelMaps;
@@ -30,13 +33,41 @@ const PAGES: usize = 512;
 const ROUNDS: usize = 5;
 
 /// How the per-copy cost was obtained, as the trace and the diagnosis say it.
-pub const BASIS_TRACED: &str = "measured at start-up by the agent on this host: traced 4 KiB copies, cowtrace's own cost included";
+pub const BASIS_TRACED: &str = "measured by the agent on this host at start-up and again when a save starts: traced 4 KiB copies, cowtrace's own cost included";
 /// The same when only the untraced figure is there (the traced helper failed).
 pub const BASIS_UNTRACED: &str = "measured at start-up by the agent on this host: untraced 4 KiB copies, without cowtrace's own cost per copy (an underestimate)";
 
-/// The traced and the untraced per-copy cost, each set once by its helper's thread.
-static TRACED_NS: OnceLock<Result<u64, String>> = OnceLock::new();
+/// The newest traced per-copy cost (a failure is kept only while there is no figure),
+/// set by each traced helper's thread; and whether a traced helper is running.
+static TRACED_NS: Mutex<Option<Result<u64, String>>> = Mutex::new(None);
+static TRACED_BUSY: AtomicBool = AtomicBool::new(false);
+/// The untraced per-copy cost, set once by its helper's thread.
 static UNTRACED_NS: OnceLock<Result<u64, String>> = OnceLock::new();
+
+/// Free `TRACED` and `SESSIONS` entries a traced helper needs to start (its rounds'
+/// sessions wait for the next tick to be reaped), with a margin for the servers.
+const HELPER_ROOM: u64 = 4 * ROUNDS as u64;
+
+/// How often at most a save's start measures the traced cost again.
+pub const RECALIBRATE_EVERY_NS: u64 = 1_000_000_000;
+
+fn traced_now() -> std::sync::MutexGuard<'static, Option<Result<u64, String>>> {
+    // A thread that panicked while holding it left a plain value: use it.
+    TRACED_NS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn store_traced(r: Result<u64, String>) {
+    match &r {
+        Ok(ns) => log::debug!("one COW copy costs {ns} ns on this host (traced)"),
+        Err(e) => log::warn!("the traced COW copy calibration failed: {e}"),
+    }
+    let mut g = traced_now();
+    if !(matches!(*g, Some(Ok(_))) && r.is_err()) {
+        *g = Some(r);
+    }
+    drop(g);
+    TRACED_BUSY.store(false, Ordering::Release);
+}
 
 fn store(cell: &'static OnceLock<Result<u64, String>>, what: &str, r: Result<u64, String>) {
     match &r {
@@ -64,37 +95,60 @@ pub fn start_untraced() {
 }
 
 /// Measure the traced cost: fork the helper, add it to the traced set as a root, let it
-/// run, and collect its figure on a thread. Call once the programs are attached. Returns
-/// the helper's pid, whose sessions the agent must hide (`events::hidden`); `None` when
-/// it could not be started (the estimate then falls back to the untraced figure).
+/// run, and collect its figure on a thread. Called once the programs are attached, and
+/// again when a save starts (`State`, at most once a second: a noisy host's copy cost
+/// drifts by tens of percent within a minute, so the figure is taken near the save it
+/// prices). Returns the helper's pid, whose sessions the agent must hide
+/// (`events::hidden`); `None` when it could not be started or one is still running.
 pub fn start_traced(maps: &mut KernelMaps) -> Option<u32> {
+    // The helper takes a `TRACED` entry and, round after round, `SESSIONS` entries
+    // until they are reaped: never where the servers' own forks would then fail to
+    // insert (a map shrunk with COWTRACE_MAX_ENTRIES, or nearly full); the untraced
+    // figure, labelled so, stands in until there is room.
+    let (traced_room, sessions_room) = maps.room();
+    if traced_room < HELPER_ROOM || sessions_room < HELPER_ROOM {
+        log::debug!(
+            "no traced COW calibration now: room for {traced_room} traced processes and {sessions_room} sessions only"
+        );
+        let mut g = traced_now();
+        if g.is_none() {
+            *g = Some(Err(
+                "no room in the kernel's maps for the traced helper".into()
+            ));
+        }
+        return None;
+    }
+    if TRACED_BUSY.swap(true, Ordering::AcqRel) {
+        return None;
+    }
     let h = match Helper::fork() {
         Ok(h) => h,
         Err(e) => {
-            store(&TRACED_NS, "traced", Err(e));
+            store_traced(Err(e));
             return None;
         }
     };
     let pid = h.pid;
     if let Err(e) = maps.add_root(pid, 0) {
         // Dropping the helper closes its pipe: it exits without measuring.
-        store(
-            &TRACED_NS,
-            "traced",
-            Err(format!("adding it to the traced set: {e}")),
-        );
         drop(h);
+        store_traced(Err(format!("adding it to the traced set: {e}")));
         return None;
     }
     if let Err(e) = h.go() {
-        store(&TRACED_NS, "traced", Err(e));
+        drop(h);
+        store_traced(Err(e));
         return Some(pid);
     }
     let spawned = std::thread::Builder::new()
         .name("cowtrace-calib".into())
-        .spawn(move || store(&TRACED_NS, "traced", h.result()));
+        .spawn(move || {
+            let r = h.result();
+            store_traced(r);
+        });
     if let Err(e) = spawned {
-        log::warn!("no traced COW copy calibration: could not start its thread: {e}");
+        // The closure, and the helper with it, was dropped: it exits unmeasured.
+        store_traced(Err(format!("could not start its thread: {e}")));
     }
     Some(pid)
 }
@@ -103,7 +157,7 @@ pub fn start_traced(maps: &mut KernelMaps) -> Option<u32> {
 /// first moments of the run has it too; past the limit it arrives when it arrives.
 pub fn wait_traced(limit: std::time::Duration) {
     let t0 = std::time::Instant::now();
-    while TRACED_NS.get().is_none() && t0.elapsed() < limit {
+    while traced_now().is_none() && t0.elapsed() < limit {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
@@ -111,7 +165,7 @@ pub fn wait_traced(limit: std::time::Duration) {
 /// The per-copy cost for the estimate and its basis: the traced figure; the untraced one
 /// (labelled so) if the traced helper failed; `None` before either is ready.
 pub fn per_copy() -> Option<(u64, &'static str)> {
-    choose(TRACED_NS.get(), untraced_ns())
+    choose(traced_now().as_ref(), untraced_ns())
 }
 
 /// `per_copy`'s rule over the two results so far (pure: unit-tested).

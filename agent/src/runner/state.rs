@@ -91,8 +91,11 @@ pub struct State {
     thp: Option<String>,
     /// The fork blocks of running sessions, for the main thread's cost at their ends.
     latency: super::calibrate::Latency,
-    /// The agent's own traced helper (the calibration) and its sessions: never shown.
+    /// The agent's own traced helpers (the calibration) and their sessions: never shown.
     hidden: Hidden,
+    /// When the last traced calibration for a save was started (monotonic ns; 0: none
+    /// yet, so the first save always has one of its own).
+    calibrated_ns: u64,
 }
 
 /// A fork event rebuilt for a session whose own event was lost.
@@ -172,6 +175,7 @@ impl State {
             thp: procfs::thp_mode(),
             latency: Default::default(),
             hidden: Hidden::default(),
+            calibrated_ns: 0,
         }
     }
 
@@ -393,6 +397,18 @@ impl State {
         Ok(())
     }
 
+    /// A save started at `now`: measure the traced per-copy cost again, near the save it
+    /// will price (at most once a second; `runner::calibrate`).
+    fn recalibrate(&mut self, now: u64) {
+        if now.saturating_sub(self.calibrated_ns) < super::calibrate::RECALIBRATE_EVERY_NS {
+            return;
+        }
+        self.calibrated_ns = now;
+        if let Some(pid) = super::calibrate::start_traced(&mut self.maps) {
+            self.hidden.add_root(pid);
+        }
+    }
+
     /// Whether an event is the agent's own helper's (`events::hidden`): dropped here,
     /// before the tracker, the outputs or /proc see it. Its sessions' kernel entries are
     /// reaped from the map (`settle_hidden`).
@@ -442,6 +458,7 @@ impl State {
         match msg {
             ProcMsg::Fork(ev) => {
                 self.tracker.on_fork(&ev);
+                self.recalibrate(ev.ts_ns);
                 self.describe(ev.pid, ev.ppid);
                 self.classify(procfs::monotonic_ns());
             }
