@@ -63,7 +63,7 @@ pub fn diagnosis_line(m: &MainThread, duration_ms: u64) -> String {
         ));
         if let Some(u) = m.untraced_per_copy_ns.filter(|&u| u < m.per_copy_ns) {
             s.push_str(&format!(
-                "; without cowtrace a copy costs {}, so {} of the time is cowtrace's own",
+                "; an untraced copy cost {} at start-up, so roughly {} of the time is cowtrace's own",
                 span(u as f64 / 1e6),
                 span(m.copies as f64 * (m.per_copy_ns - u) as f64 / 1e6),
             ));
@@ -134,13 +134,13 @@ mod tests {
         // 600,000 copies × (2.0 - 1.5) µs of cowtrace's own.
         assert!(
             l.contains(
-                "without cowtrace a copy costs 1.5 µs, so 300 ms of the time is cowtrace's own"
+                "an untraced copy cost 1.5 µs at start-up, so roughly 300 ms of the time is cowtrace's own"
             ),
             "{l}"
         );
         let mut no_untraced = m(1_200.0, 6.0, None);
         no_untraced.untraced_per_copy_ns = None;
-        assert!(!diagnosis_line(&no_untraced, 20_000).contains("without cowtrace"));
+        assert!(!diagnosis_line(&no_untraced, 20_000).contains("untraced copy"));
         assert!(l.contains("THP off"), "{l}");
         let small = diagnosis_line(&m(2.0, 0.1, Some(300.0)), 2_000);
         assert!(!small.contains("THP off"), "{small}");
