@@ -162,6 +162,16 @@ pub fn wait_traced(limit: std::time::Duration) {
     }
 }
 
+/// Wait up to `limit` for a running traced helper to exit (~15 ms), so that the run's
+/// end finds its kernel entries gone or reapable: `end.maps` then counts the servers'
+/// entries only.
+pub fn wait_idle(limit: std::time::Duration) {
+    let t0 = std::time::Instant::now();
+    while TRACED_BUSY.load(Ordering::Acquire) && t0.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// The per-copy cost for the estimate and its basis: the traced figure; the untraced one
 /// (labelled so) if the traced helper failed; `None` before either is ready.
 pub fn per_copy() -> Option<(u64, &'static str)> {

@@ -829,6 +829,7 @@ impl State {
         detail: &mut RingBuf<MapData>,
         reason: StopReason,
     ) -> Result<End> {
+        super::calibrate::wait_idle(std::time::Duration::from_secs(1));
         let r = self
             .drain(session, detail)
             // Both rings are drained: an exited child's exit event is not coming any more.
