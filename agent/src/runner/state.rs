@@ -93,8 +93,8 @@ pub struct State {
     latency: super::calibrate::Latency,
     /// The agent's own traced helpers (the calibration) and their sessions: never shown.
     hidden: Hidden,
-    /// When the last traced calibration for a save was started (monotonic ns; 0: none
-    /// yet, so the first save always has one of its own).
+    /// When the last traced calibration at a save's end was started (monotonic ns; 0:
+    /// none yet, so the first save always has one of its own).
     calibrated_ns: u64,
 }
 
@@ -285,6 +285,9 @@ impl State {
                 e.causes = Some(c);
                 e.regions = Some(r);
             }
+            if e.cow.parent_pages > 0 {
+                self.recalibrate();
+            }
             self.latency.end(e);
             self.ends.push((**e).clone());
         }
@@ -397,15 +400,21 @@ impl State {
         Ok(())
     }
 
-    /// A save started at `now`: measure the traced per-copy cost again, near the save it
-    /// will price (at most once a second; `runner::calibrate`).
-    fn recalibrate(&mut self, now: u64) {
+    /// A save with parent copies ended: measure the traced per-copy cost again, right
+    /// after the copies it prices and not alongside them (a helper running next to the
+    /// server's copies on a 2-vCPU host slowed them and priced them 26-44% low), and
+    /// wait for it (~15 ms, at most `RECALIBRATE_WAIT`). At most once a second: other
+    /// ends use the newest figure (`runner::calibrate`).
+    fn recalibrate(&mut self) {
+        let now = procfs::monotonic_ns();
         if now.saturating_sub(self.calibrated_ns) < super::calibrate::RECALIBRATE_EVERY_NS {
             return;
         }
         self.calibrated_ns = now;
+        let before = super::calibrate::generation();
         if let Some(pid) = super::calibrate::start_traced(&mut self.maps) {
             self.hidden.add_root(pid);
+            super::calibrate::wait_newer(before, super::calibrate::RECALIBRATE_WAIT);
         }
     }
 
@@ -418,9 +427,11 @@ impl State {
         }
         match ev {
             Either::Session(ProcMsg::Rename(r)) => self.hidden.detail_event(r.pid, r.session),
-            Either::Session(p) => p
-                .event()
-                .is_some_and(|e| self.hidden.proc_event(e.pid, e.ppid)),
+            Either::Session(p) => {
+                let exit = matches!(p, ProcMsg::Exit(_));
+                p.event()
+                    .is_some_and(|e| self.hidden.proc_event(e.pid, e.ppid, exit))
+            }
             Either::Detail(HotMsg::Cow(c)) => self.hidden.detail_event(c.pid, c.session),
             Either::Detail(HotMsg::Io(i)) => self.hidden.detail_event(i.pid, i.session),
         }
@@ -458,7 +469,6 @@ impl State {
         match msg {
             ProcMsg::Fork(ev) => {
                 self.tracker.on_fork(&ev);
-                self.recalibrate(ev.ts_ns);
                 self.describe(ev.pid, ev.ppid);
                 self.classify(procfs::monotonic_ns());
             }
