@@ -94,7 +94,8 @@ pub struct State {
     /// The agent's own traced helpers (the calibration) and their sessions: never shown.
     hidden: Hidden,
     /// When the last traced calibration at a save's end was started (monotonic ns; 0:
-    /// none yet, so the first save always has one of its own).
+    /// none yet, so the first save always has one of its own; `u64::MAX`: no more, the
+    /// run is ending).
     calibrated_ns: u64,
 }
 
@@ -403,11 +404,13 @@ impl State {
     /// A save with parent copies ended: measure the traced per-copy cost again, right
     /// after the copies it prices and not alongside them (a helper running next to the
     /// server's copies on a 2-vCPU host slowed them and priced them 26-44% low), and
-    /// wait for it (~15 ms, at most `RECALIBRATE_WAIT`). At most once a second: other
+    /// wait for it (~50 ms, at most `RECALIBRATE_WAIT`). At most once every 10 s: other
     /// ends use the newest figure (`runner::calibrate`).
     fn recalibrate(&mut self) {
         let now = procfs::monotonic_ns();
-        if now.saturating_sub(self.calibrated_ns) < super::calibrate::RECALIBRATE_EVERY_NS {
+        if self.calibrated_ns == u64::MAX
+            || now.saturating_sub(self.calibrated_ns) < super::calibrate::RECALIBRATE_EVERY_NS
+        {
             return;
         }
         self.calibrated_ns = now;
@@ -839,6 +842,9 @@ impl State {
         detail: &mut RingBuf<MapData>,
         reason: StopReason,
     ) -> Result<End> {
+        // No new helper from the last ends drained below: its sessions would outlive
+        // the final reaping (`end.maps`).
+        self.calibrated_ns = u64::MAX;
         super::calibrate::wait_idle(std::time::Duration::from_secs(1));
         let r = self
             .drain(session, detail)
