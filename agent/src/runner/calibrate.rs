@@ -1,9 +1,9 @@
 //! The cost of one COW copy fault on this host, measured once per run (issue 15 item 5),
 //! and each session's main-thread estimate built from it.
 //!
-//! A helper process maps 512 private pages, touches them, forks a child that only waits
+//! A helper process maps 4096 private pages (16 MiB), touches them, forks a child that only waits
 //! on a pipe (so the pages are shared and write-protected), and writes one byte to each
-//! page: 512 copy faults, timed with its thread CPU clock. The median of 5 rounds.
+//! page: 4096 copy faults, timed with its thread CPU clock. The median of 3 rounds.
 //!
 //! Two figures, from two helpers, both single-threaded forks of the agent (in the
 //! agent's own multithreaded process every copy would also wait for TLB shootdowns to
@@ -120,7 +120,7 @@ pub fn start_untraced() {
 
 /// Measure the traced cost: fork the helper, add it to the traced set as a root, let it
 /// run, and collect its figure on a thread. Called once the programs are attached, and
-/// again when a save with copies ends (`State`, at most once a second: a noisy host's
+/// again when a save with copies ends (`State`, at most every 10 s: a noisy host's
 /// copy cost drifts by tens of percent within a minute, so the figure is taken right
 /// after the copies it prices). Returns the helper's pid, whose sessions the agent must hide
 /// (`events::hidden`); `None` when it could not be started or one is still running.
@@ -177,7 +177,7 @@ pub fn start_traced(maps: &mut KernelMaps) -> Option<u32> {
     Some(pid)
 }
 
-/// Wait up to `limit` for the traced figure (~15 ms), so that a session that ends in the
+/// Wait up to `limit` for the traced figure (~50 ms), so that a session that ends in the
 /// first moments of the run has it too; past the limit it arrives when it arrives.
 pub fn wait_traced(limit: std::time::Duration) {
     let t0 = std::time::Instant::now();
@@ -186,7 +186,7 @@ pub fn wait_traced(limit: std::time::Duration) {
     }
 }
 
-/// Wait up to `limit` for a running traced helper to exit (~15 ms), so that the run's
+/// Wait up to `limit` for a running traced helper to exit (~50 ms), so that the run's
 /// end finds its kernel entries gone or reapable: `end.maps` then counts the servers'
 /// entries only.
 pub fn wait_idle(limit: std::time::Duration) {
