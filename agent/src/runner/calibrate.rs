@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::{
     Mutex, OnceLock,
-    atomic::{AtomicBool, AtomicU64, Ordering},
+    atomic::{AtomicBool, Ordering},
 };
 
 use crate::events::latency;
@@ -36,7 +36,7 @@ const PAGES: usize = 4096;
 const ROUNDS: usize = 3;
 
 /// How the per-copy cost was obtained, as the trace and the diagnosis say it.
-pub const BASIS_TRACED: &str = "measured by the agent on this host as the save ended (the newest figure: taken at start-up and at most once every 10 s at saves' ends): traced 4 KiB copies, cowtrace's own cost included";
+pub const BASIS_TRACED: &str = "measured at start-up by the agent on this host: traced 4 KiB copies of 16 MiB, cowtrace's own cost included";
 /// The same when only the untraced figure is there (the traced helper failed).
 pub const BASIS_UNTRACED: &str = "measured at start-up by the agent on this host: untraced 4 KiB copies, without cowtrace's own cost per copy (an underestimate)";
 
@@ -44,33 +44,12 @@ pub const BASIS_UNTRACED: &str = "measured at start-up by the agent on this host
 /// set by each traced helper's thread; and whether a traced helper is running.
 static TRACED_NS: Mutex<Option<Result<u64, String>>> = Mutex::new(None);
 static TRACED_BUSY: AtomicBool = AtomicBool::new(false);
-/// How many traced figures have been stored.
-static TRACED_GEN: AtomicU64 = AtomicU64::new(0);
 /// The untraced per-copy cost, set once by its helper's thread.
 static UNTRACED_NS: OnceLock<Result<u64, String>> = OnceLock::new();
 
 /// Free `TRACED` and `SESSIONS` entries a traced helper needs to start (its rounds'
 /// sessions wait for the next tick to be reaped), with a margin for the servers.
 const HELPER_ROOM: u64 = 4 * ROUNDS as u64;
-
-/// How often at most a save's end measures the traced cost again.
-pub const RECALIBRATE_EVERY_NS: u64 = 10_000_000_000;
-/// How long a save's end waits for that figure.
-pub const RECALIBRATE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// How many traced figures have been stored so far.
-pub fn generation() -> u64 {
-    TRACED_GEN.load(Ordering::Acquire)
-}
-
-/// Wait up to `limit` for a traced figure newer than generation `before`, or for the
-/// running helper to give up.
-pub fn wait_newer(before: u64, limit: std::time::Duration) {
-    let t0 = std::time::Instant::now();
-    while generation() == before && TRACED_BUSY.load(Ordering::Acquire) && t0.elapsed() < limit {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-}
 
 fn traced_now() -> std::sync::MutexGuard<'static, Option<Result<u64, String>>> {
     // A thread that panicked while holding it left a plain value: use it.
@@ -83,9 +62,6 @@ fn store_traced(r: Result<u64, String>) {
         Err(e) => log::warn!("the traced COW copy calibration failed: {e}"),
     }
     let mut g = traced_now();
-    if r.is_ok() {
-        TRACED_GEN.fetch_add(1, Ordering::AcqRel);
-    }
     if !(matches!(*g, Some(Ok(_))) && r.is_err()) {
         *g = Some(r);
     }
@@ -119,10 +95,8 @@ pub fn start_untraced() {
 }
 
 /// Measure the traced cost: fork the helper, add it to the traced set as a root, let it
-/// run, and collect its figure on a thread. Called once the programs are attached, and
-/// again when a save with copies ends (`State`, at most every 10 s: a noisy host's
-/// copy cost drifts by tens of percent within a minute, so the figure is taken right
-/// after the copies it prices). Returns the helper's pid, whose sessions the agent must hide
+/// run, and collect its figure on a thread. Called once the programs are attached.
+/// Returns the helper's pid, whose sessions the agent must hide
 /// (`events::hidden`); `None` when it could not be started or one is still running.
 pub fn start_traced(maps: &mut KernelMaps) -> Option<u32> {
     // The helper takes a `TRACED` entry and, round after round, `SESSIONS` entries

@@ -93,10 +93,6 @@ pub struct State {
     latency: super::calibrate::Latency,
     /// The agent's own traced helpers (the calibration) and their sessions: never shown.
     hidden: Hidden,
-    /// When the last traced calibration at a save's end was started (monotonic ns; 0:
-    /// none yet, so the first save always has one of its own; `u64::MAX`: no more, the
-    /// run is ending).
-    calibrated_ns: u64,
 }
 
 /// A fork event rebuilt for a session whose own event was lost.
@@ -176,7 +172,6 @@ impl State {
             thp: procfs::thp_mode(),
             latency: Default::default(),
             hidden: Hidden::default(),
-            calibrated_ns: 0,
         }
     }
 
@@ -285,9 +280,6 @@ impl State {
             if let Some((c, r)) = self.attrib.remove(&e.child_pid) {
                 e.causes = Some(c);
                 e.regions = Some(r);
-            }
-            if e.cow.parent_pages > 0 {
-                self.recalibrate();
             }
             self.latency.end(e);
             self.ends.push((**e).clone());
@@ -399,26 +391,6 @@ impl State {
             }
         }
         Ok(())
-    }
-
-    /// A save with parent copies ended: measure the traced per-copy cost again, right
-    /// after the copies it prices and not alongside them (a helper running next to the
-    /// server's copies on a 2-vCPU host slowed them and priced them 26-44% low), and
-    /// wait for it (~50 ms, at most `RECALIBRATE_WAIT`). At most once every 10 s: other
-    /// ends use the newest figure (`runner::calibrate`).
-    fn recalibrate(&mut self) {
-        let now = procfs::monotonic_ns();
-        if self.calibrated_ns == u64::MAX
-            || now.saturating_sub(self.calibrated_ns) < super::calibrate::RECALIBRATE_EVERY_NS
-        {
-            return;
-        }
-        self.calibrated_ns = now;
-        let before = super::calibrate::generation();
-        if let Some(pid) = super::calibrate::start_traced(&mut self.maps) {
-            self.hidden.add_root(pid);
-            super::calibrate::wait_newer(before, super::calibrate::RECALIBRATE_WAIT);
-        }
     }
 
     /// Whether an event is the agent's own helper's (`events::hidden`): dropped here,
@@ -842,9 +814,8 @@ impl State {
         detail: &mut RingBuf<MapData>,
         reason: StopReason,
     ) -> Result<End> {
-        // No new helper from the last ends drained below: its sessions would outlive
-        // the final reaping (`end.maps`).
-        self.calibrated_ns = u64::MAX;
+        // A helper still measuring (a run a few ms long): its sessions would outlive the
+        // final reaping (`end.maps`).
         super::calibrate::wait_idle(std::time::Duration::from_secs(1));
         let r = self
             .drain(session, detail)
