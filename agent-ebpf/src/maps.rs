@@ -93,7 +93,7 @@ pub static AUTO_REDIS: u32 = 0;
 #[unsafe(no_mangle)]
 pub static EMIT_COW: u32 = 0;
 /// 1: charge each parent copy of a session to its cause and memory region (attrib.rs;
-/// `COWTRACE_CAUSES=on`). At 0 the verifier prunes that work out of `mm_page_alloc`.
+/// `--causes`). At 0 the verifier prunes that work out of `mm_page_alloc`.
 #[unsafe(no_mangle)]
 pub static ATTRIB_ON: u32 = 0;
 /// Force a wakeup of the hot ring once this many bytes wait in it.

@@ -140,6 +140,14 @@ pub struct Targets {
     /// slow (a server under 1 GiB counts as 1 GiB).
     #[arg(long, value_name = "MS", default_value = "10", value_parser = positive_ms)]
     pub slow_fork: f64,
+    /// Charge each parent copy of a save to its cause (the command, expiry, eviction,
+    /// defrag, rehash, the cron, the event loop, another thread, other) and to the
+    /// memory region it hit. Uprobes on the server's exported functions, attached only
+    /// while its saves run; they cost the server ~1.3x CPU per command during a save
+    /// here, and detaching them takes ~80 ms each (bench/RESULTS.md), so it is off
+    /// unless asked for.
+    #[arg(long)]
+    pub causes: bool,
 }
 
 #[derive(Args, Clone)]

@@ -116,7 +116,7 @@ pub struct LoadOptions {
     /// Emit an event per COW copy (`record --events`, the only output that reads them);
     /// when false the fault path does no ring-buffer work at all.
     pub emit_cow: bool,
-    /// Charge parent copies to causes and memory regions (`COWTRACE_CAUSES=on`); when
+    /// Charge parent copies to causes and memory regions (`--causes`); when
     /// false the copy path skips that work.
     pub attrib: bool,
     /// Kernel hash maps sized other than their declaration (`COWTRACE_MAX_ENTRIES`).
