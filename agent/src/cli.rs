@@ -171,6 +171,7 @@ Examples:
   curl -s localhost:10690/metrics | grep cowtrace_save_cow
 
 Metrics (prefix cowtrace_): cow_bytes_total{server,kind,side}, saves_total{server,kind,outcome},
+save_parent_cow_by_cause_bytes_total{server,kind,cause} (with --causes),
 save_written_bytes_total, save_disk_bytes_total, save_sync_calls_total, fork_duration_seconds,
 save_duration_seconds, save_cow_bytes, save_write_latency_seconds, save_sync_latency_seconds,
 save_in_progress, save_current_cow_bytes, save_current_cow_rate_bytes_per_second,

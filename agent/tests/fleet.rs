@@ -383,6 +383,71 @@ fn a_real_prometheus_stores_what_the_trace_says() {
     assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
 }
 
+/// `serve --causes`: the parent's copies by cause are counted as the session's trace
+/// (`--trace-dir`) splits them. Its exit is not timed: the cause uprobes' detach takes
+/// ~80 ms each on this kernel (README, "What it costs").
+#[test]
+#[ignore = "root: loads BPF programs and runs redis-server"]
+fn serve_counts_the_copies_by_cause_as_the_trace_splits_them() {
+    require_root();
+    let redis = Redis::start(&["--rdb-key-save-delay", "20"]);
+    redis.fill(60_000, 512);
+    let traces = TempDir::new("tracedir-causes");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let pid = redis.pid().to_string();
+    let serve = Serve::start(
+        &addr,
+        &[
+            "-p",
+            &pid,
+            "--causes",
+            "--trace-dir",
+            traces.path().to_str().unwrap(),
+        ],
+    );
+    let load = redis.write_load(60_000, 512);
+    redis.save();
+    drop(load);
+    sleep(Duration::from_millis(500));
+    let files: Vec<PathBuf> = std::fs::read_dir(traces.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one trace for the one save: {files:?}");
+    let trace = Trace::read(&files[0]);
+    let e = trace.ends()[0].clone();
+    let server = e["instance"].as_str().expect("a server name").to_string();
+    let rows = e["causes"]["by_cause"]
+        .as_array()
+        .expect("--causes gives causes");
+    let text = serve.metrics();
+    let mut seen = 0;
+    for r in rows {
+        let series = format!(
+            "cowtrace_save_parent_cow_by_cause_bytes_total{{server=\"{server}\",kind=\"rdb-bgsave\",cause=\"{}\"}}",
+            r["cause"].as_str().unwrap()
+        );
+        let got = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.trim().parse::<f64>().ok());
+        let copies = u(&r["copies"]);
+        if copies == 0 {
+            assert_eq!(got, None, "no series for a cause with no copies: {series}");
+        } else {
+            assert_eq!(got, Some((copies * 4096) as f64), "{series}\n{text}");
+            seen += copies;
+        }
+    }
+    assert_eq!(seen, u(&e["causes"]["copies"]), "every copy is in a series");
+    assert!(
+        seen > 1000,
+        "the load made the parent copy: {}",
+        e["causes"]
+    );
+    let (took, _) = serve.stop();
+    eprintln!("serve --causes stopped {took:?} after SIGTERM");
+}
+
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn a_port_in_use_fails_first_and_a_scrape_at_start_up_is_answered() {

@@ -13,6 +13,8 @@ pub mod cow;
 pub mod features;
 pub mod hooks;
 pub mod links;
+pub mod load_error;
 pub mod loader;
 pub mod maps;
+pub mod optional;
 pub mod privileges;
