@@ -144,6 +144,20 @@ fn back_to_back_saves_each_name_their_causes() {
     }
 }
 
+/// Valkey (a fork of Redis 7.2) keeps the function names the probes need
+/// (`setCommand`, `beforeSleep`, `serverCron`, ...) and exports them too.
+#[test]
+#[ignore = "root: loads BPF programs and runs valkey-server"]
+fn valkey_set_copies_are_charged_to_set() {
+    require_root();
+    let valkey = Redis::start_flavor(Flavor::Valkey, &["--rdb-key-save-delay", "30"]);
+    valkey.fill(100_000, 150);
+    let e = recorded_save(&valkey, || valkey.run_sets(100_000, 100_000, 150));
+    let s = share(&e, "SET");
+    assert!(s >= 95.0, "SET's share {s:.1}% < 95%: {}", e["causes"]);
+    assert!(e["causes"]["note"].is_null(), "no note: {}", e["causes"]);
+}
+
 #[test]
 #[ignore = "root: loads BPF programs and runs redis-server"]
 fn hset_copies_are_charged_to_hset() {
