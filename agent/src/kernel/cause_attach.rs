@@ -160,7 +160,11 @@ impl Worker {
             .map(Links::len)
             .sum();
         if attached > 0 {
-            log::info!("detaching {attached} cause probes");
+            // Seconds on kernels where each uprobe's detach waits for the kernel: say why.
+            eprintln!(
+                "cowtrace: detaching {attached} cause probes (--causes); the kernel may take \
+                 ~80 ms for each"
+            );
         }
         for s in self.servers.values_mut() {
             drop(s.links.take());
