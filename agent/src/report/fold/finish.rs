@@ -25,12 +25,7 @@ impl Report {
     /// missing or wrong about the trace as a whole.
     pub fn finish(&mut self) {
         self.sessions.sort_by_key(|s| s.id);
-        self.index = self
-            .sessions
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.id, i))
-            .collect();
+        self.reindex();
         for s in &mut self.sessions {
             s.freeze_hists();
         }
@@ -172,13 +167,18 @@ impl Report {
                     == *i
             });
         }
+        self.reindex();
+        self.filter = Some(f.describe());
+        Ok(())
+    }
+
+    /// The session index, after the sessions were sorted or filtered.
+    fn reindex(&mut self) {
         self.index = self
             .sessions
             .iter()
             .enumerate()
             .map(|(i, s)| (s.id, i))
             .collect();
-        self.filter = Some(f.describe());
-        Ok(())
     }
 }
