@@ -89,6 +89,24 @@ impl Image {
         Ok(())
     }
 
+    /// A statically linked executable (cross-built ones; busybox) at guest path `dest`.
+    pub fn static_executable(&mut self, dest: &Path, src: &Path) -> Result<()> {
+        if !src.is_file() {
+            bail!("{} does not exist (was it built?)", src.display());
+        }
+        // No program interpreter: nothing else to put in the image for it.
+        let l = util::output(Command::new("readelf").args(["-W", "-l"]).arg(src))
+            .with_context(|| format!("readelf -l {}", src.display()))?;
+        if let Some(i) = super::userland::interpreter(&l) {
+            bail!(
+                "{} is dynamically linked (interpreter {i}), not static",
+                src.display()
+            );
+        }
+        self.file(dest, src);
+        Ok(())
+    }
+
     /// Write the archive: stage the tree under `stage` (emptied first), then
     /// `cpio -o -H newc` it to `out`.
     pub fn write(&self, stage: &Path, out: &Path) -> Result<()> {
