@@ -95,13 +95,11 @@ impl Image {
             bail!("{} does not exist (was it built?)", src.display());
         }
         // No program interpreter: nothing else to put in the image for it.
-        let l = util::output(Command::new("readelf").args(["-W", "-l"]).arg(src))
-            .with_context(|| format!("readelf -l {}", src.display()))?;
-        if let Some(i) = super::userland::interpreter(&l) {
-            bail!(
-                "{} is dynamically linked (interpreter {i}), not static",
-                src.display()
-            );
+        let bytes = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+        match crate::dist::elf_interp(&bytes) {
+            Some(false) => {}
+            Some(true) => bail!("{} is dynamically linked, not static", src.display()),
+            None => bail!("{} is not a 64-bit little-endian ELF file", src.display()),
         }
         self.file(dest, src);
         Ok(())
