@@ -640,3 +640,25 @@ fn boot_into(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ci_runs_arm64_6_12_auto_with_all_but_the_items_it_names() {
+        let a = VmtestArgs::for_ci_arm64();
+        assert_eq!((a.arch.as_str(), a.kernel.as_str()), ("arm64", "6.12"));
+        assert_eq!(a.paths, ["auto"]);
+        // Each item left out is a real item (a renamed one would silently run again).
+        for i in CI_ARM64_LEFT_OUT {
+            assert!(plan::PLAN.iter().any(|p| p.name == i), "{i}");
+            assert!(!a.only.iter().any(|o| o == i), "{i}");
+        }
+        assert_eq!(a.only.len(), plan::PLAN.len() - CI_ARM64_LEFT_OUT.len());
+        // The x86-64 matrix is unchanged: every kernel, path and item.
+        let x = VmtestArgs::for_ci();
+        assert_eq!((x.arch.as_str(), x.kernel.as_str()), ("x86_64", "all"));
+        assert!(x.only.is_empty());
+    }
+}
