@@ -1,5 +1,6 @@
 //! Root tests of the release artifacts: `cargo xtask dist` runs once (a musl release
-//! build: about 30 s when only the agent changed, 3 to 4 minutes from nothing), then
+//! build: about 30 s when only the agent changed, 3 to 4 minutes from nothing; and as
+//! much again for the arm64 one), then
 //! each artifact is installed or run the way a user would:
 //! - the tarball's static binary has no dynamic dependency and, from an empty
 //!   directory with an empty environment, runs `check` and records a fork exactly;
