@@ -76,7 +76,7 @@ impl Config {
             Config::CowtraceElsewhere => "cowtrace record -p OTHER (not this process)",
             Config::HookFloor => "bpftrace bench/empty.bt (empty programs on both tracepoints)",
             Config::SyscallFloor => {
-                "bpftrace bench/empty-syscalls.bt (empty programs on raw sys_enter + sys_exit)"
+                "bpftrace bench/empty-syscalls.bt (empty programs on raw_syscalls sys_enter + sys_exit)"
             }
         }
     }
