@@ -220,6 +220,10 @@ impl Worker {
                     self.servers.remove(&pid);
                     self.forget_threads(pid);
                 }
+                // Asked for and let go before the worker came to it: nothing to keep.
+                (false, false) => {
+                    self.servers.remove(&pid);
+                }
                 _ => {}
             }
         }
