@@ -2,8 +2,8 @@
 # What the cause probes (issue 15) cost a Redis server during a save.
 #
 # A throwaway redis-server is filled with KEYS keys. Each round runs two configurations
-# in alternating order: `cowtrace record -p REDIS` with the cause probes on, and with
-# COWTRACE_CAUSES=off (the same agent, the probes never attached). One run: start
+# in alternating order: `cowtrace record -p REDIS --causes` (the cause probes on), and
+# without `--causes` (the same agent, the probes never attached). One run: start
 # cowtrace, BGSAVE (rdb-key-save-delay keeps the child alive far longer than the
 # window), wait until the probes are attached, then the window: SETS pipelined SETs on
 # the existing keys (the parent keeps copying pages). The figure is the server's CPU
@@ -53,7 +53,9 @@ cpu_ns() {
 run() {
     local mode=$1 trace=$dir/trace-$1.jsonl
     rm -f "$trace"
-    COWTRACE_CAUSES=$mode "$COWTRACE" record -p "$rpid" -o "$trace" >/dev/null 2>"$dir/cowtrace.err" &
+    local flags=()
+    [[ $mode == on ]] && flags=(--causes)
+    "$COWTRACE" record -p "$rpid" "${flags[@]}" -o "$trace" >/dev/null 2>"$dir/cowtrace.err" &
     local tp=$!
     for _ in $(seq 100); do
         grep -q '"type":"meta"' "$trace" 2>/dev/null && break

@@ -136,7 +136,10 @@ pub const MAYBE_TRACED_SLOTS: u32 = 65536;
 
 /// Default byte size of the session ring buffer (`PROC_EVENTS`): the kernel declares the
 /// map with it and userspace keeps it unless `COWTRACE_PROC_RING_BYTES` overrides it.
-pub const PROC_RING_BYTES: u32 = 1 << 20;
+/// 4 MiB holds about 11,000 events (368 bytes and a header each): a 10,000-fork storm
+/// on a busy 2-vCPU host lost 27,423 session events with 1 MiB, and the sessions whose
+/// exits were lost stayed in `SESSIONS` until they filled it (338 forks with no session).
+pub const PROC_RING_BYTES: u32 = 4 << 20;
 
 /// `IoEvent::fd` of a block request, which has no file descriptor.
 pub const NO_FD: u32 = u32::MAX;

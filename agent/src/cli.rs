@@ -140,6 +140,14 @@ pub struct Targets {
     /// slow (a server under 1 GiB counts as 1 GiB).
     #[arg(long, value_name = "MS", default_value = "10", value_parser = positive_ms)]
     pub slow_fork: f64,
+    /// Charge each parent copy of a save to its cause (the command, expiry, eviction,
+    /// defrag, rehash, the cron, the event loop, another thread, other) and to the
+    /// memory region it hit. Uprobes on the server's exported functions, attached only
+    /// while its saves run; they cost the server ~1.3x CPU per command during a save
+    /// here, and detaching them takes ~80 ms each (bench/RESULTS.md), so it is off
+    /// unless asked for.
+    #[arg(long)]
+    pub causes: bool,
 }
 
 #[derive(Args, Clone)]
@@ -163,6 +171,7 @@ Examples:
   curl -s localhost:10690/metrics | grep cowtrace_save_cow
 
 Metrics (prefix cowtrace_): cow_bytes_total{server,kind,side}, saves_total{server,kind,outcome},
+save_parent_cow_by_cause_bytes_total{server,kind,cause} (with --causes),
 save_written_bytes_total, save_disk_bytes_total, save_sync_calls_total, fork_duration_seconds,
 save_duration_seconds, save_cow_bytes, save_write_latency_seconds, save_sync_latency_seconds,
 save_in_progress, save_current_cow_bytes, save_current_cow_rate_bytes_per_second,

@@ -8,8 +8,8 @@ use std::{process::Command, time::Duration};
 use common::*;
 use serde_json::Value;
 
-/// The cause probes are off by default (README, "COW by cause"): these tests turn them on.
-const CAUSES_ON: &[(&str, &str)] = &[("COWTRACE_CAUSES", "on")];
+// The cause probes are off by default (README, "COW by cause"): these tests turn them on
+// with `--causes`.
 
 /// The share (percent) of `cause` in a session's `causes`, and the whole split.
 fn share(e: &Value, cause: &str) -> f64 {
@@ -32,7 +32,7 @@ fn share(e: &Value, cause: &str) -> f64 {
 fn recorded_save(redis: &Redis, load: impl FnOnce()) -> Value {
     let dir = TempDir::new("causes");
     let pid = redis.pid().to_string();
-    let rec = Recorder::start(dir.path(), &["-p", &pid], CAUSES_ON);
+    let rec = Recorder::start(dir.path(), &["-p", &pid, "--causes"], &[]);
     redis.bgsave();
     // The probes are attached when the agent sees the fork: give it that moment.
     std::thread::sleep(Duration::from_millis(500));
@@ -91,6 +91,75 @@ fn set_copies_are_charged_to_set() {
         data as f64 >= 0.95 * u(&e["regions"]["copies"]) as f64,
         "heap and anonymous rows hold the data: {}",
         e["regions"]
+    );
+}
+
+/// Back-to-back saves, as Redis makes them (a BGSAVE, then the AOF rewrite it had
+/// scheduled): the probes are attached and detached on the agent's own thread and kept a
+/// few seconds after a save, so the next save names its causes too. Before, a save that
+/// began while the previous save's 72 probes were being detached (~80 ms each here)
+/// blocked the event loop for seconds: its causes were all `other`, and SIGINT went
+/// unanswered. A save after a longer gap either names its causes or says why not.
+#[test]
+#[ignore = "root: loads BPF programs and runs redis-server"]
+fn back_to_back_saves_each_name_their_causes() {
+    require_root();
+    let redis = Redis::start(&["--rdb-key-save-delay", "30"]);
+    redis.fill(60_000, 150);
+    let dir = TempDir::new("causes-b2b");
+    let pid = redis.pid().to_string();
+    let rec = Recorder::start(dir.path(), &["-p", &pid, "--causes"], &[]);
+    let mut children = Vec::new();
+    for gap_ms in [0, 1000, 1000, 6000] {
+        std::thread::sleep(Duration::from_millis(gap_ms));
+        redis.bgsave();
+        std::thread::sleep(Duration::from_millis(500));
+        redis.run_sets(60_000, 60_000, 150);
+        redis.wait_bgsave();
+        children.push(redis.save_pid());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = std::time::Instant::now();
+    let trace = rec.stop();
+    eprintln!("stop took {:?}", t0.elapsed());
+    assert_eq!(trace.of_type("end").len(), 1, "the trace has its end");
+    for (i, child) in children.iter().enumerate() {
+        let e = trace.end_of_child(*child);
+        let s = share(e, "SET");
+        eprintln!("save {i}: SET {s:.1}%: {}", e["causes"]);
+        if i < 3 {
+            assert!(
+                s >= 95.0,
+                "save {i}: SET's share {s:.1}% < 95%: {}",
+                e["causes"]
+            );
+        } else {
+            let note = e["causes"]["note"].as_str().unwrap_or_default();
+            assert!(
+                s >= 95.0 || note.contains("cause probes were"),
+                "save {i}: SET's share {s:.1}% < 95% and no note says why: {}",
+                e["causes"]
+            );
+        }
+    }
+}
+
+/// Valkey (a fork of Redis 7.2) keeps the function names the probes need
+/// (`setCommand`, `beforeSleep`, `serverCron`, ...) and exports them too.
+#[test]
+#[ignore = "root: loads BPF programs and runs valkey-server"]
+fn valkey_set_copies_are_charged_to_set() {
+    require_root();
+    let valkey = Redis::start_flavor(Flavor::Valkey, &["--rdb-key-save-delay", "30"]);
+    valkey.fill(100_000, 150);
+    let e = recorded_save(&valkey, || valkey.run_sets(100_000, 100_000, 150));
+    let s = share(&e, "SET");
+    assert!(s >= 95.0, "SET's share {s:.1}% < 95%: {}", e["causes"]);
+    let note = e["causes"]["note"].as_str().unwrap_or_default();
+    assert!(
+        !note.contains("cannot be named"),
+        "Valkey's commands are named: {}",
+        e["causes"]
     );
 }
 
@@ -241,7 +310,7 @@ fn region_table_matches_known_ranges() {
         "700",
     ]);
     let pid = w.pid.to_string();
-    let rec = Recorder::start(dir.path(), &["-p", &pid], CAUSES_ON);
+    let rec = Recorder::start(dir.path(), &["-p", &pid, "--causes"], &[]);
     let result = w.go();
     let trace = rec.wait(Duration::from_secs(60));
     let child = u(&result["children"][0]);
@@ -322,7 +391,7 @@ fn mixed_phases_match_the_timeline() {
     }
     let dir = TempDir::new("causes-mixed");
     let pid = redis.pid().to_string();
-    let rec = Recorder::start(dir.path(), &["-p", &pid, "-i", "0.1"], CAUSES_ON);
+    let rec = Recorder::start(dir.path(), &["-p", &pid, "-i", "0.1", "--causes"], &[]);
     redis.bgsave();
     std::thread::sleep(Duration::from_millis(800));
     let gap = Duration::from_millis(1200);

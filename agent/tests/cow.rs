@@ -230,6 +230,18 @@ fn one_gib_rewrite_totals_exact_even_when_events_drop() {
     );
 }
 
+/// A parent that forks two children alive at once and rewrites 1,000 pages.
+const TWO_CHILDREN: &[&str] = &[
+    "--mode",
+    "parent-writes",
+    "--mib",
+    "8",
+    "--pages",
+    "1000",
+    "--children",
+    "2",
+];
+
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn a_full_sessions_map_is_counted_in_end_not_silent() {
@@ -238,19 +250,7 @@ fn a_full_sessions_map_is_counted_in_end_not_silent() {
     // so the second fork's SESSIONS insert must fail. That loses the session (by
     // construction), and the `end` line must say so: exactly one failed insert.
     let env = [("COWTRACE_MAX_ENTRIES", "SESSIONS=1")];
-    let (r, t) = run(
-        &[
-            "--mode",
-            "parent-writes",
-            "--mib",
-            "8",
-            "--pages",
-            "1000",
-            "--children",
-            "2",
-        ],
-        &env,
-    );
+    let (r, t) = run(TWO_CHILDREN, &env);
     let end = t.end();
     eprintln!("SESSIONS=1, two children: end {end}");
     assert_eq!(r["children"].as_array().map(Vec::len), Some(2));
@@ -274,19 +274,7 @@ fn no_kernel_errors_when_maps_have_room() {
     require_root();
     // The same workload with the default sizes: both sessions, no failure, and no
     // `kernel_errors` field (it is written only when something failed).
-    let (r, t) = run(
-        &[
-            "--mode",
-            "parent-writes",
-            "--mib",
-            "8",
-            "--pages",
-            "1000",
-            "--children",
-            "2",
-        ],
-        &[],
-    );
+    let (r, t) = run(TWO_CHILDREN, &[]);
     let end = t.end();
     assert_eq!(r["children"].as_array().map(Vec::len), Some(2));
     assert_eq!(u(&end["sessions"]), 2, "{end}");

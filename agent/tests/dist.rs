@@ -1,9 +1,12 @@
 //! Root tests of the release artifacts: `cargo xtask dist` runs once (a musl release
-//! build: about 30 s when only the agent changed, 3 to 4 minutes from nothing), then
+//! build: about 30 s when only the agent changed, 3 to 4 minutes from nothing; and as
+//! much again for the arm64 one), then
 //! each artifact is installed or run the way a user would:
 //! - the tarball's static binary has no dynamic dependency and, from an empty
 //!   directory with an empty environment, runs `check` and records a fork exactly;
 //!   without BTF it refuses to run, naming it: BTF is all it needs from the host;
+//! - the arm64 tarball has the same files, its binary a static AArch64 executable
+//!   (it cannot run here: `cargo xtask vmtest --arch arm64` runs it in arm64 guests);
 //! - the .deb installs into a fresh root (`dpkg --root`, so this machine's package
 //!   database is never touched), where `man` finds its pages and bash completes, and
 //!   `dpkg -r` removes every file it installed;
@@ -81,18 +84,38 @@ fn output(cmd: &mut Command) -> Output {
 
 /// The tarball, unpacked in a fresh directory: its `cowtrace-VERSION-x86_64-linux/`.
 fn unpacked(tmp: &TempDir) -> PathBuf {
+    unpacked_arch(tmp, "x86_64")
+}
+
+/// The tarball of `arch` (`uname -m`), unpacked: its `cowtrace-VERSION-ARCH-linux/`.
+fn unpacked_arch(tmp: &TempDir, arch: &str) -> PathBuf {
     let d = dist();
     run_ok(
         Command::new("tar")
             .arg("-xzf")
             .arg(
                 d.dir
-                    .join(format!("cowtrace-{VERSION}-x86_64-linux.tar.gz")),
+                    .join(format!("cowtrace-{VERSION}-{arch}-linux.tar.gz")),
             )
             .arg("-C")
             .arg(tmp.path()),
     );
-    tmp.path().join(format!("cowtrace-{VERSION}-x86_64-linux"))
+    tmp.path().join(format!("cowtrace-{VERSION}-{arch}-linux"))
+}
+
+/// Every file under `top`, as `./path`, sorted.
+fn files_in(top: &Path) -> Vec<String> {
+    let mut files: Vec<String> = run_ok(
+        Command::new("find")
+            .arg(".")
+            .args(["-type", "f"])
+            .current_dir(top),
+    )
+    .lines()
+    .map(str::to_string)
+    .collect();
+    files.sort();
+    files
 }
 
 /// `bin ARGS` with an empty environment, in `dir`.
@@ -116,6 +139,7 @@ fn artifacts_and_their_checksums() {
     assert_eq!(
         names,
         [
+            format!("cowtrace-{VERSION}-aarch64-linux.tar.gz"),
             format!("cowtrace-{VERSION}-image.tar"),
             format!("cowtrace-{VERSION}-x86_64-linux.tar.gz"),
             format!("cowtrace_{VERSION}_amd64.deb"),
@@ -127,20 +151,11 @@ fn artifacts_and_their_checksums() {
             .arg("SHA256SUMS")
             .current_dir(&d.dir),
     );
-    assert_eq!(checked.matches(": OK").count(), 3, "{checked}");
+    assert_eq!(checked.matches(": OK").count(), 4, "{checked}");
 
     let tmp = TempDir::new("dist-tar");
     let top = unpacked(&tmp);
-    let mut files: Vec<String> = run_ok(
-        Command::new("find")
-            .arg(".")
-            .args(["-type", "f"])
-            .current_dir(&top),
-    )
-    .lines()
-    .map(str::to_string)
-    .collect();
-    files.sort();
+    let files = files_in(&top);
     let mut want: Vec<&str> = vec![
         "./README.md",
         "./completions/_cowtrace",
@@ -169,6 +184,21 @@ fn artifacts_and_their_checksums() {
     for want in ["SYNOPSIS", "EXAMPLES", "cowtrace-record(8)", "--version"] {
         assert!(page.contains(want), "{want:?} not in the man page:\n{page}");
     }
+}
+
+#[test]
+#[ignore = "root: run with `cargo xtask test`"]
+fn arm64_tarball_has_the_same_files_and_a_static_aarch64_binary() {
+    require_root();
+    let (x, a) = (TempDir::new("dist-x86"), TempDir::new("dist-arm64"));
+    let (x86, arm) = (unpacked_arch(&x, "x86_64"), unpacked_arch(&a, "aarch64"));
+    assert_eq!(files_in(&arm), files_in(&x86));
+    let file = run_ok(Command::new("file").arg("-b").arg(arm.join("cowtrace")));
+    assert!(file.contains("ARM aarch64"), "file says: {file}");
+    assert!(
+        file.contains("statically linked") || file.contains("static-pie linked"),
+        "file says: {file}"
+    );
 }
 
 #[test]

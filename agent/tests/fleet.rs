@@ -227,28 +227,40 @@ fn promtool_check(text: &str) -> (bool, String) {
     )
 }
 
+/// The trace `--trace-dir DIR` wrote for the one save there was.
+fn the_one_trace(dir: &std::path::Path) -> Trace {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one trace for the one save: {files:?}");
+    Trace::read(&files[0])
+}
+
+/// A Redis with 60k keys and a slow save, and `serve -p REDIS --trace-dir DIR ARGS`
+/// on a free port: (redis, trace dir, listen address, serve).
+fn serve_a_server(name: &str, args: &[&str]) -> (Redis, TempDir, String, Serve) {
+    let redis = Redis::start(&["--rdb-key-save-delay", "20"]);
+    redis.fill(60_000, 512);
+    let traces = TempDir::new(name);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let pid = redis.pid().to_string();
+    let mut all = vec![
+        "-p",
+        pid.as_str(),
+        "--trace-dir",
+        traces.path().to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let serve = Serve::start(&addr, &all);
+    (redis, traces, addr, serve)
+}
+
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn a_real_prometheus_stores_what_the_trace_says() {
     require_root();
-    let redis = Redis::start(&["--rdb-key-save-delay", "20"]);
-    redis.fill(60_000, 512);
-    let traces = TempDir::new("tracedir");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let pid = redis.pid().to_string();
-    let serve = Serve::start(
-        &addr,
-        &[
-            "-p",
-            &pid,
-            "-i",
-            "0.5",
-            "--trace-dir",
-            traces.path().to_str().unwrap(),
-            "--keep",
-            "5",
-        ],
-    );
+    let (redis, traces, addr, serve) = serve_a_server("tracedir", &["-i", "0.5", "--keep", "5"]);
     let prom = Prometheus::start(&addr);
     // Before any save: a valid exposition that promtool accepts, in both formats.
     let (ok, why) = promtool_check(&serve.metrics());
@@ -270,12 +282,7 @@ fn a_real_prometheus_stores_what_the_trace_says() {
     redis.save();
     drop(load);
     sleep(Duration::from_millis(500));
-    let files: Vec<PathBuf> = std::fs::read_dir(traces.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(files.len(), 1, "one trace for the one save: {files:?}");
-    let trace = Trace::read(&files[0]);
+    let trace = the_one_trace(traces.path());
     let ends = trace.ends();
     assert_eq!(ends.len(), 1);
     let e = ends[0];
@@ -381,6 +388,52 @@ fn a_real_prometheus_stores_what_the_trace_says() {
     assert!(err.contains("serving metrics on http://"), "{err}");
     eprintln!("serve stopped {took:?} after SIGTERM");
     assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+}
+
+/// `serve --causes`: the parent's copies by cause are counted as the session's trace
+/// (`--trace-dir`) splits them. Its exit is not timed: the cause uprobes' detach takes
+/// ~80 ms each on this kernel (README, "What it costs").
+#[test]
+#[ignore = "root: loads BPF programs and runs redis-server"]
+fn serve_counts_the_copies_by_cause_as_the_trace_splits_them() {
+    require_root();
+    let (redis, traces, _addr, serve) = serve_a_server("tracedir-causes", &["--causes"]);
+    let load = redis.write_load(60_000, 512);
+    redis.save();
+    drop(load);
+    sleep(Duration::from_millis(500));
+    let trace = the_one_trace(traces.path());
+    let e = trace.ends()[0].clone();
+    let server = e["instance"].as_str().expect("a server name").to_string();
+    let rows = e["causes"]["by_cause"]
+        .as_array()
+        .expect("--causes gives causes");
+    let text = serve.metrics();
+    let mut seen = 0;
+    for r in rows {
+        let series = format!(
+            "cowtrace_save_parent_cow_by_cause_bytes_total{{server=\"{server}\",kind=\"rdb-bgsave\",cause=\"{}\"}}",
+            r["cause"].as_str().unwrap()
+        );
+        let got = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.trim().parse::<f64>().ok());
+        let copies = u(&r["copies"]);
+        if copies == 0 {
+            assert_eq!(got, None, "no series for a cause with no copies: {series}");
+        } else {
+            assert_eq!(got, Some((copies * 4096) as f64), "{series}\n{text}");
+            seen += copies;
+        }
+    }
+    assert_eq!(seen, u(&e["causes"]["copies"]), "every copy is in a series");
+    assert!(
+        seen > 1000,
+        "the load made the parent copy: {}",
+        e["causes"]
+    );
+    let (took, _) = serve.stop();
+    eprintln!("serve --causes stopped {took:?} after SIGTERM");
 }
 
 #[test]

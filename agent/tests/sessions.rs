@@ -45,7 +45,22 @@ fn fork_of_traced_pid_is_one_session_that_ends() {
         (meta["format"].as_str(), u(&meta["version"])),
         (Some("cowtrace"), 1)
     );
-    assert_eq!(meta["attach"]["method"], "tracepoint");
+    // The COW method: x86-64's `page_fault_user` tracepoint; elsewhere (arm64, which has
+    // no such tracepoint) the write-protect handler `do_wp_page`, by fentry where the
+    // kernel allows trampolines, else kprobe (agent/src/kernel/cow.rs).
+    let attach = &meta["attach"];
+    if cfg!(target_arch = "x86_64") {
+        assert_eq!(attach["method"], "tracepoint");
+    } else {
+        assert!(
+            matches!(attach["method"].as_str(), Some("fentry" | "kprobe")),
+            "{attach}"
+        );
+        assert!(
+            attach["cow"].as_str().unwrap_or("").contains("/do_wp_page"),
+            "{attach}"
+        );
+    }
 }
 
 fn w_pid(s: &str) -> u64 {

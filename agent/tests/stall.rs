@@ -178,7 +178,7 @@ fn a_stopped_save_child_is_flagged_as_stalled_with_state_t() {
     // The diagnosis says it, with what to do.
     let out = cowtrace()
         .arg("report")
-        .arg(&rec_path(&dir))
+        .arg(rec_path(&dir))
         .output()
         .expect("cowtrace report");
     let text = String::from_utf8_lossy(&out.stdout);

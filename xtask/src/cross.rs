@@ -122,6 +122,20 @@ pub fn test_build(arch: Arch, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `cargo build --release --target T -p xtask`: the vmtest guest runner (`xtask
+/// vmtest-guest`) for `arch`; its path.
+pub fn build_xtask(arch: Arch) -> Result<PathBuf> {
+    util::run(cargo_for(arch)?.args([
+        "build",
+        "--release",
+        "--target",
+        arch.target,
+        "-p",
+        "xtask",
+    ]))?;
+    Ok(release_dir(arch).join("xtask"))
+}
+
 pub fn release_dir(arch: Arch) -> PathBuf {
     util::repo_root()
         .join("target")

@@ -130,9 +130,11 @@ pub fn run() -> Result<()> {
     // 3. The tracer, output straight to the user's terminal. `--plain`: the demo prints
     // its own progress lines in between, which would garble the full-screen view.
     let mut watch = Command::new(&cowtrace);
+    // `--causes`: the diagnosis names the commands and jobs that copied.
     watch.args([
         "watch",
         "--plain",
+        "--causes",
         "-p",
         &redis_pid.to_string(),
         "-d",
@@ -154,7 +156,7 @@ pub fn run() -> Result<()> {
     // The previous demo's trace: `record` refuses to overwrite a file.
     let _ = std::fs::remove_file(&trace);
     let mut record = Command::new(&cowtrace);
-    record.args(["record", "-o"]).arg(&trace).args([
+    record.args(["record", "--causes", "-o"]).arg(&trace).args([
         "-p",
         &redis_pid.to_string(),
         "-d",

@@ -2,16 +2,18 @@
 //!
 //! - `cowtrace-VERSION-x86_64-linux.tar.gz`: the static (musl) binary, with the eBPF
 //!   object embedded; README, man pages, shell completions and the systemd unit;
+//! - `cowtrace-VERSION-aarch64-linux.tar.gz`: the same for arm64 (cross-built static
+//!   with rust-lld, `cross.rs`; its eBPF object built for arm64);
 //! - `cowtrace_VERSION_amd64.deb`: the same installed under /usr (`dpkg-deb`);
 //! - `cowtrace-VERSION-image.tar`: a `FROM scratch` image with only the binary
 //!   (`deploy/container/Containerfile`, `podman build` then `podman save`);
-//! - `SHA256SUMS` of the three.
+//! - `SHA256SUMS` of the four.
 //!
 //! The build is reproducible where the tools allow it: `SOURCE_DATE_EPOCH` (the
 //! commit's time unless set) dates the binary's `--version`, the man pages, and every
 //! file in the archives; owners are root, modes fixed, archive members sorted.
 
-use crate::util;
+use crate::{cross, util};
 use anyhow::{Context as _, Result, bail};
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -38,6 +40,15 @@ pub fn dist_dir() -> PathBuf {
 pub fn tarball_name() -> String {
     format!("cowtrace-{VERSION}-x86_64-linux.tar.gz")
 }
+
+/// The arm64 tarball (`uname -m` names the architecture, as in the x86-64 one).
+pub fn arm64_tarball_name() -> String {
+    format!("cowtrace-{VERSION}-aarch64-linux.tar.gz")
+}
+
+/// ELF `e_machine` of each binary: x86-64 and AArch64.
+const EM_X86_64: u16 = 62;
+const EM_AARCH64: u16 = 183;
 
 pub fn deb_name() -> String {
     format!("cowtrace_{VERSION}_amd64.deb")
@@ -115,7 +126,7 @@ pub fn run(args: DistArgs) -> Result<()> {
         .join(TARGET)
         .join("release")
         .join("cowtrace");
-    check_static(&bin)?;
+    check_static(&bin, EM_X86_64)?;
     let version = util::output(Command::new(&bin).arg("--version").env_clear())?;
     if !version.starts_with(&format!("cowtrace {VERSION}\n")) || !version.contains("(static)") {
         bail!(
@@ -148,28 +159,58 @@ pub fn run(args: DistArgs) -> Result<()> {
     let pages = man_pages(&docs)?;
 
     // 3. The tarball.
-    let name = format!("cowtrace-{VERSION}-x86_64-linux");
-    let stage = work.join("tar").join(&name);
-    install(&bin, &stage.join("cowtrace"), 0o755)?;
-    install(&root.join("README.md"), &stage.join("README.md"), 0o644)?;
-    for p in &pages {
-        install(&docs.join("man").join(p), &stage.join("man").join(p), 0o644)?;
-    }
-    for (from, _) in DEB_FILES {
-        install(&docs.join(from), &stage.join(from), 0o644)?;
-    }
-    if root.join(UNIT).exists() {
-        install(&root.join(UNIT), &stage.join("cowtrace.service"), 0o644)?;
-    }
     let tarball = out.join(tarball_name());
-    tar_gz(&work.join("tar"), &name, &tarball, epoch)?;
+    stage_tarball(
+        &root,
+        &bin,
+        &docs,
+        &pages,
+        &work.join("tar"),
+        &tarball,
+        epoch,
+    )?;
+
+    // 3b. The arm64 binary and its tarball. It cannot run here, so its ELF header is
+    // checked instead: static, AArch64.
+    let t = Instant::now();
+    util::run(
+        cross::cargo_for(cross::ARM64)?
+            .env("SOURCE_DATE_EPOCH", epoch.to_string())
+            .args([
+                "build",
+                "--release",
+                "--target",
+                cross::ARM64.target,
+                "-p",
+                "agent",
+                "--bin",
+                "cowtrace",
+            ]),
+    )?;
+    let arm_bin = cross::release_dir(cross::ARM64).join("cowtrace");
+    check_static(&arm_bin, EM_AARCH64)?;
+    println!(
+        "[dist] static arm64 binary: {} ({:.1}s)",
+        size(&arm_bin)?,
+        t.elapsed().as_secs_f64()
+    );
+    let arm_tarball = out.join(arm64_tarball_name());
+    stage_tarball(
+        &root,
+        &arm_bin,
+        &docs,
+        &pages,
+        &work.join("tar-arm64"),
+        &arm_tarball,
+        epoch,
+    )?;
 
     // 4. The .deb.
     let deb = out.join(deb_name());
     build_deb(&root, &bin, &docs, &pages, &work.join("deb"), &deb, epoch)?;
 
     // 5. The container image.
-    let mut artifacts = vec![tarball, deb];
+    let mut artifacts = vec![tarball, arm_tarball, deb];
     if args.no_image {
         println!("[dist] container image: left out (--no-image)");
     } else {
@@ -205,10 +246,10 @@ fn preflight(no_image: bool) -> Result<()> {
     let mut missing = Vec::new();
     let targets = util::output(Command::new("rustup").args(["target", "list", "--installed"]))
         .unwrap_or_default();
-    if !targets.lines().any(|l| l.trim() == TARGET) {
-        missing.push(format!(
-            "the Rust target {TARGET} (`rustup target add {TARGET}`)"
-        ));
+    for t in [TARGET, cross::ARM64.target] {
+        if !targets.lines().any(|l| l.trim() == t) {
+            missing.push(format!("the Rust target {t} (`rustup target add {t}`)"));
+        }
     }
     let mut tools = vec![
         "dpkg-deb",
@@ -262,10 +303,46 @@ fn source_date_epoch(root: &Path) -> Result<u64> {
         .with_context(|| format!("`git log -1 --format=%ct` said {ct:?}"))
 }
 
-/// Fail unless `bin` is a static executable: an ELF with no program interpreter
-/// (PT_INTERP), so the kernel runs it without a dynamic loader or shared library.
-fn check_static(bin: &Path) -> Result<()> {
+/// `bin` and the docs as the tarball `out` (`NAME.tar.gz`, whose one top directory is
+/// NAME), staged under `stage`.
+fn stage_tarball(
+    root: &Path,
+    bin: &Path,
+    docs: &Path,
+    pages: &[String],
+    stage: &Path,
+    out: &Path,
+    epoch: u64,
+) -> Result<()> {
+    let file = out.file_name().unwrap_or_default().to_string_lossy();
+    let name = file.strip_suffix(".tar.gz").unwrap_or(&file).to_string();
+    let top = stage.join(&name);
+    install(bin, &top.join("cowtrace"), 0o755)?;
+    install(&root.join("README.md"), &top.join("README.md"), 0o644)?;
+    for p in pages {
+        install(&docs.join("man").join(p), &top.join("man").join(p), 0o644)?;
+    }
+    for (from, _) in DEB_FILES {
+        install(&docs.join(from), &top.join(from), 0o644)?;
+    }
+    if root.join(UNIT).exists() {
+        install(&root.join(UNIT), &top.join("cowtrace.service"), 0o644)?;
+    }
+    tar_gz(stage, &name, out, epoch)
+}
+
+/// Fail unless `bin` is a static executable for `machine` (ELF `e_machine`): an ELF with
+/// no program interpreter (PT_INTERP), so the kernel runs it without a dynamic loader
+/// or shared library.
+fn check_static(bin: &Path, machine: u16) -> Result<()> {
     let bytes = fs::read(bin).with_context(|| format!("reading {}", bin.display()))?;
+    let m = elf_machine(&bytes);
+    if m != Some(machine) {
+        bail!(
+            "{} is built for ELF machine {m:?}, not {machine}",
+            bin.display()
+        );
+    }
     match elf_interp(&bytes) {
         Some(false) => Ok(()),
         Some(true) => bail!(
@@ -274,6 +351,15 @@ fn check_static(bin: &Path) -> Result<()> {
         ),
         None => bail!("{} is not a 64-bit little-endian ELF file", bin.display()),
     }
+}
+
+/// The `e_machine` of a 64-bit little-endian ELF (62 x86-64, 183 AArch64); None when
+/// `b` is not such a file.
+pub fn elf_machine(b: &[u8]) -> Option<u16> {
+    if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 || b[5] != 1 {
+        return None;
+    }
+    Some(u16::from_le_bytes(b.get(0x12..0x14)?.try_into().ok()?))
 }
 
 /// Whether a 64-bit little-endian ELF has a PT_INTERP program header; None when `b`
@@ -565,10 +651,24 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_machine() {
+        let mut b = elf(&[1]);
+        b[0x12..0x14].copy_from_slice(&EM_AARCH64.to_le_bytes());
+        assert_eq!(elf_machine(&b), Some(183));
+        b[0x12..0x14].copy_from_slice(&EM_X86_64.to_le_bytes());
+        assert_eq!(elf_machine(&b), Some(62));
+        assert_eq!(elf_machine(b"#!/bin/sh\n"), None);
+    }
+
+    #[test]
     fn names() {
         assert_eq!(
             tarball_name(),
             format!("cowtrace-{VERSION}-x86_64-linux.tar.gz")
+        );
+        assert_eq!(
+            arm64_tarball_name(),
+            format!("cowtrace-{VERSION}-aarch64-linux.tar.gz")
         );
         assert_eq!(deb_name(), format!("cowtrace_{VERSION}_amd64.deb"));
         assert_eq!(

@@ -44,7 +44,8 @@ enum Cmd {
     /// Build the release artifacts in target/dist/: static tarball, .deb, container
     /// image, SHA256SUMS.
     Dist(dist::DistArgs),
-    /// Boot Debian's 6.1 and 6.12 kernels under QEMU and run the ground-truth tests in them.
+    /// Boot Debian's 6.1 and 6.12 kernels under QEMU and run the ground-truth tests in them
+    /// (x86-64 guests, or arm64 ones with --arch arm64).
     Vmtest(vmtest::VmtestArgs),
     /// The test runner inside a vmtest guest (started by the guest's /init).
     #[command(hide = true)]

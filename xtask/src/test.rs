@@ -1,6 +1,7 @@
 //! `cargo xtask test`: setup, unit tests, the root integration tests, then the kernel
 //! matrix (`cargo xtask vmtest`: the ground-truth tests in QEMU guests of Debian's 6.1
-//! and 6.12 kernels).
+//! and 6.12 kernels), then an arm64 guest (`VmtestArgs::for_ci_arm64`: 6.12, the
+//! `auto` path, the plan without its two slowest architecture-independent items).
 //!
 //! The root tests are `#[ignore = "root: ..."]`, so a plain `cargo test` skips them; here
 //! they run with `--ignored`, and a root test that did not run must never pass silently:
@@ -17,7 +18,8 @@ pub struct TestArgs {
     /// Passed to the test binaries after `--` (e.g. a name filter: `cargo xtask test -- cow`).
     #[arg(last = true)]
     pub test_args: Vec<String>,
-    /// Skip the kernel matrix (`cargo xtask vmtest`, ~5 min). CI never passes this.
+    /// Skip the kernel matrix (`cargo xtask vmtest`, ~5 min, and the arm64 guest, ~6 min
+    /// with its cross build). CI never passes this.
     #[arg(long)]
     pub no_vmtest: bool,
 }
@@ -108,35 +110,11 @@ pub fn run(args: TestArgs) -> Result<()> {
         println!("== xtask test: kernel matrix SKIPPED (--no-vmtest); CI runs it");
     } else {
         println!("== xtask test: kernel matrix (cargo xtask vmtest)");
-        match vmtest::run(vmtest::VmtestArgs::for_ci()) {
-            Ok(runs) => {
-                for r in &runs {
-                    let ok = r.results.iter().filter(|(_, p, _)| *p).count() as u64;
-                    let bad = (r.results.len() as u64 - ok) + r.missing.len() as u64;
-                    passed += ok;
-                    failed += bad;
-                    if !r.passed() {
-                        failed += u64::from(bad == 0);
-                        problems.push(format!(
-                            "kernel matrix: {} ({}): {}",
-                            r.release,
-                            r.series,
-                            r.problem.as_deref().map_or_else(
-                                || format!("{bad} result(s) failed or never came"),
-                                |p| p.lines().next().unwrap_or("").to_string()
-                            )
-                        ));
-                    }
-                }
-                if runs.is_empty() {
-                    problems.push("kernel matrix: no kernel was run".into());
-                    failed += 1;
-                }
-            }
-            Err(e) => {
-                problems.push(format!("kernel matrix: {e:#}"));
-                failed += 1;
-            }
+        let x86 = vmtest::run(vmtest::VmtestArgs::for_ci());
+        println!("== xtask test: arm64 guest (cargo xtask vmtest --arch arm64, a subset)");
+        let arm = vmtest::run(vmtest::VmtestArgs::for_ci_arm64());
+        for (label, result) in [("kernel matrix", x86), ("arm64 guest", arm)] {
+            tally(label, result, &mut passed, &mut failed, &mut problems);
         }
     }
 
@@ -148,6 +126,47 @@ pub fn run(args: TestArgs) -> Result<()> {
         Ok(())
     } else {
         std::process::exit(1);
+    }
+}
+
+/// Count a vmtest run's results; a guest that failed, a result that never came, or no
+/// guest at all is a problem (a missing QEMU or kernel is an error here, never a pass).
+fn tally(
+    label: &str,
+    result: Result<Vec<vmtest::KernelRun>>,
+    passed: &mut u64,
+    failed: &mut u64,
+    problems: &mut Vec<String>,
+) {
+    match result {
+        Ok(runs) => {
+            for r in &runs {
+                let ok = r.results.iter().filter(|(_, p, _)| *p).count() as u64;
+                let bad = (r.results.len() as u64 - ok) + r.missing.len() as u64;
+                *passed += ok;
+                *failed += bad;
+                if !r.passed() {
+                    *failed += u64::from(bad == 0);
+                    problems.push(format!(
+                        "{label}: {} ({}): {}",
+                        r.release,
+                        r.series,
+                        r.problem.as_deref().map_or_else(
+                            || format!("{bad} result(s) failed or never came"),
+                            |p| p.lines().next().unwrap_or("").to_string()
+                        )
+                    ));
+                }
+            }
+            if runs.is_empty() {
+                problems.push(format!("{label}: no kernel was run"));
+                *failed += 1;
+            }
+        }
+        Err(e) => {
+            problems.push(format!("{label}: {e:#}"));
+            *failed += 1;
+        }
     }
 }
 

@@ -19,7 +19,12 @@ pub const DEFAULT_SLOW_FORK_MS_PER_GIB: f64 = 10.0;
 /// fixed cost, so a 100 MiB server forking in 3 ms is not slow). Returns the fork's time
 /// per GiB of RSS when it is.
 pub fn slow_fork(fork_us: f64, rss_bytes: u64, ms_per_gib: f64) -> Option<f64> {
-    if !fork_us.is_finite() || fork_us <= 0.0 || rss_bytes == 0 || !(ms_per_gib > 0.0) {
+    if !fork_us.is_finite()
+        || fork_us <= 0.0
+        || rss_bytes == 0
+        || ms_per_gib.is_nan()
+        || ms_per_gib <= 0.0
+    {
         return None;
     }
     let gib = rss_bytes as f64 / (1u64 << 30) as f64;

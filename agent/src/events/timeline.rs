@@ -86,6 +86,7 @@ impl Timeline {
     ) -> CowSummary {
         let pages = |c: &CowCounters| c.copy_bytes / 4096;
         let bytes = parent.copy_bytes + child.copy_bytes;
+        let rss = plausible_rss(bytes, rss);
         let (peak, peak_at) = self.peak();
         CowSummary {
             pages: pages(parent) + pages(child),
@@ -133,13 +134,33 @@ impl Timeline {
 
 /// `bytes` as a percentage of `rss`, to one decimal; `None` without an RSS.
 pub fn pct(bytes: u64, rss: Option<u64>) -> Option<f64> {
-    rss.filter(|&r| r > 0)
+    plausible_rss(bytes, rss)
+        .filter(|&r| r > 0)
         .map(|r| (bytes as f64 * 1000.0 / r as f64).round() / 10.0)
+}
+
+/// The parent's RSS at fork, unless the copies prove it was read wrong. A save copies
+/// at most the pages the parent and child shared at the fork, all of them resident then
+/// (a page copied by one side is then the other's alone: a reuse, not a second copy). A
+/// reading well below the copies was taken too late: a parent that had exited showed
+/// 4 KiB, and its session "1000.0% of the parent's RSS". Then it is unknown, not shown.
+pub fn plausible_rss(copied: u64, rss: Option<u64>) -> Option<u64> {
+    rss.filter(|&r| copied <= r.saturating_add(r / 4))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_rss_below_the_copies_is_unknown_not_a_share_above_100_percent() {
+        assert_eq!(pct(40 << 10, Some(4 << 10)), None);
+        assert_eq!(plausible_rss(40 << 10, Some(4 << 10)), None);
+        // Up to all of it (and a margin for pages counted by size): kept.
+        assert_eq!(pct(4 << 20, Some(4 << 20)), Some(100.0));
+        assert_eq!(pct(1 << 20, Some(4 << 20)), Some(25.0));
+        assert_eq!(pct(1 << 20, None), None);
+    }
 
     #[test]
     fn summary_splits_parent_and_child() {

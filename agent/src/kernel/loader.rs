@@ -5,9 +5,12 @@ use std::path::Path;
 use agent_common::PROC_RING_BYTES;
 use aya::{
     Btf, Ebpf, EbpfLoader, Endianness,
-    programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError, TracePoint, UProbe},
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, ProgramError, TracePoint},
 };
-use thiserror::Error;
+
+pub use crate::kernel::load_error::{LoadError, shorten_verifier_log};
+use crate::kernel::load_error::{brief, prog_err};
+pub use crate::kernel::optional::{ProbeResult, probe_optional};
 
 use crate::{
     kernel::{
@@ -16,7 +19,6 @@ use crate::{
         hooks::{self, Choice, HOOKS_ENV, MEASUREMENTS, Measurement, Path as HookPath, Policy},
         links::Links,
     },
-    procfs,
     text::error::chain_of,
 };
 
@@ -56,52 +58,6 @@ const TRACEPOINTS: [hooks::Tracepoint; 1] = [("oom_victim", "oom", &["mark_victi
 
 pub const DISK_HOOKS: &str = "tp_btf/block_rq_issue + tp_btf/block_rq_complete (bio page -> inode)";
 
-#[derive(Debug, Error)]
-pub enum LoadError {
-    #[error(transparent)]
-    Btf(#[from] BtfError),
-    #[error(
-        "tracefs is not mounted at /sys/kernel/tracing and mounting it failed ({0}); \
-         mount it with `mount -t tracefs nodev /sys/kernel/tracing`"
-    )]
-    Tracefs(std::io::Error),
-    #[error("cannot load the BPF object: {0}{hint}", hint = perm_hint(.0.as_ref()))]
-    Load(#[source] Box<aya::EbpfError>),
-    #[error("program `{name}` ({hook}) failed to {step} on kernel {kernel}: {}{hint}", shorten_verifier_log(&source.to_string()), hint = perm_hint(source.as_ref()))]
-    Program {
-        name: String,
-        hook: String,
-        step: &'static str,
-        /// `uname -r`: a verifier's verdict depends on the kernel.
-        kernel: String,
-        #[source]
-        source: Box<ProgramError>,
-    },
-    #[error("{0}")]
-    Cow(String),
-    #[error("map `{0}` missing from the BPF object (build mismatch: rebuild cowtrace)")]
-    MissingMap(&'static str),
-    #[error("map `{name}`: {source}")]
-    Map {
-        name: &'static str,
-        #[source]
-        source: Box<aya::maps::MapError>,
-    },
-}
-
-fn perm_hint(e: &dyn std::error::Error) -> &'static str {
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let s = err.to_string();
-        if s.contains("Operation not permitted") || s.contains("EPERM") || s.contains("os error 1)")
-        {
-            return "; run cowtrace as root (or with CAP_BPF + CAP_PERFMON)";
-        }
-        cur = err.source();
-    }
-    ""
-}
-
 pub struct LoadOptions {
     /// Trace every process that execs redis-server/valkey-server.
     pub auto_redis: bool,
@@ -116,7 +72,7 @@ pub struct LoadOptions {
     /// Emit an event per COW copy (`record --events`, the only output that reads them);
     /// when false the fault path does no ring-buffer work at all.
     pub emit_cow: bool,
-    /// Charge parent copies to causes and memory regions (`COWTRACE_CAUSES=on`); when
+    /// Charge parent copies to causes and memory regions (`--causes`); when
     /// false the copy path skips that work.
     pub attrib: bool,
     /// Kernel hash maps sized other than their declaration (`COWTRACE_MAX_ENTRIES`).
@@ -557,60 +513,6 @@ fn prog_kind(method: Method, exit: bool) -> &'static str {
     }
 }
 
-/// A kernel's refusal in one line: the error, and when the verifier rejected the
-/// program, the last line of its log (its verdict), which says why.
-fn brief(msg: &str) -> String {
-    let (head, log) = msg.split_once("Verifier output:").unwrap_or((msg, ""));
-    let head = head
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim_end()
-        .trim_end_matches('.');
-    let verdict = log
-        .lines()
-        .map(str::trim)
-        // The statistics it ends with say nothing about why.
-        .rfind(|l| {
-            !l.is_empty()
-                && !["processed ", "verification time", "stack depth"]
-                    .iter()
-                    .any(|p| l.starts_with(p))
-        });
-    match verdict {
-        Some(v) => format!("{head}; the verifier said: {v}"),
-        None => head.to_string(),
-    }
-}
-
-/// Keep a verifier log readable in an error message: its first line and its last 12.
-pub fn shorten_verifier_log(msg: &str) -> String {
-    let lines: Vec<&str> = msg.lines().collect();
-    if lines.len() <= 16 {
-        return msg.to_string();
-    }
-    let mut out = lines[0].to_string();
-    out.push_str(&format!(
-        "\n  ... ({} verifier lines omitted; RUST_LOG=debug shows them all)\n",
-        lines.len() - 13
-    ));
-    out.push_str(&lines[lines.len() - 12..].join("\n"));
-    out
-}
-
-fn prog_err(name: &str, hook: &str, step: &'static str, source: ProgramError) -> LoadError {
-    if let ProgramError::LoadError { verifier_log, .. } = &source {
-        log::debug!("verifier log of {name}:\n{verifier_log}");
-    }
-    LoadError::Program {
-        name: name.to_string(),
-        hook: hook.to_string(),
-        step,
-        kernel: procfs::kernel_release(),
-        source: Box::new(source),
-    }
-}
-
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str, hook: &str) -> Result<&'a mut T, LoadError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
@@ -637,122 +539,10 @@ fn attach_btf(ebpf: &mut Ebpf, links: &mut Links, btf: &Btf, name: &str) -> Resu
     Ok(())
 }
 
-/// What an optional attach type does on this kernel: `ok` or the kernel's refusal.
-#[derive(Debug, Clone)]
-pub struct ProbeResult {
-    pub kind: &'static str,
-    pub ok: bool,
-    pub detail: String,
-}
-
-/// Try the optional attach types with empty programs; the links that attach go to
-/// `links`, to be detached with the others.
-pub fn probe_optional(ebpf: &mut Ebpf, btf: &Btf, links: &mut Links) -> Vec<ProbeResult> {
-    let mut out = Vec::new();
-    let r = (|| -> Result<(), String> {
-        let p: &mut FEntry = ebpf
-            .program_mut("probe_fentry")
-            .ok_or("missing")?
-            .try_into()
-            .map_err(|e: ProgramError| e.to_string())?;
-        p.load("do_wp_page", btf).map_err(|e| chain_of(&e))?;
-        let id = p.attach().map_err(|e| chain_of(&e))?;
-        links.push(p.take_link(id).map_err(|e| chain_of(&e))?);
-        Ok(())
-    })();
-    out.push(result("fentry", r));
-    let r = (|| -> Result<(), String> {
-        let p: &mut KProbe = ebpf
-            .program_mut("probe_kprobe")
-            .ok_or("missing")?
-            .try_into()
-            .map_err(|e: ProgramError| e.to_string())?;
-        p.load().map_err(|e| chain_of(&e))?;
-        let id = p.attach("do_wp_page", 0).map_err(|e| chain_of(&e))?;
-        links.push(p.take_link(id).map_err(|e| chain_of(&e))?);
-        Ok(())
-    })();
-    out.push(result("kprobe", r));
-    let r = (|| -> Result<(), String> {
-        let p: &mut UProbe = ebpf
-            .program_mut("probe_uprobe")
-            .ok_or("missing")?
-            .try_into()
-            .map_err(|e: ProgramError| e.to_string())?;
-        p.load().map_err(|e| chain_of(&e))?;
-        // The static build maps no libc.so, and a FROM scratch image has no
-        // /etc/ld.so.cache to find one: it probes the getpid linked into itself.
-        let target = if cfg!(target_feature = "crt-static") {
-            "/proc/self/exe"
-        } else {
-            "libc"
-        };
-        let id = p
-            .attach(
-                "getpid",
-                target,
-                aya::programs::uprobe::UProbeScope::CallingProcess,
-            )
-            .map_err(|e| chain_of(&e))?;
-        links.push(p.take_link(id).map_err(|e| chain_of(&e))?);
-        Ok(())
-    })();
-    out.push(result("uprobe", r));
-    out
-}
-
-fn result(kind: &'static str, r: Result<(), String>) -> ProbeResult {
-    match r {
-        Ok(()) => ProbeResult {
-            kind,
-            ok: true,
-            detail: "ok".into(),
-        },
-        Err(detail) => {
-            // An empty verifier log adds nothing: "... (os error 1). Verifier output: "
-            let detail = detail
-                .trim_end()
-                .trim_end_matches("Verifier output:")
-                .trim_end()
-                .trim_end_matches('.')
-                .to_string();
-            ProbeResult {
-                kind,
-                ok: false,
-                detail,
-            }
-        }
-    }
-}
-
 /// aya's parse of the kernel's BTF (`read_btf`), for loading the programs.
 pub fn parse_btf(bytes: &[u8], path: &Path) -> Result<Btf, BtfError> {
     Btf::parse(bytes, Endianness::default()).map_err(|e| BtfError::Parse {
         path: path.to_path_buf(),
         msg: e.to_string(),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_refusal_in_one_line_with_the_verifiers_verdict() {
-        let eperm = "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1). Verifier output: ";
-        assert_eq!(
-            brief(eperm),
-            "the BPF_PROG_LOAD syscall returned Operation not permitted (os error 1)"
-        );
-        let rejected = "the BPF_PROG_LOAD syscall returned Permission denied (os error 13). Verifier output: 0: R1=ctx() R10=fp0\n\
-            ; let ret: i64 = ctx.arg(ret_arg);\n\
-            12: (79) r3 = *(u64 *)(r2 +0)\n\
-            dereference of modified ctx ptr R2 off=32 disallowed\n\
-            processed 12 insns (limit 1000000) max_states_per_insn 0 total_states 1 peak_states 1 mark_read 1\n\
-            stack depth 16+144+0\n";
-        assert_eq!(
-            brief(rejected),
-            "the BPF_PROG_LOAD syscall returned Permission denied (os error 13); the verifier said: dereference of modified ctx ptr R2 off=32 disallowed"
-        );
-    }
 }

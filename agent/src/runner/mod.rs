@@ -59,6 +59,8 @@ pub struct RunConfig {
     pub timestamps: bool,
     /// When a save is flagged as stalled or its fork as slow.
     pub flags: Flags,
+    /// Charge parent copies to causes and regions (`--causes`).
+    pub causes: bool,
 }
 
 /// The thresholds of `--stall` and `--slow-fork`.
@@ -161,7 +163,7 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
             eprintln!("cowtrace: warning: {w}");
         }
     }
-    let causes_on = options::causes_on(std::env::var(options::CAUSES).ok().as_deref())?;
+    let causes_on = cfg.causes;
     let t0 = std::time::Instant::now();
     let mut opts = LoadOptions {
         auto_redis: !pid_mode,
@@ -191,11 +193,11 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
         pid_mode,
         cfg.timestamps,
     );
-    // Causes and regions only when asked for (`COWTRACE_CAUSES=on`): off, no /proc read,
+    // Causes and regions only when asked for (`--causes`): off, no /proc read,
     // map or probe per session. The object stays loaded until the run ends either way.
     let mut idle_ebpf = None;
     if causes_on {
-        st.causes = Some(crate::kernel::causes::CauseProbes::new(ebpf, None));
+        st.causes = Some(crate::kernel::causes::CauseProbes::new(ebpf));
     } else {
         idle_ebpf = Some(ebpf);
     }

@@ -35,26 +35,8 @@ pub const SIZABLE_MAPS: [&str; 10] = [
     "RQ_START",
 ];
 
-/// `COWTRACE_CAUSES`: `on` attaches the cause probes (issue 15) to a server while its
-/// sessions run, so each copy is charged to the command or background job that made it;
-/// `off` (the default) loads but never attaches them. Off by default because detaching
-/// the 72 uprobes after a save takes ~80 ms each on a perf-based kernel path serialised
-/// by the kernel (5.7 s here), which delays the agent's exit and another server's attach.
-pub const CAUSES: &str = "COWTRACE_CAUSES";
-
-/// Whether the cause probes are on, from `COWTRACE_CAUSES`'s value.
-pub fn causes_on(value: Option<&str>) -> Result<bool, OptionError> {
-    match value.map(str::trim) {
-        Some("on") => Ok(true),
-        None | Some("off") => Ok(false),
-        Some(v) => Err(OptionError::BadCauses(v.to_string())),
-    }
-}
-
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum OptionError {
-    #[error("{CAUSES}={0:?}: must be `on` or `off` (the default)")]
-    BadCauses(String),
     #[error("{name}={value:?} is not a whole number: {want}, or unset it")]
     NotANumber {
         name: &'static str,
@@ -239,13 +221,5 @@ mod tests {
         assert_eq!(opts.hooks, Policy::Auto);
         o.apply(&mut opts);
         assert_eq!(opts.hooks, Policy::Tracepoint);
-    }
-
-    #[test]
-    fn causes_switch() {
-        assert_eq!(causes_on(None), Ok(false));
-        assert_eq!(causes_on(Some("off")), Ok(false));
-        assert_eq!(causes_on(Some(" on ")), Ok(true));
-        assert!(causes_on(Some("no")).is_err());
     }
 }

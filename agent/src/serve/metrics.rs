@@ -43,6 +43,16 @@ pub struct SaveOutcome {
     pub outcome: String,
 }
 
+/// What made the parent's copies of a save (`--causes`): a command (`SET`), a
+/// background job (`expiry`), `thread NAME` or `other`. Bounded: the agent's list of
+/// commands, six jobs, the server's named threads.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SaveCause {
+    pub server: String,
+    pub kind: String,
+    pub cause: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Server {
     pub server: String,
@@ -80,6 +90,7 @@ fn latency_buckets() -> Histogram {
 #[derive(Clone)]
 pub struct Metrics {
     pub cow_bytes: Family<SaveSide, Counter>,
+    pub cause_bytes: Family<SaveCause, Counter>,
     pub saves: Family<SaveOutcome, Counter>,
     pub written_bytes: Family<Save, Counter>,
     pub sent_bytes: Family<Save, Counter>,
@@ -117,6 +128,7 @@ impl Metrics {
     pub fn new() -> (Self, Registry) {
         let m = Self {
             cow_bytes: Family::default(),
+            cause_bytes: Family::default(),
             saves: Family::default(),
             written_bytes: Family::default(),
             sent_bytes: Family::default(),
@@ -156,6 +168,12 @@ impl Metrics {
             "Memory copied on write during saves (4 KiB pages; a 2 MiB copy counts 512), by the side whose write copied it",
             b.clone(),
             m.cow_bytes.clone(),
+        );
+        r.register_with_unit(
+            "save_parent_cow_by_cause",
+            "The parent's copies (4 KiB each) of ended saves, by what made them: the command, the background job or thread, or other (only with --causes)",
+            b.clone(),
+            m.cause_bytes.clone(),
         );
         r.register(
             "saves",

@@ -16,7 +16,7 @@ use std::{
     },
 };
 
-use metrics::{MapName, Metrics, Save, SaveOutcome, SaveSide, Server};
+use metrics::{MapName, Metrics, Save, SaveCause, SaveOutcome, SaveSide, Server};
 
 use crate::trace::schema::{IoEvent, Meta, Record, SessionEnd};
 
@@ -246,6 +246,17 @@ impl Exporter {
             .get_or_create(&save)
             .inc_by(e.disk.bytes.saturating_sub(o.disk));
         m.sync_calls.get_or_create(&save).inc_by(e.fsync.calls);
+        if let Some(c) = &e.causes {
+            for row in c.by_cause.iter().filter(|r| r.copies > 0) {
+                m.cause_bytes
+                    .get_or_create(&SaveCause {
+                        server: save.server.clone(),
+                        kind: save.kind.clone(),
+                        cause: row.cause.clone(),
+                    })
+                    .inc_by(row.copies * PAGE);
+            }
+        }
         if let Some(sent) = &e.sent {
             m.sent_bytes.get_or_create(&save).inc_by(sent.bytes);
         }
@@ -448,6 +459,36 @@ mod tests {
     }
 
     const L: &str = "{server=\"10.0.0.1:6379\",kind=\"rdb-bgsave\"";
+
+    #[test]
+    fn causes_are_counted_by_cause_and_only_when_there() {
+        use crate::trace::ledger::{CauseShare, Causes};
+        let (mut x, r) = exporter();
+        x.on_record(&start(1, SessionKind::RdbBgsave));
+        let Record::SessionEnd(mut e) = end(1, SessionKind::RdbBgsave, 100, 0, Some(0)) else {
+            unreachable!()
+        };
+        let row = |cause: &str, copies| CauseShare {
+            cause: cause.into(),
+            kind: "command".into(),
+            copies,
+            share_pct: copies as f64,
+        };
+        e.causes = Some(Causes {
+            copies: 100,
+            by_cause: vec![row("SET", 97), row("expiry", 3), row("other", 0)],
+            note: None,
+        });
+        x.on_record(&Record::SessionEnd(e));
+        // Without --causes a session has none: no series, no zero.
+        x.on_record(&start(2, SessionKind::RdbBgsave));
+        x.on_record(&end(2, SessionKind::RdbBgsave, 50, 0, Some(0)));
+        let text = metrics::openmetrics(&r);
+        let series = "cowtrace_save_parent_cow_by_cause_bytes_total{server=\"10.0.0.1:6379\",kind=\"rdb-bgsave\",cause=";
+        assert_eq!(value(&text, &format!("{series}\"SET\"}}")), 97.0 * 4096.0);
+        assert_eq!(value(&text, &format!("{series}\"expiry\"}}")), 3.0 * 4096.0);
+        assert!(!text.contains("cause=\"other\""), "{text}");
+    }
 
     #[test]
     fn stalls_and_slow_forks_are_flagged() {

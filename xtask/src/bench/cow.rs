@@ -39,15 +39,31 @@ pub enum Config {
     CowtraceElsewhere,
     /// Empty bpftrace programs on the two tracepoints: what the hooks cost by themselves.
     HookFloor,
+    /// Empty bpftrace programs on the raw `sys_enter`/`sys_exit` tracepoints, the hooks of
+    /// cowtrace's syscall measurements: what the syscall slow path costs every process
+    /// (attaching any program there sets `SYSCALL_WORK_SYSCALL_TRACEPOINT` on every task).
+    SyscallFloor,
 }
 
-pub const CONFIGS: [Config; 6] = [
+pub const CONFIGS: [Config; 7] = [
     Config::Untraced,
     Config::Control,
     Config::Cowtrace,
     Config::Bpftrace,
     Config::CowtraceElsewhere,
     Config::HookFloor,
+    Config::SyscallFloor,
+];
+
+/// The configurations of the bystander section (`--only bystanders`): an untraced
+/// process, with cowtrace tracing another one, and with empty programs on each family
+/// of cowtrace's hooks.
+pub const BYSTANDER_CONFIGS: [Config; 5] = [
+    Config::Untraced,
+    Config::Control,
+    Config::CowtraceElsewhere,
+    Config::HookFloor,
+    Config::SyscallFloor,
 ];
 
 impl Config {
@@ -59,6 +75,9 @@ impl Config {
             Config::Bpftrace => "bpftrace bench/cow.bt PID",
             Config::CowtraceElsewhere => "cowtrace record -p OTHER (not this process)",
             Config::HookFloor => "bpftrace bench/empty.bt (empty programs on both tracepoints)",
+            Config::SyscallFloor => {
+                "bpftrace bench/empty-syscalls.bt (empty programs on raw_syscalls sys_enter + sys_exit)"
+            }
         }
     }
 }
@@ -119,14 +138,29 @@ pub struct Results {
 }
 
 impl Results {
+    /// The runs of `c` by round (none when this invocation did not run it).
+    fn rounds_of(&self, c: Config) -> &[Option<Run>] {
+        CONFIGS
+            .iter()
+            .position(|x| *x == c)
+            .and_then(|i| self.runs.get(i))
+            .map_or(&[], Vec::as_slice)
+    }
+
     fn col(&self, c: Config, f: impl Fn(&Run) -> f64) -> Vec<Option<f64>> {
-        let i = CONFIGS.iter().position(|x| *x == c).expect("known config");
-        self.runs[i].iter().map(|r| r.as_ref().map(&f)).collect()
+        self.rounds_of(c)
+            .iter()
+            .map(|r| r.as_ref().map(&f))
+            .collect()
     }
 
     pub fn runs_of(&self, c: Config) -> Vec<&Run> {
-        let i = CONFIGS.iter().position(|x| *x == c).expect("known config");
-        self.runs[i].iter().flatten().collect()
+        self.rounds_of(c).iter().flatten().collect()
+    }
+
+    /// Whether any round ran `c`.
+    pub fn has(&self, c: Config) -> bool {
+        !self.runs_of(c).is_empty()
     }
 
     /// A metric of a configuration over the rounds (ns).
@@ -206,7 +240,13 @@ fn ratios_by_round(a: &[Option<f64>], b: &[Option<f64>]) -> Vec<Option<f64>> {
         .collect()
 }
 
-pub fn run(t: &Tools, p: Params, check: &dyn Fn() -> Result<()>) -> Result<Results> {
+/// Runs `configs` (a subset of [`CONFIGS`]) for `p.rounds` rounds, in rotated order.
+pub fn run(
+    t: &Tools,
+    p: Params,
+    configs: &[Config],
+    check: &dyn Fn() -> Result<()>,
+) -> Result<Results> {
     // The process cowtrace traces in the `CowtraceElsewhere` configuration.
     let mut sleeper =
         super::procs::Proc::spawn("sleep", Command::new("sleep").arg("3600"), libc::SIGKILL)?;
@@ -216,12 +256,19 @@ pub fn run(t: &Tools, p: Params, check: &dyn Fn() -> Result<()>) -> Result<Resul
     };
     for round in 0..p.rounds {
         let mut line = Vec::new();
-        for ci in rotation(CONFIGS.len(), round) {
+        for k in rotation(configs.len(), round) {
             check()?;
-            let c = CONFIGS[ci];
+            let c = configs[k];
+            let ci = CONFIGS
+                .iter()
+                .position(|x| *x == c)
+                .context("a configuration missing from CONFIGS")?;
             let r = one(t, p, c, round, sleeper.pid())
                 .with_context(|| format!("COW benchmark, round {}, {}", round + 1, c.label()))?;
-            line.push(format!("{:?} {:.0} ns", c, r.cow_ns));
+            line.push(format!(
+                "{:?} {:.0} ns/copy {:.0} ns/write",
+                c, r.cow_ns, r.write_ns
+            ));
             res.runs[ci][round] = Some(r);
         }
         println!(
@@ -263,6 +310,7 @@ pub fn one(t: &Tools, p: Params, c: Config, round: usize, sleeper: u32) -> Resul
         Config::CowtraceElsewhere => Some(Running::cowtrace(t, &tag, &[sleeper])?),
         Config::Bpftrace => Some(Running::bpftrace(t, &tag, "cow.bt", &[pid.to_string()])?),
         Config::HookFloor => Some(Running::bpftrace(t, &tag, "empty.bt", &[])?),
+        Config::SyscallFloor => Some(Running::bpftrace(t, &tag, "empty-syscalls.bt", &[])?),
     };
     w.go()?;
     let v = w.result(Duration::from_secs(120))?;

@@ -8,7 +8,15 @@
 //! 3. capacity: COW and write storms, rates, drops, exact totals (`capacity.rs`);
 //! 4. cowtrace's own cost: CPU per event, RSS, start-up time (from 1 and 3);
 //! 5. cost on processes cowtrace does not trace (from the runs of 1);
-//! 6. `cowtrace report` (text and `--html`) on large synthetic traces (`postmortem.rs`).
+//! 6. `cowtrace report` (text and `--html`) on large synthetic traces (`postmortem.rs`);
+//! 7. a traced Redis outside saves: CPU per SET/GET and their rate (`idle.rs`);
+//! 8. start to attached, SIGINT/`q`/Ctrl-C to the summary and to exit with every program
+//!    detached, timed from outside (`stop.rs`);
+//! 9. bystanders: untraced processes under cowtrace and under empty programs on its hooks
+//!    (`cow.rs`'s runs, a subset of its configurations).
+//!
+//! Sections 6 to 9 are measured on their own and can replace theirs in an existing
+//! `bench/RESULTS.md` (`--update-sections`).
 //!
 //! Every figure is a ratio between runs of the same invocation taken in alternating
 //! order, reported as the median with min–max; nothing is asserted (benchmarks are not
@@ -17,11 +25,13 @@
 
 mod capacity;
 pub mod cow;
+mod idle;
 mod postmortem;
 pub mod procs;
 mod redis;
 mod report;
 pub mod stats;
+mod stop;
 pub mod tracers;
 mod view;
 
@@ -37,19 +47,36 @@ pub struct BenchArgs {
     /// Tiny sizes and few rounds, to check the harness (the figures mean nothing).
     #[arg(long)]
     quick: bool,
-    /// Run only these sections (comma-separated: cow, redis, capacity, view, report).
-    /// Sections 4 and 5 come from the runs of `cow`, `capacity` and `view`.
-    #[arg(long, value_delimiter = ',', value_parser = ["cow", "redis", "capacity", "view", "report"])]
+    /// Run only these sections (comma-separated: cow, redis, capacity, view, report,
+    /// redis-idle, stop, bystanders). Sections 4 and 5 come from the runs of `cow`,
+    /// `capacity` and `view`.
+    #[arg(long, value_delimiter = ',', value_parser = SECTIONS)]
     only: Vec<String>,
     /// Skip `setup` and the release build (use the binaries already in target/release).
     #[arg(long)]
     no_build: bool,
-    /// With `--only report`: replace section 6 of bench/RESULTS.md with this run's, and
-    /// keep the rest (section 6 says when and on which commit it was measured). Its
-    /// figures are times of one process, not ratios, so they can be renewed alone.
-    #[arg(long, requires = "only")]
-    update_report_section: bool,
+    /// With `--only` of sections measured on their own (report, redis-idle, stop,
+    /// bystanders: sections 6 to 9): replace those sections of bench/RESULTS.md with this
+    /// run's, or add them before "Where targets are missed", and keep the rest. Each says
+    /// when, on which commit and under what load it was measured.
+    #[arg(long, requires = "only", alias = "update-report-section")]
+    update_sections: bool,
 }
+
+/// The values of `--only`.
+const SECTIONS: [&str; 8] = [
+    "cow",
+    "redis",
+    "capacity",
+    "view",
+    "report",
+    "redis-idle",
+    "stop",
+    "bystanders",
+];
+
+/// The sections `--update-sections` can renew alone.
+const STANDALONE: [&str; 4] = ["report", "redis-idle", "stop", "bystanders"];
 
 /// Sizes of one invocation.
 struct Plan {
@@ -57,6 +84,9 @@ struct Plan {
     redis: redis::Params,
     storms: Vec<capacity::Storm>,
     pairs: usize,
+    idle: idle::Params,
+    stop: stop::Params,
+    bystanders: cow::Params,
     /// Memory the largest section needs (populated regions, their copies, tmpfs files).
     need_bytes: u64,
 }
@@ -97,6 +127,23 @@ impl Plan {
                 },
             ],
             pairs: 5,
+            idle: idle::Params {
+                rounds: 7,
+                keys: 100_000,
+                requests: 100_000,
+                clients: 50,
+            },
+            stop: stop::Params {
+                record_runs: 9,
+                view_runs: 8,
+            },
+            bystanders: cow::Params {
+                rounds: 9,
+                mib: 96,
+                reps: 5,
+                touch_mib: 128,
+                write_mib: 64,
+            },
             need_bytes: 6 << 30,
         }
     }
@@ -136,6 +183,23 @@ impl Plan {
                 },
             ],
             pairs: 1,
+            idle: idle::Params {
+                rounds: 1,
+                keys: 10_000,
+                requests: 10_000,
+                clients: 50,
+            },
+            stop: stop::Params {
+                record_runs: 2,
+                view_runs: 2,
+            },
+            bystanders: cow::Params {
+                rounds: 1,
+                mib: 16,
+                reps: 2,
+                touch_mib: 16,
+                write_mib: 8,
+            },
             need_bytes: 1 << 30,
         }
     }
@@ -210,8 +274,19 @@ pub fn run(args: BenchArgs) -> Result<()> {
         storms: None,
         view: None,
         postmortem: None,
+        idle: None,
+        stop: None,
+        bystanders: None,
         elapsed_s: 0.0,
     };
+    if args.update_sections
+        && let Some(o) = args.only.iter().find(|o| !STANDALONE.contains(&o.as_str()))
+    {
+        bail!(
+            "--update-sections renews only sections measured on their own ({}); `{o}` feeds              several sections and the summary: run the whole bench to renew it",
+            STANDALONE.join(", ")
+        );
+    }
     if want("cow") {
         check_interrupted()?;
         let t = Instant::now();
@@ -219,7 +294,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "== bench 1+5: cost per COW fault ({} rounds)",
             plan.cow.rounds
         );
-        results.cow = Some(cow::run(&tools, plan.cow, &check_interrupted)?);
+        results.cow = Some(cow::run(
+            &tools,
+            plan.cow,
+            &cow::CONFIGS,
+            &check_interrupted,
+        )?);
         println!(
             "[bench] section 1+5 took {:.0} s",
             t.elapsed().as_secs_f64()
@@ -265,22 +345,62 @@ pub fn run(args: BenchArgs) -> Result<()> {
         results.postmortem = Some(postmortem::run(&tools.cowtrace, &tools.tmp, args.quick)?);
         println!("[bench] section 6 took {:.0} s", t.elapsed().as_secs_f64());
     }
+    if want("redis-idle") {
+        check_interrupted()?;
+        let t = Instant::now();
+        println!(
+            "== bench 7: Redis outside saves ({} rounds)",
+            plan.idle.rounds
+        );
+        results.idle = Some(idle::run(&tools, plan.idle, &check_interrupted)?);
+        println!("[bench] section 7 took {:.0} s", t.elapsed().as_secs_f64());
+    }
+    if want("stop") {
+        check_interrupted()?;
+        let t = Instant::now();
+        println!(
+            "== bench 8: start and stop ({} record runs, {} watch runs)",
+            plan.stop.record_runs, plan.stop.view_runs
+        );
+        results.stop = Some(stop::run(&tools, plan.stop, &check_interrupted)?);
+        println!("[bench] section 8 took {:.0} s", t.elapsed().as_secs_f64());
+    }
+    if want("bystanders") {
+        check_interrupted()?;
+        let t = Instant::now();
+        println!(
+            "== bench 9: bystanders and the floors of the hooks ({} rounds)",
+            plan.bystanders.rounds
+        );
+        results.bystanders = Some(cow::run(
+            &tools,
+            plan.bystanders,
+            &cow::BYSTANDER_CONFIGS,
+            &check_interrupted,
+        )?);
+        println!("[bench] section 9 took {:.0} s", t.elapsed().as_secs_f64());
+    }
     results.elapsed_s = started.elapsed().as_secs_f64();
     results.machine.load_end = report::loadavg();
     results.machine.foreign = procs::foreign_tracers();
 
-    if args.update_report_section {
-        let Some(p) = &results.postmortem else {
-            bail!("--update-report-section needs `--only report`");
-        };
+    if args.update_sections {
+        let how = format!(
+            "cargo xtask bench --only {} --update-sections",
+            args.only.join(",")
+        );
         let path = root.join("bench/RESULTS.md");
-        let old = std::fs::read_to_string(&path)
+        let mut text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let section = report::postmortem_section(p, &results.machine);
-        std::fs::write(&path, report::replace_section(&old, &section))
-            .with_context(|| format!("writing {}", path.display()))?;
+        let sections = report::standalone_sections(&results, &how);
+        for section in &sections {
+            text = report::replace_section(&text, section);
+            println!("\n{section}");
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         println!(
-            "\n{section}\n[bench] replaced section 6 of {}",
+            "[bench] replaced {} section(s) of {}",
+            sections.len(),
             path.display()
         );
         return Ok(());

@@ -51,7 +51,7 @@ fn cpu_ns(pid: u32) -> Option<u64> {
 }
 
 /// The pid of the `cowtrace` process whose parent is `ppid` (the one `script` starts).
-fn child_cowtrace(ppid: u32) -> Option<u32> {
+pub(super) fn child_cowtrace(ppid: u32) -> Option<u32> {
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;

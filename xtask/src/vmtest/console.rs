@@ -70,7 +70,8 @@ pub fn parse(row: &str) -> Option<Line> {
 /// What in a console says the kernel died or complained: a panic, an Oops, a BUG or a
 /// WARNING splat, or a hung task. The first such row, if any.
 pub fn kernel_trouble(rows: &[String]) -> Option<&str> {
-    const SIGNS: [&str; 7] = [
+    // arm64 spells its stack dump `Call trace:`, x86 `Call Trace:`.
+    const SIGNS: [&str; 8] = [
         "Kernel panic",
         "Oops:",
         "BUG:",
@@ -78,6 +79,7 @@ pub fn kernel_trouble(rows: &[String]) -> Option<&str> {
         "general protection fault",
         "blocked for more than",
         "Call Trace:",
+        "Call trace:",
     ];
     rows.iter()
         .find(|r| SIGNS.iter().any(|s| r.contains(s)))
@@ -147,6 +149,17 @@ mod tests {
             Some("[ 9.1] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI")
         );
         assert_eq!(kernel_trouble(&rows[..1]), None);
+        // An arm64 Oops.
+        let arm: Vec<String> = [
+            "[ 3.0] Unable to handle kernel NULL pointer dereference at virtual address 0",
+            "[ 3.0] Internal error: Oops: 0000000096000004 [#1] SMP",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            kernel_trouble(&arm),
+            Some("[ 3.0] Internal error: Oops: 0000000096000004 [#1] SMP")
+        );
         assert_eq!(tail(&rows, 2), rows[2..].join("\n"));
         assert_eq!(tail(&rows, 10), rows.join("\n"));
     }

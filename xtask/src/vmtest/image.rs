@@ -89,6 +89,22 @@ impl Image {
         Ok(())
     }
 
+    /// A statically linked executable (cross-built ones; busybox) at guest path `dest`.
+    pub fn static_executable(&mut self, dest: &Path, src: &Path) -> Result<()> {
+        if !src.is_file() {
+            bail!("{} does not exist (was it built?)", src.display());
+        }
+        // No program interpreter: nothing else to put in the image for it.
+        let bytes = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+        match crate::dist::elf_interp(&bytes) {
+            Some(false) => {}
+            Some(true) => bail!("{} is dynamically linked, not static", src.display()),
+            None => bail!("{} is not a 64-bit little-endian ELF file", src.display()),
+        }
+        self.file(dest, src);
+        Ok(())
+    }
+
     /// Write the archive: stage the tree under `stage` (emptied first), then
     /// `cpio -o -H newc` it to `out`.
     pub fn write(&self, stage: &Path, out: &Path) -> Result<()> {

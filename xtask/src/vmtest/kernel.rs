@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The series the matrix knows, as `--kernel` spells them, and the stem of their
-/// package names (`linux-image-<stem><rest>-amd64-unsigned`).
+/// package names (`linux-image-<stem><rest>-<deb arch>-unsigned`, `amd64` or `arm64`).
 pub const SERIES: [(&str, &str); 2] = [("6.1", "6.1.0-"), ("6.12", "6.12.")];
 
 /// Modules the guest loads (with their dependencies), in this order: the virtio PCI
@@ -33,14 +33,15 @@ pub struct Kernel {
     pub modules: Vec<PathBuf>,
 }
 
-/// The newest `linux-image-<stem>...-amd64-unsigned` of `names`: the plain flavour only
-/// (not `cloud`, `rt` or `dbg`), newest by the numbers in its version.
-pub fn newest(stem: &str, names: &[&str]) -> Option<String> {
+/// The newest `linux-image-<stem>...-<deb_arch>-unsigned` of `names`: the plain flavour
+/// only (not `cloud`, `rt` or `dbg`), newest by the numbers in its version.
+pub fn newest(stem: &str, deb_arch: &str, names: &[&str]) -> Option<String> {
     let prefix = format!("linux-image-{stem}");
+    let suffix = format!("-{deb_arch}-unsigned");
     names
         .iter()
         .filter_map(|n| {
-            let rest = n.strip_prefix(&prefix)?.strip_suffix("-amd64-unsigned")?;
+            let rest = n.strip_prefix(&prefix)?.strip_suffix(&suffix)?;
             // `57` (6.1.0-57) or `118+deb12` (6.12.118+deb12): digits, dots, `+deb`.
             let plain = rest.replace("+deb", ".");
             if plain.is_empty() || !plain.chars().all(|c| c.is_ascii_digit() || c == '.') {
@@ -120,8 +121,9 @@ fn apt_names(stem: &str) -> Result<Vec<String>> {
     Ok(out.lines().map(|l| l.trim().to_string()).collect())
 }
 
-/// Find, download (once) and unpack (once) the newest kernel of `series`.
-pub fn fetch(series: &str, cache: &Path) -> Result<Kernel> {
+/// Find, download (once) and unpack (once) the newest kernel of `series` for Debian's
+/// architecture `deb_arch` (`amd64`, `arm64`: dpkg must know it, see `setup`).
+pub fn fetch(series: &str, deb_arch: &str, cache: &Path) -> Result<Kernel> {
     let stem = SERIES
         .iter()
         .find(|(s, _)| *s == series)
@@ -130,16 +132,24 @@ pub fn fetch(series: &str, cache: &Path) -> Result<Kernel> {
     let debs = cache.join("debs");
     std::fs::create_dir_all(&debs).with_context(|| format!("creating {}", debs.display()))?;
     let mut names = apt_names(stem)?;
-    if newest(stem, &names.iter().map(String::as_str).collect::<Vec<_>>()).is_none() {
+    if newest(
+        stem,
+        deb_arch,
+        &names.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .is_none()
+    {
         // A fresh machine may never have read the lists.
         util::run(Command::new("apt-get").args(["update", "-q"]))?;
         names = apt_names(stem)?;
     }
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let package = newest(stem, &refs).with_context(|| {
+    let package = newest(stem, deb_arch, &refs).with_context(|| {
         format!(
-            "no linux-image-{stem}*-amd64-unsigned package in the apt lists \
-             (`apt-cache pkgnames linux-image-{stem}`); is this Debian with bookworm(-security)?"
+            "no linux-image-{stem}*-{deb_arch}-unsigned package in the apt lists \
+             (`apt-cache pkgnames linux-image-{stem}`); is this Debian with bookworm(-security), \
+             and does dpkg know {deb_arch} (`dpkg --print-foreign-architectures`; \
+             `cargo xtask setup` adds arm64)?"
         )
     })?;
     let release = release_of(&package)
@@ -295,14 +305,25 @@ mod tests {
             "linux-image-6.12.111+deb12-amd64-unsigned",
         ];
         assert_eq!(
-            newest("6.1.0-", &names).as_deref(),
+            newest("6.1.0-", "amd64", &names).as_deref(),
             Some("linux-image-6.1.0-57-amd64-unsigned")
         );
         assert_eq!(
-            newest("6.12.", &names).as_deref(),
+            newest("6.12.", "amd64", &names).as_deref(),
             Some("linux-image-6.12.118+deb12-amd64-unsigned")
         );
-        assert_eq!(newest("5.15.", &names), None);
+        assert_eq!(newest("5.15.", "amd64", &names), None);
+        // The other architecture's packages are not this one's.
+        assert_eq!(newest("6.1.0-", "arm64", &names), None);
+        let arm = [
+            "linux-image-6.12.118+deb12-arm64-unsigned",
+            "linux-image-6.12.118+deb12-cloud-arm64-unsigned",
+            "linux-image-6.12.118+deb12-amd64-unsigned",
+        ];
+        assert_eq!(
+            newest("6.12.", "arm64", &arm).as_deref(),
+            Some("linux-image-6.12.118+deb12-arm64-unsigned")
+        );
         assert_eq!(
             release_of("linux-image-6.12.118+deb12-amd64-unsigned"),
             Some("6.12.118+deb12-amd64")

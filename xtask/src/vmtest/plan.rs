@@ -117,6 +117,26 @@ pub const PLAN: &[Item] = &[
     },
 ];
 
+/// Items that cannot run on an architecture yet, and why: the host expects no result
+/// for them, the guest runner skips them, and the table shows them as not run with the
+/// reason (never as a pass). Keyed by `cross::Arch::name`.
+pub const NOT_RUN: &[(&str, &str, &str)] = &[];
+
+/// The items of [`NOT_RUN`] for `arch` among those selected by `only` (all if empty):
+/// (item, reason).
+pub fn not_run(arch: &str, only: &[String]) -> Vec<(String, String)> {
+    NOT_RUN
+        .iter()
+        .filter(|(a, i, _)| *a == arch && (only.is_empty() || only.iter().any(|o| o == i)))
+        .map(|(_, i, why)| (i.to_string(), why.to_string()))
+        .collect()
+}
+
+/// Whether `item` runs on `arch`.
+pub fn runs_on(arch: &str, item: &str) -> bool {
+    !NOT_RUN.iter().any(|(a, i, _)| *a == arch && *i == item)
+}
+
 /// How cowtrace picks its hooks in a pass over the plan: `auto` lets it probe the
 /// kernel, `tracepoint` forces the tracepoint path with [`FORCE_ENV`].
 pub const MODES: [&str; 2] = ["auto", "tracepoint"];
@@ -129,12 +149,12 @@ pub fn result_name(mode: &str, item: &str) -> String {
     format!("{mode}/{item}")
 }
 
-/// Every result a guest running `modes` must print, `boot` first.
-pub fn expected(modes: &[String], only: &[String]) -> Vec<String> {
+/// Every result a guest of `arch` running `modes` must print, `boot` first.
+pub fn expected(arch: &str, modes: &[String], only: &[String]) -> Vec<String> {
     let mut v = vec!["boot".to_string()];
     for m in modes {
         for i in PLAN {
-            if only.is_empty() || only.iter().any(|o| o == i.name) {
+            if (only.is_empty() || only.iter().any(|o| o == i.name)) && runs_on(arch, i.name) {
                 v.push(result_name(m, i.name));
             }
         }
@@ -158,8 +178,21 @@ mod tests {
                 assert!(TEST_BINS.contains(&bin), "{bin}");
             }
         }
-        let e = expected(&["auto".into()], &["check".into()]);
+        let e = expected("x86_64", &["auto".into()], &["check".into()]);
         assert_eq!(e, ["boot", "auto/check"]);
+        // Every item not run somewhere is in the plan and says why.
+        for (arch, item, why) in NOT_RUN {
+            assert!(["x86_64", "arm64"].contains(arch), "{arch}");
+            assert!(PLAN.iter().any(|i| i.name == *item), "{item}");
+            assert!(!why.is_empty());
+            assert!(!expected(arch, &["auto".into()], &[]).contains(&format!("auto/{item}")));
+            assert!(not_run(arch, &[]).iter().any(|(i, _)| i == item));
+        }
+        // x86-64 runs the whole plan.
+        assert_eq!(
+            expected("x86_64", &["auto".into()], &[]).len(),
+            PLAN.len() + 1
+        );
     }
 
     #[test]

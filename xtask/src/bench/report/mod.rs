@@ -20,14 +20,17 @@ macro_rules! out {
 }
 
 mod agent;
+mod bystanders;
 mod capacity;
 mod cow;
 mod fmt;
+mod idle;
 mod machine;
 mod missed;
 mod postmortem;
 mod raw;
 mod redis;
+mod stop;
 mod summary;
 #[cfg(test)]
 mod tests;
@@ -59,33 +62,77 @@ pub struct Results {
     pub storms: Option<Vec<StormResult>>,
     pub view: Option<super::view::Results>,
     pub postmortem: Option<super::postmortem::Results>,
+    /// Section 7: Redis outside saves.
+    pub idle: Option<super::idle::Results>,
+    /// Section 8: start and stop from outside.
+    pub stop: Option<super::stop::Results>,
+    /// Section 9: the bystander runs (a subset of the COW configurations).
+    pub bystanders: Option<super::cow::Results>,
     pub elapsed_s: f64,
 }
 
-/// Section 6 alone, stamped with the machine's date and commit (for a partial update).
-pub fn postmortem_section(p: &super::postmortem::Results, m: &Machine) -> String {
-    let mut md = String::new();
-    postmortem::render(&mut md, p);
-    md.replacen(
+/// The sections that are measured on their own and can replace theirs in an existing
+/// RESULTS.md (`--update-sections`): each rendered alone, stamped with the date, commit
+/// and load of this run.
+pub fn standalone_sections(r: &Results, how: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    let mut add = |f: &dyn Fn(&mut String)| {
+        let mut md = String::new();
+        f(&mut md);
+        v.push(stamp(&md, &r.machine, how));
+    };
+    if let Some(p) = &r.postmortem {
+        add(&|md| postmortem::render(md, p));
+    }
+    if let Some(x) = &r.idle {
+        add(&|md| idle::render(md, x));
+    }
+    if let Some(x) = &r.stop {
+        add(&|md| stop::render(md, x));
+    }
+    if let Some(x) = &r.bystanders {
+        add(&|md| bystanders::render(md, x));
+    }
+    v
+}
+
+/// `section` with a line saying when, on which commit and under what load it was
+/// measured, after its heading.
+pub fn stamp(section: &str, m: &Machine, how: &str) -> String {
+    section.replacen(
         "\n\n",
         &format!(
-            "\n\n*Measured on {} (commit {}, load average {}) by `cargo xtask bench --only report --update-report-section`, apart from the other sections.*\n\n",
-            m.date, m.commit, m.load_start
+            "\n\n*Measured on {} (commit {}, load average {} at the start, {} at the end) by `{how}`, apart from the other sections.*\n\n",
+            m.date, m.commit, m.load_start, m.load_end
         ),
         1,
     )
 }
 
-/// `old` with its section 6 replaced by `section`, or `section` put before "Where
-/// targets are missed" (or at the end) when it has none.
+/// The `## N. ` that starts a numbered section (None for any other text).
+fn section_head(section: &str) -> Option<&str> {
+    let rest = section.strip_prefix("## ")?;
+    let dot = rest.find(". ")?;
+    rest[..dot]
+        .chars()
+        .all(|c| c.is_ascii_digit())
+        .then(|| &section[..3 + dot + 2])
+}
+
+/// `old` with the numbered section of the same number as `section` replaced by it, or
+/// `section` put before "Where targets are missed" (or at the end) when it has none.
 pub fn replace_section(old: &str, section: &str) -> String {
-    const HEAD: &str = "## 6. ";
     let section = section.trim_end().to_string() + "\n\n";
-    if let Some(a) = old.find(HEAD) {
-        let after = &old[a + HEAD.len()..];
+    if let Some(head) = section_head(&section)
+        && let Some(a) = old
+            .match_indices(head)
+            .map(|(i, _)| i)
+            .find(|&i| i == 0 || old[..i].ends_with('\n'))
+    {
+        let after = &old[a + head.len()..];
         let b = after
             .find("\n## ")
-            .map_or(old.len(), |i| a + HEAD.len() + i + 1);
+            .map_or(old.len(), |i| a + head.len() + i + 1);
         return format!("{}{section}{}", &old[..a], &old[b..]);
     }
     match old.find("## Where targets are missed") {
@@ -113,6 +160,15 @@ pub fn render(r: &Results) -> String {
     }
     if let Some(p) = &r.postmortem {
         postmortem::render(&mut md, p);
+    }
+    if let Some(x) = &r.idle {
+        idle::render(&mut md, x);
+    }
+    if let Some(x) = &r.stop {
+        stop::render(&mut md, x);
+    }
+    if let Some(x) = &r.bystanders {
+        bystanders::render(&mut md, x);
     }
     missed::render(&mut md, r);
     raw::render(&mut md, r);

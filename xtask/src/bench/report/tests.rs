@@ -99,6 +99,9 @@ fn renders_every_section_and_names_misses() {
             plain_ms: vec![1.0],
         }),
         postmortem: None,
+        idle: None,
+        stop: None,
+        bystanders: None,
         elapsed_s: 60.0,
     };
     let md = render(&r);
@@ -313,6 +316,9 @@ pub(super) fn fixture() -> Results {
                 }],
             )],
         }),
+        idle: None,
+        stop: None,
+        bystanders: None,
         elapsed_s: 300.0,
     }
 }
@@ -388,4 +394,135 @@ fn section_6_is_replaced_or_put_before_the_misses() {
     assert!(again.contains("seven") && !again.contains("six"), "{again}");
     assert_eq!(again.matches("## 6.").count(), 1);
     assert!(again.ends_with("## Where targets are missed\n\nm\n"));
+}
+
+#[test]
+fn numbered_sections_are_replaced_by_number() {
+    let old = "# R\n\n## 7. Redis outside saves\n\nold seven\n\n## 8. Start and stop\n\nold eight\n\n## Where targets are missed\n\nm\n";
+    let new = replace_section(old, "## 8. Start and stop\n\nnew eight\n");
+    assert!(new.contains("old seven") && new.contains("new eight") && !new.contains("old eight"));
+    assert_eq!(new.matches("## 8.").count(), 1);
+    // A section this file lacks goes before the misses, after the ones already there.
+    let new = replace_section(&new, "## 9. Bystanders\n\nnine\n");
+    let (a, b) = (new.find("## 8.").unwrap(), new.find("## 9.").unwrap());
+    assert!(a < b && b < new.find("## Where targets").unwrap(), "{new}");
+    // "## 10. " is not section 1.
+    let ten = replace_section("## 10. x\n\nten\n", "## 1. y\n\none\n");
+    assert!(ten.contains("ten") && ten.contains("one"), "{ten}");
+}
+
+#[test]
+fn standalone_sections_render_with_their_stamp() {
+    use crate::bench::{idle, stop};
+    let w = |ns: f64| idle::Window {
+        cpu_ns_per_op: ns,
+        ops_per_s: 1e9 / ns * 50.0,
+    };
+    let irun = |set: f64, get: f64| {
+        Some(idle::Run {
+            set: w(set),
+            get: w(get),
+            lost: Some(0),
+            sessions: Some(0),
+        })
+    };
+    let idle = idle::Results {
+        params: idle::Params {
+            rounds: 2,
+            keys: 10,
+            requests: 10,
+            clients: 50,
+        },
+        runs: vec![
+            vec![irun(3000.0, 2800.0), irun(3100.0, 2900.0)],
+            vec![irun(3600.0, 3100.0), irun(3700.0, 3200.0)],
+            vec![irun(3300.0, 3000.0), irun(3400.0, 3100.0)],
+            vec![irun(3900.0, 3400.0), irun(4000.0, 3500.0)],
+        ],
+    };
+    let stop = stop::Results {
+        params: stop::Params {
+            record_runs: 1,
+            view_runs: 1,
+        },
+        record: vec![stop::RecordRun {
+            attach_ms: 110.0,
+            exit_ms: 60.0,
+            progs: 10,
+            links: 10,
+            left_at_exit: 0,
+            gone_ms: Some(64.0),
+        }],
+        view: vec![stop::ViewRun {
+            key: stop::Key::Q,
+            drawn_ms: 8.0,
+            linked_ms: 90.0,
+            summary_ms: 2.0,
+            exit_ms: 70.0,
+            progs: 10,
+            links: 10,
+            left_at_exit: 0,
+            gone_ms: Some(75.0),
+        }],
+    };
+    let p = cow::Params {
+        rounds: 1,
+        mib: 1,
+        reps: 1,
+        touch_mib: 1,
+        write_mib: 1,
+    };
+    // untraced, control, (cowtrace, bpftrace not run), elsewhere, hook floor, syscall floor
+    let by = [
+        Some(1000.0),
+        Some(1000.0),
+        None,
+        None,
+        Some(1100.0),
+        Some(1300.0),
+        Some(1200.0),
+    ];
+    let bystanders = cow::Results {
+        params: p,
+        runs: by.iter().map(|ns| vec![ns.and_then(cow_run)]).collect(),
+    };
+    let r = Results {
+        machine: machine(),
+        quick: false,
+        cow: None,
+        redis: None,
+        storms: None,
+        view: None,
+        postmortem: None,
+        idle: Some(idle),
+        stop: Some(stop),
+        bystanders: Some(bystanders),
+        elapsed_s: 1.0,
+    };
+    let v = standalone_sections(&r, "cargo xtask bench --only stop --update-sections");
+    assert_eq!(v.len(), 3);
+    for (s, head) in v.iter().zip(["## 7. ", "## 8. ", "## 9. "]) {
+        assert!(s.starts_with(head), "{s}");
+        assert!(
+            s.contains("*Measured on 2025-01-01 00:00 UTC (commit abc, load average 1 1 1 at the start, 1 1 1 at the end) by `cargo xtask bench --only stop --update-sections`"),
+            "{s}"
+        );
+    }
+    for want in [
+        "| cowtrace record -p REDIS | 3650 (3600–3700) | 1.197× (1.194–1.200) |",
+        "SET: 900 of 600 ns (150%)",
+        "| `record`: SIGINT → exit | ≤ 500 ms | 60 (60–60) ms (1 runs) | met |",
+        "| `watch`: q → summary shown | ≤ 200 ms | 2 (2–2) ms (1 runs) | met |",
+        "| `watch`: Ctrl-C → summary shown | ≤ 200 ms | n/a | n/a |",
+        "1.100× (1.100–1.100) (missed by 7.8%)",
+        "Empty programs on the syscall hooks alone: 1.200× (1.200–1.200) (+200 ns per 4 KiB write() (200% of cowtrace's)); cowtrace loaded elsewhere: +100 ns.",
+    ] {
+        assert!(
+            v.iter().any(|s| s.contains(want)),
+            "missing {want:?} in:\n{}",
+            v.join("\n")
+        );
+    }
+    // Configurations the bystander run did not run have no row.
+    assert!(!v[2].contains("| cowtrace record -p PID |"), "{}", v[2]);
 }

@@ -40,7 +40,11 @@ pub(super) fn render(md: &mut String, c: &cow::Results) {
         C::Cowtrace,
         C::Bpftrace,
         C::HookFloor,
+        C::SyscallFloor,
     ] {
+        if !c.has(cfg) {
+            continue;
+        }
         let r = |m| ratio_cell(cfg == C::Untraced, || c.ratio(cfg, m));
         row(
             md,
