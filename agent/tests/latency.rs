@@ -3,17 +3,35 @@
 //! thread CPU clock. cowtrace's estimate (its main-thread copies × the per-copy cost it
 //! measured at start-up on a helper it traces, so both sides pay cowtrace's programs)
 //! must be within 25% of the copies × the per-copy cost the workload measured in the
-//! same run, on the same host: pairwise, no stored number.
+//! same run, on the same host: pairwise, no stored number. This VM's copy cost drifts
+//! (2.6-9.8 µs a copy seen in one run of cowload under the agent, 2.6-2.8 µs alone), so
+//! the test makes five such pairs, each with its own agent, and takes the median of
+//! their errors, as the bench compares noisy figures; the counts are exact in each.
 //! Root; run with `cargo test -p agent --test latency -- --ignored --test-threads=1`.
 mod common;
 use common::*;
 
 const SLACK: u64 = 48;
 
+const ROUNDS: usize = 5;
+
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn main_thread_cow_time_matches_the_workloads_own_timing() {
     require_root();
+    let mut errors: Vec<f64> = (0..ROUNDS).map(|_| one_round()).collect();
+    errors.sort_by(f64::total_cmp);
+    let median = errors[ROUNDS / 2];
+    eprintln!("errors of the {ROUNDS} rounds: {errors:.2?}; median {median:.2}");
+    assert!(
+        median <= 0.25,
+        "the median estimate is {:.0}% off the workload's own timing (rounds: {errors:.2?})",
+        median * 100.0
+    );
+}
+
+/// One agent and one workload: the exact checks, and the estimate's relative error.
+fn one_round() -> f64 {
     let k = 20_000u64;
     let dir = TempDir::new("latency");
     let w = Workload::spawn(&[
@@ -42,6 +60,16 @@ fn main_thread_cow_time_matches_the_workloads_own_timing() {
         m["estimate"], true,
         "the tracepoint path only estimates: {m}"
     );
+    assert!(m["fork_us"].as_f64().is_some_and(|us| us > 0.0), "{m}");
+    assert!(
+        m["basis"]
+            .as_str()
+            .is_some_and(|b| b.contains("cowtrace's own cost included")),
+        "the estimate must rest on traced copies: {m}"
+    );
+    assert!(u(&m["untraced_per_copy_ns"]) > 0, "{m}");
+    // The calibration helper's sessions are the agent's own: none in the trace.
+    assert_eq!(u(&t.end()["sessions"]), 1, "{}", t.end());
     let measured_per_copy_ns = u(&r["write_cpu_ns"]) as f64 / k as f64;
     let expected_ms = copies as f64 * measured_per_copy_ns / 1e6;
     let got_ms = m["cow_ms"].as_f64().unwrap();
@@ -51,18 +79,5 @@ fn main_thread_cow_time_matches_the_workloads_own_timing() {
         u(&m["per_copy_ns"]),
         err * 100.0
     );
-    assert!(
-        err <= 0.25,
-        "estimate {got_ms:.2} ms vs measured {expected_ms:.2} ms"
-    );
-    assert!(m["fork_us"].as_f64().is_some_and(|us| us > 0.0), "{m}");
-    assert!(
-        m["basis"]
-            .as_str()
-            .is_some_and(|b| b.contains("cowtrace's own cost included")),
-        "the estimate must rest on traced copies: {m}"
-    );
-    assert!(u(&m["untraced_per_copy_ns"]) > 0, "{m}");
-    // The calibration helper's five sessions are the agent's own: none in the trace.
-    assert_eq!(u(&t.end()["sessions"]), 1, "{}", t.end());
+    err
 }
