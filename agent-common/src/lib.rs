@@ -287,8 +287,15 @@ pub struct SessionState {
     pub child: CowCounters,
     /// The child's file writes, syncs and the block I/O of the files it wrote.
     pub io: IoCounters,
+    /// The parent's main thread (tid == tgid) in its copy faults, where the fault
+    /// handler's return is seen (`do_wp_page` by fentry/fexit or kprobe/kretprobe):
+    /// nanoseconds from the handler's entry to its return, summed over the copies (not
+    /// zero fills) charged to this session, and how many. Zero on the tracepoint path,
+    /// which sees no return (userspace estimates there).
+    pub main_ns: u64,
+    pub main_copies: u64,
 }
-const _: () = assert!(core::mem::size_of::<SessionState>() == 224);
+const _: () = assert!(core::mem::size_of::<SessionState>() == 240);
 
 /// Key of the `FILES` map: one file written by the child of one session.
 #[repr(C)]
@@ -395,10 +402,19 @@ pub struct PendingFault {
     pub session: u32,
     /// 1 when the faulting process is the session child.
     pub child_side: u32,
-    /// 1 from the write-protect fault until its allocation or the thread's next fault.
+    /// `PENDING_WAITING` from the write-protect fault until its allocation or the
+    /// thread's next fault; `PENDING_COPIED` once the allocation was a copy; else 0.
     pub active: u32,
+    /// When the fault handler was entered (`bpf_ktime_get_ns`), on the paths that also
+    /// see it return (`do_wp_page`); 0 on the tracepoint path.
+    pub start_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<PendingFault>() == 24);
+const _: () = assert!(core::mem::size_of::<PendingFault>() == 32);
+
+/// `PendingFault::active`: the fault waits for its page.
+pub const PENDING_WAITING: u32 = 1;
+/// `PendingFault::active`: the fault's page was a copy; the handler has not returned.
+pub const PENDING_COPIED: u32 = 2;
 
 /// Event on the session ring buffer.
 ///

@@ -15,7 +15,7 @@
 //! parent's process only: the session's counters are final once its child has exited.
 use agent_common::{
     COW_FLAG_CHILD, COW_FLAG_ZERO, CowCounters, CowEvent, DROP_HOT, ERR_PENDING, EV_COW,
-    PendingFault, ROLE_CHILD, ROLE_ROOT, SessionState,
+    PENDING_COPIED, PENDING_WAITING, PendingFault, ROLE_CHILD, ROLE_ROOT, SessionState,
 };
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -80,15 +80,22 @@ fn try_fault(ctx: &BtfTracePointContext) -> Result<(), i64> {
         }
         return Ok(());
     }
-    wp_fault(tgid, tid, || ctx.arg(0))
+    // No return is seen here: no start time (the main thread's COW time is estimated).
+    wp_fault(tgid, tid, 0, || ctx.arg(0))
 }
 
 /// A write-protect fault of thread `tid` of traced process `tgid`, at the address `addr`
 /// gives (read only for a traced thread): count it for the process and its session, and
 /// keep it pending for `mm_page_alloc`. Shared by the x86 tracepoint and the arm64
-/// `do_wp_page` hooks (wp_fault.rs).
+/// `do_wp_page` hooks (wp_fault.rs); `start_ns` is the handler's entry time on the paths
+/// that see it return, else 0.
 #[inline(always)]
-pub(crate) fn wp_fault(tgid: u32, tid: u32, addr: impl FnOnce() -> u64) -> Result<(), i64> {
+pub(crate) fn wp_fault(
+    tgid: u32,
+    tid: u32,
+    start_ns: u64,
+    addr: impl FnOnce() -> u64,
+) -> Result<(), i64> {
     let Some(proc) = TRACED.get_ptr_mut(&tgid) else {
         return Ok(()); // not traced (a tgid that only shares a MAYBE_TRACED slot)
     };
@@ -121,7 +128,8 @@ pub(crate) fn wp_fault(tgid: u32, tid: u32, addr: impl FnOnce() -> u64) -> Resul
         tgid,
         session,
         child_side,
-        active: 1,
+        active: PENDING_WAITING,
+        start_ns,
     };
     match PENDING.get_ptr_mut(&tid) {
         // SAFETY: `p` is this thread's non-null PENDING value; only this thread writes its
@@ -205,16 +213,23 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
     };
     // SAFETY: `entry` is this thread's non-null PENDING value; copied out at once.
     let p = unsafe { *entry };
-    if p.active == 0 {
+    if p.active != PENDING_WAITING {
         return Ok(());
     }
+    let zero = gfp & GFP_ZERO != 0;
+    // A copy on a path that sees the handler return stays marked until then, for the
+    // main thread's COW time (wp_fault.rs); anything else ends here.
+    let next = if p.start_ns != 0 && !zero {
+        PENDING_COPIED
+    } else {
+        0
+    };
     // SAFETY: the same PENDING value; only this thread writes its entry.
-    unsafe { core::ptr::write_volatile(&mut (*entry).active, 0) };
+    unsafe { core::ptr::write_volatile(&mut (*entry).active, next) };
     // A confirmed copy (or zero fill) of `p.tgid`'s thread `tid` at `p.addr`, charged
     // to session `session` (0: its process only) through `counters`.
     let (session, counters) = session_side(&p);
     let order = ctx.arg::<u64>(1) as u32;
-    let zero = gfp & GFP_ZERO != 0;
     let bytes = 4096u64 << (order & 31);
     if let Some(proc) = TRACED.get_ptr_mut(&p.tgid) {
         // SAFETY: `proc` is a non-null TRACED value pointer, valid for this run; `charge`

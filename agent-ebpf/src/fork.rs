@@ -117,6 +117,8 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         parent: CowCounters::ZERO,
         child: CowCounters::ZERO,
         io: IoCounters::ZERO,
+        main_ns: 0,
+        main_copies: 0,
     };
     mark_maybe_traced(child_tgid);
     // A failed insert (a full map) loses this session: counted, never silent.

@@ -9,7 +9,10 @@
 //! are both allocated inside it; a `do_wp_page` with no allocation is a reuse. A THP's
 //! huge pmd is split by `do_huge_pmd_wp_page` and the 4 KiB pte then comes here too.
 //! The entry starts the pending fault, the exit ends it, so nothing after the handler
-//! returns can be taken for its copy.
+//! returns can be taken for its copy. Because both ends are seen, the time a parent's
+//! main thread spends in a copying handler is measured here (`SessionState::main_ns`):
+//! what the save's copies cost the server's latency, exactly, where the tracepoint path
+//! can only estimate it.
 //!
 //! Two attach paths, tried in this order by the loader: fentry/fexit (BPF trampolines:
 //! arm64 since 6.4, with `DYNAMIC_FTRACE_WITH_DIRECT_CALLS`), then kprobe/kretprobe
@@ -21,10 +24,11 @@ use aya_ebpf::{
 
 use crate::{
     fault::wp_fault,
-    maps::PENDING,
+    maps::{PENDING, SESSIONS},
     off,
-    util::{current_ids, maybe_traced, read_field},
+    util::{atomic_add, current_ids, maybe_traced, now_ns, read_field},
 };
+use agent_common::PENDING_COPIED;
 
 /// Hook: `fentry/do_wp_page`, `static vm_fault_t do_wp_page(struct vm_fault *vmf)`
 /// (mm/memory.c, this prototype since 4.10; out of line in Debian's arm64 6.12, checked
@@ -69,21 +73,44 @@ fn begin(vmf: *const u8) -> Result<(), i64> {
     }
     // The address is for the copy's event and its memory region; a failed read leaves
     // 0 (region unknown).
-    wp_fault(tgid, tid, || {
+    // Only the main thread's copies are timed (the server's event loop).
+    let start_ns = if tid == tgid { now_ns() } else { 0 };
+    wp_fault(tgid, tid, start_ns, || {
         read_field::<u64>(vmf, off!(vmf_address)).unwrap_or(0)
     })
 }
 
-/// The handler returned: end this thread's pending fault, if it has one.
+/// The handler returned: end this thread's pending fault, if it has one. When it was a
+/// copy by a parent's main thread for a live session, add the handler's time to it.
 #[inline(always)]
 fn end() {
     let (tgid, tid) = current_ids();
     if !maybe_traced(tgid) {
         return;
     }
-    if let Some(p) = PENDING.get_ptr_mut(&tid) {
-        // SAFETY: `p` is this thread's non-null PENDING value from bpf_map_lookup_elem;
-        // only this thread writes its entry.
-        unsafe { core::ptr::write_volatile(&mut (*p).active, 0) };
+    let Some(p) = PENDING.get_ptr_mut(&tid) else {
+        return;
+    };
+    // SAFETY: `p` is this thread's non-null PENDING value from bpf_map_lookup_elem; only
+    // this thread writes its entry. Copied out, then `active` cleared.
+    let v = unsafe { *p };
+    // SAFETY: as above.
+    unsafe { core::ptr::write_volatile(&mut (*p).active, 0) };
+    if v.active != PENDING_COPIED || v.child_side != 0 || v.session == 0 || tid != v.tgid {
+        return;
+    }
+    let Some(s) = SESSIONS.get_ptr_mut(&v.session) else {
+        return;
+    };
+    // SAFETY: `s` is a non-null SESSIONS value pointer from this lookup; `exited` only
+    // goes from 0 to 1, and a closed session's counters are final (fault.rs).
+    if unsafe { core::ptr::read_volatile(&(*s).exited) } != 0 {
+        return;
+    }
+    let ns = now_ns().saturating_sub(v.start_ns);
+    // SAFETY: the same live value; `atomic_add` adds to its aligned u64 fields.
+    unsafe {
+        atomic_add(&mut (*s).main_ns, ns);
+        atomic_add(&mut (*s).main_copies, 1);
     }
 }

@@ -45,6 +45,12 @@ impl Method {
         }
     }
 
+    /// Whether the method sees the fault handler return, so the kernel times the main
+    /// thread's copies (`SessionState::main_ns`) instead of userspace estimating them.
+    pub fn times_faults(self) -> bool {
+        !matches!(self, Method::FaultTracepoint)
+    }
+
     /// The programs that mark the fault, and whether each is the handler's exit.
     pub fn programs(self) -> &'static [(&'static str, bool)] {
         match self {

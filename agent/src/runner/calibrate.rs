@@ -160,6 +160,16 @@ pub fn wait_traced(limit: std::time::Duration) {
     }
 }
 
+/// Wait up to `limit` for the untraced figure (~50 ms from the run's start): the two
+/// helpers must not copy at the same time (2 vCPUs: each slows the other), nor while the
+/// servers' first saves are traced.
+pub fn wait_untraced(limit: std::time::Duration) {
+    let t0 = std::time::Instant::now();
+    while UNTRACED_NS.get().is_none() && t0.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
 /// Wait up to `limit` for a running traced helper to exit (~50 ms), so that the run's
 /// end finds its kernel entries gone or reapable: `end.maps` then counts the servers'
 /// entries only.
@@ -198,18 +208,43 @@ pub fn untraced_ns() -> Option<u64> {
 #[derive(Default)]
 pub struct Latency {
     fork_us: HashMap<u64, f64>,
+    /// The hooks that time the main thread's copies in the kernel, when the COW method
+    /// sees the fault handler return; `None` on the tracepoint path (estimates).
+    timed: Option<&'static str>,
+    /// The kernel's figures per session child: nanoseconds and copies.
+    measured: HashMap<u32, (u64, u64)>,
 }
 
 impl Latency {
+    pub fn set_timed(&mut self, hooks: Option<&'static str>) {
+        self.timed = hooks;
+    }
+
+    /// The kernel's `main_ns` and `main_copies` of session `child`, newest read wins.
+    pub fn measured(&mut self, child: u32, ns: u64, copies: u64) {
+        if self.timed.is_some() {
+            self.measured.insert(child, (ns, copies));
+        }
+    }
+
     pub fn start(&mut self, session: u64, fork_us: Option<f64>) {
         if let Some(us) = fork_us {
             self.fork_us.insert(session, us);
         }
     }
 
-    /// `e.main_thread`, from its cause split (or all parent copies without one).
+    /// `e.main_thread`: the kernel's timing where the COW method has it, else the
+    /// estimate from its cause split (or all parent copies without one).
     pub fn end(&mut self, e: &mut SessionEnd) {
         let fork_us = self.fork_us.remove(&e.session);
+        if let Some(hooks) = self.timed
+            && let Some((ns, copies)) = self.measured.remove(&e.child_pid)
+        {
+            let mut m = latency::measured(copies, ns, hooks, e.duration_ms, fork_us);
+            m.untraced_per_copy_ns = untraced_ns();
+            e.main_thread = Some(m);
+            return;
+        }
         let Some((ns, basis)) = per_copy() else {
             return;
         };

@@ -179,7 +179,14 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
     let (roots, running) = start::add_roots(&mut maps, &pids, pid_mode)?;
     // A helper traced like a server measures what a traced copy costs; its sessions are
     // the agent's own and never shown (`hide_root`).
-    let helper = calibrate::start_traced(&mut maps);
+    // Not needed where the kernel times the copies itself (the `do_wp_page` methods).
+    let timed = cow.method.times_faults();
+    calibrate::wait_untraced(Duration::from_secs(1));
+    let helper = if timed {
+        None
+    } else {
+        calibrate::start_traced(&mut maps)
+    };
     let attach_ms = t0.elapsed().as_millis();
     if helper.is_some() {
         // Before the first event is read: no session ends without the figure.
@@ -205,6 +212,7 @@ pub async fn run(cfg: RunConfig) -> Result<End> {
         st.hide_root(pid);
     }
     st.set_flags(cfg.flags);
+    st.set_timed_faults(timed, cow.method);
     st.adopt_running(running);
     start::announce(&mut st, &roots, cfg.interval, attach_ms, &paths, &cow)?;
     let mut session_fd = register(rings.session)?;

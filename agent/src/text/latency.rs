@@ -54,7 +54,13 @@ pub fn diagnosis_line(m: &MainThread, duration_ms: u64) -> String {
         span(duration_ms as f64),
         pct(m.pct_of_save),
     );
-    if m.estimate {
+    if !m.estimate {
+        s.push_str(&format!(
+            ", measured by the kernel: {} copies, {} each on average",
+            m.copies,
+            span(m.per_copy_ns as f64 / 1e6),
+        ));
+    } else {
         s.push_str(&format!(
             ", an estimate: its {} copies × {} per copy ({})",
             m.copies,
@@ -144,6 +150,22 @@ mod tests {
         assert!(l.contains("THP off"), "{l}");
         let small = diagnosis_line(&m(2.0, 0.1, Some(300.0)), 2_000);
         assert!(!small.contains("THP off"), "{small}");
+    }
+
+    #[test]
+    fn a_measured_figure_is_not_called_an_estimate() {
+        let mut exact = m(1_200.0, 6.0, None);
+        exact.estimate = false;
+        let l = diagnosis_line(&exact, 20_000);
+        assert!(
+            l.starts_with("Latency: the server's main thread spent 1.2 s of the 20 s save"),
+            "{l}"
+        );
+        assert!(
+            l.contains("measured by the kernel: 600000 copies, 2.0 µs each on average"),
+            "{l}"
+        );
+        assert!(!l.contains("estimate") && !l.contains("untraced"), "{l}");
     }
 
     #[test]

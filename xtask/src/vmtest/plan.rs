@@ -35,7 +35,7 @@ const fn test(name: &'static str, bin: &'static str, test: &'static str) -> Item
 }
 
 /// The test binaries the guests run (`cargo test --release -p agent --test X`).
-pub const TEST_BINS: [&str; 4] = ["cow", "sessions", "writes", "report"];
+pub const TEST_BINS: [&str; 5] = ["cow", "sessions", "writes", "report", "latency"];
 
 pub const PLAN: &[Item] = &[
     Item {
@@ -76,6 +76,11 @@ pub const PLAN: &[Item] = &[
         name: "cow-back-to-back",
         step: Step::BackToBack,
     },
+    test(
+        "main-thread-time",
+        "latency",
+        "main_thread_cow_time_matches_the_workloads_own_timing",
+    ),
     test(
         "fork-session",
         "sessions",

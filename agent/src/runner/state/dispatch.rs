@@ -145,6 +145,7 @@ impl State {
             && st.parent_tgid == ev.ppid
         {
             (ev.cow_parent, ev.cow_child, ev.io) = (st.parent, st.child, st.io);
+            self.latency.measured(ev.pid, st.main_ns, st.main_copies);
         }
         let ev = &ev;
         if let Some(c) = &mut self.causes

@@ -182,6 +182,12 @@ impl State {
         self.hidden.add_root(root);
     }
 
+    /// Whether the kernel times the main thread's copies (the COW `method` sees the
+    /// fault handler return), or the estimate is used.
+    pub fn set_timed_faults(&mut self, timed: bool, method: crate::kernel::cow::Method) {
+        self.latency.set_timed(timed.then(|| method.hooks()));
+    }
+
     /// The thresholds of `--stall` and `--slow-fork`.
     pub fn set_flags(&mut self, f: super::Flags) {
         self.stalls = StallWatch::new(f.stall.as_nanos().min(u64::MAX as u128) as u64);
@@ -282,6 +288,14 @@ impl State {
             if let Some((c, r)) = self.attrib.remove(&e.child_pid) {
                 e.causes = Some(c);
                 e.regions = Some(r);
+            }
+            // The kernel's timing of the main thread's copies, as read at the exit; a
+            // session still running at the end of the trace has it in the map.
+            if let Some(st) = self.maps.session(e.child_pid)
+                && st.parent_tgid == e.parent_pid
+            {
+                self.latency
+                    .measured(e.child_pid, st.main_ns, st.main_copies);
             }
             self.latency.end(e);
             self.ends.push((**e).clone());
