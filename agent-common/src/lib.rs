@@ -297,6 +297,20 @@ pub struct SessionState {
 }
 const _: () = assert!(core::mem::size_of::<SessionState>() == 240);
 
+impl SessionState {
+    /// All fields zero (`Default::default()` is not `const`, and BPF statics need one).
+    pub const ZERO: Self = Self {
+        parent_tgid: 0,
+        exited: 0,
+        fork_ts_ns: 0,
+        parent: CowCounters::ZERO,
+        child: CowCounters::ZERO,
+        io: IoCounters::ZERO,
+        main_ns: 0,
+        main_copies: 0,
+    };
+}
+
 /// Key of the `FILES` map: one file written by the child of one session.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -74,6 +74,9 @@ fn emit_with(
     e.submit(0);
 }
 
+/// The zeroed `SESSIONS` value a fork inserts (read-only global data: kernel 5.2).
+static SESSION_TEMPLATE: SessionState = SessionState::ZERO;
+
 /// Hook: `tp_btf/sched_process_fork`,
 /// `TP_PROTO(struct task_struct *parent, struct task_struct *child)`
 /// (include/trace/events/sched.h; this prototype is older than BPF itself). Lowest
@@ -110,22 +113,23 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     if prev == child_tgid {
         prev = 0; // pid reuse of a reaped child: never link a session to itself
     }
-    let state = SessionState {
-        parent_tgid,
-        exited: 0,
-        fork_ts_ns: now_ns(),
-        parent: CowCounters::ZERO,
-        child: CowCounters::ZERO,
-        io: IoCounters::ZERO,
-        main_ns: 0,
-        main_copies: 0,
-    };
     mark_maybe_traced(child_tgid);
-    // A failed insert (a full map) loses this session: counted, never silent.
+    // A failed insert (a full map) loses this session: counted, never silent. The value
+    // is copied from a zeroed template in .rodata, then its two fields are set: a
+    // 240-byte value built on the stack took 6.1's verifier past its 512-byte combined
+    // stack limit. Nothing reads the entry before the root's `newest_child` points to it
+    // (below), so the two writes are seen with it.
     counted(
-        SESSIONS.insert(&child_tgid, &state, BPF_ANY as u64),
+        SESSIONS.insert(&child_tgid, &SESSION_TEMPLATE, BPF_ANY as u64),
         ERR_SESSIONS,
     )?;
+    let state = SESSIONS.get_ptr_mut(&child_tgid).ok_or(0)?;
+    // SAFETY: `state` is the non-null SESSIONS value just inserted, valid for this run;
+    // only this program writes these two fields, before the session is reachable.
+    unsafe {
+        (*state).parent_tgid = parent_tgid;
+        (*state).fork_ts_ns = now_ns();
+    }
     counted(
         SESSION_PREV.insert(&child_tgid, &prev, BPF_ANY as u64),
         ERR_SESSION_PREV,
