@@ -56,16 +56,9 @@ impl ProcMsg {
 
     pub fn ts_ns(&self) -> u64 {
         match self {
-            ProcMsg::Fork(e)
-            | ProcMsg::ForkRet(e)
-            | ProcMsg::Exit(e)
-            | ProcMsg::Exec(e)
-            | ProcMsg::Title(e)
-            | ProcMsg::Oom(e)
-            | ProcMsg::Setsid(e)
-            | ProcMsg::Daemon(e)
-            | ProcMsg::Resync(e) => e.ts_ns,
             ProcMsg::Rename(e) => e.ts_ns,
+            // Every other kind carries a process event.
+            _ => self.event().map_or(0, |e| e.ts_ns),
         }
     }
 }
