@@ -1,5 +1,5 @@
-//! Copy-on-write on kernels without `exceptions:page_fault_user` (arm64): the
-//! write-protect fault handler itself marks the fault.
+//! Copy-on-write by the write-protect fault handler itself: on every kernel that allows
+//! BPF trampolines (x86-64 and arm64), and by kprobes on arm64 without them.
 //!
 //! Same method as `fault.rs`, with a narrower window: a *copy* is the allocation of a
 //! user page (`mm_page_alloc`, in `fault.rs`) by a thread while it runs `do_wp_page`,
@@ -15,8 +15,8 @@
 //! can only estimate it.
 //!
 //! Two attach paths, tried in this order by the loader: fentry/fexit (BPF trampolines:
-//! arm64 since 6.4, with `DYNAMIC_FTRACE_WITH_DIRECT_CALLS`), then kprobe/kretprobe
-//! (`CONFIG_KPROBES`). x86 keeps `page_fault_user`.
+//! x86-64 since 5.5, arm64 since 6.4, with `DYNAMIC_FTRACE_WITH_DIRECT_CALLS`), then on
+//! x86-64 `page_fault_user` (fault.rs), elsewhere kprobe/kretprobe (`CONFIG_KPROBES`).
 use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
@@ -31,8 +31,8 @@ use crate::{
 use agent_common::PENDING_COPIED;
 
 /// Hook: `fentry/do_wp_page`, `static vm_fault_t do_wp_page(struct vm_fault *vmf)`
-/// (mm/memory.c, this prototype since 4.10; out of line in Debian's arm64 6.12, checked
-/// against BTF and attach at start-up). fentry on arm64 since 6.4.
+/// (mm/memory.c, this prototype since 4.10; out of line in Debian's 6.1 and 6.12, checked
+/// against BTF and attach at start-up). fentry on x86-64 since 5.5, arm64 since 6.4.
 #[fentry(function = "do_wp_page")]
 pub fn wp_fault_entry(ctx: FEntryContext) -> u32 {
     let vmf: *const u8 = ctx.arg(0);

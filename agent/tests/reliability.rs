@@ -133,7 +133,16 @@ fn count_our_programs() -> usize {
         .expect("bpftool");
     let text = String::from_utf8_lossy(&progs.stdout);
     text.lines()
-        .filter(|l| l.contains("name page_fault_user") || l.contains("name sched_process_f"))
+        .filter(|l| {
+            // The COW mark (tracepoint or fentry path) and the fork hook: two a run.
+            [
+                "name page_fault_user",
+                "name wp_fault_entry",
+                "name sched_process_f",
+            ]
+            .iter()
+            .any(|n| l.contains(n))
+        })
         .count()
 }
 

@@ -45,12 +45,24 @@ fn fork_of_traced_pid_is_one_session_that_ends() {
         (meta["format"].as_str(), u(&meta["version"])),
         (Some("cowtrace"), 1)
     );
-    // The COW method: x86-64's `page_fault_user` tracepoint; elsewhere (arm64, which has
-    // no such tracepoint) the write-protect handler `do_wp_page`, by fentry where the
-    // kernel allows trampolines, else kprobe (agent/src/kernel/cow.rs).
+    // The COW method: the write-protect handler `do_wp_page` by fentry where the kernel
+    // allows trampolines (the writes then use fentry too); without them x86-64's
+    // `page_fault_user` tracepoint, or kprobes elsewhere (agent/src/kernel/cow.rs).
     let attach = &meta["attach"];
+    let trampolines = attach["writes"]
+        .as_str()
+        .is_some_and(|w| w.starts_with("fentry"));
     if cfg!(target_arch = "x86_64") {
-        assert_eq!(attach["method"], "tracepoint");
+        let (method, hooks) = if trampolines {
+            ("fentry", "fentry+fexit/do_wp_page")
+        } else {
+            ("tracepoint", "tp_btf/page_fault_user")
+        };
+        assert_eq!(attach["method"], method, "{attach}");
+        assert!(
+            attach["cow"].as_str().unwrap_or("").starts_with(hooks),
+            "{attach}"
+        );
     } else {
         assert!(
             matches!(attach["method"].as_str(), Some("fentry" | "kprobe")),

@@ -2,8 +2,9 @@
 //! thread made, times the cost of one copy fault measured on this host, and the fork's
 //! block. Pure: the measurement itself is `runner::calibrate`.
 //!
-//! On the tracepoint path (this host refuses fentry) nothing times the faults, so the COW
-//! time is always an estimate: copies × per-copy cost.
+//! On the tracepoint path (where fentry is refused) nothing times the faults, so the COW
+//! time is an estimate: copies × per-copy cost. Where `do_wp_page` is hooked with its
+//! return (fentry/fexit, kprobe/kretprobe) the kernel measures it (`measured`).
 
 use crate::trace::schema::{Causes, MainThread};
 

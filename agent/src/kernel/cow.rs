@@ -1,12 +1,14 @@
 //! How COW copies are seen on this kernel, picked at start-up.
 //!
+//! The write-protect fault handler `do_wp_page` marks the fault
+//! (agent-ebpf/src/wp_fault.rs) with fentry/fexit where the kernel allows BPF
+//! trampolines (x86-64 since 5.5, arm64 since 6.4): it sees the handler return, so the
+//! main thread's time in its copies is measured, not estimated. Without trampolines,
 //! x86-64 has `exceptions:page_fault_user`, whose error code says "write to a present
-//! page": `tp_btf/page_fault_user` + `tp_btf/mm_page_alloc` (agent-ebpf/src/fault.rs),
-//! the method proven exact on every kernel tested. Other architectures (arm64) have no
-//! such tracepoint (riscv's, since 6.18, takes no error code), so the write-protect
-//! fault handler `do_wp_page` marks the fault instead (agent-ebpf/src/wp_fault.rs), with
-//! fentry/fexit where the kernel allows BPF trampolines (arm64 since 6.4), else
-//! kprobe/kretprobe. No method from generic tracepoints alone is used: `mm_page_alloc`
+//! page": `tp_btf/page_fault_user` + `tp_btf/mm_page_alloc` (agent-ebpf/src/fault.rs).
+//! Other architectures (arm64) have no such tracepoint (riscv's, since 6.18, takes no
+//! error code), so there kprobe/kretprobe on `do_wp_page` come next. Both methods are
+//! proven exact by the same tests on every kernel tested. No method from generic tracepoints alone is used: `mm_page_alloc`
 //! cannot tell a copy from another user page (from mm/: a page-cache page that a read
 //! fault or readahead brings in, and a swap-in, are allocated like the copy, with
 //! GFP_HIGHUSER_MOVABLE and no __GFP_ZERO), and `kmem:rss_stat` changes on a copy of an
@@ -81,12 +83,24 @@ pub fn plan(
     policy: Policy,
     wp_params: Option<&[String]>,
 ) -> (Vec<Method>, Vec<String>) {
-    if has_fault_tracepoint {
-        return (vec![Method::FaultTracepoint], Vec::new());
-    }
     let mut skipped = Vec::new();
     let proto = check_proto(&WP_PROTO, wp_params);
     let mut tries = Vec::new();
+    if has_fault_tracepoint {
+        // x86-64: fentry/fexit on the handler where the kernel allows trampolines (it
+        // sees the handler return, so the main thread's copies are timed, not
+        // estimated; and it runs on write-protect faults only, not on every user fault
+        // of the host), else the tracepoint. Never kprobes: the tracepoint is cheaper.
+        match (&proto, policy) {
+            (Err(e), _) => skipped.push(format!("fentry: {e}")),
+            (Ok(()), Policy::Tracepoint | Policy::Classic) => {
+                skipped.push("fentry: no trampolines (COWTRACE_HOOKS=tracepoint or classic)".into())
+            }
+            (Ok(()), Policy::Auto) => tries.push(Method::WpFentry),
+        }
+        tries.push(Method::FaultTracepoint);
+        return (tries, skipped);
+    }
     match (&proto, policy) {
         (Err(e), _) => skipped.push(format!("fentry and kprobe: {e}")),
         (Ok(()), Policy::Tracepoint | Policy::Classic) => {
@@ -136,12 +150,21 @@ mod tests {
     }
 
     #[test]
-    fn x86_keeps_its_tracepoints_whatever_btf_says() {
+    fn x86_tries_fentry_then_its_tracepoint_never_kprobes() {
+        let wp = params(&["struct vm_fault *"]);
+        let (tries, skipped) = plan(true, Policy::Auto, Some(&wp));
+        assert_eq!(tries, [Method::WpFentry, Method::FaultTracepoint]);
+        assert!(skipped.is_empty());
+        let (tries, skipped) = plan(true, Policy::Tracepoint, Some(&wp));
+        assert_eq!(tries, [Method::FaultTracepoint]);
+        assert!(
+            skipped[0].contains("COWTRACE_HOOKS=tracepoint"),
+            "{skipped:?}"
+        );
+        // An inlined handler leaves the tracepoint, and says why.
         let (tries, skipped) = plan(true, Policy::Auto, None);
         assert_eq!(tries, [Method::FaultTracepoint]);
-        assert!(skipped.is_empty());
-        let (tries, _) = plan(true, Policy::Tracepoint, None);
-        assert_eq!(tries, [Method::FaultTracepoint]);
+        assert!(skipped[0].contains("do_wp_page is not in this kernel's BTF"));
     }
 
     #[test]

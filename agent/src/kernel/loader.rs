@@ -30,28 +30,16 @@ pub fn object() -> &'static [u8] {
     OBJ
 }
 
-/// tp_btf hooks (program name = tracepoint name) that cowtrace cannot run without
-/// (`page_fault_user` on x86-64 only: `kernel::cow`).
-pub const BTF_TRACEPOINTS: &[&str] = if cow::HAS_FAULT_TRACEPOINT {
-    &[
-        "sched_process_fork",
-        "sched_process_exit",
-        "sched_process_exec",
-        "page_fault_user",
-        "mm_page_alloc",
-        "block_rq_issue",
-        "block_rq_complete",
-    ]
-} else {
-    &[
-        "sched_process_fork",
-        "sched_process_exit",
-        "sched_process_exec",
-        "mm_page_alloc",
-        "block_rq_issue",
-        "block_rq_complete",
-    ]
-};
+/// tp_btf hooks (program name = tracepoint name) that cowtrace cannot run without (the
+/// hooks that mark a COW fault depend on the kernel: `kernel::cow`, `check`'s COW line).
+pub const BTF_TRACEPOINTS: &[&str] = &[
+    "sched_process_fork",
+    "sched_process_exit",
+    "sched_process_exec",
+    "mm_page_alloc",
+    "block_rq_issue",
+    "block_rq_complete",
+];
 /// Classic tracepoints of no measurement with a second path: (program, category,
 /// names). The syscall tracepoints belong to the measurements of `hooks.rs`.
 const TRACEPOINTS: [hooks::Tracepoint; 1] = [("oom_victim", "oom", &["mark_victim"])];

@@ -24,6 +24,7 @@ use std::sync::{
     Mutex, OnceLock,
     atomic::{AtomicBool, Ordering},
 };
+use std::time::Instant;
 
 use crate::events::latency;
 use crate::kernel::maps::KernelMaps;
@@ -211,9 +212,14 @@ pub struct Latency {
     /// The hooks that time the main thread's copies in the kernel, when the COW method
     /// sees the fault handler return; `None` on the tracepoint path (estimates).
     timed: Option<&'static str>,
-    /// The kernel's figures per session child: nanoseconds and copies.
-    measured: HashMap<u32, (u64, u64)>,
+    /// The kernel's figures per session child: nanoseconds and copies, and when they
+    /// were read (a fork that opens no session, a daemonizing one, never takes its own).
+    measured: HashMap<u32, (u64, u64, Instant)>,
 }
+
+/// How long a session's figures wait for its end record (an AOF rewrite's end waits up
+/// to 3 s for the server's rename).
+const MEASURED_KEEP: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Latency {
     pub fn set_timed(&mut self, hooks: Option<&'static str>) {
@@ -223,7 +229,10 @@ impl Latency {
     /// The kernel's `main_ns` and `main_copies` of session `child`, newest read wins.
     pub fn measured(&mut self, child: u32, ns: u64, copies: u64) {
         if self.timed.is_some() {
-            self.measured.insert(child, (ns, copies));
+            let now = Instant::now();
+            self.measured
+                .retain(|_, v| now.duration_since(v.2) < MEASURED_KEEP);
+            self.measured.insert(child, (ns, copies, now));
         }
     }
 
@@ -238,7 +247,7 @@ impl Latency {
     pub fn end(&mut self, e: &mut SessionEnd) {
         let fork_us = self.fork_us.remove(&e.session);
         if let Some(hooks) = self.timed
-            && let Some((ns, copies)) = self.measured.remove(&e.child_pid)
+            && let Some((ns, copies, _)) = self.measured.remove(&e.child_pid)
         {
             let mut m = latency::measured(copies, ns, hooks, e.duration_ms, fork_us);
             m.untraced_per_copy_ns = untraced_ns();
