@@ -288,10 +288,11 @@ pub struct SessionState {
     /// The child's file writes, syncs and the block I/O of the files it wrote.
     pub io: IoCounters,
     /// The parent's main thread (tid == tgid) in its copy faults, where the fault
-    /// handler's return is seen (`do_wp_page` by fentry/fexit or kprobe/kretprobe):
-    /// nanoseconds from the handler's entry to its return, summed over the copies (not
-    /// zero fills) charged to this session, and how many. Zero on the tracepoint path,
-    /// which sees no return (userspace estimates there).
+    /// handler's return is seen (`do_wp_page` by fentry/fexit or kprobe/kretprobe): its
+    /// copies (not zero fills) charged to this session, and nanoseconds from the
+    /// handler's entry to its return summed over all of them but the last (each copy's
+    /// time is added at the next one). Zero on the tracepoint path, which sees no return
+    /// (userspace estimates there). Written by that thread only.
     pub main_ns: u64,
     pub main_copies: u64,
 }
@@ -419,11 +420,16 @@ pub struct PendingFault {
     /// `PENDING_WAITING` from the write-protect fault until its allocation or the
     /// thread's next fault; `PENDING_COPIED` once the allocation was a copy; else 0.
     pub active: u32,
-    /// When the fault handler was entered (`bpf_ktime_get_ns`), on the paths that also
-    /// see it return (`do_wp_page`); 0 on the tracepoint path.
+    /// When the fault handler was entered (`bpf_ktime_get_ns`), by a parent's main
+    /// thread on the paths that also see it return (`do_wp_page`); else 0.
     pub start_ns: u64,
+    /// The handler time of this thread's last timed copy, not yet added to its session
+    /// (`last_session`): the next timed copy adds it (agent-ebpf/src/fault.rs).
+    pub last_ns: u64,
+    pub last_session: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<PendingFault>() == 32);
+const _: () = assert!(core::mem::size_of::<PendingFault>() == 48);
 
 /// `PendingFault::active`: the fault waits for its page.
 pub const PENDING_WAITING: u32 = 1;

@@ -130,11 +130,22 @@ pub(crate) fn wp_fault(
         child_side,
         active: PENDING_WAITING,
         start_ns,
+        last_ns: 0,
+        last_session: 0,
+        _pad: 0,
     };
     match PENDING.get_ptr_mut(&tid) {
         // SAFETY: `p` is this thread's non-null PENDING value; only this thread writes its
-        // entry, so an in-place update needs no lock.
-        Some(p) => unsafe { *p = pending },
+        // entry, so an in-place update needs no lock. The previous timed copy's time
+        // stays until the next copy adds it (`charge_main_thread`).
+        Some(p) => unsafe {
+            let (last_ns, last_session) = ((*p).last_ns, (*p).last_session);
+            *p = PendingFault {
+                last_ns,
+                last_session,
+                ..pending
+            };
+        },
         None => counted(PENDING.insert(&tid, &pending, BPF_ANY as u64), ERR_PENDING)?,
     }
     Ok(())
@@ -217,18 +228,26 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
         return Ok(());
     }
     let zero = gfp & GFP_ZERO != 0;
-    // A copy on a path that sees the handler return stays marked until then, for the
-    // main thread's COW time (wp_fault.rs); anything else ends here.
-    let next = if p.start_ns != 0 && !zero {
-        PENDING_COPIED
-    } else {
-        0
+    // A confirmed copy (or zero fill) of `p.tgid`'s thread `tid` at `p.addr`, charged
+    // to session `session` (0: its process only) through `state`'s counters.
+    let (session, state) = session_side(&p);
+    // SAFETY: `session_side` returns only pointers into a live SESSIONS value; `side`
+    // only takes a field's address.
+    let counters = state.map(|s| unsafe { side(s, p.child_side) });
+    // A copy by the main thread of a parent, for a live session, on a path that sees
+    // the handler return (`start_ns` set): timed when the handler returns. Anything
+    // else ends here.
+    let timed = match state {
+        Some(s) if p.start_ns != 0 && !zero && p.child_side == 0 => {
+            // SAFETY: `entry` is this thread's PENDING value, `s` a live SESSIONS value.
+            unsafe { charge_main_thread(entry, &p, session, s) };
+            true
+        }
+        _ => false,
     };
+    let next = if timed { PENDING_COPIED } else { 0 };
     // SAFETY: the same PENDING value; only this thread writes its entry.
     unsafe { core::ptr::write_volatile(&mut (*entry).active, next) };
-    // A confirmed copy (or zero fill) of `p.tgid`'s thread `tid` at `p.addr`, charged
-    // to session `session` (0: its process only) through `counters`.
-    let (session, counters) = session_side(&p);
     let order = ctx.arg::<u64>(1) as u32;
     let bytes = 4096u64 << (order & 31);
     if let Some(proc) = TRACED.get_ptr_mut(&p.tgid) {
@@ -262,7 +281,7 @@ fn try_alloc(ctx: &BtfTracePointContext) -> Result<(), i64> {
 /// be closed with the counters it had (the agent reads them once, at the exit). Seen in a
 /// 2-vCPU guest, where the parent's vCPU paused in between.
 #[inline(always)]
-fn session_side(p: &PendingFault) -> (u32, Option<*mut CowCounters>) {
+fn session_side(p: &PendingFault) -> (u32, Option<*mut SessionState>) {
     if p.session == 0 {
         return (0, None);
     }
@@ -272,15 +291,41 @@ fn session_side(p: &PendingFault) -> (u32, Option<*mut CowCounters>) {
         return (if p.child_side != 0 { p.session } else { 0 }, None);
     };
     if p.child_side != 0 {
-        // SAFETY: `s` is a non-null SESSIONS value pointer from this lookup.
-        return (p.session, Some(unsafe { side(s, 1) }));
+        return (p.session, Some(s));
     }
-    // SAFETY: the same live value; `exited` only ever goes from 0 to 1.
+    // SAFETY: `s` is a non-null SESSIONS value pointer from this lookup; `exited` only
+    // ever goes from 0 to 1.
     if unsafe { core::ptr::read_volatile(&(*s).exited) } != 0 {
         return (0, None);
     }
-    // SAFETY: as above.
-    (p.session, Some(unsafe { side(s, 0) }))
+    (p.session, Some(s))
+}
+
+/// A copy by a parent's main thread for live session `session` (`s`), on a path that
+/// times the handler (wp_fault.rs): count it, and add the time of this thread's previous
+/// timed copy if it was this session's (its handler has returned since). So a session's
+/// `main_ns` lacks only its last copy's time, a few µs. Plain adds: only this thread
+/// (the parent's main thread) writes these fields, and no lookup or atomic is added per
+/// copy beyond what counting it costs.
+///
+/// # Safety
+/// `entry` must be this thread's PENDING value and `s` a live SESSIONS value, both from
+/// lookups in this program run.
+#[inline(always)]
+unsafe fn charge_main_thread(
+    entry: *mut PendingFault,
+    p: &PendingFault,
+    session: u32,
+    s: *mut SessionState,
+) {
+    // SAFETY: see `# Safety`; aligned u64 fields with a single writer.
+    unsafe {
+        (*s).main_copies += 1;
+        if p.last_ns != 0 && p.last_session == session {
+            (*s).main_ns += p.last_ns;
+        }
+        (*entry).last_ns = 0;
+    }
 }
 
 /// Count one allocation (a copy or a zero fill) in `c`.

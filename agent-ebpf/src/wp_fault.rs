@@ -24,9 +24,9 @@ use aya_ebpf::{
 
 use crate::{
     fault::wp_fault,
-    maps::{PENDING, SESSIONS},
+    maps::PENDING,
     off,
-    util::{atomic_add, current_ids, maybe_traced, now_ns, read_field},
+    util::{current_ids, maybe_traced, now_ns, read_field},
 };
 use agent_common::PENDING_COPIED;
 
@@ -81,7 +81,8 @@ fn begin(vmf: *const u8) -> Result<(), i64> {
 }
 
 /// The handler returned: end this thread's pending fault, if it has one. When it was a
-/// copy by a parent's main thread for a live session, add the handler's time to it.
+/// timed copy (a parent's main thread, a live session), keep the handler's time for the
+/// session.
 #[inline(always)]
 fn end() {
     let (tgid, tid) = current_ids();
@@ -92,25 +93,19 @@ fn end() {
         return;
     };
     // SAFETY: `p` is this thread's non-null PENDING value from bpf_map_lookup_elem; only
-    // this thread writes its entry. Copied out, then `active` cleared.
-    let v = unsafe { *p };
+    // this thread writes its entry. `active` is read, then cleared.
+    let active = unsafe { (*p).active };
     // SAFETY: as above.
     unsafe { core::ptr::write_volatile(&mut (*p).active, 0) };
-    if v.active != PENDING_COPIED || v.child_side != 0 || v.session == 0 || tid != v.tgid {
+    if active != PENDING_COPIED {
         return;
     }
-    let Some(s) = SESSIONS.get_ptr_mut(&v.session) else {
-        return;
-    };
-    // SAFETY: `s` is a non-null SESSIONS value pointer from this lookup; `exited` only
-    // goes from 0 to 1, and a closed session's counters are final (fault.rs).
-    if unsafe { core::ptr::read_volatile(&(*s).exited) } != 0 {
-        return;
-    }
-    let ns = now_ns().saturating_sub(v.start_ns);
-    // SAFETY: the same live value; `atomic_add` adds to its aligned u64 fields.
+    // A timed copy (fault.rs decided: the main thread of a parent, a live session): its
+    // time waits in the thread's entry for the next copy to add it to its session, so
+    // this exit makes no lookup and no atomic add.
+    // SAFETY: as above.
     unsafe {
-        atomic_add(&mut (*s).main_ns, ns);
-        atomic_add(&mut (*s).main_copies, 1);
+        (*p).last_ns = now_ns().saturating_sub((*p).start_ns);
+        (*p).last_session = (*p).session;
     }
 }

@@ -59,7 +59,7 @@ pub fn measured(
     m.pct_of_save = pct_of(m.cow_ms, duration_ms);
     m.estimate = false;
     m.basis = format!(
-        "measured in the kernel: the main thread's time from the fault handler's entry to its return for each copy ({hooks}); the exception's own entry and exit are not in it"
+        "measured in the kernel: the main thread's time from the fault handler's entry to its return for each copy but the session's last ({hooks}); the exception's own entry and exit are not in it"
     );
     m
 }
