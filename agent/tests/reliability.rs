@@ -125,27 +125,6 @@ fn every_stop_signal_ends_the_trace_cleanly() {
     }
 }
 
-/// BPF programs loaded now whose name is one of cowtrace's hooks.
-fn count_our_programs() -> usize {
-    let progs = Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
-        .expect("bpftool");
-    let text = String::from_utf8_lossy(&progs.stdout);
-    text.lines()
-        .filter(|l| {
-            // The COW mark (tracepoint or fentry path) and the fork hook: two a run.
-            [
-                "name page_fault_user",
-                "name wp_fault_entry",
-                "name sched_process_f",
-            ]
-            .iter()
-            .any(|n| l.contains(n))
-        })
-        .count()
-}
-
 #[test]
 #[ignore = "root: run with `cargo xtask test`"]
 fn two_instances_both_count_everything() {

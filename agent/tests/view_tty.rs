@@ -506,24 +506,3 @@ fn q_shows_the_summary_then_detaches() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
-
-/// BPF programs loaded now whose name is one of cowtrace's hooks (as in reliability.rs).
-fn count_our_programs() -> usize {
-    let progs = Command::new("bpftool")
-        .args(["prog", "show"])
-        .output()
-        .expect("bpftool");
-    let text = String::from_utf8_lossy(&progs.stdout);
-    text.lines()
-        .filter(|l| {
-            // The COW mark (tracepoint or fentry path) and the fork hook: two a run.
-            [
-                "name page_fault_user",
-                "name wp_fault_entry",
-                "name sched_process_f",
-            ]
-            .iter()
-            .any(|n| l.contains(n))
-        })
-        .count()
-}

@@ -733,3 +733,24 @@ impl Drop for Load {
         let _ = self.0.wait();
     }
 }
+
+/// BPF programs loaded now whose name is one of cowtrace's hooks.
+pub fn count_our_programs() -> usize {
+    let progs = Command::new("bpftool")
+        .args(["prog", "show"])
+        .output()
+        .expect("bpftool");
+    let text = String::from_utf8_lossy(&progs.stdout);
+    text.lines()
+        .filter(|l| {
+            // The COW mark (tracepoint or fentry path) and the fork hook: two a run.
+            [
+                "name page_fault_user",
+                "name wp_fault_entry",
+                "name sched_process_f",
+            ]
+            .iter()
+            .any(|n| l.contains(n))
+        })
+        .count()
+}
