@@ -117,8 +117,8 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
     // A failed insert (a full map) loses this session: counted, never silent. The value
     // is copied from a zeroed template in .rodata, then its two fields are set: a
     // 240-byte value built on the stack took 6.1's verifier past its 512-byte combined
-    // stack limit. Nothing reads the entry before the root's `newest_child` points to it
-    // (below), so the two writes are seen with it.
+    // stack limit. No program reads the entry before the root's `newest_child` points to
+    // it (below), and userspace skips an entry whose parent is still 0 (kernel/maps.rs).
     counted(
         SESSIONS.insert(&child_tgid, &SESSION_TEMPLATE, BPF_ANY as u64),
         ERR_SESSIONS,
@@ -152,6 +152,15 @@ fn try_fork(ctx: &BtfTracePointContext) -> Result<(), i64> {
         core::ptr::write_volatile(&mut (*root).newest_child, child_tgid);
         // The root's next socket write says whether this fork serves a replica.
         core::ptr::write_volatile(&mut (*root).await_write, child_tgid);
+    }
+    // A main thread that forks drops the untaken time of its last timed copy (fault.rs):
+    // it belongs to an older session, and a reused child pid must not take it.
+    if tid == parent_tgid
+        && let Some(p) = PENDING.get_ptr_mut(&tid)
+    {
+        // SAFETY: `p` is this thread's non-null PENDING value; only this thread writes
+        // its entry.
+        unsafe { (*p).last_ns = 0 };
     }
     emit(EV_FORK, child_tgid, parent_tgid, tid, 0);
     debug!(ctx, "fork: session {} -> {}", parent_tgid, child_tgid);

@@ -11,7 +11,7 @@
 //! The entry starts the pending fault, the exit ends it, so nothing after the handler
 //! returns can be taken for its copy. Because both ends are seen, the time a parent's
 //! main thread spends in a copying handler is measured here (`SessionState::main_ns`):
-//! what the save's copies cost the server's latency, exactly, where the tracepoint path
+//! what the save's copies cost the server's latency, measured, where the tracepoint path
 //! can only estimate it.
 //!
 //! Two attach paths, tried in this order by the loader: fentry/fexit (BPF trampolines:

@@ -181,15 +181,22 @@ impl KernelMaps {
     }
 
     /// A session child's entry (its exact counters), if it is still there.
+    /// A session entry, once the fork program has filled it in (it inserts a zeroed
+    /// value, then sets the parent: agent-ebpf/src/fork.rs).
     pub fn session(&self, child: u32) -> Option<SessionState> {
-        self.sessions.get(&child, 0).ok().map(whole_session)
+        self.sessions
+            .get(&child, 0)
+            .ok()
+            .filter(|s| s.parent_tgid != 0)
+            .map(whole_session)
     }
 
-    /// Every session entry now.
+    /// Every session entry now (as `session`: filled-in ones only).
     pub fn sessions(&self) -> Vec<(u32, SessionState)> {
         self.sessions
             .iter()
             .filter_map(Result::ok)
+            .filter(|(_, v)| v.parent_tgid != 0)
             .map(|(k, v)| (k, whole_session(v)))
             .collect()
     }

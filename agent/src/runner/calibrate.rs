@@ -254,7 +254,13 @@ impl Latency {
             e.main_thread = Some(m);
             return;
         }
-        let Some((ns, basis)) = per_copy() else {
+        // No kernel figure (a session the full map never held): the estimate, from the
+        // untraced figure where no traced helper runs.
+        let figure = match self.timed {
+            Some(_) => untraced_ns().map(|ns| (ns, BASIS_UNTRACED)),
+            None => per_copy(),
+        };
+        let Some((ns, basis)) = figure else {
             return;
         };
         let copies = latency::main_thread_copies(e.causes.as_ref()).unwrap_or(e.cow.parent_pages);
