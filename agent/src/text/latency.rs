@@ -28,13 +28,21 @@ fn pct(p: f64) -> String {
     }
 }
 
-/// The short form, for watch's END line and the summary.
-pub fn brief(m: &MainThread, duration_ms: u64) -> String {
-    let mut s = format!(
-        "main thread: {}{} of the {} save copying pages ({}{})",
+/// `~1.2 s of the 20 s save copying pages` (`~` when estimated), shared by both forms.
+fn spent(m: &MainThread, duration_ms: u64) -> String {
+    format!(
+        "{}{} of the {} save copying pages",
         if m.estimate { "~" } else { "" },
         span(m.cow_ms),
         span(duration_ms as f64),
+    )
+}
+
+/// The short form, for watch's END line and the summary.
+pub fn brief(m: &MainThread, duration_ms: u64) -> String {
+    let mut s = format!(
+        "main thread: {} ({}{})",
+        spent(m, duration_ms),
         pct(m.pct_of_save),
         if m.estimate { ", estimate" } else { "" },
     );
@@ -48,10 +56,8 @@ pub fn brief(m: &MainThread, duration_ms: u64) -> String {
 /// copies or the fork took a noticeable share of the main thread's time.
 pub fn diagnosis_line(m: &MainThread, duration_ms: u64) -> String {
     let mut s = format!(
-        "Latency: the server's main thread spent {}{} of the {} save copying pages ({} of the save)",
-        if m.estimate { "~" } else { "" },
-        span(m.cow_ms),
-        span(duration_ms as f64),
+        "Latency: the server's main thread spent {} ({} of the save)",
+        spent(m, duration_ms),
         pct(m.pct_of_save),
     );
     if !m.estimate {
